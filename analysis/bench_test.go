@@ -1,0 +1,65 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// benchConfig returns a config of k distribution metrics.
+func benchConfig(b *testing.B, k int) *Config {
+	var sb strings.Builder
+	sb.WriteString("name: bench\nmetrics:\n")
+	for i := range k {
+		fmt.Fprintf(&sb, "  - {name: m%d, category: performance, type: distribution, tolerance: 0.1}\n", i)
+	}
+	return testConfig(b, sb.String())
+}
+
+func lognormal(rng *rand.Rand, n int, median float64) []float64 {
+	vs := make([]float64, n)
+	for i := range vs {
+		vs[i] = median * math.Exp(0.5*rng.NormFloat64())
+	}
+	return vs
+}
+
+// BenchmarkAddValues measures ingest into a distribution metric's
+// accumulator, past the exact phase (the steady state of a run).
+func BenchmarkAddValues(b *testing.B) {
+	cfg := benchConfig(b, 1)
+	d := NewData(cfg)
+	vs := lognormal(rand.New(rand.NewPCG(1, 1)), 10000, 80)
+	d.AddValues(0, Canary, vs[:ExactCap+1])
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		d.AddValues(0, Canary, vs)
+	}
+	b.ReportMetric(float64(b.N)*float64(len(vs))/b.Elapsed().Seconds()/1e6, "Mobs/s")
+	b.ReportMetric(b.Elapsed().Seconds()*1e9/(float64(b.N)*float64(len(vs))), "ns/obs")
+}
+
+// BenchmarkJudge measures one judgement of k distribution metrics with n
+// observations per cohort each.
+func BenchmarkJudge(b *testing.B) {
+	for _, size := range []struct{ k, n int }{{1, 1000}, {20, 10000}, {20, 1000000}} {
+		b.Run(fmt.Sprintf("metrics=%d/n=%d", size.k, size.n), func(b *testing.B) {
+			cfg := benchConfig(b, size.k)
+			d := NewData(cfg)
+			rng := rand.New(rand.NewPCG(2, 2))
+			base, canary := lognormal(rng, size.n, 80), lognormal(rng, size.n, 82)
+			for i := range size.k {
+				d.AddValues(i, Baseline, base)
+				d.AddValues(i, Canary, canary)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				Judge(d, Options{BakeComplete: true})
+			}
+		})
+	}
+}

@@ -1,0 +1,202 @@
+package analysis
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Cohort is the side of the comparison an observation belongs to.
+type Cohort uint8
+
+// The two cohorts.
+const (
+	Baseline Cohort = iota
+	Canary
+)
+
+// String returns "baseline" or "canary".
+func (c Cohort) String() string {
+	if c == Canary {
+		return "canary"
+	}
+	return "baseline"
+}
+
+// ParseCohort parses "baseline" or "canary".
+func ParseCohort(s string) (Cohort, error) {
+	switch s {
+	case "baseline":
+		return Baseline, nil
+	case "canary":
+		return Canary, nil
+	}
+	return 0, fmt.Errorf("cohort must be baseline or canary (got %q)", s)
+}
+
+// Record is one sample of a metric: either one observation (Value), or
+// Count events out of an exposure Total (errors out of requests).
+type Record struct {
+	Metric string
+	Cohort Cohort
+	// IsCount selects Count/Total over Value.
+	IsCount bool
+	Value   float64
+	Count   float64
+	Total   float64
+	// Time is when the sample was taken; zero when unknown, in which case
+	// the warm-up cannot exclude it.
+	Time time.Time
+	// Instance optionally names the host or pod that produced the sample.
+	Instance string
+}
+
+// Data accumulates the samples of one run, per metric and cohort, in
+// bounded memory. It is not safe for concurrent use.
+type Data struct {
+	cfg     *Config
+	metrics []MetricData
+	start   [2]time.Time
+}
+
+// MetricData is the state of one metric: one accumulator per cohort.
+type MetricData struct {
+	Cohorts [2]CohortData
+}
+
+// CohortData holds what the tests need of one metric in one cohort. Only
+// the part that matches the metric's type is used.
+type CohortData struct {
+	// Dist holds the observations of a distribution metric.
+	Dist Dist
+	// Moments holds the observations of a mean metric.
+	Moments Moments
+	// Count and Total are the events and exposure of a rate metric, and
+	// Records the number of count records that made them.
+	Count, Total float64
+	Records      uint64
+	// Warmup counts samples dropped because they fell in the warm-up.
+	Warmup uint64
+}
+
+// NewData returns empty Data for a normalized config.
+func NewData(cfg *Config) *Data {
+	return &Data{cfg: cfg, metrics: make([]MetricData, len(cfg.Metrics))}
+}
+
+// Config returns the config the Data was made for.
+func (d *Data) Config() *Config { return d.cfg }
+
+// Metric returns the state of metric i of the config.
+func (d *Data) Metric(i int) *MetricData { return &d.metrics[i] }
+
+// SetStart sets the start of a cohort, from which its warm-up is counted.
+// Without it, the time of the cohort's first timed sample is its start.
+func (d *Data) SetStart(c Cohort, t time.Time) { d.start[c] = t }
+
+// Start returns the start of a cohort (zero if unknown).
+func (d *Data) Start(c Cohort) time.Time { return d.start[c] }
+
+// Errors returned by Check and Add; they are wrapped with the field.
+var (
+	ErrUnknownMetric = errors.New("unknown metric")
+	ErrWrongKind     = errors.New("wrong kind of sample for the metric")
+)
+
+// Check validates a record against the config without adding it, so that
+// a batch can be validated whole before any of it is stored. The error is
+// a *FieldError naming the record's field.
+func (d *Data) Check(r *Record) error {
+	i := d.cfg.Metric(r.Metric)
+	if i < 0 {
+		return &FieldError{Field: "metric", Msg: fmt.Sprintf("%q is not a metric of config %q", r.Metric, d.cfg.Name)}
+	}
+	if r.Cohort > Canary {
+		return &FieldError{Field: "cohort", Msg: "must be baseline or canary"}
+	}
+	return checkSample(&d.cfg.Metrics[i], r)
+}
+
+func checkSample(m *Metric, r *Record) error {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	if m.Type == TypeRate {
+		switch {
+		case !r.IsCount:
+			return &FieldError{Field: "value", Msg: fmt.Sprintf("metric %q is a rate: send count and total, not value", m.Name)}
+		case !finite(r.Count) || r.Count < 0 || r.Count != math.Trunc(r.Count):
+			return &FieldError{Field: "count", Msg: "must be a whole number >= 0"}
+		case !finite(r.Total) || r.Total < 0:
+			return &FieldError{Field: "total", Msg: "must be a finite number >= 0"}
+		case r.Count > r.Total:
+			return &FieldError{Field: "count", Msg: fmt.Sprintf("count %v exceeds total %v", r.Count, r.Total)}
+		}
+		return nil
+	}
+	switch {
+	case r.IsCount:
+		return &FieldError{Field: "count", Msg: fmt.Sprintf("metric %q is a %s metric: send value, not count and total", m.Name, m.Type)}
+	case !finite(r.Value):
+		return &FieldError{Field: "value", Msg: "must be a finite number"}
+	case m.Type == TypeDistribution && r.Value < 0:
+		return &FieldError{Field: "value", Msg: fmt.Sprintf("metric %q is a distribution of non-negative quantities (latency, CPU); use type mean for signed values", m.Name)}
+	}
+	return nil
+}
+
+// Add validates a record and adds it to its metric and cohort, unless it
+// falls in its cohort's warm-up. A rejected record changes nothing.
+func (d *Data) Add(r *Record) error {
+	if err := d.Check(r); err != nil {
+		return err
+	}
+	i := d.cfg.Metric(r.Metric)
+	c := &d.metrics[i].Cohorts[r.Cohort]
+	if d.inWarmup(r.Cohort, r.Time) {
+		c.Warmup++
+		return nil
+	}
+	m := &d.cfg.Metrics[i]
+	switch m.Type {
+	case TypeRate:
+		c.Count += r.Count
+		c.Total += r.Total
+		c.Records++
+	case TypeMean:
+		c.Moments.Add(r.Value)
+	default:
+		return c.Dist.Add(r.Value)
+	}
+	return nil
+}
+
+// AddValues adds already validated observations of metric i (a
+// distribution or mean metric) to cohort c; it is the fast path of the
+// columnar ingest and skips the warm-up check, which the caller does.
+func (d *Data) AddValues(i int, c Cohort, vs []float64) error {
+	cd := &d.metrics[i].Cohorts[c]
+	if d.cfg.Metrics[i].Type == TypeMean {
+		for _, v := range vs {
+			cd.Moments.Add(v)
+		}
+		return nil
+	}
+	for _, v := range vs {
+		if err := cd.Dist.Add(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InWarmup reports whether a sample of cohort c taken at t falls in the
+// warm-up. The first timed sample of a cohort without a start sets it.
+func (d *Data) inWarmup(c Cohort, t time.Time) bool {
+	if t.IsZero() || d.cfg.Warmup == 0 {
+		return false
+	}
+	if d.start[c].IsZero() {
+		d.start[c] = t
+	}
+	return t.Before(d.start[c].Add(d.cfg.Warmup))
+}

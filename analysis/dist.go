@@ -1,0 +1,395 @@
+package analysis
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Resolution of the binned representation of a Dist.
+const (
+	// ExactCap is the number of observations a Dist keeps verbatim. Up to
+	// this size every statistic is computed on the raw values, exactly as
+	// R and scipy compute it; beyond it the values are binned.
+	ExactCap = 4096
+
+	// subBinBits is the number of mantissa bits kept by a bin index: each
+	// power of two is split into 2^subBinBits = 128 bins of equal width,
+	// so a bin spans between 1/256 (0.39%) and 1/128 (0.78%) of its value.
+	subBinBits = 7
+
+	// MaxBins bounds the dense bin array: 8,192 bins (64 octaves at 128
+	// bins each) of 8 bytes, 64 KiB. Observations more than 2^64 times
+	// smaller than the largest one are merged into the lowest bin.
+	MaxBins = 64 << subBinBits
+)
+
+// Dist accumulates the observations of one distribution metric (latency,
+// CPU, memory) for one cohort in bounded memory.
+//
+// The first ExactCap observations are kept verbatim. After that, values are
+// binned log-linearly, as HdrHistogram and DDSketch do: the bin of a positive
+// value v is its float64 exponent followed by the top 7 bits of its
+// mantissa, so each bin has a relative width of at most 2^-7 (0.78%), and
+// the bin is represented by its midpoint (relative error ≤ 0.39%). Zero has
+// a bin of its own. The state never exceeds MaxBins bins (64 KiB) plus
+// ExactCap values (32 KiB, released when binning starts).
+//
+// Values must be finite and ≥ 0; Add reports other values as an error.
+// The zero value is an empty Dist ready to use.
+type Dist struct {
+	n     uint64
+	sum   float64
+	min   float64
+	max   float64
+	exact []float64 // raw values while n ≤ ExactCap; nil once binned
+	// Binned state.
+	binned bool
+	zeros  uint64
+	base   int32    // bin index of counts[0]
+	counts []uint64 // dense counts of bins base .. base+len(counts)-1
+}
+
+// ErrBadValue is returned by Dist.Add for a value it cannot hold.
+var ErrBadValue = errors.New("value must be finite and >= 0")
+
+// Add records one observation.
+func (d *Dist) Add(v float64) error {
+	if !(v >= 0) || math.IsInf(v, 1) {
+		return ErrBadValue
+	}
+	if d.n == 0 || v < d.min {
+		d.min = v
+	}
+	if d.n == 0 || v > d.max {
+		d.max = v
+	}
+	d.n++
+	d.sum += v
+	if !d.binned {
+		if len(d.exact) < ExactCap {
+			d.exact = append(d.exact, v)
+			return nil
+		}
+		d.toBins()
+	}
+	d.addBinned(v, 1)
+	return nil
+}
+
+// N returns the number of observations.
+func (d *Dist) N() uint64 { return d.n }
+
+// Mean returns the arithmetic mean of the observations (0 when empty).
+func (d *Dist) Mean() float64 {
+	if d.n == 0 {
+		return 0
+	}
+	return d.sum / float64(d.n)
+}
+
+// Min and Max return the extreme observations (0 when empty).
+func (d *Dist) Min() float64 { return d.min }
+
+// Max returns the largest observation (0 when empty).
+func (d *Dist) Max() float64 { return d.max }
+
+// Exact reports whether the Dist still holds every observation verbatim.
+func (d *Dist) Exact() bool { return !d.binned }
+
+// binIndex returns the bin of a positive finite value: its biased exponent
+// and the top subBinBits bits of its mantissa.
+func binIndex(v float64) int32 {
+	return int32(math.Float64bits(v) >> (52 - subBinBits))
+}
+
+// binValue returns the midpoint of bin i.
+func binValue(i int32) float64 {
+	lo := math.Float64frombits(uint64(i) << (52 - subBinBits))
+	hi := math.Float64frombits(uint64(i+1) << (52 - subBinBits))
+	return lo + (hi-lo)/2
+}
+
+func (d *Dist) toBins() {
+	d.binned = true
+	for _, v := range d.exact {
+		d.addBinned(v, 1)
+	}
+	d.exact = nil
+}
+
+func (d *Dist) addBinned(v float64, c uint64) {
+	if v == 0 {
+		d.zeros += c
+		return
+	}
+	i := binIndex(v)
+	if len(d.counts) == 0 {
+		d.base = i
+		d.counts = make([]uint64, 1, 64)
+	}
+	j := i - d.base
+	switch {
+	case j >= 0 && int(j) < len(d.counts):
+	case j < 0 && len(d.counts) == MaxBins:
+		j = 0 // below a full range: collapsed into the lowest bin
+	default:
+		d.grow(i)
+		j = max(i-d.base, 0)
+	}
+	d.counts[j] += c
+}
+
+// grow extends the dense range to include bin i. When the range would
+// exceed MaxBins, the lowest bins are collapsed into the lowest kept one.
+// Capacity doubles, so growth costs amortized O(1) per bin.
+func (d *Dist) grow(i int32) {
+	lo, hi := d.base, d.base+int32(len(d.counts))-1
+	lo, hi = min(lo, i), max(hi, i)
+	if hi-lo+1 > MaxBins {
+		lo = hi - MaxBins + 1
+	}
+	n := int(hi - lo + 1)
+	if lo >= d.base && n <= cap(d.counts) {
+		// Growing upwards (possibly collapsing the bottom) fits in place.
+		shift := int(lo - d.base)
+		var low uint64
+		for _, c := range d.counts[:min(shift+1, len(d.counts))] {
+			low += c
+		}
+		old := len(d.counts)
+		copy(d.counts, d.counts[min(shift, old):])
+		d.counts = d.counts[:n]
+		clear(d.counts[max(old-shift, 0):])
+		if shift > 0 {
+			d.counts[0] = low
+		}
+		d.base = lo
+		return
+	}
+	next := make([]uint64, n, min(max(n, 2*cap(d.counts)), MaxBins))
+	for j, c := range d.counts {
+		k := max(d.base+int32(j), lo)
+		next[k-lo] += c
+	}
+	d.base, d.counts = lo, next
+}
+
+// Bins returns the observations as bins sorted by value: the distinct raw
+// values with their multiplicities while the Dist is exact, the non-empty
+// bins at their midpoints after. The result is a fresh slice.
+func (d *Dist) Bins() []Bin {
+	if !d.binned {
+		vs := slices.Clone(d.exact)
+		slices.Sort(vs)
+		out := make([]Bin, 0, len(vs))
+		for _, v := range vs {
+			if k := len(out) - 1; k >= 0 && out[k].Value == v {
+				out[k].Count++
+				continue
+			}
+			out = append(out, Bin{Value: v, Count: 1})
+		}
+		return out
+	}
+	out := make([]Bin, 0, 64)
+	if d.zeros > 0 {
+		out = append(out, Bin{Value: 0, Count: float64(d.zeros)})
+	}
+	for j, c := range d.counts {
+		if c > 0 {
+			out = append(out, Bin{Value: binValue(d.base + int32(j)), Count: float64(c)})
+		}
+	}
+	return out
+}
+
+// Merge adds the observations of o to d.
+func (d *Dist) Merge(o *Dist) {
+	if o.n == 0 {
+		return
+	}
+	if d.n == 0 || o.min < d.min {
+		d.min = o.min
+	}
+	if d.n == 0 || o.max > d.max {
+		d.max = o.max
+	}
+	d.n += o.n
+	d.sum += o.sum
+	if !d.binned && !o.binned && len(d.exact)+len(o.exact) <= ExactCap {
+		d.exact = append(d.exact, o.exact...)
+		return
+	}
+	if !d.binned {
+		d.toBins()
+	}
+	if !o.binned {
+		for _, v := range o.exact {
+			d.addBinned(v, 1)
+		}
+		return
+	}
+	if o.zeros > 0 {
+		d.zeros += o.zeros
+	}
+	for j, c := range o.counts {
+		if c > 0 {
+			d.addBinned(binValue(o.base+int32(j)), c)
+		}
+	}
+}
+
+// Quantile returns the p-quantile (0 ≤ p ≤ 1) of the observations by the
+// inverse of the empirical CDF (R's quantile type 1): the smallest value x
+// with F(x) ≥ p. It returns 0 for an empty Dist.
+func (d *Dist) Quantile(p float64) float64 {
+	return quantile(d.Bins(), p)
+}
+
+// quantile is Quantile over sorted bins.
+func quantile(bins []Bin, p float64) float64 {
+	var n float64
+	for _, b := range bins {
+		n += b.Count
+	}
+	if n == 0 {
+		return 0
+	}
+	target := math.Max(1, math.Ceil(p*n))
+	var cum float64
+	for _, b := range bins {
+		cum += b.Count
+		if cum >= target {
+			return b.Value
+		}
+	}
+	return bins[len(bins)-1].Value
+}
+
+// Size returns the approximate number of bytes the Dist's state occupies.
+func (d *Dist) Size() int {
+	return 64 + 8*cap(d.exact) + 8*cap(d.counts)
+}
+
+const distVersion = 1
+
+// MarshalBinary encodes the Dist compactly (varint counts, exact values as
+// raw float64 bits) for storage.
+func (d *Dist) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 64+8*len(d.exact)+2*len(d.counts))
+	b = append(b, distVersion)
+	b = binary.AppendUvarint(b, d.n)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(d.sum))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(d.min))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(d.max))
+	if !d.binned {
+		b = append(b, 0)
+		b = binary.AppendUvarint(b, uint64(len(d.exact)))
+		for _, v := range d.exact {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+		}
+		return b, nil
+	}
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, d.zeros)
+	b = binary.AppendVarint(b, int64(d.base))
+	b = binary.AppendUvarint(b, uint64(len(d.counts)))
+	for _, c := range d.counts {
+		b = binary.AppendUvarint(b, c)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encoded.
+func (d *Dist) UnmarshalBinary(b []byte) error {
+	r := reader{b: b}
+	if v := r.byte(); v != distVersion {
+		return fmt.Errorf("decode dist: unknown version %d", v)
+	}
+	var out Dist
+	out.n = r.uvarint()
+	out.sum = math.Float64frombits(r.uint64())
+	out.min = math.Float64frombits(r.uint64())
+	out.max = math.Float64frombits(r.uint64())
+	switch r.byte() {
+	case 0:
+		k := r.uvarint()
+		if k > ExactCap {
+			return fmt.Errorf("decode dist: %d exact values exceed %d", k, ExactCap)
+		}
+		out.exact = make([]float64, 0, k)
+		for i := uint64(0); i < k && r.err == nil; i++ {
+			out.exact = append(out.exact, math.Float64frombits(r.uint64()))
+		}
+	case 1:
+		out.binned = true
+		out.zeros = r.uvarint()
+		out.base = int32(r.varint())
+		k := r.uvarint()
+		if k > MaxBins {
+			return fmt.Errorf("decode dist: %d bins exceed %d", k, MaxBins)
+		}
+		out.counts = make([]uint64, k)
+		for i := range out.counts {
+			out.counts[i] = r.uvarint()
+		}
+	default:
+		return errors.New("decode dist: bad mode")
+	}
+	if r.err != nil {
+		return fmt.Errorf("decode dist: %w", r.err)
+	}
+	*d = out
+	return nil
+}
+
+// reader decodes the little binary formats of this package.
+type reader struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("truncated input")
+
+func (r *reader) byte() byte {
+	if len(r.b) < 1 {
+		r.err = errShort
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) uint64() uint64 {
+	if len(r.b) < 8 {
+		r.err = errShort
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) uvarint() uint64 {
+	v, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, k := binary.Varint(r.b)
+	if k <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}

@@ -1,0 +1,206 @@
+package analysis
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func TestDistExactUntilCap(t *testing.T) {
+	var d Dist
+	vals := []float64{3, 1, 2, 2, 0}
+	for _, v := range vals {
+		if err := d.Add(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []Bin{{0, 1}, {1, 1}, {2, 2}, {3, 1}}
+	if got := d.Bins(); !slices.Equal(got, want) {
+		t.Errorf("Bins() = %v, want %v", got, want)
+	}
+	if !d.Exact() || d.N() != 5 || d.Min() != 0 || d.Max() != 3 || d.Mean() != 1.6 {
+		t.Errorf("exact=%v n=%d min=%v max=%v mean=%v", d.Exact(), d.N(), d.Min(), d.Max(), d.Mean())
+	}
+	if q := d.Quantile(0.5); q != 2 {
+		t.Errorf("median = %v, want 2", q)
+	}
+}
+
+func TestDistRejectsBadValues(t *testing.T) {
+	var d Dist
+	for _, v := range []float64{-1, math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if err := d.Add(v); err == nil {
+			t.Errorf("Add(%v) accepted", v)
+		}
+	}
+	if d.N() != 0 {
+		t.Errorf("rejected values were counted: n=%d", d.N())
+	}
+}
+
+// TestDistBinnedResolution checks the documented resolution: every value's
+// bin midpoint is within 0.4% of it, and order is preserved.
+func TestDistBinnedResolution(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var d Dist
+	for range ExactCap + 1 {
+		d.Add(rng.Float64())
+	}
+	if d.Exact() {
+		t.Fatal("still exact past ExactCap")
+	}
+	for range 100000 {
+		v := math.Exp(rng.NormFloat64() * 10)
+		m := binValue(binIndex(v))
+		if rel := math.Abs(m-v) / v; rel > 1.0/256+1e-12 {
+			t.Fatalf("value %v in bin with midpoint %v: relative error %v", v, m, rel)
+		}
+	}
+	for i := int32(1000); i < 2046<<subBinBits; i += 997 {
+		if !(binValue(i) < binValue(i+1)) {
+			t.Fatalf("bin %d midpoint not below bin %d", i, i+1)
+		}
+	}
+}
+
+func TestDistQuantileBinned(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var d Dist
+	raw := make([]float64, 200000)
+	for i := range raw {
+		raw[i] = 80 * math.Exp(0.5*rng.NormFloat64())
+		d.Add(raw[i])
+	}
+	slices.Sort(raw)
+	for _, p := range []float64{0.01, 0.5, 0.9, 0.99, 0.999} {
+		want := raw[int(math.Ceil(p*float64(len(raw))))-1]
+		got := d.Quantile(p)
+		if math.Abs(got-want)/want > 0.004 {
+			t.Errorf("Quantile(%v) = %v, want %v within 0.4%%", p, got, want)
+		}
+	}
+	var total float64
+	for _, b := range d.Bins() {
+		total += b.Count
+	}
+	if total != 200000 {
+		t.Errorf("bins hold %v observations, want 200000", total)
+	}
+}
+
+// TestDistBounded checks that the state stays within 64 KiB however many
+// observations and however wide their range.
+func TestDistBounded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var d Dist
+	for range 1_000_000 {
+		d.Add(math.Exp(rng.NormFloat64() * 40)) // spans far more than 64 octaves
+	}
+	if s := d.Size(); s > 64<<10+64 {
+		t.Errorf("state is %d bytes, want <= 64 KiB", s)
+	}
+	if len(d.counts) > MaxBins {
+		t.Errorf("%d bins, want <= %d", len(d.counts), MaxBins)
+	}
+	var total float64
+	for _, b := range d.Bins() {
+		total += b.Count
+	}
+	if total != 1_000_000 {
+		t.Errorf("bins hold %v observations after collapsing, want 1e6", total)
+	}
+}
+
+func TestDistMergeAndMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{0, 10, ExactCap, 3 * ExactCap} {
+		var a, b, all Dist
+		for i := range n {
+			v := rng.ExpFloat64() * 100
+			if i%3 == 0 {
+				v = 0
+			}
+			all.Add(v)
+			if i%2 == 0 {
+				a.Add(v)
+			} else {
+				b.Add(v)
+			}
+		}
+		a.Merge(&b)
+		if a.N() != all.N() || a.Min() != all.Min() || a.Max() != all.Max() {
+			t.Errorf("n=%d: merged n/min/max differ", n)
+		}
+		if all.Exact() == a.Exact() && !slices.Equal(a.Bins(), all.Bins()) {
+			t.Errorf("n=%d: merged bins differ from adding all", n)
+		}
+		buf, err := a.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c Dist
+		if err := c.UnmarshalBinary(buf); err != nil {
+			t.Fatalf("n=%d: %v", n, err)
+		}
+		if !slices.Equal(c.Bins(), a.Bins()) || c.N() != a.N() || c.Mean() != a.Mean() {
+			t.Errorf("n=%d: round trip changed the dist", n)
+		}
+		for cut := 0; cut < len(buf); cut += 1 + len(buf)/200 {
+			var e Dist
+			if e.UnmarshalBinary(buf[:cut]) == nil && cut < len(buf) {
+				t.Errorf("n=%d: truncated input (%d of %d bytes) decoded without error", n, cut, len(buf))
+				break
+			}
+		}
+	}
+}
+
+func BenchmarkDistAdd(b *testing.B) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	vals := make([]float64, 1<<16)
+	for i := range vals {
+		vals[i] = 80 * math.Exp(0.5*rng.NormFloat64())
+	}
+	var d Dist
+	for range ExactCap + 1 {
+		d.Add(1)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d.Add(vals[i&(len(vals)-1)])
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mobs/s")
+}
+
+// TestDistBinsMatchBruteForce compares the dense bins, grown in both
+// directions in random order, with a map of bin counts.
+func TestDistBinsMatchBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for trial := range 20 {
+		var d Dist
+		want := map[float64]float64{}
+		for range ExactCap + 1 + rng.IntN(20000) {
+			v := math.Exp(rng.NormFloat64() * 0.25 * float64(1+trial)) // < 64 octaves: no collapsing
+			if rng.IntN(50) == 0 {
+				v = 0
+			}
+			d.Add(v)
+			if v == 0 {
+				want[0]++
+			} else {
+				want[binValue(binIndex(v))]++
+			}
+		}
+		got := d.Bins()
+		if len(got) != len(want) {
+			t.Fatalf("trial %d: %d bins, want %d", trial, len(got), len(want))
+		}
+		for _, b := range got {
+			if want[b.Value] != b.Count {
+				t.Fatalf("trial %d: bin %v holds %v, want %v", trial, b.Value, b.Count, want[b.Value])
+			}
+		}
+	}
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+)
+
+// defaultAddr is canaryd's gRPC address when neither --addr nor
+// CANARY_ADDR is given.
+const defaultAddr = "localhost:7070"
+
+// defaultTimeout bounds the commands that make a few unary calls.
+const defaultTimeout = 30 * time.Second
+
+// clientFlags are the flags of every command that talks to canaryd.
+type clientFlags struct {
+	addr    string
+	out     string
+	timeout time.Duration
+}
+
+// addClientFlags registers --addr, -o and --timeout on fs. timeout is the
+// command's default deadline; 0 means none (watch, ingest).
+func addClientFlags(e *env, fs *flag.FlagSet, timeout time.Duration) *clientFlags {
+	c := &clientFlags{}
+	addr := e.getenv("CANARY_ADDR")
+	if addr == "" {
+		addr = defaultAddr
+	}
+	fs.StringVar(&c.addr, "addr", addr, "canaryd gRPC address [CANARY_ADDR]")
+	fs.StringVar(&c.out, "o", "table", "output format: table or json")
+	fs.DurationVar(&c.timeout, "timeout", timeout, "deadline of the whole command (0: none)")
+	return c
+}
+
+// check validates the flags once they are parsed.
+func (c *clientFlags) check() error {
+	if err := checkOutput(c.out); err != nil {
+		return err
+	}
+	if c.addr == "" {
+		return usagef("--addr is empty")
+	}
+	if c.timeout < 0 {
+		return usagef("--timeout must be >= 0 (got %v)", c.timeout)
+	}
+	return nil
+}
+
+// client is a connection to canaryd.
+type client struct {
+	canaryv1.CanaryServiceClient
+	conn *grpc.ClientConn
+}
+
+// connect validates the flags, applies the command's deadline to ctx and
+// returns a client. The caller calls the returned cancel function, which
+// also closes the connection.
+func (c *clientFlags) connect(ctx context.Context) (context.Context, *client, func(), error) {
+	if err := c.check(); err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := grpc.NewClient(c.addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return nil, nil, nil, usageError{fmt.Errorf("--addr %s: %w", c.addr, err)}
+	}
+	cancel := func() {}
+	if c.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+	}
+	return ctx, &client{CanaryServiceClient: canaryv1.NewCanaryServiceClient(conn), conn: conn}, func() {
+		cancel()
+		conn.Close()
+	}, nil
+}
+
+// Retries of unary calls: every unary call canaryctl makes is idempotent
+// (CreateRun through its request id, PutConfig because identical content is
+// not stored twice, CompleteRun and AbortRun because finishing a finished
+// run returns it unchanged), so a call that found the server unavailable is
+// retried a few times, e.g. across a restart of canaryd.
+const (
+	unaryAttempts = 4
+	retryBase     = 200 * time.Millisecond
+	retryMax      = 5 * time.Second
+)
+
+// retryable reports whether a call that failed with err may be retried.
+func retryable(err error) bool {
+	return status.Code(err) == codes.Unavailable
+}
+
+// backoff returns the pause before retry n (0-based): exponential from
+// retryBase, capped at retryMax.
+func backoff(n int) time.Duration {
+	d := retryBase << min(n, 10)
+	return min(d, retryMax)
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// call runs one idempotent unary call, retrying it while the server is
+// unavailable, and converts its error with rpcError.
+func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	var (
+		resp T
+		err  error
+	)
+	for n := 0; n < unaryAttempts; n++ {
+		if n > 0 {
+			if serr := sleep(ctx, backoff(n-1)); serr != nil {
+				break
+			}
+		}
+		resp, err = f(ctx)
+		if err == nil || !retryable(err) {
+			break
+		}
+	}
+	if err != nil {
+		return resp, rpcError(err)
+	}
+	return resp, nil
+}
+
+// rpcError turns a gRPC status into an error that says the code, the
+// message and the BadRequest field violations, one a line. Errors in the
+// request (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+// FAILED_PRECONDITION) exit with 2, the others with 1.
+func rpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString(codeName(st.Code()))
+	b.WriteString(": ")
+	b.WriteString(st.Message())
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok {
+			continue
+		}
+		for _, v := range br.GetFieldViolations() {
+			fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
+		}
+	}
+	e := &statusError{code: st.Code(), msg: b.String()}
+	switch st.Code() {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
+		return usageError{e}
+	}
+	return e
+}
+
+// statusError is a gRPC error as canaryctl reports it.
+type statusError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// codeName returns the canonical name of a code, e.g. INVALID_ARGUMENT.
+func codeName(c codes.Code) string {
+	s := c.String() // "InvalidArgument", or "Code(17)"
+	if strings.HasPrefix(s, "Code(") {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' && s[i-1] >= 'a' && s[i-1] <= 'z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones, of which there
+// must be between lo and hi (named by what, for the error).
+func parseArgs(fs *flag.FlagSet, args []string, lo, hi int, what string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	switch {
+	case len(pos) < lo:
+		return nil, usagef("missing %s", what)
+	case len(pos) > hi:
+		return nil, usagef("unexpected arguments: %s", strings.Join(pos[hi:], " "))
+	}
+	return pos, nil
+}
+
+// group returns the run function of a command made of subcommands, such
+// as `canaryctl config put|get|list`.
+func group(name string, subs map[string]command) func(context.Context, *env, []string) error {
+	return func(ctx context.Context, e *env, args []string) error {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+			groupUsage(e.stderr, name, subs)
+			if len(args) == 0 {
+				return usagef("missing subcommand")
+			}
+			return flag.ErrHelp
+		}
+		sub, ok := subs[args[0]]
+		if !ok {
+			groupUsage(e.stderr, name, subs)
+			return usagef("unknown subcommand %q", args[0])
+		}
+		return sub.run(ctx, e, args[1:])
+	}
+}
+
+func groupUsage(w io.Writer, name string, subs map[string]command) {
+	fmt.Fprintf(w, "usage: canaryctl %s SUBCOMMAND [flags]\n\nsubcommands:\n", name)
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, subs[n].summary)
+	}
+}
+
+// openInput opens a file named on the command line; "-" is stdin.
+func openInput(e *env, path string) (io.Reader, func(), error) {
+	if path == "-" {
+		return e.stdin, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+// golang.org/x/term is not a dependency; this is its cheap approximation.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,431 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/canaryd/canaryd/analysis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+)
+
+// The service speaks canaryv1; canaryctl prints what it gets in the shapes
+// of `canaryctl analyze`: a verdict from the service is an analysis.Verdict
+// (the same table, and JSON with the same top-level "decision" and
+// "metrics") plus the run it belongs to. Enums print as the YAML config
+// spells them (PROMOTE, distribution, increase, pass...).
+
+// verdictJSON is the JSON of a verdict from the service: the fields of
+// `canaryctl analyze -o json`, preceded by those of the run.
+type verdictJSON struct {
+	RunID         string     `json:"run_id"`
+	Service       string     `json:"service"`
+	Stage         string     `json:"stage"`
+	ConfigVersion uint32     `json:"config_version"`
+	RunState      string     `json:"run_state"`
+	Final         bool       `json:"final"`
+	Sequence      uint64     `json:"sequence"`
+	Time          *time.Time `json:"time,omitempty"`
+	analysis.Verdict
+}
+
+// newVerdictJSON converts a verdict from the service.
+func newVerdictJSON(pv *canaryv1.Verdict) *verdictJSON {
+	if pv == nil {
+		return nil
+	}
+	return &verdictJSON{
+		RunID:         pv.GetRunId(),
+		Service:       pv.GetService(),
+		Stage:         pv.GetStage(),
+		ConfigVersion: pv.GetConfigVersion(),
+		RunState:      stateName(pv.GetRunState()),
+		Final:         pv.GetFinal(),
+		Sequence:      pv.GetSequence(),
+		Time:          timePtr(pv.GetTime()),
+		Verdict:       verdictFromProto(pv),
+	}
+}
+
+// verdictFromProto returns the analysis form of a verdict from the service.
+func verdictFromProto(pv *canaryv1.Verdict) analysis.Verdict {
+	v := analysis.Verdict{
+		Decision:   decisionFromProto(pv.GetDecision()),
+		Reason:     pv.GetReason(),
+		Deciding:   append([]string{}, pv.GetDecidingMetrics()...),
+		Config:     pv.GetConfigName(),
+		Confidence: pv.GetConfidence(),
+		Metrics:    make([]analysis.MetricResult, len(pv.GetMetrics())),
+	}
+	for i, pm := range pv.GetMetrics() {
+		v.Metrics[i] = metricResultFromProto(pm)
+	}
+	return v
+}
+
+func metricResultFromProto(pm *canaryv1.MetricResult) analysis.MetricResult {
+	m := analysis.MetricResult{
+		Name:         pm.GetName(),
+		Category:     categoryFromProto(pm.GetCategory()),
+		Type:         typeFromProto(pm.GetType()),
+		BadDirection: directionFromProto(pm.GetBadDirection()),
+		Tolerance:    pm.GetTolerance(),
+		Critical:     pm.GetCritical(),
+		Outcome:      outcomeFromProto(pm.GetOutcome()),
+		Baseline:     summaryFromProto(pm.GetBaseline()),
+		Canary:       summaryFromProto(pm.GetCanary()),
+		Effect: analysis.Effect{
+			Estimate: analysis.Float(math.NaN()),
+			Lower:    analysis.Float(math.NaN()),
+			Upper:    analysis.Float(math.NaN()),
+		},
+		P:         pm.GetPValue(),
+		AdjustedP: pm.GetAdjustedPValue(),
+		Test:      pm.GetTest(),
+		Reason:    pm.GetReason(),
+	}
+	if e := pm.GetEffect(); e != nil {
+		m.Effect = analysis.Effect{
+			Estimate:  analysis.Float(e.GetEstimate()),
+			Lower:     analysis.Float(e.GetLower()),
+			Upper:     analysis.Float(e.GetUpper()),
+			ConfLevel: e.GetConfidence(),
+		}
+	}
+	if g := pm.GetGate(); g != nil {
+		m.Gate = analysis.Gate{
+			Ready:        g.GetReady(),
+			FloorMet:     g.GetFloorMet(),
+			PowerMet:     g.GetPowerMet(),
+			NeedBaseline: analysis.Float(g.GetNeedBaseline()),
+			NeedCanary:   analysis.Float(g.GetNeedCanary()),
+			Unit:         g.GetUnit(),
+		}
+	}
+	return m
+}
+
+// summaryFromProto leaves the statistics the service did not send at zero,
+// which the JSON omits.
+func summaryFromProto(ps *canaryv1.CohortSummary) analysis.Summary {
+	return analysis.Summary{
+		N:      float64(ps.GetN()),
+		Count:  ps.GetCount(),
+		Total:  ps.GetTotal(),
+		Rate:   ps.GetRate(),
+		Median: ps.GetMedian(),
+		P99:    ps.GetP99(),
+		Mean:   ps.GetMean(),
+		SD:     ps.GetStddev(),
+		Warmup: ps.GetWarmupExcluded(),
+	}
+}
+
+// Enum conversions. A value this client does not know prints as its
+// number, so that output never hides it.
+
+func decisionFromProto(d canaryv1.Decision) analysis.Decision {
+	switch d {
+	case canaryv1.Decision_DECISION_PROMOTE:
+		return analysis.Promote
+	case canaryv1.Decision_DECISION_HOLD:
+		return analysis.Hold
+	case canaryv1.Decision_DECISION_ROLLBACK:
+		return analysis.Rollback
+	}
+	return analysis.Decision(fmt.Sprintf("DECISION(%d)", d))
+}
+
+// parseDecision parses a --decision flag: PROMOTE, HOLD or ROLLBACK, in
+// any case.
+func parseDecision(s string) (canaryv1.Decision, error) {
+	switch strings.ToUpper(s) {
+	case "":
+		return canaryv1.Decision_DECISION_UNSPECIFIED, nil
+	case "PROMOTE":
+		return canaryv1.Decision_DECISION_PROMOTE, nil
+	case "HOLD":
+		return canaryv1.Decision_DECISION_HOLD, nil
+	case "ROLLBACK":
+		return canaryv1.Decision_DECISION_ROLLBACK, nil
+	}
+	return 0, fmt.Errorf("must be PROMOTE, HOLD or ROLLBACK (got %q)", s)
+}
+
+func outcomeFromProto(o canaryv1.MetricOutcome) analysis.Outcome {
+	switch o {
+	case canaryv1.MetricOutcome_METRIC_OUTCOME_PASS:
+		return analysis.OutcomePass
+	case canaryv1.MetricOutcome_METRIC_OUTCOME_HOLD:
+		return analysis.OutcomeHold
+	case canaryv1.MetricOutcome_METRIC_OUTCOME_REGRESSION:
+		return analysis.OutcomeRegression
+	case canaryv1.MetricOutcome_METRIC_OUTCOME_NO_DATA:
+		return analysis.OutcomeNoData
+	}
+	return analysis.Outcome(fmt.Sprintf("outcome(%d)", o))
+}
+
+func categoryFromProto(c canaryv1.MetricCategory) analysis.Category {
+	switch c {
+	case canaryv1.MetricCategory_METRIC_CATEGORY_STABILITY:
+		return analysis.Stability
+	case canaryv1.MetricCategory_METRIC_CATEGORY_PERFORMANCE:
+		return analysis.Performance
+	case canaryv1.MetricCategory_METRIC_CATEGORY_BUSINESS:
+		return analysis.Business
+	}
+	return analysis.Category(fmt.Sprintf("category(%d)", c))
+}
+
+func typeFromProto(t canaryv1.MetricType) analysis.MetricType {
+	switch t {
+	case canaryv1.MetricType_METRIC_TYPE_DISTRIBUTION:
+		return analysis.TypeDistribution
+	case canaryv1.MetricType_METRIC_TYPE_RATE:
+		return analysis.TypeRate
+	case canaryv1.MetricType_METRIC_TYPE_MEAN:
+		return analysis.TypeMean
+	}
+	return analysis.MetricType(fmt.Sprintf("type(%d)", t))
+}
+
+func directionFromProto(d canaryv1.BadDirection) analysis.Direction {
+	switch d {
+	case canaryv1.BadDirection_BAD_DIRECTION_INCREASE:
+		return analysis.Increase
+	case canaryv1.BadDirection_BAD_DIRECTION_DECREASE:
+		return analysis.Decrease
+	case canaryv1.BadDirection_BAD_DIRECTION_BOTH:
+		return analysis.Both
+	case canaryv1.BadDirection_BAD_DIRECTION_UNSPECIFIED:
+		return ""
+	}
+	return analysis.Direction(fmt.Sprintf("direction(%d)", d))
+}
+
+func stateName(s canaryv1.RunState) string {
+	switch s {
+	case canaryv1.RunState_RUN_STATE_RUNNING:
+		return "running"
+	case canaryv1.RunState_RUN_STATE_COMPLETED:
+		return "completed"
+	case canaryv1.RunState_RUN_STATE_ABORTED:
+		return "aborted"
+	case canaryv1.RunState_RUN_STATE_UNSPECIFIED:
+		return ""
+	}
+	return fmt.Sprintf("state(%d)", s)
+}
+
+// parseState parses a --state flag.
+func parseState(s string) (canaryv1.RunState, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return canaryv1.RunState_RUN_STATE_UNSPECIFIED, nil
+	case "running":
+		return canaryv1.RunState_RUN_STATE_RUNNING, nil
+	case "completed":
+		return canaryv1.RunState_RUN_STATE_COMPLETED, nil
+	case "aborted":
+		return canaryv1.RunState_RUN_STATE_ABORTED, nil
+	}
+	return 0, fmt.Errorf("must be running, completed or aborted (got %q)", s)
+}
+
+// configFromProto returns the analysis form of a resolved config from the
+// service (every default applied), normalized; canaryctl ingest uses it to
+// check records before sending them.
+func configFromProto(pc *canaryv1.CanaryConfig) (*analysis.Config, error) {
+	cfg := &analysis.Config{
+		Name:       pc.GetName(),
+		Warmup:     pc.GetWarmup().AsDuration(),
+		Confidence: pc.GetConfidence(),
+		Power:      pc.GetPower(),
+		Metrics:    make([]analysis.Metric, len(pc.GetMetrics())),
+	}
+	for i, pm := range pc.GetMetrics() {
+		m := analysis.UnsetMetric()
+		m.Name = pm.GetName()
+		m.Category = categoryFromProto(pm.GetCategory())
+		m.Type = typeFromProto(pm.GetType())
+		m.BadDirection = directionFromProto(pm.GetBadDirection())
+		if pm.Tolerance != nil {
+			m.Tolerance = pm.GetTolerance()
+		}
+		m.Critical = pm.GetCritical()
+		if pm.MinSamples != nil {
+			m.MinSamples = int(min(pm.GetMinSamples(), math.MaxInt32))
+		}
+		if pm.MinTotal != nil {
+			m.MinTotal = pm.GetMinTotal()
+		}
+		if pm.DetectableEffect != nil {
+			m.DetectableEffect = pm.GetDetectableEffect()
+		}
+		m.Unit = pm.GetUnit()
+		m.ExposureUnit = pm.GetExposureUnit()
+		cfg.Metrics[i] = m
+	}
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// configJSON is the JSON of a config: the YAML schema, key for key.
+type configJSON struct {
+	Name       string       `json:"name"`
+	Warmup     string       `json:"warmup,omitempty"`
+	Confidence float64      `json:"confidence"`
+	Power      float64      `json:"power"`
+	Metrics    []metricJSON `json:"metrics"`
+}
+
+type metricJSON struct {
+	Name             string              `json:"name"`
+	Category         analysis.Category   `json:"category"`
+	Type             analysis.MetricType `json:"type"`
+	BadDirection     analysis.Direction  `json:"bad_direction,omitempty"`
+	Tolerance        *float64            `json:"tolerance,omitempty"`
+	Critical         bool                `json:"critical"`
+	MinSamples       *uint64             `json:"min_samples,omitempty"`
+	MinTotal         *float64            `json:"min_total,omitempty"`
+	DetectableEffect *float64            `json:"detectable_effect,omitempty"`
+	Unit             string              `json:"unit,omitempty"`
+	ExposureUnit     string              `json:"exposure_unit,omitempty"`
+}
+
+func newConfigJSON(pc *canaryv1.CanaryConfig) *configJSON {
+	if pc == nil {
+		return nil
+	}
+	c := &configJSON{
+		Name:       pc.GetName(),
+		Confidence: pc.GetConfidence(),
+		Power:      pc.GetPower(),
+		Metrics:    make([]metricJSON, len(pc.GetMetrics())),
+	}
+	if w := pc.GetWarmup(); w != nil {
+		c.Warmup = w.AsDuration().String()
+	}
+	for i, pm := range pc.GetMetrics() {
+		c.Metrics[i] = metricJSON{
+			Name:             pm.GetName(),
+			Category:         categoryFromProto(pm.GetCategory()),
+			Type:             typeFromProto(pm.GetType()),
+			BadDirection:     directionFromProto(pm.GetBadDirection()),
+			Tolerance:        pm.Tolerance,
+			Critical:         pm.GetCritical(),
+			MinSamples:       pm.MinSamples,
+			MinTotal:         pm.MinTotal,
+			DetectableEffect: pm.DetectableEffect,
+			Unit:             pm.GetUnit(),
+			ExposureUnit:     pm.GetExposureUnit(),
+		}
+	}
+	return c
+}
+
+// configVersionJSON is the JSON of a stored config version.
+type configVersionJSON struct {
+	Name       string      `json:"name"`
+	Version    uint32      `json:"version"`
+	CreateTime *time.Time  `json:"create_time,omitempty"`
+	Config     *configJSON `json:"config"`
+	YAML       string      `json:"yaml,omitempty"`
+	// Created is set by config put: false when the content was identical
+	// to the latest version, which is returned instead.
+	Created *bool `json:"created,omitempty"`
+}
+
+func newConfigVersionJSON(cv *canaryv1.ConfigVersion) *configVersionJSON {
+	return &configVersionJSON{
+		Name:       cv.GetName(),
+		Version:    cv.GetVersion(),
+		CreateTime: timePtr(cv.GetCreateTime()),
+		Config:     newConfigJSON(cv.GetConfig()),
+		YAML:       cv.GetYaml(),
+	}
+}
+
+// runJSON is the JSON of a run.
+type runJSON struct {
+	ID                 string            `json:"id"`
+	RequestID          string            `json:"request_id"`
+	Service            string            `json:"service"`
+	Stage              string            `json:"stage"`
+	ConfigName         string            `json:"config_name"`
+	ConfigVersion      uint32            `json:"config_version"`
+	State              string            `json:"state"`
+	CreateTime         *time.Time        `json:"create_time,omitempty"`
+	FinishTime         *time.Time        `json:"finish_time,omitempty"`
+	FinishReason       string            `json:"finish_reason,omitempty"`
+	BakeTime           string            `json:"bake_time,omitempty"`
+	BaselineLabels     map[string]string `json:"baseline_labels,omitempty"`
+	CanaryLabels       map[string]string `json:"canary_labels,omitempty"`
+	CanaryTrafficShare *float64          `json:"canary_traffic_share,omitempty"`
+	Counters           countersJSON      `json:"counters"`
+	Config             *configJSON       `json:"config,omitempty"`
+	Verdict            *verdictJSON      `json:"verdict,omitempty"`
+}
+
+type countersJSON struct {
+	Batches          uint64     `json:"batches"`
+	DuplicateBatches uint64     `json:"duplicate_batches"`
+	BaselineSamples  uint64     `json:"baseline_samples"`
+	CanarySamples    uint64     `json:"canary_samples"`
+	LastIngestTime   *time.Time `json:"last_ingest_time,omitempty"`
+}
+
+func newRunJSON(r *canaryv1.Run) *runJSON {
+	c := r.GetCounters()
+	rj := &runJSON{
+		ID:                 r.GetId(),
+		RequestID:          r.GetRequestId(),
+		Service:            r.GetService(),
+		Stage:              r.GetStage(),
+		ConfigName:         r.GetConfigName(),
+		ConfigVersion:      r.GetConfigVersion(),
+		State:              stateName(r.GetState()),
+		CreateTime:         timePtr(r.GetCreateTime()),
+		FinishTime:         timePtr(r.GetFinishTime()),
+		FinishReason:       r.GetFinishReason(),
+		BaselineLabels:     r.GetBaselineLabels(),
+		CanaryLabels:       r.GetCanaryLabels(),
+		CanaryTrafficShare: r.CanaryTrafficShare,
+		Counters: countersJSON{
+			Batches:          c.GetBatches(),
+			DuplicateBatches: c.GetDuplicateBatches(),
+			BaselineSamples:  c.GetBaselineSamples(),
+			CanarySamples:    c.GetCanarySamples(),
+			LastIngestTime:   timePtr(c.GetLastIngestTime()),
+		},
+		Config:  newConfigJSON(r.GetConfig()),
+		Verdict: newVerdictJSON(r.GetVerdict()),
+	}
+	if b := r.GetBakeTime(); b != nil {
+		rj.BakeTime = b.AsDuration().String()
+	}
+	return rj
+}
+
+// timePtr returns the time of ts, or nil when it is absent.
+func timePtr(ts *timestamppb.Timestamp) *time.Time {
+	if ts == nil {
+		return nil
+	}
+	t := ts.AsTime()
+	return &t
+}
+
+// configRef returns name@version, or name alone for version 0.
+func configRef(name string, version uint32) string {
+	if version == 0 {
+		return name
+	}
+	return fmt.Sprintf("%s@%d", name, version)
+}

@@ -1,0 +1,25 @@
+// Command canaryctl is canaryd's command-line client, and judges data sets
+// offline with `canaryctl analyze`.
+//
+// Exit codes, so that a pipeline can branch on the verdict:
+//
+//	0   PROMOTE
+//	10  HOLD
+//	20  ROLLBACK
+//	1   error (service unavailable, internal)
+//	2   bad usage or bad input
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

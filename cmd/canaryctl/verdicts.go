@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+)
+
+// watchAttempts bounds the consecutive failed attempts of watch to
+// (re)open its stream while the service is unavailable.
+const watchAttempts = 10
+
+// clearScreen moves the cursor home and clears a terminal.
+const clearScreen = "\x1b[H\x1b[2J"
+
+func runJudge(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "judge")
+	cf := addClientFlags(e, fs, defaultTimeout)
+	runID := fs.String("run", "", "run id (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *runID == "" {
+		return usagef("--run is required")
+	}
+	ctx, c, done, err := cf.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.JudgeResponse, error) {
+		return c.Judge(ctx, &canaryv1.JudgeRequest{RunId: *runID})
+	})
+	if err != nil {
+		return err
+	}
+	v := resp.GetVerdict()
+	if err := printServiceVerdict(e.stdout, cf.out, v); err != nil {
+		return err
+	}
+	return exitCodeError{decisionFromProto(v.GetDecision()).ExitCode()}
+}
+
+// runWatch prints the verdict of a run each time it changes, until the
+// run finishes; it exits with the final verdict's code. On a terminal it
+// redraws the verdict table; otherwise it writes one line per verdict (one
+// JSON object per line with -o json). When the stream breaks because the
+// service is unavailable (e.g. it restarts), it reconnects.
+func runWatch(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "watch")
+	cf := addClientFlags(e, fs, 0)
+	runID := fs.String("run", "", "run id (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *runID == "" {
+		return usagef("--run is required")
+	}
+	ctx, c, done, err := cf.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+
+	term := cf.out == "table" && isTerminal(e.stdout)
+	show := func(v *canaryv1.Verdict) error {
+		switch {
+		case cf.out == "json":
+			return json.NewEncoder(e.stdout).Encode(newVerdictJSON(v))
+		case term:
+			fmt.Fprint(e.stdout, clearScreen)
+			if err := printServiceVerdict(e.stdout, "table", v); err != nil {
+				return err
+			}
+			if !v.GetFinal() {
+				fmt.Fprintln(e.stdout, "\nwatching for changes; Ctrl-C to stop")
+			}
+			return nil
+		}
+		_, err := fmt.Fprintln(e.stdout, verdictLine(v))
+		return err
+	}
+
+	var last *canaryv1.Verdict
+	for failures := 0; ; {
+		err := watchOnce(ctx, c, *runID, func(v *canaryv1.Verdict) error {
+			failures = 0
+			// After a reconnection the service sends the current verdict
+			// again: skip it if it is the one already shown.
+			if last != nil && !v.GetFinal() && v.GetSequence() == last.GetSequence() && v.GetDecision() == last.GetDecision() {
+				return nil
+			}
+			last = v
+			return show(v)
+		})
+		if err == nil {
+			if last == nil || !last.GetFinal() {
+				return errors.New("the service ended the watch without a final verdict")
+			}
+			return exitCodeError{decisionFromProto(last.GetDecision()).ExitCode()}
+		}
+		if !retryable(err) || failures+1 >= watchAttempts || ctx.Err() != nil {
+			return rpcError(err)
+		}
+		fmt.Fprintf(e.stderr, "canaryctl watch: %v; reconnecting\n", rpcError(err))
+		if err := sleep(ctx, backoff(failures)); err != nil {
+			return rpcError(err)
+		}
+		failures++
+	}
+}
+
+// watchOnce opens one WatchVerdict stream and calls fn with each verdict;
+// it returns nil when the stream ends normally.
+func watchOnce(ctx context.Context, c *client, runID string, fn func(*canaryv1.Verdict) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.WatchVerdict(ctx, &canaryv1.WatchVerdictRequest{RunId: runID})
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(resp.GetVerdict()); err != nil {
+			return err
+		}
+	}
+}
+
+func runHistory(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "history")
+	cf := addClientFlags(e, fs, defaultTimeout)
+	service := fs.String("service", "", "only verdicts of this service")
+	stage := fs.String("stage", "", "only verdicts of this stage")
+	decision := fs.String("decision", "", "only verdicts with this decision: PROMOTE, HOLD or ROLLBACK")
+	since := fs.String("since", "", "only verdicts at or after this time: a duration before now (24h) or RFC 3339")
+	until := fs.String("until", "", "only verdicts before this time: a duration before now (1h) or RFC 3339")
+	lim := addPageFlags(fs, 50)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := lim.check(); err != nil {
+		return err
+	}
+	now := time.Now()
+	req := &canaryv1.ListVerdictsRequest{Service: *service, Stage: *stage}
+	var err error
+	if req.Decision, err = parseDecision(*decision); err != nil {
+		return usagef("--decision %w", err)
+	}
+	if req.Since, err = parseTimeFlag(*since, now); err != nil {
+		return usagef("--since %w", err)
+	}
+	if req.Until, err = parseTimeFlag(*until, now); err != nil {
+		return usagef("--until %w", err)
+	}
+	ctx, c, done, err := cf.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	vs, next, err := paginate(ctx, lim, func(ctx context.Context, size int32, token string) ([]*canaryv1.Verdict, string, error) {
+		req.PageSize, req.PageToken = size, token
+		resp, err := c.ListVerdicts(ctx, req)
+		return resp.GetVerdicts(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
+		return err
+	}
+	if cf.out == "json" {
+		out := struct {
+			Verdicts      []*verdictJSON `json:"verdicts"`
+			NextPageToken string         `json:"next_page_token,omitempty"`
+		}{Verdicts: make([]*verdictJSON, len(vs)), NextPageToken: next}
+		for i, v := range vs {
+			out.Verdicts[i] = newVerdictJSON(v)
+		}
+		return writeJSON(e.stdout, out)
+	}
+	if err := printHistory(e.stdout, vs); err != nil {
+		return err
+	}
+	printNextPage(e.stdout, next)
+	return nil
+}
+
+// parseTimeFlag parses a time bound: empty (none), a duration before now
+// ("24h", "90m") or an RFC 3339 time.
+func parseTimeFlag(s string, now time.Time) (*timestamppb.Timestamp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return nil, fmt.Errorf("must be a duration >= 0 or an RFC 3339 time (got %q)", s)
+		}
+		return timestamppb.New(now.Add(-d)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil, fmt.Errorf("must be a duration such as 24h or an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", s)
+	}
+	return timestamppb.New(t), nil
+}

@@ -1,0 +1,144 @@
+// Command canaryd is the canary-analysis service: it serves the
+// canary.v1.CanaryService over gRPC on an embedded durable store.
+//
+//	canaryd [--grpc-addr :7070] [--http-addr :7071] [--store ./canaryd.db]
+//
+// Every flag has an environment equivalent, used when the flag is not
+// given: --grpc-addr CANARYD_GRPC_ADDR, --http-addr CANARYD_HTTP_ADDR,
+// --store CANARYD_STORE, --idle-timeout CANARYD_IDLE_TIMEOUT,
+// --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --shutdown-timeout
+// CANARYD_SHUTDOWN_TIMEOUT, --log-level CANARYD_LOG_LEVEL, --log-format
+// CANARYD_LOG_FORMAT.
+//
+// gRPC (default :7070) carries the API, grpc.health.v1 and server
+// reflection (`grpcurl -plaintext localhost:7070 list`); HTTP (default
+// :7071) serves /metrics and /healthz. SIGINT or SIGTERM stops it
+// gracefully and closes the store.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/canaryd/canaryd/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run parses the command line and serves until a signal; it returns the
+// exit code: 0 after a clean shutdown, 1 on a failure, 2 on bad usage.
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	opts, logOpts, err := parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "canaryd:", err)
+		return 2
+	}
+	opts.Logger = newLogger(stderr, logOpts)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, opts); err != nil {
+		opts.Logger.Error("canaryd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+type logOptions struct {
+	level  slog.Level
+	format string
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (server.RunOptions, logOptions, error) {
+	var (
+		o   server.RunOptions
+		lo  logOptions
+		err error
+	)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	envDuration := func(name string, def time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" || err != nil {
+			return def
+		}
+		d, perr := time.ParseDuration(v)
+		if perr != nil {
+			err = fmt.Errorf("%s: %w", name, perr)
+		}
+		return d
+	}
+	envInt := func(name string, def int) int {
+		v := getenv(name)
+		if v == "" || err != nil {
+			return def
+		}
+		n, perr := strconv.Atoi(v)
+		if perr != nil {
+			err = fmt.Errorf("%s: %w", name, perr)
+		}
+		return n
+	}
+
+	fs := flag.NewFlagSet("canaryd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.GRPCAddr, "grpc-addr", env("CANARYD_GRPC_ADDR", server.DefaultGRPCAddr),
+		"gRPC listen address (API, health, reflection) [CANARYD_GRPC_ADDR]")
+	fs.StringVar(&o.HTTPAddr, "http-addr", env("CANARYD_HTTP_ADDR", server.DefaultHTTPAddr),
+		"HTTP listen address (/metrics, /healthz) [CANARYD_HTTP_ADDR]")
+	fs.StringVar(&o.Store, "store", env("CANARYD_STORE", server.DefaultStore),
+		"store: a file path for the embedded store (redis:// is not yet supported) [CANARYD_STORE]")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", envDuration("CANARYD_IDLE_TIMEOUT", server.DefaultIdleTimeout),
+		"drop runs without activity from memory after this long (reloaded on demand) [CANARYD_IDLE_TIMEOUT]")
+	fs.IntVar(&o.MaxBatchSamples, "max-batch-samples", envInt("CANARYD_MAX_BATCH_SAMPLES", server.DefaultMaxBatchSamples),
+		"largest ingest batch accepted, in observations [CANARYD_MAX_BATCH_SAMPLES]")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout),
+		"on SIGTERM, cut calls still running after this long [CANARYD_SHUTDOWN_TIMEOUT]")
+	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
+	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
+	if err != nil {
+		return o, lo, err
+	}
+	if perr := fs.Parse(args); perr != nil {
+		return o, lo, perr
+	}
+	if fs.NArg() > 0 {
+		return o, lo, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if perr := lo.level.UnmarshalText([]byte(*level)); perr != nil {
+		return o, lo, fmt.Errorf("--log-level: %w", perr)
+	}
+	switch lo.format = strings.ToLower(lo.format); lo.format {
+	case "text", "json":
+	default:
+		return o, lo, fmt.Errorf("--log-format must be text or json (got %q)", lo.format)
+	}
+	return o, lo, nil
+}
+
+func newLogger(w io.Writer, lo logOptions) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: lo.level}
+	if lo.format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}

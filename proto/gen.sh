@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Regenerates the Go code for the canary.v1 API from proto/canary/v1/*.proto.
+#
+# Usage: proto/gen.sh            (from anywhere inside the repo)
+#
+# The generators are pinned and installed with `go install` into proto/.bin
+# (git-ignored), so the only prerequisites are Go and the Go module proxy.
+# Building buf takes a few minutes the first time; later runs reuse the binaries.
+# The script lints first (buf lint, STANDARD) and then regenerates; the
+# generated *.pb.go files are committed.
+set -euo pipefail
+
+BUF_VERSION=v1.75.0
+PROTOC_GEN_GO_VERSION=v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
+
+cd "$(dirname "$0")"
+BIN="$PWD/.bin"
+mkdir -p "$BIN"
+
+# install NAME PKG VERSION: go install PKG@VERSION unless BIN already has that version.
+install() {
+  local name=$1 pkg=$2 version=$3
+  local stamp="$BIN/.$name.version"
+  if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
+    return
+  fi
+  echo "gen.sh: installing $pkg@$version" >&2
+  GOBIN="$BIN" GOFLAGS=-mod=mod go install "$pkg@$version"
+  echo "$version" >"$stamp"
+}
+
+install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION"
+install protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
+install protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
+
+export PATH="$BIN:$PATH"
+buf lint
+buf generate
+echo "gen.sh: generated $(find canary -name '*.pb.go' | sort | tr '\n' ' ')" >&2

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store/embedded"
+)
+
+// BenchmarkIngestStream streams batches of lognormal latencies (half
+// baseline, half canary, as two columns) into one run through canaryd on
+// loopback TCP, every batch acknowledged durably by the embedded store. It
+// reports observations/s; client and server share the machine.
+//
+//	go test -run '^$' -bench BenchmarkIngestStream -benchtime 400x ./server/
+func BenchmarkIngestStream(b *testing.B) {
+	for _, size := range []int{1_000, 10_000, 50_000} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchIngestStream(b, size) })
+	}
+}
+
+func benchIngestStream(b *testing.B, size int) {
+	st, err := embedded.Open(filepath.Join(b.TempDir(), "bench.db"), embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := New(Options{Store: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer(svc.ServerOptions()...)
+	svc.Register(gs)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c := canaryv1.NewCanaryServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	resp, err := c.CreateRun(ctx, &canaryv1.CreateRunRequest{
+		RequestId: "bench", Service: "bench", Stage: "bench",
+		Config: &canaryv1.CreateRunRequest_InlineConfig{InlineConfig: testConfig("bench")},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runID := resp.GetRun().GetId()
+
+	// A pool of distinct columns, reused with fresh batch ids.
+	rng := rand.New(rand.NewPCG(1, 2))
+	pool := make([][2][]float64, 8)
+	for i := range pool {
+		for c := range pool[i] {
+			vs := make([]float64, size/2)
+			for j := range vs {
+				vs[j] = 80 * math.Exp(0.4*rng.NormFloat64())
+			}
+			pool[i][c] = vs
+		}
+	}
+	batch := func(i int) *canaryv1.IngestStreamRequest {
+		p := pool[i%len(pool)]
+		return &canaryv1.IngestStreamRequest{Batch: &canaryv1.Batch{
+			RunId: runID, BatchId: strconv.Itoa(i),
+			Columns: []*canaryv1.MetricColumn{
+				{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Values: p[0]},
+				{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Values: p[1]},
+			},
+		}}
+	}
+
+	b.ReportAllocs()
+	b.SetBytes(int64(8 * size))
+	b.ResetTimer()
+	stream, err := c.IngestStream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		for i := range b.N {
+			if err := stream.Send(batch(i)); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- stream.CloseSend()
+	}()
+	var last *canaryv1.IngestStreamResponse
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = r
+	}
+	if err := <-sendErr; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if got := last.GetSamples(); got != uint64(b.N*size) {
+		b.Fatalf("stored %d observations, want %d", got, b.N*size)
+	}
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "obs/s")
+}
+
+// BenchmarkJudge measures a cache miss of Judge on a 20-metric run with
+// 20,000 observations per metric and cohort (binned distributions).
+func BenchmarkJudge(b *testing.B) {
+	e := newEnv(b, nil)
+	ctx := context.Background()
+	cfg := &canaryv1.CanaryConfig{Name: "judge"}
+	for i := range 20 {
+		cfg.Metrics = append(cfg.Metrics, &canaryv1.MetricConfig{
+			Name: fmt.Sprintf("m%02d", i), Category: canaryv1.MetricCategory_METRIC_CATEGORY_PERFORMANCE,
+			Type: canaryv1.MetricType_METRIC_TYPE_DISTRIBUTION,
+		})
+	}
+	run := e.createRun(ctx, "judge", cfg, 0)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for k := range 4 {
+		bt := &canaryv1.Batch{RunId: run.GetId(), BatchId: strconv.Itoa(k)}
+		for _, m := range cfg.Metrics {
+			for _, c := range []canaryv1.Cohort{canaryv1.Cohort_COHORT_BASELINE, canaryv1.Cohort_COHORT_CANARY} {
+				vs := make([]float64, 5000)
+				for j := range vs {
+					vs[j] = 80 * math.Exp(0.4*rng.NormFloat64())
+				}
+				bt.Columns = append(bt.Columns, &canaryv1.MetricColumn{Metric: m.GetName(), Cohort: c, Values: vs})
+			}
+		}
+		e.ingest(ctx, bt)
+	}
+	lr, err := e.svc.get(ctx, run.GetId())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		lr.mu.Lock()
+		lr.version++ // force a cache miss
+		e.svc.judgeLocked(lr, e.clock.Now(), i%2 == 0)
+		lr.mu.Unlock()
+	}
+}

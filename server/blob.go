@@ -1,0 +1,135 @@
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/canaryd/canaryd/analysis"
+)
+
+// What the service stores for a run's data, through store.AppendBatch and
+// store.Snapshot (the store treats both as opaque bytes): a small header
+// followed by analysis.Data.MarshalBinary.
+//
+//	delta:    0x01 'D' varint(receive time, Unix ns) data
+//	snapshot: 0x01 'S' uvarint(batches) uvarint(duplicate batches)
+//	          varint(last ingest time, Unix ns; 0 if none) data
+//
+// The headers let a reload restore the run's counters, which the deltas
+// alone do not carry once they are folded into a snapshot.
+const blobVersion = 1
+
+// snapshotHeader is what a snapshot records besides the data.
+type snapshotHeader struct {
+	batches    uint64
+	duplicates uint64
+	lastIngest time.Time
+}
+
+func encodeDelta(at time.Time, d *analysis.Data) ([]byte, error) {
+	data, err := d.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encode delta: %w", err)
+	}
+	b := make([]byte, 0, len(data)+12)
+	b = append(b, blobVersion, 'D')
+	b = binary.AppendVarint(b, unixNano(at))
+	return append(b, data...), nil
+}
+
+func decodeDelta(cfg *analysis.Config, b []byte) (time.Time, *analysis.Data, error) {
+	r, err := blobBody(b, 'D')
+	if err != nil {
+		return time.Time{}, nil, fmt.Errorf("decode delta: %w", err)
+	}
+	at, err := r.time()
+	if err != nil {
+		return time.Time{}, nil, fmt.Errorf("decode delta: %w", err)
+	}
+	d, err := analysis.UnmarshalData(cfg, r.b)
+	if err != nil {
+		return time.Time{}, nil, fmt.Errorf("decode delta: %w", err)
+	}
+	return at, d, nil
+}
+
+func encodeSnapshot(h snapshotHeader, d *analysis.Data) ([]byte, error) {
+	data, err := d.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot: %w", err)
+	}
+	b := make([]byte, 0, len(data)+32)
+	b = append(b, blobVersion, 'S')
+	b = binary.AppendUvarint(b, h.batches)
+	b = binary.AppendUvarint(b, h.duplicates)
+	b = binary.AppendVarint(b, unixNano(h.lastIngest))
+	return append(b, data...), nil
+}
+
+func decodeSnapshot(cfg *analysis.Config, b []byte) (snapshotHeader, *analysis.Data, error) {
+	var h snapshotHeader
+	r, err := blobBody(b, 'S')
+	if err == nil {
+		h.batches, err = r.uvarint()
+	}
+	if err == nil {
+		h.duplicates, err = r.uvarint()
+	}
+	if err == nil {
+		h.lastIngest, err = r.time()
+	}
+	if err != nil {
+		return h, nil, fmt.Errorf("decode snapshot: %w", err)
+	}
+	d, err := analysis.UnmarshalData(cfg, r.b)
+	if err != nil {
+		return h, nil, fmt.Errorf("decode snapshot: %w", err)
+	}
+	return h, d, nil
+}
+
+var errBlob = errors.New("truncated or corrupt")
+
+type blobReader struct{ b []byte }
+
+func blobBody(b []byte, kind byte) (*blobReader, error) {
+	switch {
+	case len(b) < 2:
+		return nil, errBlob
+	case b[0] != blobVersion:
+		return nil, fmt.Errorf("unknown version %d", b[0])
+	case b[1] != kind:
+		return nil, fmt.Errorf("kind %q, want %q", b[1], kind)
+	}
+	return &blobReader{b: b[2:]}, nil
+}
+
+func (r *blobReader) uvarint() (uint64, error) {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		return 0, errBlob
+	}
+	r.b = r.b[n:]
+	return v, nil
+}
+
+func (r *blobReader) time() (time.Time, error) {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		return time.Time{}, errBlob
+	}
+	r.b = r.b[n:]
+	if v == 0 {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, v).UTC(), nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

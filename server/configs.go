@@ -1,0 +1,152 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/canaryd/canaryd/analysis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// maxYAMLLen bounds a config sent as YAML text.
+const maxYAMLLen = 1 << 20
+
+// PutConfig stores a new version of a config; see the API. Field
+// violations name the request field the config came in ("config" or
+// "yaml") followed by the config path, e.g. "config.metrics[1].tolerance"
+// or "yaml.metrics[1].tolerance".
+func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest) (*canaryv1.PutConfigResponse, error) {
+	cfg, err := putConfigSource(req)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	v, created, err := s.store.PutConfig(ctx, configToProto(cfg))
+	if err != nil {
+		return nil, s.status(fmt.Errorf("put config %s: %w", cfg.Name, err))
+	}
+	if created {
+		s.log.Info("config stored", "config", v.GetName(), "version", v.GetVersion())
+	}
+	return &canaryv1.PutConfigResponse{Config: v, Created: created}, nil
+}
+
+// putConfigSource parses and validates the config of a PutConfig request.
+func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, error) {
+	name := req.GetName()
+	if name != "" && checkText(name) != "" {
+		return nil, badField("name", "%s", checkText(name))
+	}
+	var (
+		cfg   *analysis.Config
+		field string
+		err   error
+	)
+	switch src := req.GetSource().(type) {
+	case *canaryv1.PutConfigRequest_Config:
+		field = "config"
+		pc := src.Config
+		if pc.GetName() == "" && name != "" {
+			pc = proto.Clone(pc).(*canaryv1.CanaryConfig)
+			pc.Name = name
+		}
+		cfg, err = configFromProto(pc)
+		if err != nil {
+			vs, ok := fieldViolations(field, err)
+			if !ok {
+				return nil, err
+			}
+			return nil, invalid(vs...)
+		}
+	case *canaryv1.PutConfigRequest_Yaml:
+		field = "yaml"
+		if len(src.Yaml) > maxYAMLLen {
+			return nil, badField(field, "is %d bytes, more than %d", len(src.Yaml), maxYAMLLen)
+		}
+		cfg, err = analysis.ParseConfig(withName(src.Yaml, name))
+		if err != nil {
+			return nil, invalid(yamlViolations(field, err)...)
+		}
+	default:
+		return nil, badField("source", "is required: config or yaml")
+	}
+	if name != "" && cfg.Name != name {
+		return nil, invalid(
+			violation("name", "%q differs from the config's own name %q", name, cfg.Name),
+			violation(field+".name", "%q differs from the request's name %q", cfg.Name, name))
+	}
+	return cfg, nil
+}
+
+// withName returns YAML text with a top-level name: key set to name when
+// the text is a single block mapping without one: PutConfigRequest.name
+// names a config whose file does not. The key is appended as a last line,
+// so line numbers in errors stay those of the text as sent. Other texts are
+// returned as they are, for the parser to judge.
+func withName(text, name string) []byte {
+	b := []byte(text)
+	if name == "" || strings.Contains(text, "\n---") || strings.Contains(text, "\n...") {
+		return b
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return b
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode || m.Style&yaml.FlowStyle != 0 {
+		return b
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "name" {
+			return b
+		}
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		b = append(b, '\n')
+	}
+	return append(append(append(b, "name: "...), strconv.Quote(name)...), '\n')
+}
+
+// yamlViolations turns a ParseConfig error into violations under field:
+// field errors name their path, syntax errors name field itself.
+func yamlViolations(field string, err error) []*errdetails.BadRequest_FieldViolation {
+	if vs, ok := fieldViolations(field, err); ok {
+		return vs
+	}
+	return []*errdetails.BadRequest_FieldViolation{violation(field, "%v", err)}
+}
+
+// GetConfig returns a config version; see the API.
+func (s *Service) GetConfig(ctx context.Context, req *canaryv1.GetConfigRequest) (*canaryv1.GetConfigResponse, error) {
+	if msg := checkText(req.GetName()); msg != "" {
+		return nil, s.status(badField("name", "%s", msg))
+	}
+	v, err := s.store.GetConfig(ctx, req.GetName(), req.GetVersion())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, s.status(notFound("config %s not found", configRefName(req.GetName(), req.GetVersion())))
+	}
+	if err != nil {
+		return nil, s.status(fmt.Errorf("get config %s: %w", req.GetName(), err))
+	}
+	return &canaryv1.GetConfigResponse{Config: v}, nil
+}
+
+// ListConfigs lists configs; see the API.
+func (s *Service) ListConfigs(ctx context.Context, req *canaryv1.ListConfigsRequest) (*canaryv1.ListConfigsResponse, error) {
+	if req.GetPageSize() < 0 {
+		return nil, s.status(badField("page_size", "must be >= 0"))
+	}
+	cs, next, err := s.store.ListConfigs(ctx, req.GetName(), store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &canaryv1.ListConfigsResponse{Configs: cs, NextPageToken: next}, nil
+}

@@ -1,0 +1,663 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/canaryd/canaryd/analysis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// Warm-up. A cohort's warm-up starts at the earlier of the run's creation
+// and the cohort's earliest timed observation: live samples (taken after
+// the run was created) are filtered from the run's creation, as a deploy
+// system expects, while a replayed samples file with older times is
+// filtered from its own first observation, as `canaryctl analyze` filters
+// the same file, so both give the same verdict. Samples without a time get
+// the time the server received them. The start only moves earlier, so a
+// batch of older samples arriving after newer ones does not exclude again
+// what was already counted.
+
+// batch is a validated batch, folded into the delta to store.
+type batch struct {
+	lr      *live
+	runID   string
+	batchID string
+	delta   *analysis.Data
+	blob    []byte
+	samples [2]uint64 // observations per cohort
+	at      time.Time // when the server received it
+
+	// inflight is set by beginAppend: the batch counts in its run's
+	// inflight and must be settled. done is closed when an asynchronous
+	// append has set dup and err.
+	inflight bool
+	done     chan struct{}
+	dup      bool
+	err      error
+}
+
+func (b *batch) total() uint64 { return b.samples[0] + b.samples[1] }
+
+// ack is the acknowledgement of a stored batch.
+func (b *batch) ack() *canaryv1.IngestAck {
+	a := &canaryv1.IngestAck{RunId: b.runID, BatchId: b.batchID, Duplicate: b.dup}
+	if !b.dup {
+		a.Samples = b.total()
+	}
+	return a
+}
+
+// Ingest stores one batch; see the API.
+func (s *Service) Ingest(ctx context.Context, req *canaryv1.IngestRequest) (*canaryv1.IngestResponse, error) {
+	b, err := s.prepare(ctx, req.GetBatch())
+	if err == nil {
+		err = s.beginAppend(ctx, b)
+	}
+	if err != nil {
+		return nil, s.status(err)
+	}
+	b.dup, b.err = s.store.AppendBatch(ctx, b.runID, b.batchID, b.blob)
+	s.settle(b)
+	if b.err != nil {
+		return nil, s.status(b.err)
+	}
+	return &canaryv1.IngestResponse{Ack: b.ack()}, nil
+}
+
+// IngestStream stores batches as they arrive and acknowledges each one, in
+// order, once it is durable. A reader goroutine validates each batch and
+// starts its append without waiting for the previous ones, so that up to
+// streamWindow appends are in flight and the store can commit them
+// together; this goroutine waits for them in order, merges them into their
+// runs and sends the acknowledgements.
+func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer) error {
+	ctx := stream.Context()
+	queue := make(chan *batch, streamWindow)
+	quit := make(chan struct{})
+	var readErr error // written before queue is closed
+	go func() {
+		defer close(queue)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					readErr = err
+				}
+				return
+			}
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			b, err := s.prepare(ctx, req.GetBatch())
+			if err == nil {
+				err = s.beginAppend(ctx, b)
+			}
+			if err != nil {
+				if b == nil {
+					b = &batch{batchID: req.GetBatch().GetBatchId()}
+				}
+				b.err = err
+				queue <- b
+				return
+			}
+			b.done = make(chan struct{})
+			go func() {
+				b.dup, b.err = s.store.AppendBatch(ctx, b.runID, b.batchID, b.blob)
+				close(b.done)
+			}()
+			queue <- b
+		}
+	}()
+
+	// On an early return, the batches already started must still be
+	// settled, so that memory keeps matching the store.
+	abandon := func() {
+		close(quit)
+		s.bg.Go(func() {
+			for b := range queue {
+				s.settle(b)
+			}
+		})
+	}
+	var sum canaryv1.IngestStreamResponse
+	for b := range queue {
+		s.settle(b)
+		if b.err != nil {
+			abandon()
+			return s.status(batchError(b.batchID, b.err))
+		}
+		if b.dup {
+			sum.Duplicates++
+		} else {
+			sum.BatchesAccepted++
+			sum.Samples += b.total()
+		}
+		resp := &canaryv1.IngestStreamResponse{
+			Ack:             b.ack(),
+			BatchesAccepted: sum.BatchesAccepted,
+			Duplicates:      sum.Duplicates,
+			Samples:         sum.Samples,
+		}
+		if err := stream.Send(resp); err != nil {
+			abandon()
+			return err
+		}
+	}
+	if readErr != nil {
+		return readErr // the stream's own status, as the transport saw it
+	}
+	return nil
+}
+
+// batchError names the batch in err's message, keeping its code and field
+// violations.
+func batchError(batchID string, err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		c := *ae
+		c.msg = fmt.Sprintf("batch %q: %s", batchID, ae.msg)
+		return &c
+	}
+	return fmt.Errorf("batch %q: %w", batchID, err)
+}
+
+// beginAppend registers b as in flight on its run, so that the run is
+// neither snapshotted, finished nor evicted before b is settled. It waits
+// while a snapshot of the run is being written.
+func (s *Service) beginAppend(ctx context.Context, b *batch) error {
+	for {
+		lr := b.lr
+		lr.mu.Lock()
+		switch {
+		case lr.evicted:
+			lr.mu.Unlock()
+			// Reloaded state has the same config: the delta still fits.
+			nlr, err := s.get(ctx, b.runID)
+			if err != nil {
+				return err
+			}
+			b.lr = nlr
+			continue
+		case lr.finished():
+			lr.mu.Unlock()
+			return failedPrecondition("run %q is %s: it takes no more samples", b.runID, stateName(lr.run.GetState()))
+		case lr.finishing != nil:
+			lr.mu.Unlock()
+			return failedPrecondition("run %q is being finished: it takes no more samples", b.runID)
+		case lr.blocked != nil:
+			ch := lr.blocked
+			lr.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		lr.inflight++
+		lr.lastUsed = s.now()
+		lr.mu.Unlock()
+		b.inflight = true
+		return nil
+	}
+}
+
+// settle waits for b's append (when started) and applies its outcome to
+// the run: a stored delta is merged and wakes the watchers.
+func (s *Service) settle(b *batch) {
+	if !b.inflight {
+		return
+	}
+	b.inflight = false
+	if b.done != nil {
+		<-b.done
+	}
+	lr := b.lr
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	switch {
+	case b.err != nil:
+		if errors.Is(b.err, store.ErrFinished) {
+			b.err = failedPrecondition("run %q is finished: it takes no more samples", b.runID)
+		}
+	case b.dup:
+		lr.run.Counters.DuplicateBatches++
+		lr.gen++
+		s.metrics.batches.WithLabelValues("duplicate").Inc()
+	default:
+		lr.data.Merge(b.delta)
+		lr.version++
+		lr.sinceSnap++
+		c := lr.run.Counters
+		c.Batches++
+		c.BaselineSamples += b.samples[analysis.Baseline]
+		c.CanarySamples += b.samples[analysis.Canary]
+		c.LastIngestTime = timestamppb.New(b.at)
+		lr.notify()
+		s.metrics.batches.WithLabelValues("accepted").Inc()
+		s.metrics.samples.Add(float64(b.total()))
+	}
+	lr.lastUsed = s.now()
+	lr.inflight--
+	if lr.inflight == 0 && lr.idle != nil {
+		close(lr.idle)
+		lr.idle = nil
+	}
+	if lr.sinceSnap >= s.snapN && lr.blocked == nil && lr.finishing == nil {
+		lr.blocked = make(chan struct{})
+		s.bg.Go(func() { s.snapshot(lr) })
+	}
+}
+
+// waitIdle waits until no append is in flight on lr and returns with
+// lr.mu held.
+func waitIdle(ctx context.Context, lr *live) error {
+	for {
+		lr.mu.Lock()
+		if lr.inflight == 0 {
+			return nil
+		}
+		if lr.idle == nil {
+			lr.idle = make(chan struct{})
+		}
+		ch := lr.idle
+		lr.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// snapshot writes the merged state of lr to the store, folding the deltas
+// merged since the previous snapshot. New appends wait (lr.blocked) and the
+// ones in flight are drained first, so that the deltas the snapshot folds
+// are exactly the first sinceSnap ones the store holds after the previous
+// snapshot.
+func (s *Service) snapshot(lr *live) {
+	ctx, cancel := context.WithTimeout(context.Background(), backgroundTimeout)
+	defer cancel()
+	var (
+		n    int
+		blob []byte
+		run  *canaryv1.Run
+		gen  uint64
+		err  error
+	)
+	if err = waitIdle(ctx, lr); err == nil {
+		n, gen, run = lr.sinceSnap, lr.gen, lr.record()
+		if lr.data != nil && n > 0 {
+			c := run.GetCounters()
+			blob, err = encodeSnapshot(snapshotHeader{
+				batches:    c.GetBatches(),
+				duplicates: c.GetDuplicateBatches(),
+				lastIngest: c.GetLastIngestTime().AsTime(),
+			}, lr.data)
+		}
+		lr.mu.Unlock()
+	}
+	if err == nil && blob != nil {
+		start := time.Now()
+		err = s.store.Snapshot(ctx, lr.id, n, blob)
+		if err == nil {
+			s.log.Debug("run snapshot", "run", lr.id, "deltas", n, "bytes", len(blob), "elapsed", time.Since(start))
+			err = s.store.UpdateRun(ctx, run)
+		}
+		if errors.Is(err, store.ErrFinished) {
+			err = nil
+		}
+	}
+	lr.mu.Lock()
+	if err == nil && blob != nil {
+		lr.sinceSnap -= n
+		lr.flushedGen = max(lr.flushedGen, gen)
+	}
+	close(lr.blocked)
+	lr.blocked = nil
+	lr.mu.Unlock()
+	if err != nil {
+		s.log.Warn("run snapshot failed; retried after the next batches", "run", lr.id, "err", err)
+	}
+}
+
+// prepare validates a batch whole against its run's config and folds it
+// into a delta. It stores nothing and changes no run.
+func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, error) {
+	if pb == nil {
+		return nil, badField("batch", "is required")
+	}
+	var vs []*errdetails.BadRequest_FieldViolation
+	if err := checkID(pb.GetRunId()); err != "" {
+		vs = append(vs, violation("batch.run_id", "%s", err))
+	}
+	if err := checkID(pb.GetBatchId()); err != "" {
+		vs = append(vs, violation("batch.batch_id", "%s", err))
+	}
+	size := len(pb.GetSamples())
+	for _, c := range pb.GetColumns() {
+		size += len(c.GetValues()) + len(c.GetCounts())
+	}
+	if size > s.maxB {
+		vs = append(vs, violation("batch", "has %d observations, more than the limit of %d: split it", size, s.maxB))
+	}
+	if len(vs) > 0 {
+		return nil, invalid(vs...)
+	}
+	lr, err := s.get(ctx, pb.GetRunId())
+	if err != nil {
+		return nil, err
+	}
+	lr.mu.Lock()
+	if lr.finished() {
+		st := lr.run.GetState()
+		lr.mu.Unlock()
+		return nil, failedPrecondition("run %q is %s: it takes no more samples", pb.GetRunId(), stateName(st))
+	}
+	start := [2]time.Time{lr.data.Start(analysis.Baseline), lr.data.Start(analysis.Canary)}
+	lr.mu.Unlock()
+
+	b := &batch{lr: lr, runID: pb.GetRunId(), batchID: pb.GetBatchId(), at: s.now()}
+	v := validator{cfg: lr.cfg, metrics: lr.metrics, check: analysis.NewData(lr.cfg), at: b.at}
+	v.batch(pb)
+	if len(v.vs) > 0 {
+		return nil, invalid(v.vs...)
+	}
+	for c := range start {
+		if t := v.earliest[c]; !t.IsZero() && t.Before(start[c]) {
+			start[c] = t
+		}
+	}
+	b.delta, b.samples, err = v.fold(pb, start)
+	if err == nil {
+		b.blob, err = encodeDelta(b.at, b.delta)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("run %s batch %s: %w", b.runID, b.batchID, err)
+	}
+	return b, nil
+}
+
+// checkID returns what is wrong with a required id, or "".
+func checkID(id string) string {
+	switch {
+	case id == "":
+		return "is required"
+	case len(id) > maxIDLen:
+		return fmt.Sprintf("is %d bytes, more than %d", len(id), maxIDLen)
+	}
+	return ""
+}
+
+// validator checks the samples and columns of one batch against a config.
+type validator struct {
+	cfg     *analysis.Config
+	metrics map[string]int
+	check   *analysis.Data // for Check, which adds nothing
+	at      time.Time      // receive time, for samples without one
+	vs      []*errdetails.BadRequest_FieldViolation
+	// earliest is the earliest observation time per cohort.
+	earliest [2]time.Time
+}
+
+func (v *validator) bad(field, format string, args ...any) {
+	if len(v.vs) < maxViolations {
+		v.vs = append(v.vs, violation(field, format, args...))
+	}
+}
+
+func (v *validator) full() bool { return len(v.vs) >= maxViolations }
+
+func (v *validator) seen(c analysis.Cohort, t time.Time) {
+	if v.earliest[c].IsZero() || t.Before(v.earliest[c]) {
+		v.earliest[c] = t
+	}
+}
+
+// when returns the time of an observation: its own, or the receive time.
+func (v *validator) when(ts *timestamppb.Timestamp, field string) (time.Time, bool) {
+	if ts == nil {
+		return v.at, true
+	}
+	if err := ts.CheckValid(); err != nil {
+		v.bad(field, "must be a valid timestamp: %v", err)
+		return time.Time{}, false
+	}
+	return ts.AsTime(), true
+}
+
+// metric resolves a metric and cohort, reporting unknown ones.
+func (v *validator) metric(path, name string, pc canaryv1.Cohort) (int, analysis.Cohort, bool) {
+	i, ok := v.metrics[name]
+	if !ok {
+		if name == "" {
+			v.bad(path+".metric", "is required")
+		} else {
+			v.bad(path+".metric", "%q is not a metric of config %q", name, v.cfg.Name)
+		}
+	}
+	c, cok := cohortFromProto(pc)
+	if !cok {
+		v.bad(path+".cohort", "must be COHORT_BASELINE or COHORT_CANARY (got %v)", pc)
+	}
+	return i, c, ok && cok
+}
+
+func (v *validator) batch(pb *canaryv1.Batch) {
+	for i, smp := range pb.GetSamples() {
+		if v.full() {
+			return
+		}
+		v.sample(fmt.Sprintf("batch.samples[%d]", i), smp)
+	}
+	for j, col := range pb.GetColumns() {
+		if v.full() {
+			return
+		}
+		v.column(fmt.Sprintf("batch.columns[%d]", j), col)
+	}
+}
+
+// record returns the analysis record of a sample.
+func sampleRecord(smp *canaryv1.Sample, c analysis.Cohort, t time.Time) analysis.Record {
+	r := analysis.Record{Metric: smp.GetMetric(), Cohort: c, Time: t, Instance: smp.GetInstance()}
+	switch o := smp.GetObservation().(type) {
+	case *canaryv1.Sample_Value:
+		r.Value = o.Value
+	case *canaryv1.Sample_Counts:
+		r.IsCount, r.Count, r.Total = true, o.Counts.GetCount(), o.Counts.GetTotal()
+	}
+	return r
+}
+
+func (v *validator) sample(path string, smp *canaryv1.Sample) {
+	i, c, ok := v.metric(path, smp.GetMetric(), smp.GetCohort())
+	t, tok := v.when(smp.GetTime(), path+".time")
+	if !ok || !tok {
+		return
+	}
+	if smp.GetObservation() == nil {
+		v.bad(path+".value", "is required: a value, or counts for a rate metric")
+		return
+	}
+	r := sampleRecord(smp, c, t)
+	if err := v.check.Check(&r); err != nil {
+		v.recordError(err, path, func(field string) string {
+			switch field {
+			case "count", "total":
+				if v.cfg.Metrics[i].Type != analysis.TypeRate {
+					return path + ".counts"
+				}
+				return path + ".counts." + field
+			}
+			return path + "." + field
+		})
+		return
+	}
+	v.seen(c, t)
+}
+
+// recordError reports an error of analysis.Data.Check under the API path
+// that field maps to.
+func (v *validator) recordError(err error, path string, field func(string) string) {
+	var fe *analysis.FieldError
+	if errors.As(err, &fe) {
+		v.bad(field(fe.Field), "%s", fe.Msg)
+		return
+	}
+	v.bad(path, "%v", err)
+}
+
+func (v *validator) column(path string, col *canaryv1.MetricColumn) {
+	i, c, ok := v.metric(path, col.GetMetric(), col.GetCohort())
+	t, tok := v.when(col.GetTime(), path+".time")
+	if !ok || !tok {
+		return
+	}
+	m := &v.cfg.Metrics[i]
+	vals, counts, totals := col.GetValues(), col.GetCounts(), col.GetTotals()
+	if m.Type == analysis.TypeRate {
+		switch {
+		case len(vals) > 0:
+			v.bad(path+".values", "metric %q is a rate: send counts and totals, not values", m.Name)
+			return
+		case len(counts) != len(totals):
+			v.bad(path+".totals", "has %d entries, counts has %d: they must pair up", len(totals), len(counts))
+			return
+		}
+		for k := range counts {
+			r := analysis.Record{Metric: m.Name, Cohort: c, IsCount: true, Count: counts[k], Total: totals[k], Time: t}
+			if err := v.check.Check(&r); err != nil {
+				v.recordError(err, path, func(field string) string {
+					if field == "total" {
+						return fmt.Sprintf("%s.totals[%d]", path, k)
+					}
+					return fmt.Sprintf("%s.counts[%d]", path, k)
+				})
+				if v.full() {
+					return
+				}
+			}
+		}
+	} else {
+		if len(counts) > 0 || len(totals) > 0 {
+			v.bad(path+".counts", "metric %q is a %s metric: send values, not counts and totals", m.Name, m.Type)
+			return
+		}
+		v.values(path, m.Name, c, t, vals)
+	}
+	if len(vals)+len(counts) > 0 {
+		v.seen(c, t)
+	}
+}
+
+// values checks a column of values. Check decides what is valid; to keep
+// 10,000-value columns cheap it is asked about the extremes only (besides
+// a scan for NaN and ±Inf), and about every value only when one of those
+// fails, to name the first offending ones.
+func (v *validator) values(path, metric string, c analysis.Cohort, t time.Time, vals []float64) {
+	if len(vals) == 0 {
+		return
+	}
+	lo, hi := vals[0], vals[0]
+	finite := true
+	for _, x := range vals {
+		if x-x != 0 { // NaN or ±Inf
+			finite = false
+			break
+		}
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	r := analysis.Record{Metric: metric, Cohort: c, Time: t}
+	ok := func(x float64) bool {
+		r.Value = x
+		return v.check.Check(&r) == nil
+	}
+	if finite && ok(lo) && ok(hi) {
+		return
+	}
+	for k, x := range vals {
+		r.Value = x
+		if err := v.check.Check(&r); err != nil {
+			v.recordError(err, path, func(string) string { return fmt.Sprintf("%s.values[%d]", path, k) })
+			if v.full() {
+				return
+			}
+		}
+	}
+}
+
+// fold builds the delta of a validated batch, with the cohorts' warm-up
+// starting at start.
+func (v *validator) fold(pb *canaryv1.Batch, start [2]time.Time) (*analysis.Data, [2]uint64, error) {
+	var n [2]uint64
+	d := analysis.NewData(v.cfg)
+	d.SetStart(analysis.Baseline, start[analysis.Baseline])
+	d.SetStart(analysis.Canary, start[analysis.Canary])
+	warm := v.cfg.Warmup
+	inWarmup := func(c analysis.Cohort, t time.Time) bool {
+		return warm > 0 && t.Before(start[c].Add(warm))
+	}
+	for _, smp := range pb.GetSamples() {
+		c, _ := cohortFromProto(smp.GetCohort())
+		t := v.at
+		if smp.GetTime() != nil {
+			t = smp.GetTime().AsTime()
+		}
+		r := sampleRecord(smp, c, t)
+		if err := d.Add(&r); err != nil {
+			return nil, n, err
+		}
+		n[c]++
+	}
+	for _, col := range pb.GetColumns() {
+		i := v.metrics[col.GetMetric()]
+		c, _ := cohortFromProto(col.GetCohort())
+		t := v.at
+		if col.GetTime() != nil {
+			t = col.GetTime().AsTime()
+		}
+		if counts, totals := col.GetCounts(), col.GetTotals(); len(counts) > 0 {
+			for k := range counts {
+				r := analysis.Record{Metric: col.GetMetric(), Cohort: c, IsCount: true, Count: counts[k], Total: totals[k], Time: t, Instance: col.GetInstance()}
+				if err := d.Add(&r); err != nil {
+					return nil, n, err
+				}
+			}
+			n[c] += uint64(len(counts))
+			continue
+		}
+		vals := col.GetValues()
+		n[c] += uint64(len(vals))
+		if inWarmup(c, t) {
+			d.Metric(i).Cohorts[c].Warmup += uint64(len(vals))
+			continue
+		}
+		if err := d.AddValues(i, c, vals); err != nil {
+			return nil, n, err
+		}
+	}
+	return d, n, nil
+}
+
+func stateName(st canaryv1.RunState) string {
+	switch st {
+	case canaryv1.RunState_RUN_STATE_RUNNING:
+		return "running"
+	case canaryv1.RunState_RUN_STATE_COMPLETED:
+		return "completed"
+	case canaryv1.RunState_RUN_STATE_ABORTED:
+		return "aborted"
+	}
+	return st.String()
+}

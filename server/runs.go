@@ -1,0 +1,405 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/canaryd/canaryd/analysis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// CreateRun starts a run; see the API. The run pins the resolved config.
+func (s *Service) CreateRun(ctx context.Context, req *canaryv1.CreateRunRequest) (*canaryv1.CreateRunResponse, error) {
+	run, err := s.createRun(ctx, req)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &canaryv1.CreateRunResponse{Run: run}, nil
+}
+
+func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest) (*canaryv1.Run, error) {
+	var vs []*errdetails.BadRequest_FieldViolation
+	for _, f := range []struct{ name, v string }{
+		{"request_id", req.GetRequestId()},
+		{"service", req.GetService()},
+		{"stage", req.GetStage()},
+	} {
+		if msg := checkText(f.v); msg != "" {
+			vs = append(vs, violation(f.name, "%s", msg))
+		}
+	}
+	vs = append(vs, checkLabels("baseline_labels", req.GetBaselineLabels())...)
+	vs = append(vs, checkLabels("canary_labels", req.GetCanaryLabels())...)
+	if bt := req.GetBakeTime(); bt != nil {
+		if err := bt.CheckValid(); err != nil {
+			vs = append(vs, violation("bake_time", "must be a valid duration: %v", err))
+		} else if bt.AsDuration() < 0 {
+			vs = append(vs, violation("bake_time", "must be >= 0"))
+		}
+	}
+	if req.CanaryTrafficShare != nil {
+		if sh := req.GetCanaryTrafficShare(); !(sh > 0 && sh < 1) {
+			vs = append(vs, violation("canary_traffic_share", "must be in (0, 1) (got %v)", sh))
+		}
+	}
+	run := &canaryv1.Run{
+		RequestId:          req.GetRequestId(),
+		Service:            req.GetService(),
+		Stage:              req.GetStage(),
+		BaselineLabels:     req.GetBaselineLabels(),
+		CanaryLabels:       req.GetCanaryLabels(),
+		BakeTime:           req.GetBakeTime(),
+		CanaryTrafficShare: req.CanaryTrafficShare,
+		State:              canaryv1.RunState_RUN_STATE_RUNNING,
+		Counters:           &canaryv1.RunCounters{},
+	}
+	var cfg *analysis.Config
+	switch src := req.GetConfig().(type) {
+	case *canaryv1.CreateRunRequest_ConfigRef:
+		ref := src.ConfigRef
+		if msg := checkText(ref.GetName()); msg != "" {
+			vs = append(vs, violation("config_ref.name", "%s", msg))
+			break
+		}
+		if len(vs) > 0 {
+			break // report the request's own errors before looking the config up
+		}
+		cv, err := s.store.GetConfig(ctx, ref.GetName(), ref.GetVersion())
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound("config %s not found", configRefName(ref.GetName(), ref.GetVersion()))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get config %s: %w", ref.GetName(), err)
+		}
+		if cfg, err = configFromProto(cv.GetConfig()); err != nil {
+			return nil, fmt.Errorf("stored config %s@%d: %w", cv.GetName(), cv.GetVersion(), err)
+		}
+		run.ConfigName, run.ConfigVersion, run.Config = cv.GetName(), cv.GetVersion(), cv.GetConfig()
+	case *canaryv1.CreateRunRequest_InlineConfig:
+		c, err := configFromProto(src.InlineConfig)
+		if err != nil {
+			cvs, ok := fieldViolations("inline_config", err)
+			if !ok {
+				return nil, err
+			}
+			vs = append(vs, cvs...)
+			break
+		}
+		cfg = c
+	case *canaryv1.CreateRunRequest_InlineYaml:
+		c, err := analysis.ParseConfig([]byte(src.InlineYaml))
+		if err != nil {
+			vs = append(vs, yamlViolations("inline_yaml", err)...)
+			break
+		}
+		cfg = c
+	default:
+		vs = append(vs, violation("config", "is required: config_ref, inline_config or inline_yaml"))
+	}
+	if len(vs) > 0 {
+		return nil, invalid(vs...)
+	}
+	if run.Config == nil {
+		run.ConfigName, run.Config = cfg.Name, configToProto(cfg)
+	}
+
+	fp, err := fingerprint(req)
+	if err != nil {
+		return nil, err
+	}
+	if run.Id, err = newRunID(); err != nil {
+		return nil, err
+	}
+	run.CreateTime = timestamppb.New(s.now())
+	stored, created, err := s.store.CreateRun(ctx, run, fp)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, &apiError{code: codes.AlreadyExists, msg: fmt.Sprintf(
+			"request_id %q was used to create run %s with a different request", req.GetRequestId(), storedID(stored))}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create run: %w", err)
+	}
+	if !created {
+		s.log.Debug("create run retried", "run", stored.GetId(), "request_id", req.GetRequestId())
+		return stored, nil
+	}
+	lr := newLive(proto.Clone(stored).(*canaryv1.Run), cfg, s.now())
+	s.mu.Lock()
+	if _, ok := s.runs[lr.id]; !ok {
+		s.runs[lr.id] = lr
+	}
+	s.mu.Unlock()
+	s.log.Info("run created", "run", stored.GetId(), "service", run.GetService(), "stage", run.GetStage(),
+		"config", configRefName(run.GetConfigName(), run.GetConfigVersion()))
+	return stored, nil
+}
+
+func storedID(r *canaryv1.Run) string {
+	if r.GetId() == "" {
+		return "(unknown)"
+	}
+	return r.GetId()
+}
+
+func configRefName(name string, version uint32) string {
+	if version == 0 {
+		return name
+	}
+	return fmt.Sprintf("%s@%d", name, version)
+}
+
+// fingerprint identifies a CreateRun request for idempotency: the SHA-256
+// of its deterministic encoding (map entries sorted), so a retry of the same
+// request matches and any change of it does not.
+func fingerprint(req *canaryv1.CreateRunRequest) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("fingerprint request: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:], nil
+}
+
+// newRunID returns 16 random bytes in hex.
+func newRunID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("run id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// checkText returns what is wrong with a required short text field, or "".
+func checkText(v string) string {
+	if msg := checkID(v); msg != "" {
+		return msg
+	}
+	if !utf8.ValidString(v) {
+		return "must be valid UTF-8"
+	}
+	return ""
+}
+
+func checkLabels(field string, labels map[string]string) []*errdetails.BadRequest_FieldViolation {
+	var vs []*errdetails.BadRequest_FieldViolation
+	for k, v := range labels {
+		if msg := checkText(k); msg != "" {
+			vs = append(vs, violation(field, "label key %q %s", k, msg))
+		}
+		if len(v) > maxIDLen || !utf8.ValidString(v) {
+			vs = append(vs, violation(fmt.Sprintf("%s[%q]", field, k), "must be valid UTF-8 of at most %d bytes", maxIDLen))
+		}
+	}
+	return vs
+}
+
+// GetRun returns a run; see the API. A running run is loaded into memory
+// (if it is not there already), whose counters and latest verdict are
+// fresher than the stored record's: those are written back only with
+// snapshots, on eviction and on shutdown, so after a crash the stored ones
+// lag behind the acknowledged batches.
+func (s *Service) GetRun(ctx context.Context, req *canaryv1.GetRunRequest) (*canaryv1.GetRunResponse, error) {
+	if msg := checkID(req.GetRunId()); msg != "" {
+		return nil, s.status(badField("run_id", "%s", msg))
+	}
+	lr, err := s.get(ctx, req.GetRunId())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return &canaryv1.GetRunResponse{Run: lr.record()}, nil
+}
+
+// fresher returns the in-memory record of a stored run: a running run is
+// loaded (see GetRun); a finished one is used as stored unless it is in
+// memory anyway.
+func (s *Service) fresher(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run, error) {
+	if run.GetState() == canaryv1.RunState_RUN_STATE_RUNNING {
+		lr, err := s.get(ctx, run.GetId())
+		if err != nil {
+			return nil, err
+		}
+		lr.mu.Lock()
+		defer lr.mu.Unlock()
+		return lr.record(), nil
+	}
+	s.mu.Lock()
+	lr, ok := s.runs[run.GetId()]
+	s.mu.Unlock()
+	if !ok {
+		return run, nil
+	}
+	select {
+	case <-lr.loaded:
+		if lr.err != nil {
+			return run, nil
+		}
+	default:
+		return run, nil
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.record(), nil
+}
+
+// ListRuns lists runs; see the API. Running runs are loaded into memory
+// for their fresh counters, as by GetRun.
+func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (*canaryv1.ListRunsResponse, error) {
+	var vs []*errdetails.BadRequest_FieldViolation
+	if req.GetPageSize() < 0 {
+		vs = append(vs, violation("page_size", "must be >= 0"))
+	}
+	if _, ok := canaryv1.RunState_name[int32(req.GetState())]; !ok {
+		vs = append(vs, violation("state", "unknown run state %d", req.GetState()))
+	}
+	if len(vs) > 0 {
+		return nil, s.status(invalid(vs...))
+	}
+	runs, next, err := s.store.ListRuns(ctx, store.RunFilter{
+		Service: req.GetService(), Stage: req.GetStage(), State: req.GetState(),
+	}, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	if err != nil {
+		return nil, s.status(err)
+	}
+	for i, r := range runs {
+		if runs[i], err = s.fresher(ctx, r); err != nil {
+			return nil, s.status(err)
+		}
+	}
+	return &canaryv1.ListRunsResponse{Runs: runs, NextPageToken: next}, nil
+}
+
+// CompleteRun ends a run with its final verdict judged as if the bake time
+// had elapsed (BakeComplete = true); see the API.
+func (s *Service) CompleteRun(ctx context.Context, req *canaryv1.CompleteRunRequest) (*canaryv1.CompleteRunResponse, error) {
+	run, err := s.finish(ctx, req.GetRunId(), canaryv1.RunState_RUN_STATE_COMPLETED, req.GetReason())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &canaryv1.CompleteRunResponse{Run: run}, nil
+}
+
+// AbortRun ends a run early. Its final verdict is judged on the data
+// received so far with BakeComplete = false: a critical regression still
+// reads ROLLBACK, a non-critical one HOLD, and nothing reads PROMOTE, since
+// the canary did not bake; see the API.
+func (s *Service) AbortRun(ctx context.Context, req *canaryv1.AbortRunRequest) (*canaryv1.AbortRunResponse, error) {
+	run, err := s.finish(ctx, req.GetRunId(), canaryv1.RunState_RUN_STATE_ABORTED, req.GetReason())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &canaryv1.AbortRunResponse{Run: run}, nil
+}
+
+const maxReasonLen = 4096
+
+// finish completes or aborts a run: new appends are refused, the ones in
+// flight are drained, the final verdict is computed on everything
+// acknowledged, and the store marks the run finished and adds the verdict
+// to the history in one write.
+func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState, reason string) (*canaryv1.Run, error) {
+	if msg := checkID(id); msg != "" {
+		return nil, badField("run_id", "%s", msg)
+	}
+	if len(reason) > maxReasonLen || !utf8.ValidString(reason) {
+		return nil, badField("reason", "must be valid UTF-8 of at most %d bytes", maxReasonLen)
+	}
+	for attempt := 0; ; attempt++ {
+		lr, err := s.acquire(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if lr.finished() {
+			defer lr.mu.Unlock()
+			if got := lr.run.GetState(); got != state {
+				return nil, failedPrecondition("run %q is already %s", id, stateName(got))
+			}
+			return lr.record(), nil
+		}
+		if ch := lr.finishing; ch != nil {
+			lr.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		lr.finishing = done
+		lr.mu.Unlock()
+		run, err := s.finishLocked(ctx, lr, state, reason)
+		lr.mu.Lock()
+		lr.finishing = nil
+		close(done)
+		if err == nil {
+			lr.notify()
+		}
+		lr.mu.Unlock()
+		if errors.Is(err, store.ErrFinished) && attempt == 0 {
+			// Finished behind our back (another process on the store):
+			// reload it and answer from the stored state.
+			s.evict(lr)
+			continue
+		}
+		return run, err
+	}
+}
+
+// finishLocked does the work of finish while lr.finishing is set.
+func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.RunState, reason string) (*canaryv1.Run, error) {
+	if err := waitIdle(ctx, lr); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	v := s.judgeLocked(lr, now, state == canaryv1.RunState_RUN_STATE_COMPLETED)
+	final := proto.Clone(v).(*canaryv1.Verdict)
+	final.Final = true
+	final.RunState = state
+	final.Time = timestamppb.New(now)
+	final.Sequence = lr.seq + 1
+	run := lr.record()
+	run.State = state
+	run.FinishTime = final.Time
+	run.FinishReason = reason
+	run.Verdict = final
+	lr.mu.Unlock()
+
+	if err := s.store.FinishRun(ctx, run); err != nil {
+		return nil, fmt.Errorf("finish run %s: %w", lr.id, err)
+	}
+	lr.mu.Lock()
+	lr.run = run
+	lr.verdict, lr.seq = final, final.Sequence
+	lr.data = nil
+	lr.mu.Unlock()
+	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
+	s.log.Info("run finished", "run", lr.id, "state", stateName(state), "decision", final.GetDecision().String(),
+		"reason", reason)
+	return proto.Clone(run).(*canaryv1.Run), nil
+}
+
+// evict drops lr from memory so that the next use reloads it.
+func (s *Service) evict(lr *live) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	lr.evicted = true
+	if s.runs[lr.id] == lr {
+		delete(s.runs, lr.id)
+	}
+	lr.notify() // watchers move to the reloaded run
+}

@@ -1,0 +1,222 @@
+// Package server is canaryd's gRPC service: named canary configs, canary
+// runs, the ingest of their samples, live and final verdicts, and the
+// history of final verdicts, on top of a store.Store.
+//
+// A Service keeps the runs that are in use in memory (their config, their
+// merged data and their latest verdict) and drops the ones idle for longer
+// than Options.IdleTimeout; a dropped run is reloaded from the store (its
+// snapshot plus the deltas appended after it) when it is used again.
+//
+// Ingest of a batch: the whole batch is validated against the run's config
+// (a rejected batch stores nothing), folded into a delta analysis.Data,
+// appended durably to the store (a batch id already stored is acknowledged
+// as a duplicate and applied nowhere), and only then merged into the run's
+// in-memory data, which wakes the run's watchers. Every Options.SnapshotEvery
+// deltas the merged state is written back as a snapshot so that reloads stay
+// fast.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultIdleTimeout     = 10 * time.Minute
+	DefaultMaxBatchSamples = 100_000
+	DefaultSnapshotEvery   = 256
+)
+
+// Internal tunables.
+const (
+	// streamWindow bounds the batches of one IngestStream that are being
+	// stored at the same time (read ahead of their acknowledgement).
+	streamWindow = 64
+	// watchInterval is the shortest interval between two verdicts sent to
+	// one watcher: changes within it are coalesced.
+	watchInterval = 200 * time.Millisecond
+	// maxViolations bounds the field violations reported for one request.
+	maxViolations = 100
+	// maxIDLen bounds request ids, batch ids, services, stages and labels.
+	maxIDLen = 256
+	// backgroundTimeout bounds the store calls the service makes on its
+	// own (snapshots, flushing counters, loading a run).
+	backgroundTimeout = time.Minute
+)
+
+// Options configure a Service.
+type Options struct {
+	// Store persists configs, runs, batches and verdicts. Required.
+	Store store.Store
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the service's metrics; nil registers them on a
+	// private registry (useful in tests).
+	Registerer prometheus.Registerer
+	// Now is the clock of run and verdict times and of idleness; nil means
+	// time.Now.
+	Now func() time.Time
+	// IdleTimeout is how long a run stays in memory without ingest, judge
+	// or watch activity before it is dropped (it is reloaded from the store
+	// on demand); 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxBatchSamples is the largest batch accepted, in observations (a
+	// record, a column value or a count/total pair each); larger batches
+	// are rejected with INVALID_ARGUMENT. 0 means DefaultMaxBatchSamples.
+	MaxBatchSamples int
+	// SnapshotEvery is the number of deltas appended to a run between two
+	// snapshots of its merged state; 0 means DefaultSnapshotEvery.
+	SnapshotEvery int
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Store == nil:
+		return errors.New("options: store is required")
+	case o.IdleTimeout < 0:
+		return fmt.Errorf("options: idle timeout %v is negative", o.IdleTimeout)
+	case o.MaxBatchSamples < 0:
+		return fmt.Errorf("options: max batch samples %d is negative", o.MaxBatchSamples)
+	case o.SnapshotEvery < 0:
+		return fmt.Errorf("options: snapshot every %d is negative", o.SnapshotEvery)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxBatchSamples == 0 {
+		o.MaxBatchSamples = DefaultMaxBatchSamples
+	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
+}
+
+// Service implements canaryv1.CanaryServiceServer. Create it with New,
+// register it with Register (or canaryv1.RegisterCanaryServiceServer plus
+// ServerOptions), and Close it after the gRPC server has stopped.
+type Service struct {
+	canaryv1.UnimplementedCanaryServiceServer
+
+	store   store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	idle    time.Duration
+	maxB    int
+	snapN   int
+	metrics *metrics
+
+	mu   sync.Mutex
+	runs map[string]*live // runs in memory, by id
+
+	shutdown     chan struct{} // closed by Shutdown: watchers end
+	shutdownOnce sync.Once
+	stop         chan struct{} // closed by Close: the janitor ends
+	closeOnce    sync.Once
+	janitorDone  chan struct{}
+	bg           sync.WaitGroup // snapshots and stream clean-ups
+}
+
+var _ canaryv1.CanaryServiceServer = (*Service)(nil)
+
+// New returns a Service on opts.Store and starts its janitor, which drops
+// idle runs from memory. The caller owns the store.
+func New(opts Options) (*Service, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	s := &Service{
+		store:       opts.Store,
+		log:         opts.Logger,
+		now:         opts.Now,
+		idle:        opts.IdleTimeout,
+		maxB:        opts.MaxBatchSamples,
+		snapN:       opts.SnapshotEvery,
+		runs:        map[string]*live{},
+		shutdown:    make(chan struct{}),
+		stop:        make(chan struct{}),
+		janitorDone: make(chan struct{}),
+	}
+	m, err := newMetrics(opts.Registerer, s.liveRuns)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	go s.janitor()
+	return s, nil
+}
+
+// ServerOptions returns the gRPC server options the service needs: its
+// metrics interceptors and a receive limit that fits MaxBatchSamples.
+func (s *Service) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.MaxRecvMsgSize(s.maxMessageSize()),
+	}
+}
+
+// Register registers the service on a gRPC server built with
+// ServerOptions.
+func (s *Service) Register(r grpc.ServiceRegistrar) {
+	canaryv1.RegisterCanaryServiceServer(r, s)
+}
+
+// maxMessageSize allows a full batch of records of about 64 bytes each.
+func (s *Service) maxMessageSize() int {
+	return max(4<<20, s.maxB*64+1<<20)
+}
+
+// Shutdown ends every WatchVerdict stream with UNAVAILABLE so that a
+// graceful stop of the gRPC server does not wait for them. Other calls are
+// not affected.
+func (s *Service) Shutdown() {
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
+}
+
+// Close shuts the service down after the gRPC server has stopped: it ends
+// the watchers and the janitor, waits for background snapshots, and writes
+// the counters and latest verdicts of the runs in memory to the store. It
+// does not close the store.
+func (s *Service) Close() error {
+	s.Shutdown()
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.janitorDone
+	s.bg.Wait()
+	s.mu.Lock()
+	all := make([]*live, 0, len(s.runs))
+	for _, lr := range s.runs {
+		all = append(all, lr)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, lr := range all {
+		if err := s.flush(lr); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

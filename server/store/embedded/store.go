@@ -1,0 +1,325 @@
+// Package embedded is canaryd's default storage backend: a single-file,
+// durable store on bbolt (go.etcd.io/bbolt), a B+tree with ACID
+// transactions that fsyncs on every commit.
+//
+// Every write goes through one committer goroutine that groups the writes
+// waiting for it into one transaction (group commit): a lone write costs one
+// commit, and many concurrent writers share one, so ingest throughput grows
+// with concurrency while each write is still durable when its method
+// returns. Reads run in concurrent read-only transactions.
+//
+// Listings (ListVerdicts, ListRuns) are served by composite indexes, one for
+// each subset of the filterable fields, so any filter combination with a time
+// range is one cursor seek plus one step per entry returned. See keys.go for
+// the key layout.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Logger receives open, close and write-failure events; nil discards
+	// them.
+	Logger *slog.Logger
+	// Now stamps new config versions; nil means time.Now.
+	Now func() time.Time
+	// LockTimeout bounds the wait for the file lock when another process
+	// holds the file open; 0 means 5s.
+	LockTimeout time.Duration
+	// InitialMmapSize is the size in bytes of the initial memory map of
+	// the file; 0 maps what the file needs. The map grows with the file,
+	// and growing it waits for open read transactions and copies the
+	// pages the open write transaction touched; a map as large as the
+	// expected file avoids that.
+	InitialMmapSize int
+	// MaxGroupWrites caps the writes grouped into one transaction; 0 means
+	// 1024.
+	MaxGroupWrites int
+	// MaxGroupBytes caps the payload bytes (deltas, snapshots) grouped
+	// into one transaction; a single larger write still goes through on
+	// its own. 0 means 64 MiB.
+	MaxGroupBytes int
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.LockTimeout < 0:
+		return fmt.Errorf("lock timeout %v is negative", o.LockTimeout)
+	case o.InitialMmapSize < 0:
+		return fmt.Errorf("initial mmap size %d is negative", o.InitialMmapSize)
+	case o.MaxGroupWrites < 0:
+		return fmt.Errorf("max group writes %d is negative", o.MaxGroupWrites)
+	case o.MaxGroupBytes < 0:
+		return fmt.Errorf("max group bytes %d is negative", o.MaxGroupBytes)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 5 * time.Second
+	}
+	if o.MaxGroupWrites == 0 {
+		o.MaxGroupWrites = 1024
+	}
+	if o.MaxGroupBytes == 0 {
+		o.MaxGroupBytes = 64 << 20
+	}
+}
+
+// Store is the embedded backend. It implements store.Store and is safe for
+// concurrent use.
+type Store struct {
+	db   *bolt.DB
+	opts Options
+
+	writes chan *write   // unbuffered: a send succeeds once the committer has taken the write
+	quit   chan struct{} // closed by Close
+	done   chan struct{} // closed when the committer has exited
+	close  sync.Once
+	err    error // of Close
+}
+
+var _ store.Store = (*Store)(nil)
+
+// errClosed is returned by every method after Close.
+var errClosed = fmt.Errorf("embedded store closed: %w", store.ErrUnavailable)
+
+// Open opens the store in the file at path, creating it if needed. Only one
+// process can have a file open at a time; Open waits up to
+// Options.LockTimeout for the lock.
+func Open(path string, opts Options) (*Store, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	opts.setDefaults()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         opts.LockTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: opts.InitialMmapSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range topLevelBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			return meta.Put(keySchema, []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("schema version %q, this canaryd reads %q", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{
+		db:     db,
+		opts:   opts,
+		writes: make(chan *write),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go s.commitLoop()
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	opts.Logger.Info("embedded store open", "path", path, "bytes", size)
+	return s, nil
+}
+
+// Path returns the path of the store's file.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Healthy returns nil while the store is open.
+func (s *Store) Healthy(ctx context.Context) error {
+	if s.closed() {
+		return errClosed
+	}
+	return nil
+}
+
+// Close waits for the writes in progress, rejects later ones and closes the
+// file. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.close.Do(func() {
+		close(s.quit)
+		<-s.done
+		if err := s.db.Close(); err != nil {
+			s.err = fmt.Errorf("close store %s: %w", s.db.Path(), err)
+		}
+		s.opts.Logger.Info("embedded store closed", "path", s.db.Path())
+	})
+	return s.err
+}
+
+func (s *Store) closed() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// view runs fn in a read-only transaction.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	if s.closed() {
+		return errClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return errClosed
+	}
+	return err
+}
+
+// A write is one method's change, applied by the committer inside a shared
+// transaction. apply may run more than once (the group is retried write by
+// write after a failure), so it sets its results afresh on every call.
+//
+// apply must either write nothing and return a rejection (the write is
+// refused: a sentinel such as store.ErrFinished, or invalid input), or
+// return nil having written, or return another error, which aborts the
+// whole transaction.
+type write struct {
+	apply func(tx *bolt.Tx) error
+	size  int
+	done  chan error
+}
+
+// rejection marks an error returned by apply before it wrote anything.
+type rejection struct{ err error }
+
+func (r rejection) Error() string { return r.err.Error() }
+func (r rejection) Unwrap() error { return r.err }
+
+func reject(err error) error { return rejection{err} }
+
+// unreject returns the error a rejection carries.
+func unreject(err error) error {
+	if r, ok := err.(rejection); ok {
+		return r.err
+	}
+	return err
+}
+
+// update hands apply to the committer and waits until it is durable (or
+// refused). A write that the committer has taken is always waited for, so
+// that an error return means nothing was stored; ctx only cancels a write
+// that is still waiting to be taken.
+func (s *Store) update(ctx context.Context, size int, apply func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w := &write{apply: apply, size: size, done: make(chan error, 1)}
+	select {
+	case s.writes <- w:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.quit:
+		return errClosed
+	}
+	return <-w.done
+}
+
+// commitLoop takes writes one group at a time: the first write waiting,
+// plus every write that arrives while the previous group commits, up to the
+// group limits.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	var group []*write
+	for {
+		select {
+		case w := <-s.writes:
+			group = append(group[:0], w)
+		case <-s.quit:
+			return
+		}
+		bytes := group[0].size
+	more:
+		for len(group) < s.opts.MaxGroupWrites && bytes < s.opts.MaxGroupBytes {
+			select {
+			case w := <-s.writes:
+				group = append(group, w)
+				bytes += w.size
+			default:
+				break more
+			}
+		}
+		s.commit(group)
+		clear(group)
+	}
+}
+
+// commit applies a group of writes in one transaction and reports each
+// outcome. If the transaction fails, each write is retried in its own
+// transaction, so that one bad write does not fail the others.
+func (s *Store) commit(group []*write) {
+	results := make([]error, len(group))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for i, w := range group {
+			err := safeApply(w.apply, tx)
+			if _, ok := err.(rejection); err != nil && !ok {
+				return err
+			}
+			results[i] = unreject(err)
+		}
+		return nil
+	})
+	if err == nil {
+		for i, w := range group {
+			w.done <- results[i]
+		}
+		return
+	}
+	if len(group) > 1 {
+		s.opts.Logger.Warn("group commit failed, retrying its writes one by one", "writes", len(group), "err", err)
+	}
+	for _, w := range group {
+		if len(group) > 1 {
+			err = s.db.Update(func(tx *bolt.Tx) error { return safeApply(w.apply, tx) })
+		}
+		if _, ok := err.(rejection); err != nil && !ok {
+			s.opts.Logger.Error("write failed", "err", err)
+		}
+		w.done <- unreject(err)
+	}
+}
+
+func safeApply(apply func(tx *bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in write: %v", p)
+		}
+	}()
+	return apply(tx)
+}

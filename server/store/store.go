@@ -1,0 +1,132 @@
+// Package store defines what canaryd persists and the contract every
+// storage backend meets: configs (versioned), runs, the ingested batches of
+// each run (as compact aggregated deltas, deduplicated by batch id), and the
+// history of final verdicts with the indexes ListVerdicts needs.
+//
+// Backends live in sub-packages (store/embedded, later store/redis); the
+// conformance suite in store/storetest runs against each of them.
+//
+// Records are the canary.v1 protobuf messages, so what is stored is what
+// the API returns. A method returns only after what it wrote is durable.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+)
+
+// Sentinel errors, mapped to gRPC codes at the API edge.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a CreateRun request id reused with a different request.
+	ErrConflict = errors.New("request id already used with a different request")
+	// ErrFinished: the run is no longer running (ingest, or finishing it
+	// again in another way).
+	ErrFinished = errors.New("run is finished")
+	// ErrBadPageToken: a page token the store did not issue.
+	ErrBadPageToken = errors.New("bad page token")
+	// ErrUnavailable: the backend cannot be reached; nothing was stored.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Store persists canaryd's state. Implementations are safe for concurrent
+// use. Every write is durable (survives kill -9) when the method returns
+// nil, and a method that returns an error stored nothing.
+type Store interface {
+	// PutConfig stores cfg as the next version of its name, unless it is
+	// identical (proto.Equal) to the latest version, which it returns with
+	// created = false.
+	PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (v *canaryv1.ConfigVersion, created bool, err error)
+	// GetConfig returns a version of a config; version 0 is the latest.
+	GetConfig(ctx context.Context, name string, version uint32) (*canaryv1.ConfigVersion, error)
+	// ListConfigs lists the latest version of every config by name, or,
+	// when name is set, every version of that config, newest first.
+	ListConfigs(ctx context.Context, name string, page Page) ([]*canaryv1.ConfigVersion, string, error)
+
+	// CreateRun stores a new run (run.Id set by the caller). When a run
+	// with the same RequestId exists, it returns that run and created =
+	// false if fingerprint matches the one stored with it, ErrConflict
+	// otherwise.
+	CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (stored *canaryv1.Run, created bool, err error)
+	// GetRun returns a run.
+	GetRun(ctx context.Context, id string) (*canaryv1.Run, error)
+	// ListRuns lists runs newest first.
+	ListRuns(ctx context.Context, f RunFilter, page Page) ([]*canaryv1.Run, string, error)
+	// UpdateRun replaces the mutable fields of a running run (latest
+	// verdict, counters). ErrFinished when the run is finished.
+	UpdateRun(ctx context.Context, run *canaryv1.Run) error
+
+	// AppendBatch stores the aggregated delta of one batch of a running
+	// run, once: a batch id already stored for the run returns dup = true
+	// and stores nothing. ErrFinished when the run is finished.
+	// Implementations may group concurrent appends into one durable write.
+	AppendBatch(ctx context.Context, runID, batchID string, delta []byte) (dup bool, err error)
+	// ReadBatches calls fn with the run's snapshot (nil if none) and then
+	// every delta appended after it, in append order, so that folding them
+	// rebuilds the run's data.
+	ReadBatches(ctx context.Context, runID string, fn func(snapshot bool, data []byte) error) error
+	// Snapshot replaces the snapshot of a run with state, which folds every
+	// delta appended up to and including the delta count n (the number of
+	// deltas ReadBatches delivered after the previous snapshot); the
+	// folded deltas may be deleted. Batch ids stay deduplicated.
+	Snapshot(ctx context.Context, runID string, n int, state []byte) error
+
+	// FinishRun atomically marks a running run finished (run.State set by
+	// the caller to COMPLETED or ABORTED, run.Verdict final) and adds its
+	// verdict to the history. ErrFinished if it was already finished.
+	FinishRun(ctx context.Context, run *canaryv1.Run) error
+	// ListVerdicts returns final verdicts newest first (by Verdict.Time,
+	// then run id) matching f.
+	ListVerdicts(ctx context.Context, f VerdictFilter, page Page) ([]*canaryv1.Verdict, string, error)
+
+	// Healthy reports whether the backend can serve now.
+	Healthy(ctx context.Context) error
+	// Close flushes and releases the store.
+	Close() error
+}
+
+// Page asks for one page of a listing.
+type Page struct {
+	// Size is the page size; 0 means DefaultPageSize, more than
+	// MaxPageSize is capped.
+	Size int
+	// Token is the NextPageToken of the previous page, or "".
+	Token string
+}
+
+// Page sizes.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// Limit returns the effective page size.
+func (p Page) Limit() int {
+	switch {
+	case p.Size <= 0:
+		return DefaultPageSize
+	case p.Size > MaxPageSize:
+		return MaxPageSize
+	}
+	return p.Size
+}
+
+// RunFilter selects runs; empty fields match everything.
+type RunFilter struct {
+	Service string
+	Stage   string
+	State   canaryv1.RunState
+}
+
+// VerdictFilter selects verdicts of the history; empty fields match
+// everything. Since is inclusive, Until exclusive.
+type VerdictFilter struct {
+	Service  string
+	Stage    string
+	Decision canaryv1.Decision
+	Since    time.Time
+	Until    time.Time
+}
