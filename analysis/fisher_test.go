@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -132,5 +133,51 @@ func BenchmarkFisherExact(b *testing.B) {
 				FisherExact(c.a, c.b, c.c, c.d, TwoSided)
 			}
 		})
+	}
+}
+
+// TestFisherExactBruteForce compares FisherExact with a direct sum over
+// the whole support (densities from log-factorials) on seeded random
+// tables of up to 200 counts.
+func TestFisherExactBruteForce(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 8))
+	lf := func(n float64) float64 { v, _ := math.Lgamma(n + 1); return v }
+	for range 2000 {
+		var tb [4]float64
+		for j := range tb {
+			tb[j] = float64(rng.IntN(1 + rng.IntN(50)))
+		}
+		a, b, c, d := tb[0], tb[1], tb[2], tb[3]
+		k, n, m := a+b, a+c, a+b+c+d
+		if k == 0 || n == 0 || m-k == 0 || m-n == 0 {
+			continue
+		}
+		lo, hi := math.Max(0, n-(m-k)), math.Min(k, n)
+		pmf := func(x float64) float64 {
+			return math.Exp(lf(k) - lf(x) - lf(k-x) + lf(m-k) - lf(n-x) - lf(m-k-n+x) - lf(m) + lf(n) + lf(m-n))
+		}
+		var less, greater, two float64
+		pa := pmf(a)
+		for x := lo; x <= hi; x++ {
+			px := pmf(x)
+			if x <= a {
+				less += px
+			}
+			if x >= a {
+				greater += px
+			}
+			if px <= pa*(1+1e-12) { // lgamma noise (~1e-13) in exact ties; distinct densities differ by far more
+				two += px
+			}
+		}
+		for _, e := range []struct {
+			alt  Alternative
+			want float64
+		}{{Less, less}, {Greater, greater}, {TwoSided, math.Min(two, 1)}} {
+			if _, p := FisherExact(a, b, c, d, e.alt); !rwClose(p, e.want, 1e-11) {
+				t.Errorf("%v %v: p = %.17g, brute force %.17g", tb, e.alt, p, e.want)
+			}
+		}
 	}
 }

@@ -229,18 +229,25 @@ func (p *hlPairs) count(t float64) (c, below, above float64) {
 	below, above = math.NaN(), math.NaN()
 	j := 0
 	for _, xb := range p.x {
-		for j < len(p.y) && p.f(xb.Value, p.y[j].Value) > t {
+		moved := false
+		var v, prev float64 // f(x_i, y_j) and f(x_i, y_{j-1}) when moved
+		for j < len(p.y) {
+			if v = p.f(xb.Value, p.y[j].Value); v <= t {
+				break
+			}
+			prev, moved = v, true
 			j++
 		}
 		c += xb.Count * p.ysuf[j]
-		if j < len(p.y) {
-			if v := p.f(xb.Value, p.y[j].Value); !(v <= below) {
-				below = v
-			}
+		if j < len(p.y) && !(v <= below) {
+			below = v
 		}
 		if j > 0 {
-			if v := p.f(xb.Value, p.y[j-1].Value); !(v >= above) {
-				above = v
+			if !moved {
+				prev = p.f(xb.Value, p.y[j-1].Value)
+			}
+			if !(prev >= above) {
+				above = prev
 			}
 		}
 	}

@@ -24,7 +24,9 @@ type Options struct {
 //     metrics of the config, so that the probability of rolling back a
 //     canary identical to its baseline is at most 1 − confidence across
 //     all metrics together (Holm 1979); a metric whose adjusted p-value is
-//     ≤ 1 − confidence regressed;
+//     ≤ 1 − confidence regressed, once both cohorts reached its floor
+//     (min_samples / min_total); the power part of the gate only delays a
+//     PROMOTE, never a ROLLBACK;
 //  3. ROLLBACK if a critical metric regressed, or any metric regressed and
 //     the bake is complete; PROMOTE if the bake is complete and every
 //     metric passed its gate without regressing; HOLD otherwise. Improvements
@@ -41,9 +43,16 @@ func Judge(d *Data, opts Options) Verdict {
 	for i, q := range Holm(ps) {
 		r := &results[i]
 		r.AdjustedP = q
-		if q <= alpha && r.Outcome != OutcomeNoData {
+		// Below its floor a metric holds even when it looks worse: deciding
+		// on too small a sample is the classic mistake the floor prevents.
+		switch {
+		case q > alpha || r.Outcome == OutcomeNoData:
+		case r.Gate.FloorMet:
 			r.Outcome = OutcomeRegression
 			r.Reason = regressionReason(r, cfg)
+		default:
+			r.Reason += fmt.Sprintf("; already looks worse (canary %s baseline, Holm-adjusted p=%s): rolls back once the floor is reached",
+				ratio(float64(r.Effect.Estimate)), pval(q))
 		}
 	}
 

@@ -94,6 +94,7 @@ func TestJudgeBranches(t *testing.T) {
 		{"improvement never rolls back", mod(func(s *scenario) { s.latFactor = 0.6; s.errMult = 0.2; s.revMult = 1.5 }), true, Promote, []string{"latency", "errors", "revenue"}, "passed"},
 		{"too little data holds", mod(func(s *scenario) { s.nb, s.nc, s.reqB, s.reqC = 50, 50, 1000, 1000 }), true, Hold, []string{"latency", "errors", "revenue"}, "more canary"},
 		{"no canary data never passes", mod(func(s *scenario) { s.skipCanary = "errors" }), true, Hold, []string{"errors"}, "errors: no canary data"},
+		{"regression below the floor holds", mod(func(s *scenario) { s.nb, s.nc, s.latFactor = 150, 150, 2 }), true, Hold, []string{"latency", "revenue"}, "already looks worse (canary 2.050× baseline"},
 		{"within tolerance passes", mod(func(s *scenario) { s.latFactor = 1.03 }), true, Promote, []string{"latency", "errors", "revenue"}, "passed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

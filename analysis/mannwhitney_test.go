@@ -657,18 +657,19 @@ func TestMannWhitneyPanics(t *testing.T) {
 
 // ---- benchmarks -------------------------------------------------------------
 
-// mwuBenchHist is a histogram of about n log-normal(mu, 0.4) observations
-// (milliseconds) in nbins equal bins between the 1e-4 and 1-1e-4 quantiles.
+// mwuBenchHist is a histogram of about n log-normal(mu, 2.2) observations
+// in nbins log-linear bins as analysis.Dist keeps them: 128 bins per
+// octave from 2^-6 up, each represented by its (exactly representable)
+// midpoint. Histograms built with different mu share the grid.
 func mwuBenchHist(nbins int, n, mu float64) []Bin {
-	d := distuv.LogNormal{Mu: mu, Sigma: 0.4}
-	lo, hi := d.Quantile(1e-4), d.Quantile(1-1e-4)
-	w := (hi - lo) / float64(nbins)
+	d := distuv.LogNormal{Mu: mu, Sigma: 2.2}
 	b := make([]Bin, 0, nbins)
 	for k := range nbins {
-		a := lo + float64(k)*w
-		c := math.Round(n * (d.CDF(a+w) - d.CDF(a)))
-		if c > 0 {
-			b = append(b, Bin{Value: a + w/2, Count: c})
+		oct := math.Ldexp(1, k/128-6)
+		lo := oct * (1 + float64(k%128)/128)
+		hi := oct * (1 + float64(k%128+1)/128)
+		if c := math.Round(n * (d.CDF(hi) - d.CDF(lo))); c > 0 {
+			b = append(b, Bin{Value: (lo + hi) / 2, Count: c})
 		}
 	}
 	return b

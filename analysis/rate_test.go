@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -252,6 +253,17 @@ func TestRateTestSpecialCases(t *testing.T) {
 			}
 		}
 	}
+	// Extreme exposures: no NaN, whatever overflows.
+	for _, e := range [][2]float64{{1e300, 1e-300}, {1e-300, 1e300}, {5e-324, 1}, {1e308, 1e308}} {
+		for _, cs := range [][2]float64{{0, 3}, {3, 0}, {2, 5}} {
+			for _, alt := range []Alternative{TwoSided, Greater, Less} {
+				r := RateTest(cs[0], e[0], cs[1], e[1], 1, alt, 0.95)
+				if math.IsNaN(r.Ratio) || math.IsNaN(r.Lower) || math.IsNaN(r.Upper) || math.IsNaN(r.P) || math.IsNaN(r.Theta0) {
+					t.Errorf("exposures %g, %g, counts %v, %v: %+v", e[0], e[1], cs, alt, r)
+				}
+			}
+		}
+	}
 	// Counts are rounded.
 	if a, b := RateTest(90.2, 900, 24.8, 100, 1, TwoSided, 0.95), RateTest(90, 900, 25, 100, 1, TwoSided, 0.95); a.P != b.P || a.Lower != b.Lower {
 		t.Errorf("rounding: %+v vs %+v", a, b)
@@ -367,5 +379,43 @@ func BenchmarkRateTest(b *testing.B) {
 				RateTest(c.cB, 9e9, c.cC, 1e9, 1, TwoSided, 0.95)
 			}
 		})
+	}
+}
+
+// TestRateTestProperties checks, on seeded random inputs from one event to
+// ten million and canary shares from 1e-4 to 0.9, that results are never
+// NaN, P is in [0, 1], the interval holds the estimate, and a wider
+// confidence level gives a wider interval.
+func TestRateTestProperties(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 3000 {
+		n := math.Floor(math.Exp(rng.Float64() * math.Log(1e7)))
+		rho := math.Exp(math.Log(1e-4) + rng.Float64()*(math.Log(0.9)-math.Log(1e-4)))
+		cC := math.Floor(rng.Float64() * (n + 1))
+		if i%3 == 0 { // near the null
+			cC = math.Round(n * rho)
+		}
+		eC := 1e3 + rng.Float64()*1e9
+		eB := eC * (1 - rho) / rho
+		ratio0 := []float64{1, 1.2, 0.8, 2}[i%4]
+		alt := []Alternative{TwoSided, Greater, Less}[i%3]
+		a := RateTest(n-cC, eB, cC, eC, ratio0, alt, 0.95)
+		b := RateTest(n-cC, eB, cC, eC, ratio0, alt, 0.99)
+		id := fmt.Sprintf("cB=%g eB=%g cC=%g eC=%g r0=%g %v", n-cC, eB, cC, eC, ratio0, alt)
+		for _, v := range []float64{a.Ratio, a.Lower, a.Upper, a.P, a.Theta0} {
+			if math.IsNaN(v) {
+				t.Fatalf("%s: NaN in %+v", id, a)
+			}
+		}
+		if a.P < 0 || a.P > 1 || a.P != b.P {
+			t.Errorf("%s: P = %g / %g", id, a.P, b.P)
+		}
+		if !(a.Lower <= a.Ratio*(1+1e-12) && a.Ratio <= a.Upper*(1+1e-12)) {
+			t.Errorf("%s: Ratio %g outside [%g, %g]", id, a.Ratio, a.Lower, a.Upper)
+		}
+		if !(b.Lower <= a.Lower && a.Upper <= b.Upper) {
+			t.Errorf("%s: 99%% [%g, %g] inside 95%% [%g, %g]", id, b.Lower, b.Upper, a.Lower, a.Upper)
+		}
 	}
 }

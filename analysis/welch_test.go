@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -249,6 +250,12 @@ func TestWelchHand(t *testing.T) {
 			t.Errorf("Pr(T₂ > %g) = %.17g, want %.17g", tt, got, want)
 		}
 	}
+	// Cauchy: Pr(T₁ > t) = atan(1/t)/π, out to where 1/t² underflows.
+	for _, tt := range []float64{0.5, 3, 1e8, 1e99, 1e160} {
+		if got, want := studentUpper(tt, 1), math.Atan2(1, tt)/math.Pi; !rwClose(got, want, 1e-13) {
+			t.Errorf("Pr(T₁ > %g) = %.17g, want %.17g", tt, got, want)
+		}
+	}
 	// q such that Pr(T₂ > q) = p: q = (1 − 2p)/√(2p(1 − p)).
 	for _, p := range []float64{0.4, 0.025, 0.005, 1e-6} {
 		if got, want := studentCrit(p, 2), (1-2*p)/math.Sqrt(2*p*(1-p)); !rwClose(got, want, 1e-14) {
@@ -289,6 +296,10 @@ func TestWelchDegenerate(t *testing.T) {
 			WelchResult{P: 1, Diff: -1, Lower: -1, Upper: -1, Rel: -0.2, RelLower: -0.2, RelUpper: -0.2}},
 		{"constant contrast", WelchContrastTest(c5, c4, 1.25, Greater, 0.95),
 			WelchResult{P: 1, Diff: 0, Lower: 0, Upper: inf, Rel: 0.25, RelLower: 0.25, RelUpper: 0.25}},
+		{"NaN observation", WelchTest(rwMoments([]float64{1, math.NaN(), 3}), pair, 0, TwoSided, 0.95),
+			WelchResult{P: 1, Lower: -inf, Upper: inf, RelLower: -inf, RelUpper: inf}},
+		{"infinite observation", WelchContrastTest(pair, rwMoments([]float64{1, inf}), 1.1, Less, 0.95),
+			WelchResult{P: 1, Lower: -inf, Upper: inf, RelLower: -inf, RelUpper: inf}},
 		{"zero baseline mean", WelchTest(pair, rwMoments([]float64{-1, 1}), 0, TwoSided, 0.95),
 			WelchResult{T: 1.5 / math.Sqrt(1.25), DF: 1.25 * 1.25 / (0.25*0.25 + 1), Diff: 1.5, Rel: inf, RelLower: -inf, RelUpper: inf}},
 	} {
@@ -375,5 +386,51 @@ func BenchmarkWelchTest(b *testing.B) {
 				WelchTest(x, y, 0, TwoSided, 0.95)
 			}
 		})
+	}
+}
+
+// TestWelchProperties checks, on seeded random summaries from 2 to ten
+// million observations (some with zero variance, means of either sign or
+// near 0), that results are never NaN, P is in [0, 1], each interval holds
+// its estimate, and finite Fieller end points are where the contrast test
+// has p = 1 − confLevel.
+func TestWelchProperties(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 6))
+	draw := func(i int) Moments {
+		n := math.Floor(math.Exp(math.Log(2) + rng.Float64()*(math.Log(1e7)-math.Log(2))))
+		mean := rng.NormFloat64() * math.Pow(10, float64(rng.IntN(5)-2))
+		sd := math.Abs(mean) * math.Exp(rng.NormFloat64())
+		if i%17 == 0 {
+			sd = 0
+		}
+		return Moments{N: n, Mean: mean, M2: sd * sd * (n - 1)}
+	}
+	for i := range 2000 {
+		x, y := draw(i), draw(i+1)
+		alt := []Alternative{TwoSided, Greater, Less}[i%3]
+		conf := []float64{0.9, 0.95, 0.99}[i%3]
+		c := []float64{1, 1.05, 0.9, 0}[i%4]
+		w := WelchContrastTest(x, y, c, alt, conf)
+		id := fmt.Sprintf("x=%+v y=%+v c=%g %v %g", x, y, c, alt, conf)
+		for _, v := range []float64{w.T, w.DF, w.P, w.Diff, w.Lower, w.Upper, w.Rel, w.RelLower, w.RelUpper} {
+			if math.IsNaN(v) {
+				t.Fatalf("%s: NaN in %+v", id, w)
+			}
+		}
+		if w.P < 0 || w.P > 1 || !(w.Lower <= w.Diff && w.Diff <= w.Upper) || !(w.RelLower <= w.Rel && w.Rel <= w.RelUpper) {
+			t.Errorf("%s: %+v", id, w)
+		}
+		if i%10 != 0 {
+			continue
+		}
+		for _, e := range []float64{w.RelLower, w.RelUpper} {
+			if math.IsInf(e, 0) || e == w.Rel {
+				continue
+			}
+			if p := WelchContrastTest(x, y, 1+e, alt, conf).P; !rwClose(p, 1-conf, 1e-9) {
+				t.Errorf("%s: contrast p at Fieller end %g = %g, want %g", id, e, p, 1-conf)
+			}
+		}
 	}
 }

@@ -71,6 +71,17 @@ func (f *fakeService) record(m proto.Message) {
 	f.reqs = append(f.reqs, proto.Clone(m))
 }
 
+// snapshot returns the counters of f under its lock.
+func (f *fakeService) snapshot() (streams, maxUnacked, judgeCalls int, stored map[string]uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	stored = make(map[string]uint64, len(f.stored))
+	for k, v := range f.stored {
+		stored[k] = v
+	}
+	return f.streams, f.maxUnacked, f.judgeCalls, stored
+}
+
 func (f *fakeService) requests() []proto.Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -175,22 +174,18 @@ type ingester struct {
 }
 
 // run sends what produce makes and returns the summary. produce runs in
-// its own goroutine and closes nothing: run closes out for it.
+// its own goroutine and does not close its channel: run does.
 func (g *ingester) run(ctx context.Context, produce func(context.Context, chan<- *outBatch) error) (ingestSummary, error) {
 	g.sum.RunID = g.runID
+	// On an early return the producer is cancelled but not waited for: it
+	// may be blocked reading a standard input that never ends.
 	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	batches := make(chan *outBatch, 1)
-	var (
-		wg      sync.WaitGroup
-		prodErr error
-	)
-	wg.Go(func() {
+	var prodErr error // set before batches is closed
+	go func() {
 		defer close(batches)
 		prodErr = produce(pctx, batches)
-	})
-	defer func() {
-		cancel()
-		wg.Wait()
 	}()
 
 	for failures := 0; ; {
@@ -213,8 +208,7 @@ func (g *ingester) run(ctx context.Context, produce func(context.Context, chan<-
 		failures++
 		g.sum.Retries++
 	}
-	cancel()
-	wg.Wait()
+	// Every batch was acknowledged, so batches is closed (g.eof).
 	if prodErr != nil {
 		if n := g.sum.Batches + g.sum.Duplicates; n > 0 {
 			prodErr = usageError{fmt.Errorf("%w\n(the %d batches before it are stored: fix the input and run the same command again, they will count once)", prodErr, n)}
@@ -301,6 +295,10 @@ func (g *ingester) stream(ctx context.Context, batches <-chan *outBatch) error {
 			g.sum.Sent++
 		case r := <-acks:
 			if errors.Is(r.err, io.EOF) {
+				if !closed {
+					// Not per the API; resume on a new stream.
+					return status.Error(codes.Unavailable, "the service ended the stream before the client closed it")
+				}
 				if len(g.pending) > 0 {
 					return fmt.Errorf("the service ended the stream with %d batches unacknowledged", len(g.pending))
 				}

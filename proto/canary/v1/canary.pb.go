@@ -1231,9 +1231,9 @@ type Run struct {
 	BaselineLabels map[string]string `protobuf:"bytes,8,rep,name=baseline_labels,json=baselineLabels,proto3" json:"baseline_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Labels identifying the canary cohort.
 	CanaryLabels map[string]string `protobuf:"bytes,9,rep,name=canary_labels,json=canaryLabels,proto3" json:"canary_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// How long the deployer intends to bake the canary; informational for the
-	// judge (it gates on data, not time), used by clients to decide when to
-	// complete the run.
+	// How long the canary bakes. Until create_time + bake_time the judge never
+	// promotes and holds on a non-critical regression (a critical regression
+	// rolls back at once); absent or zero: the bake is complete from the start.
 	BakeTime *durationpb.Duration `protobuf:"bytes,10,opt,name=bake_time,json=bakeTime,proto3" json:"bake_time,omitempty"`
 	// Canary's expected share of the traffic of both cohorts together, in
 	// (0, 1), if known. Informational: rate tests take each cohort's exposure
@@ -1510,7 +1510,7 @@ type CreateRunRequest struct {
 	BaselineLabels map[string]string `protobuf:"bytes,7,rep,name=baseline_labels,json=baselineLabels,proto3" json:"baseline_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Labels identifying the canary cohort.
 	CanaryLabels map[string]string `protobuf:"bytes,8,rep,name=canary_labels,json=canaryLabels,proto3" json:"canary_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// How long the deployer intends to bake the canary.
+	// How long the canary bakes (see Run.bake_time).
 	BakeTime *durationpb.Duration `protobuf:"bytes,9,opt,name=bake_time,json=bakeTime,proto3" json:"bake_time,omitempty"`
 	// Canary's expected share of the traffic of both cohorts together, in
 	// (0, 1), if known; see Run.canary_traffic_share.
@@ -2269,7 +2269,7 @@ type Counts struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Number of events. Finite, >= 0, <= total.
 	Count float64 `protobuf:"fixed64,1,opt,name=count,proto3" json:"count,omitempty"`
-	// Exposure. Finite, > 0.
+	// Exposure. Finite, >= 0 (a record with no exposure adds nothing).
 	Total         float64 `protobuf:"fixed64,2,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

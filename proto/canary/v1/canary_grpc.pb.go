@@ -110,8 +110,10 @@ type CanaryServiceClient interface {
 	// Batches may belong to different runs. A batch that fails validation ends
 	// the stream with that batch's error (INVALID_ARGUMENT, NOT_FOUND or
 	// FAILED_PRECONDITION; the status message names its batch_id): batches
-	// acknowledged before it are stored; the failed batch and any later
-	// unacknowledged ones are not, and must be fixed or resent on a new stream.
+	// acknowledged before it are stored; the failed batch is not, and later
+	// unacknowledged ones may or may not be: fix the failed batch and resend
+	// every unacknowledged one on a new stream (those already stored are
+	// acknowledged as duplicates).
 	// When the client closes its side, the server acknowledges the remaining
 	// batches and ends the stream with OK.
 	IngestStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[IngestStreamRequest, IngestStreamResponse], error)
@@ -367,8 +369,10 @@ type CanaryServiceServer interface {
 	// Batches may belong to different runs. A batch that fails validation ends
 	// the stream with that batch's error (INVALID_ARGUMENT, NOT_FOUND or
 	// FAILED_PRECONDITION; the status message names its batch_id): batches
-	// acknowledged before it are stored; the failed batch and any later
-	// unacknowledged ones are not, and must be fixed or resent on a new stream.
+	// acknowledged before it are stored; the failed batch is not, and later
+	// unacknowledged ones may or may not be: fix the failed batch and resend
+	// every unacknowledged one on a new stream (those already stored are
+	// acknowledged as duplicates).
 	// When the client closes its side, the server acknowledges the remaining
 	// batches and ends the stream with OK.
 	IngestStream(grpc.BidiStreamingServer[IngestStreamRequest, IngestStreamResponse]) error
