@@ -45,7 +45,7 @@ func BenchmarkAddValues(b *testing.B) {
 // BenchmarkJudge measures one judgement of k distribution metrics with n
 // observations per cohort each.
 func BenchmarkJudge(b *testing.B) {
-	for _, size := range []struct{ k, n int }{{1, 1000}, {20, 10000}, {20, 1000000}} {
+	for _, size := range []struct{ k, n int }{{1, 1000}, {20, 4000}, {20, 10000}, {20, 1000000}} {
 		b.Run(fmt.Sprintf("metrics=%d/n=%d", size.k, size.n), func(b *testing.B) {
 			cfg := benchConfig(b, size.k)
 			d := NewData(cfg)

@@ -38,13 +38,17 @@ const (
 // ExactCap values (32 KiB, released when binning starts).
 //
 // Values must be finite and ≥ 0; Add reports other values as an error.
-// The zero value is an empty Dist ready to use.
+// The zero value is an empty Dist ready to use. A Dist is not safe for
+// concurrent use, Bins included (it sorts the exact values in place).
 type Dist struct {
 	n     uint64
 	sum   float64
 	min   float64
 	max   float64
 	exact []float64 // raw values while n ≤ ExactCap; nil once binned
+	// sorted is the length of the sorted prefix of exact: Bins sorts only
+	// what was added since, and merges.
+	sorted int
 	// Binned state.
 	binned bool
 	zeros  uint64
@@ -117,7 +121,7 @@ func (d *Dist) toBins() {
 	for _, v := range d.exact {
 		d.addBinned(v, 1)
 	}
-	d.exact = nil
+	d.exact, d.sorted = nil, 0
 }
 
 func (d *Dist) addBinned(v float64, c uint64) {
@@ -182,10 +186,9 @@ func (d *Dist) grow(i int32) {
 // bins at their midpoints after. The result is a fresh slice.
 func (d *Dist) Bins() []Bin {
 	if !d.binned {
-		vs := slices.Clone(d.exact)
-		slices.Sort(vs)
-		out := make([]Bin, 0, len(vs))
-		for _, v := range vs {
+		d.sortExact()
+		out := make([]Bin, 0, len(d.exact))
+		for _, v := range d.exact {
 			if k := len(out) - 1; k >= 0 && out[k].Value == v {
 				out[k].Count++
 				continue
@@ -204,6 +207,53 @@ func (d *Dist) Bins() []Bin {
 		}
 	}
 	return out
+}
+
+// rebin returns sorted bins with every value replaced by the midpoint of
+// its Dist bin and equal midpoints merged: the binned view of an exact
+// sample, at the resolution of a binned Dist. Bins of a binned Dist are
+// returned unchanged in value.
+func rebin(bins []Bin) []Bin {
+	out := make([]Bin, 0, len(bins))
+	for _, b := range bins {
+		v := b.Value
+		if v > 0 {
+			v = binValue(binIndex(v))
+		}
+		if k := len(out) - 1; k >= 0 && out[k].Value == v {
+			out[k].Count += b.Count
+			continue
+		}
+		out = append(out, Bin{Value: v, Count: b.Count})
+	}
+	return out
+}
+
+// sortExact sorts the exact values: the values added since the last call
+// are sorted and merged into the sorted prefix, in O(k log k + n).
+func (d *Dist) sortExact() {
+	if d.sorted == len(d.exact) {
+		return
+	}
+	tail := d.exact[d.sorted:]
+	slices.Sort(tail)
+	if d.sorted > 0 && tail[0] < d.exact[d.sorted-1] {
+		head := slices.Clone(d.exact[:d.sorted])
+		i, j, k := 0, 0, 0
+		for i < len(head) && j < len(tail) {
+			if tail[j] < head[i] {
+				d.exact[k] = tail[j]
+				j++
+			} else {
+				d.exact[k] = head[i]
+				i++
+			}
+			k++
+		}
+		// What remains of tail is already in place; copy what remains of head.
+		copy(d.exact[k:], head[i:])
+	}
+	d.sorted = len(d.exact)
 }
 
 // Merge adds the observations of o to d.

@@ -204,3 +204,56 @@ func TestDistBinsMatchBruteForce(t *testing.T) {
 		}
 	}
 }
+
+func TestRebin(t *testing.T) {
+	in := []Bin{{0, 2}, {1, 1}, {1.001, 1}, {1.5, 1}, {100, 3}}
+	got := rebin(in)
+	var total float64
+	for i, b := range got {
+		total += b.Count
+		if i > 0 && !(got[i-1].Value < b.Value) {
+			t.Fatalf("rebin not strictly sorted: %v", got)
+		}
+	}
+	if total != 8 || len(got) != 4 || got[0] != (Bin{0, 2}) || got[1].Count != 2 {
+		t.Errorf("rebin(%v) = %v: want zeros kept and 1, 1.001 merged", in, got)
+	}
+	if again := rebin(got); !slices.Equal(again, got) {
+		t.Errorf("rebin is not idempotent: %v then %v", got, again)
+	}
+}
+
+// TestDistBinsIncrementalSort interleaves Add, Merge and Bins and compares
+// with sorting everything from scratch.
+func TestDistBinsIncrementalSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	var d Dist
+	var all []float64
+	for round := range 200 {
+		for range rng.IntN(30) {
+			v := float64(rng.IntN(50)) // heavy ties
+			d.Add(v)
+			all = append(all, v)
+		}
+		if round%7 == 0 {
+			var o Dist
+			for range 5 {
+				v := rng.Float64() * 50
+				o.Add(v)
+				all = append(all, v)
+			}
+			d.Merge(&o)
+		}
+		want := slices.Clone(all)
+		slices.Sort(want)
+		var flat []float64
+		for _, b := range d.Bins() {
+			for range int(b.Count) {
+				flat = append(flat, b.Value)
+			}
+		}
+		if !slices.Equal(flat, want) {
+			t.Fatalf("round %d: bins do not hold the sorted values", round)
+		}
+	}
+}

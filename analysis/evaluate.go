@@ -97,6 +97,10 @@ func alternativeOf(dir Direction) Alternative {
 	return Greater
 }
 
+// hlExactPairs is the number of pairs up to which the effect of a
+// distribution metric is computed on the raw values.
+const hlExactPairs = 250_000
+
 // evalDistribution judges a distribution metric with the Mann-Whitney U
 // test of the canary scaled by the tolerance against the baseline. The test
 // is invariant under monotone transforms, so comparing canary/(1+tol) with
@@ -123,7 +127,14 @@ func evalDistribution(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config,
 		}
 	}
 	r.P = combineP(ps)
-	hl := HodgesLehmannRatio(cb, bb, cfg.Confidence, TwoSided)
+	// The Hodges-Lehmann estimate is an order statistic of nb·nc pairwise
+	// ratios; on large raw samples it is found on the binned view of the
+	// data (resolution ≤ 0.39%), which bounds its cost by the bins.
+	hx, hy := cb, bb
+	if nb*nc > hlExactPairs {
+		hx, hy = rebin(cb), rebin(bb)
+	}
+	hl := HodgesLehmannRatio(hx, hy, cfg.Confidence, TwoSided)
 	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(hl.Estimate), Float(hl.Lower), Float(hl.Upper)
 
 	// Gate. Noether's sample size for the Mann-Whitney test (Noether, "Sample
