@@ -148,37 +148,44 @@ func (d *Dist) addBinned(v float64, c uint64) {
 
 // grow extends the dense range to include bin i. When the range would
 // exceed MaxBins, the lowest bins are collapsed into the lowest kept one.
-// Capacity doubles, so growth costs amortized O(1) per bin.
+// The array is reallocated only when the range outgrows its capacity, to
+// at most twice the range, so growth costs amortized O(1) per bin.
 func (d *Dist) grow(i int32) {
 	lo, hi := d.base, d.base+int32(len(d.counts))-1
 	lo, hi = min(lo, i), max(hi, i)
 	if hi-lo+1 > MaxBins {
 		lo = hi - MaxBins + 1
 	}
-	n := int(hi - lo + 1)
-	if lo >= d.base && n <= cap(d.counts) {
-		// Growing upwards (possibly collapsing the bottom) fits in place.
-		shift := int(lo - d.base)
-		var low uint64
-		for _, c := range d.counts[:min(shift+1, len(d.counts))] {
-			low += c
+	n, old := int(hi-lo+1), len(d.counts)
+	if n > cap(d.counts) {
+		next := make([]uint64, n, min(2*n, MaxBins))
+		for j, c := range d.counts {
+			next[max(d.base+int32(j), lo)-lo] += c
 		}
-		old := len(d.counts)
-		copy(d.counts, d.counts[min(shift, old):])
+		d.base, d.counts = lo, next
+		return
+	}
+	if lo < d.base { // extend downwards in place
+		shift := int(d.base - lo)
 		d.counts = d.counts[:n]
-		clear(d.counts[max(old-shift, 0):])
-		if shift > 0 {
-			d.counts[0] = low
-		}
+		copy(d.counts[shift:], d.counts[:old])
+		clear(d.counts[:shift])
 		d.base = lo
 		return
 	}
-	next := make([]uint64, n, min(max(n, 2*cap(d.counts)), MaxBins))
-	for j, c := range d.counts {
-		k := max(d.base+int32(j), lo)
-		next[k-lo] += c
+	// Extend upwards in place, collapsing the bottom when lo moved up.
+	shift := int(lo - d.base)
+	var low uint64
+	for _, c := range d.counts[:min(shift+1, old)] {
+		low += c
 	}
-	d.base, d.counts = lo, next
+	copy(d.counts, d.counts[min(shift, old):])
+	d.counts = d.counts[:n]
+	clear(d.counts[max(old-shift, 0):])
+	if shift > 0 {
+		d.counts[0] = low
+	}
+	d.base = lo
 }
 
 // Bins returns the observations as bins sorted by value: the distinct raw

@@ -2,7 +2,7 @@
 """Times scipy.stats.mannwhitneyu on the data of BenchmarkJudge/metrics=20/n=1000000:
 20 metrics, 1M lognormal observations per cohort each (median 80 and 82, sigma 0.5).
 
-Run with Debian's python3-scipy:  /usr/bin/python3 analysis/testdata/gen/bench_scipy.py
+Run with Debian's python3-scipy:  /usr/bin/python3 analysis/testdata/gen/bench_scipy.py [N [METRICS]]
 """
 import sys
 import time
@@ -13,7 +13,7 @@ from scipy.stats import mannwhitneyu
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    metrics = 20
+    metrics = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     rng = np.random.default_rng(2)
     base = 80 * np.exp(0.5 * rng.standard_normal(n))
     canary = 82 * np.exp(0.5 * rng.standard_normal(n))
