@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -29,7 +30,7 @@ func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest)
 	if err != nil {
 		return nil, s.status(err)
 	}
-	v, created, err := s.store.PutConfig(ctx, configToProto(cfg))
+	v, created, err := s.store.PutConfig(ctx, apiconv.ConfigToProto(cfg))
 	if err != nil {
 		return nil, s.status(fmt.Errorf("put config %s: %w", cfg.Name, err))
 	}
@@ -58,7 +59,7 @@ func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, error) {
 			pc = proto.Clone(pc).(*canaryv1.CanaryConfig)
 			pc.Name = name
 		}
-		cfg, err = configFromProto(pc)
+		cfg, err = apiconv.ConfigFromProto(pc)
 		if err != nil {
 			vs, ok := fieldViolations(field, err)
 			if !ok {

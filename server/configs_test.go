@@ -116,21 +116,3 @@ func TestConfigs(t *testing.T) {
 	_, err = e.c.ListConfigs(ctx, &canaryv1.ListConfigsRequest{PageToken: "garbage"})
 	wantCode(t, err, codes.InvalidArgument, "page_token")
 }
-
-// TestConfigRoundTrip: the stored (normalized) form of a config converts
-// back to the same analysis config, so that re-putting it is idempotent.
-func TestConfigRoundTrip(t *testing.T) {
-	t.Parallel()
-	cfg, err := configFromProto(testConfig("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := configToProto(cfg)
-	cfg2, err := configFromProto(pc)
-	if err != nil {
-		t.Fatalf("normalized config rejected: %v", err)
-	}
-	if pc2 := configToProto(cfg2); !proto.Equal(pc, pc2) {
-		t.Errorf("round trip changed the config:\n%v\n%v", pc, pc2)
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -34,7 +35,7 @@ func FuzzPrepareBatch(f *testing.F) {
 	cfg := testConfig("fuzz")
 	cfg.Warmup = nil
 	run := e.createRun(context.Background(), "fuzz", cfg, time.Hour)
-	acfg, err := configFromProto(run.GetConfig())
+	acfg, err := apiconv.ConfigFromProto(run.GetConfig())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -64,37 +65,5 @@ func FuzzPrepareBatch(f *testing.F) {
 			t.Fatalf("delta holds %d observations, want %d", bl+ca, b.total())
 		}
 		analysis.Judge(d, analysis.Options{BakeComplete: true}) // must not panic
-	})
-}
-
-// FuzzConfigFromProto: any config either is rejected with field errors or
-// normalizes to a fixed point of configToProto/configFromProto.
-func FuzzConfigFromProto(f *testing.F) {
-	raw, err := proto.Marshal(testConfig("x"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(raw)
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		pc := new(canaryv1.CanaryConfig)
-		if proto.Unmarshal(raw, pc) != nil {
-			return
-		}
-		cfg, err := configFromProto(pc)
-		if err != nil {
-			var fes analysis.FieldErrors
-			if !asFieldErrors(err, &fes) || len(fes) == 0 {
-				t.Fatalf("not a field error: %v", err)
-			}
-			return
-		}
-		p1 := configToProto(cfg)
-		cfg2, err := configFromProto(p1)
-		if err != nil {
-			t.Fatalf("normalized config rejected: %v\n%v", err, p1)
-		}
-		if p2 := configToProto(cfg2); !proto.Equal(p1, p2) {
-			t.Fatalf("not a fixed point:\n%v\n%v", p1, p2)
-		}
 	})
 }

@@ -105,6 +105,8 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
+func ptr[T any](v T) *T { return &v }
+
 // testConfig has one metric of each type, sized so that the synthetic data
 // of makeBatch pass their gates with a few thousand observations.
 func testConfig(name string) *canaryv1.CanaryConfig {

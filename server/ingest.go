@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -446,7 +447,7 @@ func (v *validator) metric(path, name string, pc canaryv1.Cohort) (int, analysis
 			v.bad(path+".metric", "%q is not a metric of config %q", name, v.cfg.Name)
 		}
 	}
-	c, cok := cohortFromProto(pc)
+	c, cok := apiconv.CohortFromProto(pc)
 	if !cok {
 		v.bad(path+".cohort", "must be COHORT_BASELINE or COHORT_CANARY (got %v)", pc)
 	}
@@ -609,7 +610,7 @@ func (v *validator) fold(pb *canaryv1.Batch, start [2]time.Time) (*analysis.Data
 		return warm > 0 && t.Before(start[c].Add(warm))
 	}
 	for _, smp := range pb.GetSamples() {
-		c, _ := cohortFromProto(smp.GetCohort())
+		c, _ := apiconv.CohortFromProto(smp.GetCohort())
 		t := v.at
 		if smp.GetTime() != nil {
 			t = smp.GetTime().AsTime()
@@ -622,7 +623,7 @@ func (v *validator) fold(pb *canaryv1.Batch, start [2]time.Time) (*analysis.Data
 	}
 	for _, col := range pb.GetColumns() {
 		i := v.metrics[col.GetMetric()]
-		c, _ := cohortFromProto(col.GetCohort())
+		c, _ := apiconv.CohortFromProto(col.GetCohort())
 		t := v.at
 		if col.GetTime() != nil {
 			t = col.GetTime().AsTime()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -177,7 +178,7 @@ func (s *Service) load(ctx context.Context, lr *live) error {
 	if err != nil {
 		return fmt.Errorf("load run %s: %w", id, err)
 	}
-	cfg, err := configFromProto(run.GetConfig())
+	cfg, err := apiconv.ConfigFromProto(run.GetConfig())
 	if err != nil {
 		return fmt.Errorf("load run %s: stored config: %w", id, err)
 	}

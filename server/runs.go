@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -82,12 +83,12 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		if err != nil {
 			return nil, fmt.Errorf("get config %s: %w", ref.GetName(), err)
 		}
-		if cfg, err = configFromProto(cv.GetConfig()); err != nil {
+		if cfg, err = apiconv.ConfigFromProto(cv.GetConfig()); err != nil {
 			return nil, fmt.Errorf("stored config %s@%d: %w", cv.GetName(), cv.GetVersion(), err)
 		}
 		run.ConfigName, run.ConfigVersion, run.Config = cv.GetName(), cv.GetVersion(), cv.GetConfig()
 	case *canaryv1.CreateRunRequest_InlineConfig:
-		c, err := configFromProto(src.InlineConfig)
+		c, err := apiconv.ConfigFromProto(src.InlineConfig)
 		if err != nil {
 			cvs, ok := fieldViolations("inline_config", err)
 			if !ok {
@@ -111,7 +112,7 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		return nil, invalid(vs...)
 	}
 	if run.Config == nil {
-		run.ConfigName, run.Config = cfg.Name, configToProto(cfg)
+		run.ConfigName, run.Config = cfg.Name, apiconv.ConfigToProto(cfg)
 	}
 
 	fp, err := fingerprint(req)

@@ -2,21 +2,23 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 // The service speaks canaryv1; canaryctl prints what it gets in the shapes
 // of `canaryctl analyze`: a verdict from the service is an analysis.Verdict
 // (the same table, and JSON with the same top-level "decision" and
-// "metrics") plus the run it belongs to. Enums print as the YAML config
-// spells them (PROMOTE, distribution, increase, pass...).
+// "metrics") plus the run it belongs to. The conversions are those of
+// internal/apiconv, which the service uses too. Enums print as the YAML
+// config spells them (PROMOTE, distribution, increase, pass...), and a
+// value this client does not know as its number ("category 7").
 
 // verdictJSON is the JSON of a verdict from the service: the fields of
 // `canaryctl analyze -o json`, preceded by those of the run.
@@ -46,97 +48,8 @@ func newVerdictJSON(pv *canaryv1.Verdict) *verdictJSON {
 		Final:         pv.GetFinal(),
 		Sequence:      pv.GetSequence(),
 		Time:          timePtr(pv.GetTime()),
-		Verdict:       verdictFromProto(pv),
+		Verdict:       apiconv.VerdictFromProto(pv),
 	}
-}
-
-// verdictFromProto returns the analysis form of a verdict from the service.
-func verdictFromProto(pv *canaryv1.Verdict) analysis.Verdict {
-	v := analysis.Verdict{
-		Decision:   decisionFromProto(pv.GetDecision()),
-		Reason:     pv.GetReason(),
-		Deciding:   append([]string{}, pv.GetDecidingMetrics()...),
-		Config:     pv.GetConfigName(),
-		Confidence: pv.GetConfidence(),
-		Metrics:    make([]analysis.MetricResult, len(pv.GetMetrics())),
-	}
-	for i, pm := range pv.GetMetrics() {
-		v.Metrics[i] = metricResultFromProto(pm)
-	}
-	return v
-}
-
-func metricResultFromProto(pm *canaryv1.MetricResult) analysis.MetricResult {
-	m := analysis.MetricResult{
-		Name:         pm.GetName(),
-		Category:     categoryFromProto(pm.GetCategory()),
-		Type:         typeFromProto(pm.GetType()),
-		BadDirection: directionFromProto(pm.GetBadDirection()),
-		Tolerance:    pm.GetTolerance(),
-		Critical:     pm.GetCritical(),
-		Outcome:      outcomeFromProto(pm.GetOutcome()),
-		Baseline:     summaryFromProto(pm.GetBaseline()),
-		Canary:       summaryFromProto(pm.GetCanary()),
-		Effect: analysis.Effect{
-			Estimate: analysis.Float(math.NaN()),
-			Lower:    analysis.Float(math.NaN()),
-			Upper:    analysis.Float(math.NaN()),
-		},
-		P:         pm.GetPValue(),
-		AdjustedP: pm.GetAdjustedPValue(),
-		Test:      pm.GetTest(),
-		Reason:    pm.GetReason(),
-	}
-	if e := pm.GetEffect(); e != nil {
-		m.Effect = analysis.Effect{
-			Estimate:  analysis.Float(e.GetEstimate()),
-			Lower:     analysis.Float(e.GetLower()),
-			Upper:     analysis.Float(e.GetUpper()),
-			ConfLevel: e.GetConfidence(),
-		}
-	}
-	if g := pm.GetGate(); g != nil {
-		m.Gate = analysis.Gate{
-			Ready:        g.GetReady(),
-			FloorMet:     g.GetFloorMet(),
-			PowerMet:     g.GetPowerMet(),
-			NeedBaseline: analysis.Float(g.GetNeedBaseline()),
-			NeedCanary:   analysis.Float(g.GetNeedCanary()),
-			Unit:         g.GetUnit(),
-		}
-	}
-	return m
-}
-
-// summaryFromProto leaves the statistics the service did not send at zero,
-// which the JSON omits.
-func summaryFromProto(ps *canaryv1.CohortSummary) analysis.Summary {
-	return analysis.Summary{
-		N:      float64(ps.GetN()),
-		Count:  ps.GetCount(),
-		Total:  ps.GetTotal(),
-		Rate:   ps.GetRate(),
-		Median: ps.GetMedian(),
-		P99:    ps.GetP99(),
-		Mean:   ps.GetMean(),
-		SD:     ps.GetStddev(),
-		Warmup: ps.GetWarmupExcluded(),
-	}
-}
-
-// Enum conversions. A value this client does not know prints as its
-// number, so that output never hides it.
-
-func decisionFromProto(d canaryv1.Decision) analysis.Decision {
-	switch d {
-	case canaryv1.Decision_DECISION_PROMOTE:
-		return analysis.Promote
-	case canaryv1.Decision_DECISION_HOLD:
-		return analysis.Hold
-	case canaryv1.Decision_DECISION_ROLLBACK:
-		return analysis.Rollback
-	}
-	return analysis.Decision(fmt.Sprintf("DECISION(%d)", d))
 }
 
 // parseDecision parses a --decision flag: PROMOTE, HOLD or ROLLBACK, in
@@ -153,58 +66,6 @@ func parseDecision(s string) (canaryv1.Decision, error) {
 		return canaryv1.Decision_DECISION_ROLLBACK, nil
 	}
 	return 0, fmt.Errorf("must be PROMOTE, HOLD or ROLLBACK (got %q)", s)
-}
-
-func outcomeFromProto(o canaryv1.MetricOutcome) analysis.Outcome {
-	switch o {
-	case canaryv1.MetricOutcome_METRIC_OUTCOME_PASS:
-		return analysis.OutcomePass
-	case canaryv1.MetricOutcome_METRIC_OUTCOME_HOLD:
-		return analysis.OutcomeHold
-	case canaryv1.MetricOutcome_METRIC_OUTCOME_REGRESSION:
-		return analysis.OutcomeRegression
-	case canaryv1.MetricOutcome_METRIC_OUTCOME_NO_DATA:
-		return analysis.OutcomeNoData
-	}
-	return analysis.Outcome(fmt.Sprintf("outcome(%d)", o))
-}
-
-func categoryFromProto(c canaryv1.MetricCategory) analysis.Category {
-	switch c {
-	case canaryv1.MetricCategory_METRIC_CATEGORY_STABILITY:
-		return analysis.Stability
-	case canaryv1.MetricCategory_METRIC_CATEGORY_PERFORMANCE:
-		return analysis.Performance
-	case canaryv1.MetricCategory_METRIC_CATEGORY_BUSINESS:
-		return analysis.Business
-	}
-	return analysis.Category(fmt.Sprintf("category(%d)", c))
-}
-
-func typeFromProto(t canaryv1.MetricType) analysis.MetricType {
-	switch t {
-	case canaryv1.MetricType_METRIC_TYPE_DISTRIBUTION:
-		return analysis.TypeDistribution
-	case canaryv1.MetricType_METRIC_TYPE_RATE:
-		return analysis.TypeRate
-	case canaryv1.MetricType_METRIC_TYPE_MEAN:
-		return analysis.TypeMean
-	}
-	return analysis.MetricType(fmt.Sprintf("type(%d)", t))
-}
-
-func directionFromProto(d canaryv1.BadDirection) analysis.Direction {
-	switch d {
-	case canaryv1.BadDirection_BAD_DIRECTION_INCREASE:
-		return analysis.Increase
-	case canaryv1.BadDirection_BAD_DIRECTION_DECREASE:
-		return analysis.Decrease
-	case canaryv1.BadDirection_BAD_DIRECTION_BOTH:
-		return analysis.Both
-	case canaryv1.BadDirection_BAD_DIRECTION_UNSPECIFIED:
-		return ""
-	}
-	return analysis.Direction(fmt.Sprintf("direction(%d)", d))
 }
 
 func stateName(s canaryv1.RunState) string {
@@ -234,46 +95,6 @@ func parseState(s string) (canaryv1.RunState, error) {
 		return canaryv1.RunState_RUN_STATE_ABORTED, nil
 	}
 	return 0, fmt.Errorf("must be running, completed or aborted (got %q)", s)
-}
-
-// configFromProto returns the analysis form of a resolved config from the
-// service (every default applied), normalized; canaryctl ingest uses it to
-// check records before sending them.
-func configFromProto(pc *canaryv1.CanaryConfig) (*analysis.Config, error) {
-	cfg := &analysis.Config{
-		Name:       pc.GetName(),
-		Warmup:     pc.GetWarmup().AsDuration(),
-		Confidence: pc.GetConfidence(),
-		Power:      pc.GetPower(),
-		Metrics:    make([]analysis.Metric, len(pc.GetMetrics())),
-	}
-	for i, pm := range pc.GetMetrics() {
-		m := analysis.UnsetMetric()
-		m.Name = pm.GetName()
-		m.Category = categoryFromProto(pm.GetCategory())
-		m.Type = typeFromProto(pm.GetType())
-		m.BadDirection = directionFromProto(pm.GetBadDirection())
-		if pm.Tolerance != nil {
-			m.Tolerance = pm.GetTolerance()
-		}
-		m.Critical = pm.GetCritical()
-		if pm.MinSamples != nil {
-			m.MinSamples = int(min(pm.GetMinSamples(), math.MaxInt32))
-		}
-		if pm.MinTotal != nil {
-			m.MinTotal = pm.GetMinTotal()
-		}
-		if pm.DetectableEffect != nil {
-			m.DetectableEffect = pm.GetDetectableEffect()
-		}
-		m.Unit = pm.GetUnit()
-		m.ExposureUnit = pm.GetExposureUnit()
-		cfg.Metrics[i] = m
-	}
-	if err := cfg.Normalize(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
 }
 
 // configJSON is the JSON of a config: the YAML schema, key for key.
@@ -315,9 +136,9 @@ func newConfigJSON(pc *canaryv1.CanaryConfig) *configJSON {
 	for i, pm := range pc.GetMetrics() {
 		c.Metrics[i] = metricJSON{
 			Name:             pm.GetName(),
-			Category:         categoryFromProto(pm.GetCategory()),
-			Type:             typeFromProto(pm.GetType()),
-			BadDirection:     directionFromProto(pm.GetBadDirection()),
+			Category:         apiconv.CategoryFromProto(pm.GetCategory()),
+			Type:             apiconv.TypeFromProto(pm.GetType()),
+			BadDirection:     apiconv.DirectionFromProto(pm.GetBadDirection()),
 			Tolerance:        pm.Tolerance,
 			Critical:         pm.GetCritical(),
 			MinSamples:       pm.MinSamples,

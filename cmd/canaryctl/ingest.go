@@ -19,6 +19,7 @@ import (
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/collectors/jsonl"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -91,7 +92,7 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var check func(*analysis.Record) error
-	if cfg, err := configFromProto(run.GetRun().GetConfig()); err == nil {
+	if cfg, err := apiconv.ConfigFromProto(run.GetRun().GetConfig()); err == nil {
 		check = analysis.NewData(cfg).Check
 	}
 

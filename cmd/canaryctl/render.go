@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -30,7 +31,7 @@ func printServiceVerdict(w io.Writer, format string, pv *canaryv1.Verdict) error
 		return writeJSON(w, newVerdictJSON(pv))
 	}
 	fmt.Fprintf(w, "run:      %s   (%s, stage %s, %s)\n", pv.GetRunId(), pv.GetService(), pv.GetStage(), verdictStatus(pv))
-	v := verdictFromProto(pv)
+	v := apiconv.VerdictFromProto(pv)
 	v.Config = configRef(pv.GetConfigName(), pv.GetConfigVersion())
 	return printVerdict(w, format, &v)
 }
@@ -61,7 +62,7 @@ func verdictLine(pv *canaryv1.Verdict) string {
 	if pv.GetTime() != nil {
 		t = fmtTime(pv.GetTime().AsTime())
 	}
-	return fmt.Sprintf("%s %s seq=%d %s: %s", t, decisionFromProto(pv.GetDecision()), pv.GetSequence(), kind, oneLine(pv.GetReason()))
+	return fmt.Sprintf("%s %s seq=%d %s: %s", t, apiconv.DecisionFromProto(pv.GetDecision()), pv.GetSequence(), kind, oneLine(pv.GetReason()))
 }
 
 // printRun writes a run as a list of fields.
@@ -96,7 +97,7 @@ func printRun(w io.Writer, r *canaryv1.Run) error {
 	field("samples", "baseline %d, canary %d", c.GetBaselineSamples(), c.GetCanarySamples())
 	field("batches", "%d (+%d duplicates), last at %s", c.GetBatches(), c.GetDuplicateBatches(), tsString(c.GetLastIngestTime()))
 	if v := r.GetVerdict(); v != nil {
-		field("verdict", "%s (%s, seq %d)", decisionFromProto(v.GetDecision()), verdictStatus(v), v.GetSequence())
+		field("verdict", "%s (%s, seq %d)", apiconv.DecisionFromProto(v.GetDecision()), verdictStatus(v), v.GetSequence())
 		field("reason", "%s", oneLine(v.GetReason()))
 	} else {
 		field("verdict", "none yet")
@@ -111,7 +112,7 @@ func printRuns(w io.Writer, runs []*canaryv1.Run) error {
 	for _, r := range runs {
 		dec := "-"
 		if v := r.GetVerdict(); v != nil {
-			dec = string(decisionFromProto(v.GetDecision()))
+			dec = string(apiconv.DecisionFromProto(v.GetDecision()))
 		}
 		c := r.GetCounters()
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.GetId(), r.GetService(), r.GetStage(), configName(r),
@@ -126,7 +127,7 @@ func printHistory(w io.Writer, vs []*canaryv1.Verdict) error {
 	fmt.Fprintln(tw, "TIME\tSERVICE\tSTAGE\tDECISION\tRUN\tREASON")
 	for _, v := range vs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tsString(v.GetTime()), v.GetService(), v.GetStage(),
-			decisionFromProto(v.GetDecision()), v.GetRunId(), truncate(oneLine(v.GetReason()), 100))
+			apiconv.DecisionFromProto(v.GetDecision()), v.GetRunId(), truncate(oneLine(v.GetReason()), 100))
 	}
 	return tw.Flush()
 }
@@ -155,8 +156,8 @@ func printConfig(w io.Writer, cv *canaryv1.ConfigVersion) error {
 			}
 			floor = num(m.GetMinTotal()) + " " + unit
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", m.GetName(), categoryFromProto(m.GetCategory()),
-			typeFromProto(m.GetType()), directionFromProto(m.GetBadDirection()), pct(m.GetTolerance()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", m.GetName(), apiconv.CategoryFromProto(m.GetCategory()),
+			apiconv.TypeFromProto(m.GetType()), apiconv.DirectionFromProto(m.GetBadDirection()), pct(m.GetTolerance()),
 			m.GetCritical(), floor, pct(m.GetDetectableEffect()))
 	}
 	return tw.Flush()

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -238,7 +239,7 @@ func finishRun(ctx context.Context, e *env, args []string, verb string, finish f
 	if err := printServiceVerdict(e.stdout, cf.out, v); err != nil {
 		return err
 	}
-	return exitCodeError{decisionFromProto(v.GetDecision()).ExitCode()}
+	return exitCodeError{apiconv.DecisionFromProto(v.GetDecision()).ExitCode()}
 }
 
 // flagSet reports whether the flag name was given on the command line.

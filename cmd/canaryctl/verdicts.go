@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -45,7 +46,7 @@ func runJudge(ctx context.Context, e *env, args []string) error {
 	if err := printServiceVerdict(e.stdout, cf.out, v); err != nil {
 		return err
 	}
-	return exitCodeError{decisionFromProto(v.GetDecision()).ExitCode()}
+	return exitCodeError{apiconv.DecisionFromProto(v.GetDecision()).ExitCode()}
 }
 
 // runWatch prints the verdict of a run each time it changes, until the
@@ -104,7 +105,7 @@ func runWatch(ctx context.Context, e *env, args []string) error {
 			if last == nil || !last.GetFinal() {
 				return errors.New("the service ended the watch without a final verdict")
 			}
-			return exitCodeError{decisionFromProto(last.GetDecision()).ExitCode()}
+			return exitCodeError{apiconv.DecisionFromProto(last.GetDecision()).ExitCode()}
 		}
 		if !retryable(err) || failures+1 >= watchAttempts || ctx.Err() != nil {
 			return rpcError(err)
