@@ -1,0 +1,225 @@
+package redisstore
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"strconv"
+	"time"
+
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// Key layout
+//
+// Every key starts with Options.Prefix (P, "canaryd" by default) and holds
+// a hash tag, the part in braces, that decides its Redis Cluster slot:
+//
+//	one run (slot of {run:<id>}):
+//	P:{run:<id>}:m       hash    run    → Run as created (proto)
+//	                             state  → RunState number ("1" running)
+//	                             upd    → Run{Verdict, Counters} of the last UpdateRun
+//	                             fin    → Run{State, FinishTime, FinishReason, Verdict,
+//	                                      Counters} written by FinishRun
+//	                             folded → deltas folded into snapshots so far
+//	                             exp    → Unix ms (Redis clock) when the raw data expire
+//	                             ctok   → token of the CreateRun call that wrote it
+//	P:{run:<id>}:ids     set     batch ids stored (kept across snapshots)
+//	P:{run:<id>}:d       stream  deltas in append order, one field "d"
+//	P:{run:<id>}:snap    string  snapshot
+//
+//	runs (slot of {runs}):
+//	P:{runs}:req         hash    request id → uvarint(len(id)) id time fingerprint
+//	P:{runs}:ri:<f>      zset    time(create) id, for the runs matching filter f
+//
+//	verdict history (slot of {hist}):
+//	P:{hist}:v           hash    run id → final Verdict (proto)
+//	P:{hist}:vi:<f>      zset    time(verdict) id, for the verdicts matching filter f
+//	P:{hist}:pending     hash    run id → Unix ms: a FinishRun whose history and
+//	                             run-index writes may not all be done yet
+//
+//	configs (slot of {cfg:<name>}, and {cfgs}):
+//	P:{cfg:<name>}:v     list    ConfigVersion; version k at index k-1
+//	P:{cfgs}:names       zset    config names
+//	P:schema             string  schema version of the layout
+//
+// The sorted sets are lexicographic: every member has score 0 and Redis
+// orders members bytewise. time is the 12-byte order-preserving encoding of
+// a timestamp (seconds as int64 with the sign bit flipped, then
+// nanoseconds, both big-endian), so members sort by (time, id) with full
+// nanosecond precision, and newest-first listing is ZRANGE BYLEX REV with
+// LIMIT: one O(log N) seek plus one step per entry, at any depth of
+// pagination. There is one sorted set per combination of filter values; f
+// names it: "all", or the concatenation of whichever of s<len>:<service>,
+// t<len>:<stage> and d<decision or state number> the filter sets (lengths
+// in decimal bytes, so names are unambiguous). A listing reads exactly the
+// set of its filter: 8 kinds of index (2^3 subsets of service, stage,
+// decision), each entry written to 8 sets.
+//
+// Ids and names are stored raw. A run id holding "}" still keeps all its
+// keys in one slot (the tag ends at the first "}", the same one in each of
+// its keys), and keys stay distinct because no suffix holds "}:".
+const schemaVersion = "1"
+
+// Index masks: which filter fields an index covers.
+const (
+	maskService = 1 << iota
+	maskStage
+	maskEnum // decision for verdicts, state for runs
+	numMasks = 8
+)
+
+const timeLen = 12
+
+// keys names the keys of one store (one prefix).
+type keys struct{ p string }
+
+func (k keys) schema() string                 { return k.p + ":schema" }
+func (k keys) runTag(id string) string        { return k.p + ":{run:" + id + "}" }
+func (k keys) runMeta(id string) string       { return k.runTag(id) + ":m" }
+func (k keys) runIDs(id string) string        { return k.runTag(id) + ":ids" }
+func (k keys) runDeltas(id string) string     { return k.runTag(id) + ":d" }
+func (k keys) runSnap(id string) string       { return k.runTag(id) + ":snap" }
+func (k keys) requests() string               { return k.p + ":{runs}:req" }
+func (k keys) runIndex(f string) string       { return k.p + ":{runs}:ri:" + f }
+func (k keys) verdicts() string               { return k.p + ":{hist}:v" }
+func (k keys) verdictIndex(f string) string   { return k.p + ":{hist}:vi:" + f }
+func (k keys) pending() string                { return k.p + ":{hist}:pending" }
+func (k keys) configVersions(n string) string { return k.p + ":{cfg:" + n + "}:v" }
+func (k keys) configNames() string            { return k.p + ":{cfgs}:names" }
+
+// runKeys are the keys of one run, in the order the scripts take them.
+func (k keys) runKeys(id string) []string {
+	return []string{k.runMeta(id), k.runIDs(id), k.runDeltas(id), k.runSnap(id)}
+}
+
+// filterName returns f, the name of the index of mask m for these values.
+func filterName(m int, service, stage string, enum int32) string {
+	if m == 0 {
+		return "all"
+	}
+	var b []byte
+	if m&maskService != 0 {
+		b = append(b, 's')
+		b = strconv.AppendInt(b, int64(len(service)), 10)
+		b = append(b, ':')
+		b = append(b, service...)
+	}
+	if m&maskStage != 0 {
+		b = append(b, 't')
+		b = strconv.AppendInt(b, int64(len(stage)), 10)
+		b = append(b, ':')
+		b = append(b, stage...)
+	}
+	if m&maskEnum != 0 {
+		b = append(b, 'd')
+		b = strconv.AppendInt(b, int64(enum), 10)
+	}
+	return string(b)
+}
+
+// filterMask returns the index that serves a filter: the one with exactly
+// the filter's non-empty fields.
+func filterMask(service, stage string, enum int32) int {
+	m := 0
+	if service != "" {
+		m |= maskService
+	}
+	if stage != "" {
+		m |= maskStage
+	}
+	if enum != 0 {
+		m |= maskEnum
+	}
+	return m
+}
+
+// appendTime appends the 12-byte order-preserving encoding of t.
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^(1<<63))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
+// member is an index entry: time then id.
+func member(t time.Time, id string) string {
+	return string(append(appendTime(make([]byte, 0, timeLen+len(id)), t), id...))
+}
+
+// indexEntries returns, for each of the 8 masks, the index name and member
+// of one entry.
+func indexEntries(service, stage string, enum int32, t time.Time, id string) (names [numMasks]string, mem string) {
+	for m := range numMasks {
+		names[m] = filterName(m, service, stage, enum)
+	}
+	return names, member(t, id)
+}
+
+// lexRange returns the ZRANGE BYLEX REV bounds of a listing: entries at or
+// after since, before until and before the entry after (the last one of the
+// previous page), each bound ignored when zero.
+func lexRange(since, until time.Time, after []byte) (maxBound, minBound string) {
+	maxBound, minBound = "+", "-"
+	var upper []byte
+	if !until.IsZero() {
+		upper = appendTime(nil, until)
+	}
+	if after != nil && (upper == nil || bytes.Compare(after, upper) < 0) {
+		upper = after
+	}
+	if upper != nil {
+		maxBound = "(" + string(upper)
+	}
+	if !since.IsZero() {
+		minBound = "[" + string(appendTime(nil, since))
+	}
+	return maxBound, minBound
+}
+
+// Page tokens are base64url (no padding) of: tokenVersion, kind,
+// uvarint(len(f)) f, key, where f names the listing (its filter) and key is
+// the last entry returned. They are validated against the listing they
+// are used with.
+const tokenVersion = 1
+
+// Token kinds.
+const (
+	kindVerdicts       = 'v'
+	kindRuns           = 'r'
+	kindConfigs        = 'c'
+	kindConfigVersions = 'n'
+)
+
+func encodeToken(kind byte, f string, key []byte) string {
+	b := make([]byte, 0, 4+len(f)+len(key))
+	b = append(b, tokenVersion, kind)
+	b = binary.AppendUvarint(b, uint64(len(f)))
+	b = append(b, f...)
+	b = append(b, key...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodeToken returns the key of a page token of the given kind and
+// listing f, nil for "", or store.ErrBadPageToken. The key must be at least
+// minLen bytes long.
+func decodeToken(tok string, kind byte, f string, minLen int) ([]byte, error) {
+	if tok == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) < 3 || b[0] != tokenVersion || b[1] != kind {
+		return nil, store.ErrBadPageToken
+	}
+	n, w := binary.Uvarint(b[2:])
+	if w <= 0 || n > uint64(len(b)-2-w) {
+		return nil, store.ErrBadPageToken
+	}
+	rest := b[2+w:]
+	if string(rest[:n]) != f {
+		return nil, store.ErrBadPageToken
+	}
+	key := rest[n:]
+	if len(key) < minLen {
+		return nil, store.ErrBadPageToken
+	}
+	return key, nil
+}

@@ -1,0 +1,517 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// maxIDLen bounds names and ids, as in the embedded store.
+const maxIDLen = 1024
+
+func checkID(what, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%s is empty", what)
+	case len(id) > maxIDLen:
+		return fmt.Errorf("%s is %d bytes, more than %d", what, len(id), maxIDLen)
+	}
+	return nil
+}
+
+func checkRun(run *canaryv1.Run) error {
+	if err := checkID("run id", run.GetId()); err != nil {
+		return err
+	}
+	switch {
+	case len(run.GetRequestId()) > maxIDLen:
+		return fmt.Errorf("request id is %d bytes, more than %d", len(run.GetRequestId()), maxIDLen)
+	case len(run.GetService()) > maxIDLen:
+		return fmt.Errorf("service is %d bytes, more than %d", len(run.GetService()), maxIDLen)
+	case len(run.GetStage()) > maxIDLen:
+		return fmt.Errorf("stage is %d bytes, more than %d", len(run.GetStage()), maxIDLen)
+	}
+	return nil
+}
+
+// runIndexKeys returns the 8 run index keys of a run in a state, and its
+// member.
+func (s *Store) runIndexKeys(run *canaryv1.Run, state canaryv1.RunState) ([]string, string) {
+	names, mem := indexEntries(run.GetService(), run.GetStage(), int32(state), run.GetCreateTime().AsTime(), run.GetId())
+	ks := make([]string, numMasks)
+	for m, n := range names {
+		ks[m] = s.k.runIndex(n)
+	}
+	return ks, mem
+}
+
+// requestValue encodes what the request-id table holds for a run: its id,
+// create time and the request's fingerprint.
+func requestValue(id string, created time.Time, fingerprint []byte) string {
+	b := binary.AppendUvarint(nil, uint64(len(id)))
+	b = append(b, id...)
+	b = appendTime(b, created)
+	return string(append(b, fingerprint...))
+}
+
+func parseRequestValue(v string) (id string, created time.Time, fingerprint []byte, err error) {
+	n, w := binary.Uvarint([]byte(v))
+	if w <= 0 || uint64(len(v)-w) < n+timeLen {
+		return "", time.Time{}, nil, errors.New("corrupt request record")
+	}
+	id = v[w : w+int(n)]
+	t := []byte(v[w+int(n) : w+int(n)+timeLen])
+	sec := int64(binary.BigEndian.Uint64(t) ^ (1 << 63))
+	created = time.Unix(sec, int64(binary.BigEndian.Uint32(t[8:]))).UTC()
+	return id, created, []byte(v[w+int(n)+timeLen:]), nil
+}
+
+// CreateRun stores a new run, or returns the run an earlier call with the
+// same RequestId created (ErrConflict if its fingerprint differs). A run
+// with an empty RequestId is not deduplicated. The run's state is stored as
+// RUNNING; run.CreateTime orders ListRuns.
+//
+// It claims the request id and indexes the run (one script on the {runs}
+// slot), then writes the run (one script on the run's slot). A call that
+// finds the request id claimed but the run not written (its first call
+// failed in between) writes it, with the id and create time of the claim.
+func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (*canaryv1.Run, bool, error) {
+	id := run.GetId()
+	if err := checkRun(run); err != nil {
+		return nil, false, fmt.Errorf("create run %s: %w", id, err)
+	}
+	switch run.GetState() {
+	case canaryv1.RunState_RUN_STATE_UNSPECIFIED, canaryv1.RunState_RUN_STATE_RUNNING:
+	default:
+		return nil, false, fmt.Errorf("create run %s: state %v, want RUNNING", id, run.GetState())
+	}
+	run = proto.Clone(run).(*canaryv1.Run)
+	run.State = canaryv1.RunState_RUN_STATE_RUNNING
+	out, created, err := s.createRun(ctx, run, fingerprint)
+	if err != nil {
+		return nil, false, fmt.Errorf("create run %s: %w", id, err)
+	}
+	return out, created, nil
+}
+
+func (s *Store) createRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (*canaryv1.Run, bool, error) {
+	rid := run.GetRequestId()
+	if rid != "" {
+		// A retry of a known request needs no claim: the common case of a
+		// retry reads one hash field.
+		v, err := s.c.HGet(ctx, s.k.requests(), rid).Result()
+		switch {
+		case err == nil:
+			return s.createClaimed(ctx, run, fingerprint, v)
+		case !errors.Is(err, redis.Nil):
+			return nil, false, s.fail(ctx, err)
+		}
+	}
+	n, err := s.c.Exists(ctx, s.k.runMeta(run.GetId())).Result()
+	if err != nil {
+		return nil, false, s.fail(ctx, err)
+	}
+	if n > 0 {
+		return nil, false, errors.New("run id already used by another request")
+	}
+
+	idx, mem := s.runIndexKeys(run, run.GetState())
+	value := ""
+	if rid != "" {
+		value = requestValue(run.GetId(), run.GetCreateTime().AsTime(), fingerprint)
+	}
+	code, rest, err := s.runSlice(ctx, reserveScript, append([]string{s.k.requests()}, idx...), rid, value, mem)
+	if err != nil {
+		return nil, false, err
+	}
+	if code == 0 { // claimed meanwhile by another call
+		v, _ := str(rest[0])
+		return s.createClaimed(ctx, run, fingerprint, string(v))
+	}
+	stored, created, err := s.writeRun(ctx, run)
+	if err != nil {
+		return nil, false, err
+	}
+	if !created && rid != "" && stored.GetRequestId() == rid {
+		// A retry of this request found the claim first and wrote the run
+		// as claimed.
+		return stored, false, nil
+	}
+	if !created {
+		// The id belongs to a run that appeared since the check above:
+		// release the claim and the index entries that are not that run's.
+		s.release(ctx, rid, value, run, stored)
+		return nil, false, errors.New("run id already used by another request")
+	}
+	return stored, true, nil
+}
+
+// createClaimed finishes a CreateRun whose request id is claimed, with
+// value: it returns the claimed run, writing it first if its first call
+// could not.
+func (s *Store) createClaimed(ctx context.Context, run *canaryv1.Run, fingerprint []byte, value string) (*canaryv1.Run, bool, error) {
+	id, created, fp, err := parseRequestValue(value)
+	if err != nil {
+		return nil, false, fmt.Errorf("request %q: %w", run.GetRequestId(), err)
+	}
+	if !bytes.Equal(fp, fingerprint) {
+		return nil, false, store.ErrConflict
+	}
+	stored, err := s.getRun(ctx, id)
+	switch {
+	case err == nil:
+		return stored, false, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, false, err
+	}
+	// The claim is there but not the run: write it as claimed (the same
+	// request, so the same service, stage and config).
+	run.Id = id
+	run.CreateTime = timestamppb.New(created)
+	return s.writeRun(ctx, run)
+}
+
+// writeRun writes a run record unless one exists: it returns the record
+// and whether this call wrote it.
+func (s *Store) writeRun(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run, bool, error) {
+	data, err := proto.Marshal(run)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode: %w", err)
+	}
+	code, rest, err := s.runSlice(ctx, createScript, []string{s.k.runMeta(run.GetId())}, data, token())
+	if err != nil {
+		return nil, false, err
+	}
+	if code == 1 {
+		return run, true, nil
+	}
+	stored, err := assembleRun(run.GetId(), rest)
+	if err != nil {
+		return nil, false, err
+	}
+	return stored, false, nil
+}
+
+// release undoes the claim and index entries of run, except the entries
+// that other, the run stored under the same id, has too.
+func (s *Store) release(ctx context.Context, rid, value string, run, other *canaryv1.Run) {
+	mine, mem := s.runIndexKeys(run, run.GetState())
+	theirs, theirMem := s.runIndexKeys(other, canaryv1.RunState_RUN_STATE_RUNNING)
+	keys := []string{s.k.requests()}
+	for m := range mine {
+		if mem != theirMem || mine[m] != theirs[m] {
+			keys = append(keys, mine[m])
+		}
+	}
+	if _, err := s.runCode(ctx, releaseScript, keys, rid, value, mem); err != nil {
+		s.opts.Logger.Warn("release the index entries of a run id used twice", "run", run.GetId(), "err", err)
+	}
+}
+
+// GetRun returns a run.
+func (s *Store) GetRun(ctx context.Context, id string) (*canaryv1.Run, error) {
+	run, err := s.getRun(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get run %s: %w", id, err)
+	}
+	return run, nil
+}
+
+func (s *Store) getRun(ctx context.Context, id string) (*canaryv1.Run, error) {
+	if id == "" {
+		return nil, store.ErrNotFound
+	}
+	if s.closed() {
+		return nil, errClosed
+	}
+	vals, err := s.c.HMGet(ctx, s.k.runMeta(id), "run", "upd", "fin").Result()
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return assembleRun(id, vals)
+}
+
+// assembleRun builds a run from its record fields run, upd and fin:
+// store.ErrNotFound if run is nil.
+func assembleRun(id string, vals []any) (*canaryv1.Run, error) {
+	if len(vals) != 3 {
+		return nil, fmt.Errorf("run %s: %d record fields, want 3", id, len(vals))
+	}
+	data, ok := str(vals[0])
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	run := new(canaryv1.Run)
+	if err := proto.Unmarshal(data, run); err != nil {
+		return nil, fmt.Errorf("decode run %s: %w", id, err)
+	}
+	if upd, ok := str(vals[1]); ok {
+		u := new(canaryv1.Run)
+		if err := proto.Unmarshal(upd, u); err != nil {
+			return nil, fmt.Errorf("decode update of run %s: %w", id, err)
+		}
+		run.Verdict, run.Counters = u.GetVerdict(), u.GetCounters()
+	}
+	if fin, ok := str(vals[2]); ok {
+		f := new(canaryv1.Run)
+		if err := proto.Unmarshal(fin, f); err != nil {
+			return nil, fmt.Errorf("decode final state of run %s: %w", id, err)
+		}
+		applyFinal(run, f)
+	}
+	return run, nil
+}
+
+// applyFinal sets on run what FinishRun stored in f.
+func applyFinal(run, f *canaryv1.Run) {
+	run.State = f.GetState()
+	run.FinishTime = f.GetFinishTime()
+	run.FinishReason = f.GetFinishReason()
+	run.Verdict = f.GetVerdict()
+	run.Counters = f.GetCounters()
+}
+
+// ListRuns lists runs newest first (by create time, then id descending).
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, page store.Page) ([]*canaryv1.Run, string, error) {
+	runs, next, err := s.listRuns(ctx, f, page)
+	if err != nil {
+		return nil, "", fmt.Errorf("list runs: %w", err)
+	}
+	return runs, next, nil
+}
+
+func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page) ([]*canaryv1.Run, string, error) {
+	m := filterMask(f.Service, f.Stage, int32(f.State))
+	fn := filterName(m, f.Service, f.Stage, int32(f.State))
+	after, err := decodeToken(page.Token, kindRuns, fn, timeLen+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if s.closed() {
+		return nil, "", errClosed
+	}
+	maxB, minB := lexRange(time.Time{}, time.Time{}, after)
+	limit := page.Limit()
+	members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.k.runIndex(fn), Start: maxB, Stop: minB, ByLex: true, Rev: true, Count: int64(limit + 1),
+	}).Result()
+	if err != nil {
+		return nil, "", s.fail(ctx, err)
+	}
+	next := ""
+	if len(members) > limit {
+		members = members[:limit]
+		next = encodeToken(kindRuns, fn, []byte(members[limit-1]))
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(members))
+	for i, mem := range members {
+		cmds[i] = pipe.HMGet(ctx, s.k.runMeta(mem[timeLen:]), "run", "upd", "fin")
+	}
+	if len(members) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, "", s.fail(ctx, err)
+		}
+	}
+	runs := make([]*canaryv1.Run, 0, len(members))
+	for i, cmd := range cmds {
+		run, err := assembleRun(members[i][timeLen:], cmd.Val())
+		if errors.Is(err, store.ErrNotFound) {
+			continue // claimed and indexed, not written (yet)
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if f.State != 0 && run.GetState() != f.State {
+			continue // finished, its index entries not moved yet
+		}
+		runs = append(runs, run)
+	}
+	return runs, next, nil
+}
+
+// UpdateRun replaces the latest verdict and the counters of a running run;
+// its other fields are kept as stored.
+func (s *Store) UpdateRun(ctx context.Context, run *canaryv1.Run) error {
+	id := run.GetId()
+	if err := s.updateRun(ctx, run); err != nil {
+		return fmt.Errorf("update run %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Store) updateRun(ctx context.Context, run *canaryv1.Run) error {
+	if run.GetId() == "" {
+		return store.ErrNotFound
+	}
+	upd, err := proto.Marshal(&canaryv1.Run{Verdict: run.GetVerdict(), Counters: run.GetCounters()})
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	code, err := s.runCode(ctx, updateScript, []string{s.k.runMeta(run.GetId())}, upd)
+	if err != nil {
+		return err
+	}
+	return codeErr(code)
+}
+
+// FinishRun marks a running run finished and adds its verdict to the
+// history. From run it takes State (COMPLETED or ABORTED), FinishTime,
+// FinishReason, Verdict and Counters; the verdict's RunId, Service and
+// Stage are filled in from the run when empty.
+//
+// The run's state flips in one script on its slot; that is the commit.
+// Its index entries and history entry are written after it; if that fails
+// (Redis became unreachable in between), FinishRun still returns nil,
+// since the run is finished and its verdict durable, and Maintain adds
+// the verdict to the history later.
+func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
+	id := run.GetId()
+	if err := s.finishRun(ctx, run); err != nil {
+		return fmt.Errorf("finish run %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run) error {
+	id := run.GetId()
+	state := run.GetState()
+	if state != canaryv1.RunState_RUN_STATE_COMPLETED && state != canaryv1.RunState_RUN_STATE_ABORTED {
+		return fmt.Errorf("state %v, want COMPLETED or ABORTED", state)
+	}
+	if run.GetVerdict() == nil {
+		return errors.New("no verdict")
+	}
+	if id == "" {
+		return store.ErrNotFound
+	}
+	if s.closed() {
+		return errClosed
+	}
+	vals, err := s.c.HMGet(ctx, s.k.runMeta(id), "run", "state").Result()
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	data, ok := str(vals[0])
+	if !ok {
+		return store.ErrNotFound
+	}
+	if st, _ := str(vals[1]); string(st) != runningState {
+		return store.ErrFinished
+	}
+	base := new(canaryv1.Run)
+	if err := proto.Unmarshal(data, base); err != nil {
+		return fmt.Errorf("decode run: %w", err)
+	}
+	verdict := proto.Clone(run.GetVerdict()).(*canaryv1.Verdict)
+	if verdict.RunId == "" {
+		verdict.RunId = id
+	}
+	if verdict.Service == "" {
+		verdict.Service = base.GetService()
+	}
+	if verdict.Stage == "" {
+		verdict.Stage = base.GetStage()
+	}
+	if len(verdict.GetService()) > maxIDLen || len(verdict.GetStage()) > maxIDLen {
+		return errors.New("verdict service or stage too long")
+	}
+	fin := &canaryv1.Run{
+		State:        state,
+		FinishTime:   run.GetFinishTime(),
+		FinishReason: run.GetFinishReason(),
+		Verdict:      verdict,
+		Counters:     run.GetCounters(),
+	}
+	finData, err := proto.Marshal(fin)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	h, err := historyOf(base, fin)
+	if err != nil {
+		return err
+	}
+
+	mark := strconv.FormatInt(s.opts.Now().UnixMilli(), 10)
+	if err := s.c.HSet(ctx, s.k.pending(), id, mark).Err(); err != nil {
+		return s.fail(ctx, err)
+	}
+	code, err := s.runCode(ctx, finishScript, s.k.runKeys(id), int(state), finData, s.opts.Retention.Milliseconds())
+	if err != nil {
+		return err
+	}
+	if err := codeErr(code); err != nil {
+		// Finished by another call, which indexes it: drop this call's mark.
+		_, _ = s.runCode(ctx, unpendScript, []string{s.k.pending()}, id, mark)
+		return err
+	}
+	// Committed. A failure from here on leaves the pending mark for
+	// Maintain.
+	if err := s.index(ctx, h); err != nil {
+		s.opts.Logger.Warn("finished run not indexed yet; maintenance will index it", "run", id, "err", err)
+	}
+	return nil
+}
+
+const runningState = "1" // strconv.Itoa(int(canaryv1.RunState_RUN_STATE_RUNNING))
+
+// history is what a finished run adds to the indexes: computed from the
+// stored run alone, so that FinishRun and Maintain write the same.
+type history struct {
+	run     *canaryv1.Run // as created
+	state   canaryv1.RunState
+	verdict *canaryv1.Verdict
+	data    []byte // verdict, encoded
+}
+
+func historyOf(base, fin *canaryv1.Run) (history, error) {
+	data, err := proto.Marshal(fin.GetVerdict())
+	if err != nil {
+		return history{}, fmt.Errorf("encode verdict: %w", err)
+	}
+	return history{run: base, state: fin.GetState(), verdict: fin.GetVerdict(), data: data}, nil
+}
+
+// index moves a finished run's index entries to its final state and adds
+// its verdict to the history, clearing its pending mark. Idempotent.
+func (s *Store) index(ctx context.Context, h history) error {
+	id := h.run.GetId()
+	from, mem := s.runIndexKeys(h.run, canaryv1.RunState_RUN_STATE_RUNNING)
+	to, _ := s.runIndexKeys(h.run, h.state)
+	var move []string
+	for m := range numMasks {
+		if m&maskEnum != 0 {
+			move = append(move, from[m])
+		}
+	}
+	leave := len(move)
+	for m := range numMasks {
+		if m&maskEnum != 0 {
+			move = append(move, to[m])
+		}
+	}
+	if _, err := s.runCode(ctx, moveScript, move, mem, leave); err != nil {
+		return err
+	}
+	v := h.verdict
+	names, vmem := indexEntries(v.GetService(), v.GetStage(), int32(v.GetDecision()), v.GetTime().AsTime(), id)
+	hk := make([]string, 0, numMasks+2)
+	hk = append(hk, s.k.verdicts())
+	for _, n := range names {
+		hk = append(hk, s.k.verdictIndex(n))
+	}
+	hk = append(hk, s.k.pending())
+	_, err := s.runCode(ctx, historyScript, hk, id, h.data, vmem)
+	return err
+}

@@ -1,0 +1,73 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// ListVerdicts returns final verdicts newest first (by Verdict.Time, then
+// run id descending) matching f: the page's entries from the sorted set of
+// f's filter values (ZRANGE BYLEX REV LIMIT, bounded by the time range and
+// the page token), then their verdicts (HMGET), both in the {hist} slot.
+func (s *Store) ListVerdicts(ctx context.Context, f store.VerdictFilter, page store.Page) ([]*canaryv1.Verdict, string, error) {
+	out, next, err := s.listVerdicts(ctx, f, page)
+	if err != nil {
+		return nil, "", fmt.Errorf("list verdicts: %w", err)
+	}
+	return out, next, nil
+}
+
+func (s *Store) listVerdicts(ctx context.Context, f store.VerdictFilter, page store.Page) ([]*canaryv1.Verdict, string, error) {
+	m := filterMask(f.Service, f.Stage, int32(f.Decision))
+	fn := filterName(m, f.Service, f.Stage, int32(f.Decision))
+	after, err := decodeToken(page.Token, kindVerdicts, fn, timeLen+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if s.closed() {
+		return nil, "", errClosed
+	}
+	maxB, minB := lexRange(f.Since, f.Until, after)
+	limit := page.Limit()
+	members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.k.verdictIndex(fn), Start: maxB, Stop: minB, ByLex: true, Rev: true, Count: int64(limit + 1),
+	}).Result()
+	if err != nil {
+		return nil, "", s.fail(ctx, err)
+	}
+	next := ""
+	if len(members) > limit {
+		members = members[:limit]
+		next = encodeToken(kindVerdicts, fn, []byte(members[limit-1]))
+	}
+	if len(members) == 0 {
+		return nil, next, nil
+	}
+	ids := make([]string, len(members))
+	for i, mem := range members {
+		ids[i] = mem[timeLen:]
+	}
+	vals, err := s.c.HMGet(ctx, s.k.verdicts(), ids...).Result()
+	if err != nil {
+		return nil, "", s.fail(ctx, err)
+	}
+	out := make([]*canaryv1.Verdict, 0, len(vals))
+	for i, val := range vals {
+		data, ok := str(val)
+		if !ok {
+			continue // swept since the index was read
+		}
+		v := new(canaryv1.Verdict)
+		if err := proto.Unmarshal(data, v); err != nil {
+			return nil, "", fmt.Errorf("decode verdict %q: %w", ids[i], err)
+		}
+		out = append(out, v)
+	}
+	return out, next, nil
+}
