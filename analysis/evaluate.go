@@ -21,7 +21,10 @@ import (
 // (with 1 − tolerance and the other side for decrease, and both one-sided
 // tests with twice the smaller p-value for both). A canary within its
 // tolerance is therefore rolled back with probability at most α.
-func evaluate(m *Metric, md *MetricData, cfg *Config) MetricResult {
+//
+// With seq, the p-values are anytime-valid (sequential*.go): rejecting
+// whenever p ≤ α at any look keeps the level under continuous judging.
+func evaluate(m *Metric, md *MetricData, cfg *Config, seq bool) MetricResult {
 	r := MetricResult{
 		Name: m.Name, Category: m.Category, Type: m.Type, BadDirection: m.BadDirection,
 		Tolerance: m.Tolerance, Critical: m.Critical,
@@ -34,6 +37,7 @@ func evaluate(m *Metric, md *MetricData, cfg *Config) MetricResult {
 		alpha: cfg.Alpha() / float64(len(cfg.Metrics)), // Holm's first step
 		power: cfg.Power,
 		m:     m,
+		seq:   seq,
 	}
 	switch m.Type {
 	case TypeRate:
@@ -51,6 +55,7 @@ type gateSpec struct {
 	alpha float64 // one-sided level of the rollback test at its strictest
 	power float64
 	m     *Metric
+	seq   bool // anytime-valid tests
 }
 
 // zSum returns z_{1−α'} + z_{power}, with α' halved for a two-sided metric.
@@ -120,11 +125,18 @@ func evalDistribution(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config,
 	ps := make([]float64, 0, 2)
 	for _, dir := range directions(m.BadDirection) {
 		null, _ := thresholds(m, dir)
+		if g.seq {
+			ps = append(ps, seqQuantileP(cb, bb, null, dir, m, b.Dist.Exact() && c.Dist.Exact()))
+			continue
+		}
 		res := MannWhitney(scaleBins(cb, 1/null), bb, MWUOptions{Alternative: alternativeOf(dir)})
 		ps = append(ps, res.P)
 		if res.Exact {
 			r.Test = "Mann-Whitney U exact (one-sided, scaled by the tolerance); Hodges-Lehmann ratio"
 		}
+	}
+	if g.seq {
+		r.Test = "anytime-valid quantile test (p50, p90; time-uniform DKW bands); Hodges-Lehmann ratio (fixed-sample interval)"
 	}
 	r.P = combineP(ps)
 	// The Hodges-Lehmann estimate is an order statistic of nb·nc pairwise
@@ -155,6 +167,22 @@ func evalDistribution(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config,
 	setGate(r, g, nb, nc, float64(m.MinSamples), need, "observations", "no spread in the baseline to measure a relative change")
 }
 
+// seqQuantileP is the anytime p-value of H0 "Q_C(p) ≤ null·Q_B(p)" (for an
+// increase; ≥ for a decrease) at the median and the 90th percentile: the
+// smaller of the two is valid as is, because one time-uniform band covers
+// every quantile (SeqQuantileTest).
+func seqQuantileP(cb, bb []Bin, null float64, dir Direction, m *Metric, exact bool) float64 {
+	opts := SeqQuantileOptions{Alternative: alternativeOf(dir), MinN: float64(m.MinSamples)}
+	if !exact {
+		opts.RelErr = DistBinRelErr
+	}
+	p := 1.0
+	for _, q := range []float64{0.5, 0.9} {
+		p = min(p, SeqQuantileTest(cb, bb, q, null, opts).P)
+	}
+	return p
+}
+
 func distSummary(d *Dist, bins []Bin, warm uint64) Summary {
 	return Summary{N: float64(d.N()), Median: quantile(bins, 0.5), P99: quantile(bins, 0.99), Mean: d.Mean(), Warmup: warm}
 }
@@ -179,14 +207,26 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 		noData(r, m, b.Total, c.Total, m.ExposureUnit)
 		return
 	}
+	// ρ, the canary's share of exposure, from the cumulative exposures.
+	rho := c.Total / (b.Total + c.Total)
 	ps := make([]float64, 0, 2)
 	for _, dir := range directions(m.BadDirection) {
 		null, _ := thresholds(m, dir)
+		if g.seq {
+			e := RateMixtureEValue(b.Count, c.Count, rho, DefaultSeqRateK, null, alternativeOf(dir))
+			ps = append(ps, min(1, 1/e))
+			continue
+		}
 		ps = append(ps, RateTest(b.Count, b.Total, c.Count, c.Total, null, alternativeOf(dir), cfg.Confidence).P)
 	}
 	r.P = combineP(ps)
 	est := RateTest(b.Count, b.Total, c.Count, c.Total, 1, TwoSided, cfg.Confidence)
 	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(est.Ratio), Float(est.Lower), Float(est.Upper)
+	if g.seq {
+		r.Test = "anytime-valid beta-mixture e-value of the rate ratio (Lindon & Malek 2022); confidence sequence"
+		lo, hi := RateMixtureCS(b.Count, c.Count, rho, DefaultSeqRateK, cfg.Alpha())
+		r.Effect.Lower, r.Effect.Upper = Float(lo), Float(hi)
+	}
 
 	// Gate. Given N events, the canary's N_C ~ Binomial(N, θ); the test of
 	// θ₀ against θ₁ needs (normal approximation to the binomial)
@@ -195,7 +235,6 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	//
 	// events, with θ = ρr/(1 − ρ + ρr) and ρ the canary's share of
 	// exposure. The pooled event rate converts events into exposure.
-	rho := c.Total / (b.Total + c.Total)
 	events := b.Count + c.Count
 	need := 0.0
 	a := g.alpha
@@ -239,7 +278,15 @@ func evalMean(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	ps := make([]float64, 0, 2)
 	for _, dir := range directions(m.BadDirection) {
 		null, _ := thresholds(m, dir)
+		if g.seq {
+			e, _, _ := SeqMean(cm, bm, null, alternativeOf(dir), g.alpha, float64(m.MinSamples))
+			ps = append(ps, min(1, 1/e))
+			continue
+		}
 		ps = append(ps, WelchContrastTest(cm, bm, null, alternativeOf(dir), cfg.Confidence).P)
+	}
+	if g.seq {
+		r.Test = "anytime-valid mixture SPRT of the contrast canary − (1 ± tolerance)·baseline (Johari et al. 2022); Fieller ratio (fixed-sample interval)"
 	}
 	r.P = combineP(ps)
 	w := WelchTest(cm, bm, 0, TwoSided, cfg.Confidence)

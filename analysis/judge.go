@@ -12,6 +12,11 @@ type Options struct {
 	// the data set is final). Before it, a non-critical regression holds
 	// and nothing is promoted; a critical regression rolls back at once.
 	BakeComplete bool
+	// Sequential selects the anytime-valid tests (sequential*.go), whose
+	// level holds however often a run is judged: the mode of live runs.
+	// Without it the fixed-sample tests are used, valid for one look at a
+	// finished data set (canaryctl analyze).
+	Sequential bool
 }
 
 // Judge decides PROMOTE, HOLD or ROLLBACK for the data of one run. This
@@ -19,7 +24,8 @@ type Options struct {
 //
 //  1. every metric is evaluated (evaluate.go): its gate (floor and power),
 //     and the one-sided p-value of H0 "the canary is not worse than the
-//     baseline beyond the tolerance";
+//     baseline beyond the tolerance" — a fixed-sample p-value, or with
+//     Options.Sequential an anytime-valid one;
 //  2. the p-values are adjusted with Holm's step-down procedure over all
 //     metrics of the config, so that the probability of rolling back a
 //     canary identical to its baseline is at most 1 − confidence across
@@ -37,7 +43,7 @@ func Judge(d *Data, opts Options) Verdict {
 	results := make([]MetricResult, len(cfg.Metrics))
 	ps := make([]float64, len(cfg.Metrics))
 	for i := range cfg.Metrics {
-		results[i] = evaluate(&cfg.Metrics[i], d.Metric(i), cfg)
+		results[i] = evaluate(&cfg.Metrics[i], d.Metric(i), cfg, opts.Sequential)
 		ps[i] = results[i].P
 	}
 	for i, q := range Holm(ps) {

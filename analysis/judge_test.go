@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -98,18 +99,20 @@ func TestJudgeBranches(t *testing.T) {
 		{"improvement never rolls back", mod(func(s *scenario) { s.latFactor = 0.6; s.errMult = 0.2; s.revMult = 1.5 }), true, Promote, []string{"latency", "errors", "revenue"}, "passed"},
 		{"too little data holds", mod(func(s *scenario) { s.nb, s.nc, s.reqB, s.reqC = 50, 50, 1000, 1000 }), true, Hold, []string{"latency", "errors", "revenue"}, "more canary"},
 		{"no canary data never passes", mod(func(s *scenario) { s.skipCanary = "errors" }), true, Hold, []string{"errors"}, "errors: no canary data"},
-		{"regression below the floor holds", mod(func(s *scenario) { s.nb, s.nc, s.latFactor = 150, 150, 2 }), true, Hold, []string{"latency", "revenue"}, "already looks worse (canary 2.0"},
+		{"regression below the floor holds", mod(func(s *scenario) { s.nb, s.nc, s.latFactor = 150, 150, 2 }), true, Hold, []string{"latency", "revenue"}, "latency: about 50 more canary observations"},
 		{"within tolerance passes", mod(func(s *scenario) { s.latFactor = 1.03 }), true, Promote, []string{"latency", "errors", "revenue"}, "passed"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			v := Judge(tc.s.data(t, cfg, 1), Options{BakeComplete: tc.bake})
-			if v.Decision != tc.want || !slices.Equal(v.Deciding, tc.deciding) || !strings.Contains(v.Reason, tc.reason) {
-				t.Errorf("got %s %v %q\nwant %s %v containing %q", v.Decision, v.Deciding, v.Reason, tc.want, tc.deciding, tc.reason)
-				for _, m := range v.Metrics {
-					t.Logf("  %s: %s p=%g adj=%g effect=%v gate=%+v: %s", m.Name, m.Outcome, m.P, m.AdjustedP, m.Effect, m.Gate, m.Reason)
+		for _, seq := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/sequential=%v", tc.name, seq), func(t *testing.T) {
+				v := Judge(tc.s.data(t, cfg, 1), Options{BakeComplete: tc.bake, Sequential: seq})
+				if v.Decision != tc.want || !slices.Equal(v.Deciding, tc.deciding) || !strings.Contains(v.Reason, tc.reason) {
+					t.Errorf("got %s %v %q\nwant %s %v containing %q", v.Decision, v.Deciding, v.Reason, tc.want, tc.deciding, tc.reason)
+					for _, m := range v.Metrics {
+						t.Logf("  %s: %s p=%g adj=%g effect=%v gate=%+v: %s", m.Name, m.Outcome, m.P, m.AdjustedP, m.Effect, m.Gate, m.Reason)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -262,5 +265,62 @@ func TestDataMergeMarshal(t *testing.T) {
 		if _, err := UnmarshalData(cfg, buf[:len(buf)-1]); err == nil && len(buf) > 1 {
 			t.Error("truncated data decoded without error")
 		}
+	}
+}
+
+// TestJudgeContinuousAA judges A/A runs after every batch, as a live run
+// is judged, at the tolerance boundary of every metric (tolerance 0: the
+// least favourable null). The sequential judge must keep the family-wise
+// rate of ever rolling back at α = 0.05: with 200 runs, more than 20 has
+// probability < 0.5%. The fixed-sample judge, looked at as often, is
+// reported beside it (the peeking problem the sequential tests solve).
+func TestJudgeContinuousAA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	cfg := testConfig(t, `
+name: aa
+confidence: 0.95
+metrics:
+  - {name: latency, category: performance, type: distribution, tolerance: 0, critical: true, min_samples: 100}
+  - {name: errors, category: stability, type: rate, tolerance: 0, critical: true, min_total: 2000}
+  - {name: revenue, category: business, type: mean, tolerance: 0, critical: true, min_samples: 100}
+`)
+	const runs, looks = 200, 30
+	ever := map[bool]int{}
+	for seed := range uint64(runs) {
+		rng := rand.New(rand.NewPCG(seed, 31))
+		d := NewData(cfg)
+		rolled := map[bool]bool{}
+		for range looks {
+			for _, c := range []Cohort{Baseline, Canary} {
+				for range 40 {
+					d.Add(&Record{Metric: "latency", Cohort: c, Value: 80 * math.Exp(0.5*rng.NormFloat64())})
+					d.Add(&Record{Metric: "revenue", Cohort: c, Value: 50 * math.Exp(0.5*rng.NormFloat64())})
+				}
+				k := 0
+				for range 1000 {
+					if rng.Float64() < 0.01 {
+						k++
+					}
+				}
+				d.Add(&Record{Metric: "errors", Cohort: c, IsCount: true, Count: float64(k), Total: 1000})
+			}
+			for _, seq := range []bool{false, true} {
+				if Judge(d, Options{Sequential: seq}).Decision == Rollback {
+					rolled[seq] = true
+				}
+			}
+		}
+		for seq, r := range rolled {
+			if r {
+				ever[seq]++
+			}
+		}
+	}
+	t.Logf("A/A runs ever rolled back, judged after each of %d batches, α = 0.05: sequential %d/%d, fixed-sample %d/%d",
+		looks, ever[true], runs, ever[false], runs)
+	if ever[true] > 20 {
+		t.Errorf("sequential judge rolled back %d of %d A/A runs under continuous judging: above α = 0.05", ever[true], runs)
 	}
 }

@@ -13,13 +13,15 @@ import (
 )
 
 // runAnalyze judges a finished data set offline with the fixed-sample
-// tests: the whole file is one look, so the bake is complete.
+// tests (the whole file is one look, so the bake is complete), or with
+// --sequential the anytime-valid tests a live run is judged with.
 func runAnalyze(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "analyze")
 	cfgPath := fs.String("config", "", "canary config (YAML)")
 	samplesPath := fs.String("samples", "", "samples (JSON Lines); - for standard input")
 	out := outputFlag(fs)
 	live := fs.Bool("bake-incomplete", false, "judge as a live run whose bake time has not ended (non-critical regressions hold)")
+	seq := fs.Bool("sequential", false, "use the anytime-valid tests of live runs instead of the fixed-sample tests")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,7 +52,7 @@ func runAnalyze(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", *samplesPath, err)}
 	}
-	v := analysis.Judge(data, analysis.Options{BakeComplete: !*live})
+	v := analysis.Judge(data, analysis.Options{BakeComplete: !*live, Sequential: *seq})
 	if err := printVerdict(e.stdout, *out, &v); err != nil {
 		return err
 	}
