@@ -43,10 +43,18 @@ func BenchmarkAddValues(b *testing.B) {
 }
 
 // BenchmarkJudge measures one judgement of k distribution metrics with n
-// observations per cohort each.
+// observations per cohort each, with the fixed-sample and the sequential
+// tests.
 func BenchmarkJudge(b *testing.B) {
-	for _, size := range []struct{ k, n int }{{1, 1000}, {20, 4000}, {20, 10000}, {20, 1000000}} {
-		b.Run(fmt.Sprintf("metrics=%d/n=%d", size.k, size.n), func(b *testing.B) {
+	for _, size := range []struct {
+		k, n int
+		seq  bool
+	}{{1, 1000, false}, {20, 4000, false}, {20, 10000, false}, {20, 1000000, false}, {20, 4000, true}, {20, 1000000, true}} {
+		mode := "fixed"
+		if size.seq {
+			mode = "sequential"
+		}
+		b.Run(fmt.Sprintf("%s/metrics=%d/n=%d", mode, size.k, size.n), func(b *testing.B) {
 			cfg := benchConfig(b, size.k)
 			d := NewData(cfg)
 			rng := rand.New(rand.NewPCG(2, 2))
@@ -58,7 +66,7 @@ func BenchmarkJudge(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				Judge(d, Options{BakeComplete: true})
+				Judge(d, Options{BakeComplete: true, Sequential: size.seq})
 			}
 		})
 	}
