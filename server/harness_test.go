@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -20,9 +21,39 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
 	"github.com/canaryd/canaryd/server/store/embedded"
+	redisstore "github.com/canaryd/canaryd/server/store/redis"
 )
+
+// storeEnv names the environment variable that selects the backend of the
+// handler suite: "redis" runs every test of newEnv against a Redis store
+// (testredis), anything else against the embedded store.
+//
+//	CANARYD_TEST_STORE=redis go test -race ./server/
+const storeEnv = "CANARYD_TEST_STORE"
+
+// openTestStore opens the store of one test: backend "redis" or
+// "embedded".
+func openTestStore(t testing.TB, backend string) store.Store {
+	t.Helper()
+	if backend == "redis" {
+		srv := testredis.Start(t)
+		st, err := redisstore.Open(context.Background(), srv.URL(), redisstore.Options{Prefix: srv.Prefix(t)})
+		if err != nil {
+			t.Fatalf("open redis store: %v", err)
+		}
+		t.Logf("store: redis %s", srv.URL())
+		return st
+	}
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "canaryd.db"), embedded.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return st
+}
 
 // testTimeout bounds every test's calls.
 const testTimeout = 60 * time.Second
@@ -47,11 +78,12 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// env is a Service on an embedded store in a temp dir, served over bufconn.
+// env is a Service on a store (embedded in a temp dir, or Redis, see
+// storeEnv), served over bufconn.
 type env struct {
 	t     testing.TB
 	svc   *Service
-	store *embedded.Store
+	store store.Store
 	clock *clock
 	reg   *prometheus.Registry
 	c     canaryv1.CanaryServiceClient
@@ -60,10 +92,13 @@ type env struct {
 // newEnv starts a service; opt may adjust its options.
 func newEnv(t testing.TB, opt func(*Options)) *env {
 	t.Helper()
-	st, err := embedded.Open(filepath.Join(t.TempDir(), "canaryd.db"), embedded.Options{})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
+	return newEnvOn(t, openTestStore(t, os.Getenv(storeEnv)), opt)
+}
+
+// newEnvOn starts a service on st, which it closes at the end of the test.
+func newEnvOn(t testing.TB, st store.Store, opt func(*Options)) *env {
+	t.Helper()
+	var err error
 	e := &env{t: t, store: st, clock: newClock(), reg: prometheus.NewRegistry()}
 	opts := Options{Store: st, Now: e.clock.Now, Registerer: e.reg, MaxBatchSamples: 100_000}
 	if opt != nil {

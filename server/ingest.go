@@ -43,6 +43,15 @@ type batch struct {
 	done     chan struct{}
 	dup      bool
 	err      error
+	// seen is the run's catchSeq when the append completed (on a
+	// store.Tailer, see settleTail).
+	seen uint64
+}
+
+// appendBatch stores b's delta and records its outcome.
+func (s *Service) appendBatch(ctx context.Context, b *batch) {
+	b.dup, b.err = s.store.AppendBatch(ctx, b.runID, b.batchID, b.blob)
+	b.seen = b.lr.catchSeq.Load()
 }
 
 func (b *batch) total() uint64 { return b.samples[0] + b.samples[1] }
@@ -65,7 +74,7 @@ func (s *Service) Ingest(ctx context.Context, req *canaryv1.IngestRequest) (*can
 	if err != nil {
 		return nil, s.status(err)
 	}
-	b.dup, b.err = s.store.AppendBatch(ctx, b.runID, b.batchID, b.blob)
+	s.appendBatch(ctx, b)
 	s.settle(b)
 	if b.err != nil {
 		return nil, s.status(b.err)
@@ -86,6 +95,10 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 	var readErr error // written before queue is closed
 	go func() {
 		defer close(queue)
+		// A batch resent while its first copy is still being appended
+		// waits for it, so that the first copy is the one stored and the
+		// resend is acknowledged as the duplicate, whatever the timing.
+		pending := map[string]chan struct{}{}
 		for {
 			req, err := stream.Recv()
 			if err != nil {
@@ -112,10 +125,25 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				return
 			}
 			b.done = make(chan struct{})
+			key := b.runID + "\x00" + b.batchID
+			prev := pending[key]
+			pending[key] = b.done
 			go func() {
-				b.dup, b.err = s.store.AppendBatch(ctx, b.runID, b.batchID, b.blob)
+				if prev != nil {
+					<-prev
+				}
+				s.appendBatch(ctx, b)
 				close(b.done)
 			}()
+			if len(pending) > 4*streamWindow {
+				for k, done := range pending {
+					select {
+					case <-done:
+						delete(pending, k)
+					default:
+					}
+				}
+			}
 			queue <- b
 		}
 	}()
@@ -222,6 +250,10 @@ func (s *Service) settle(b *batch) {
 	b.inflight = false
 	if b.done != nil {
 		<-b.done
+	}
+	if s.tail != nil {
+		s.settleTail(b)
+		return
 	}
 	lr := b.lr
 	lr.mu.Lock()

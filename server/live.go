@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -48,6 +49,16 @@ type live struct {
 	finishing chan struct{} // non-nil while CompleteRun/AbortRun is at work
 
 	gen, flushedGen uint64 // changes to run, and the last one stored
+
+	// On a store.Tailer (see tail.go): data folds the snapshot and the
+	// deltas up to cursor. catchSeq numbers the catch-ups started (read
+	// without mu by appends that just completed); caughtSeq is the number
+	// of the last one that succeeded. snapping is set while a snapshot is
+	// being written.
+	cursor    store.Cursor
+	catchSeq  atomic.Uint64
+	caughtSeq uint64
+	snapping  bool
 
 	lastUsed time.Time
 	watchers int
@@ -186,11 +197,44 @@ func (s *Service) load(ctx context.Context, lr *live) error {
 	if lr.finished() {
 		return nil
 	}
-	data := newData(cfg, run)
+	start := time.Now()
+	rd, err := s.readRun(ctx, lr, run)
+	if err != nil {
+		return fmt.Errorf("load run %s: %w", id, err)
+	}
+	lr.setData(rd)
+	lr.version = 1
+	s.log.Debug("run loaded", "run", id, "batches", rd.counters.GetBatches(), "since_snapshot", lr.sinceSnap,
+		"elapsed", time.Since(start))
+	return nil
+}
+
+// runData is the data of a running run as read from the store.
+type runData struct {
+	data      *analysis.Data
+	counters  *canaryv1.RunCounters
+	cursor    store.Cursor // on a Tailer: the position data folds up to
+	sinceSnap int          // deltas after the snapshot
+}
+
+// setData installs what readRun read. Called with mu held, or before lr is
+// published.
+func (lr *live) setData(rd runData) {
+	lr.data = rd.data
+	lr.run.Counters = rd.counters
+	lr.cursor = rd.cursor
+	lr.sinceSnap = rd.sinceSnap
+}
+
+// readRun reads the data of a running run from the store: its snapshot and
+// the deltas after it (up to a cursor, on a Tailer). lr.cfg is set.
+func (s *Service) readRun(ctx context.Context, lr *live, run *canaryv1.Run) (runData, error) {
+	cfg := lr.cfg
+	rd := runData{data: newData(cfg, run)}
+	data := rd.data
 	c := &canaryv1.RunCounters{DuplicateBatches: run.GetCounters().GetDuplicateBatches()}
 	var last time.Time
-	start := time.Now()
-	err = s.store.ReadBatches(ctx, id, func(snapshot bool, b []byte) error {
+	fn := func(snapshot bool, b []byte) error {
 		if snapshot {
 			if len(b) == 0 {
 				return nil // no snapshot yet
@@ -211,25 +255,27 @@ func (s *Service) load(ctx context.Context, lr *live) error {
 		}
 		data.Merge(d)
 		c.Batches++
-		lr.sinceSnap++
+		rd.sinceSnap++
 		if at.After(last) {
 			last = at
 		}
 		return nil
-	})
+	}
+	var err error
+	if s.tail != nil {
+		rd.cursor, err = s.tail.ReadBatchesFrom(ctx, lr.id, nil, fn)
+	} else {
+		err = s.store.ReadBatches(ctx, lr.id, fn)
+	}
 	if err != nil {
-		return fmt.Errorf("load run %s: %w", id, err)
+		return runData{}, err
 	}
 	c.BaselineSamples, c.CanarySamples = cohortSamples(data)
 	if !last.IsZero() {
 		c.LastIngestTime = timestamppb.New(last)
 	}
-	run.Counters = c
-	lr.data = data
-	lr.version = 1
-	s.log.Debug("run loaded", "run", id, "batches", c.Batches, "since_snapshot", lr.sinceSnap,
-		"elapsed", time.Since(start))
-	return nil
+	rd.counters = c
+	return rd, nil
 }
 
 // cohortSamples counts the observations a Data holds per cohort, those
@@ -280,7 +326,7 @@ func (s *Service) evictIdle() {
 			continue // being loaded
 		}
 		lr.mu.Lock()
-		if lr.inflight == 0 && lr.watchers == 0 && lr.blocked == nil && lr.finishing == nil &&
+		if lr.inflight == 0 && lr.watchers == 0 && lr.blocked == nil && lr.finishing == nil && !lr.snapping &&
 			now.Sub(lr.lastUsed) >= s.idle {
 			lr.evicted = true
 			delete(s.runs, id)

@@ -214,11 +214,18 @@ func (s *Service) GetRun(ctx context.Context, req *canaryv1.GetRunRequest) (*can
 	if msg := checkID(req.GetRunId()); msg != "" {
 		return nil, s.status(badField("run_id", "%s", msg))
 	}
-	lr, err := s.get(ctx, req.GetRunId())
+	var (
+		lr  *live
+		err error
+	)
+	if s.tail != nil {
+		lr, err = s.fresh(ctx, req.GetRunId()) // up to date with every replica
+	} else if lr, err = s.get(ctx, req.GetRunId()); err == nil {
+		lr.mu.Lock()
+	}
 	if err != nil {
 		return nil, s.status(err)
 	}
-	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	return &canaryv1.GetRunResponse{Run: lr.record()}, nil
 }
@@ -359,27 +366,60 @@ func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState
 	}
 }
 
+// maxFinishAttempts bounds the attempts of finishLocked to store a final
+// verdict while other replicas append batches to the run.
+const maxFinishAttempts = 10
+
 // finishLocked does the work of finish while lr.finishing is set.
 func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.RunState, reason string) (*canaryv1.Run, error) {
+	var (
+		run   *canaryv1.Run
+		final *canaryv1.Verdict
+	)
 	if err := waitIdle(ctx, lr); err != nil {
 		return nil, err
 	}
-	now := s.now()
-	v := s.judgeLocked(lr, now, state == canaryv1.RunState_RUN_STATE_COMPLETED)
-	final := proto.Clone(v).(*canaryv1.Verdict)
-	final.Final = true
-	final.RunState = state
-	final.Time = timestamppb.New(now)
-	final.Sequence = lr.seq + 1
-	run := lr.record()
-	run.State = state
-	run.FinishTime = final.Time
-	run.FinishReason = reason
-	run.Verdict = final
-	lr.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		// On a Tailer, the final verdict folds every replica's deltas, and
+		// it is stored only if no other replica appended one meanwhile.
+		if err := s.catchUpLocked(ctx, lr); err != nil {
+			lr.mu.Unlock()
+			return nil, err
+		}
+		now := s.now()
+		v := s.judgeLocked(lr, now, state == canaryv1.RunState_RUN_STATE_COMPLETED)
+		final = proto.Clone(v).(*canaryv1.Verdict)
+		final.Final = true
+		final.RunState = state
+		final.Time = timestamppb.New(now)
+		final.Sequence = lr.seq + 1
+		run = lr.record()
+		run.State = state
+		run.FinishTime = final.Time
+		run.FinishReason = reason
+		run.Verdict = final
+		through := lr.cursor
+		lr.mu.Unlock()
 
-	if err := s.store.FinishRun(ctx, run); err != nil {
-		return nil, fmt.Errorf("finish run %s: %w", lr.id, err)
+		var err error
+		if s.tail != nil {
+			// Only if no other replica appended a delta after through.
+			err = s.tail.FinishRunThrough(ctx, run, through)
+		} else {
+			err = s.store.FinishRun(ctx, run)
+		}
+		if errors.Is(err, store.ErrMoreBatches) {
+			if attempt < maxFinishAttempts {
+				lr.mu.Lock()
+				continue
+			}
+			return nil, &apiError{code: codes.Aborted, msg: fmt.Sprintf(
+				"run %q: batches kept arriving through other replicas while it was being finished; retry", lr.id)}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("finish run %s: %w", lr.id, err)
+		}
+		break
 	}
 	lr.mu.Lock()
 	lr.run = run

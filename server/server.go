@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +23,7 @@ import (
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 	"github.com/canaryd/canaryd/server/store/embedded"
+	redisstore "github.com/canaryd/canaryd/server/store/redis"
 )
 
 // Defaults of RunOptions.
@@ -30,7 +32,7 @@ const (
 	DefaultHTTPAddr        = ":7071"
 	DefaultStore           = "./canaryd.db"
 	DefaultShutdownTimeout = 10 * time.Second
-	healthInterval         = 5 * time.Second
+	DefaultHealthInterval  = 5 * time.Second
 )
 
 // RunOptions configure Run.
@@ -42,8 +44,18 @@ type RunOptions struct {
 	// DefaultHTTPAddr.
 	HTTPAddr string
 	// Store selects the store: a file path for the embedded store ("" means
-	// DefaultStore); redis:// URLs are not supported yet.
+	// DefaultStore), or a redis:// or rediss:// URL for the Redis backend
+	// shared by replicas (see OpenStore).
 	Store string
+	// Retention and VerdictRetention are passed to the Redis backend: how
+	// long the raw data of a finished run are kept (0 means
+	// redisstore.DefaultRetention) and how long final verdicts are kept
+	// (0 means forever). The embedded store ignores them.
+	Retention        time.Duration
+	VerdictRetention time.Duration
+	// HealthInterval is the period of the store health check behind
+	// grpc.health.v1; 0 means DefaultHealthInterval.
+	HealthInterval time.Duration
 	// Logger receives the logs; nil discards them.
 	Logger *slog.Logger
 	// IdleTimeout and MaxBatchSamples are passed to the Service (0 means
@@ -74,6 +86,9 @@ func (o *RunOptions) setDefaults() {
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = DefaultHealthInterval
+	}
 }
 
 func (o *RunOptions) validate() error {
@@ -84,21 +99,56 @@ func (o *RunOptions) validate() error {
 		return fmt.Errorf("max batch samples %d is negative", o.MaxBatchSamples)
 	case o.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown timeout %v is negative", o.ShutdownTimeout)
+	case o.Retention < 0:
+		return fmt.Errorf("retention %v is negative", o.Retention)
+	case o.VerdictRetention < 0:
+		return fmt.Errorf("verdict retention %v is negative", o.VerdictRetention)
+	case o.HealthInterval < 0:
+		return fmt.Errorf("health interval %v is negative", o.HealthInterval)
 	}
 	return nil
 }
 
-// OpenStore opens the store a --store value names: a file path opens the
-// embedded store; redis:// is reserved for the Redis backend.
-func OpenStore(spec string, log *slog.Logger) (store.Store, error) {
+// StoreOptions configure OpenStore.
+type StoreOptions struct {
+	// Logger receives the store's logs (and, for Redis, the client's);
+	// nil discards them.
+	Logger *slog.Logger
+	// Retention and VerdictRetention: see RunOptions.
+	Retention        time.Duration
+	VerdictRetention time.Duration
+}
+
+// OpenStore opens the store a --store value names: a file path (or
+// file:// URL) opens the embedded store; a redis:// or rediss:// (TLS) URL,
+// redis://[[user]:password@]host[:port][/db], opens the Redis backend that
+// replicas share (password from the URL, else the environment variable
+// redisstore.PasswordEnv).
+func OpenStore(ctx context.Context, spec string, o StoreOptions) (store.Store, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if u, err := url.Parse(spec); err == nil && u.Scheme != "" && strings.Contains(spec, "://") {
 		switch u.Scheme {
 		case "redis", "rediss":
-			return nil, fmt.Errorf("store %s: the Redis backend is not yet supported; use a file path for the embedded store", u.Redacted())
+			// go-redis logs through a process-wide logger; route it to ours
+			// (at debug level: a failed dial is reported by the health
+			// check and by the calls that fail, not once per attempt).
+			redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
+			s, err := redisstore.Open(ctx, spec, redisstore.Options{
+				Logger:           log,
+				Retention:        o.Retention,
+				VerdictRetention: o.VerdictRetention,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("store %s: %w", u.Redacted(), err)
+			}
+			return s, nil
 		case "file":
 			spec = u.Path
 		default:
-			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path for the embedded store", u.Redacted(), u.Scheme)
+			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path or a redis:// URL", u.Redacted(), u.Scheme)
 		}
 	}
 	s, err := embedded.Open(spec, embedded.Options{Logger: log})
@@ -106,6 +156,21 @@ func OpenStore(spec string, log *slog.Logger) (store.Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// redactStore returns a --store value without the password of a URL.
+func redactStore(spec string) string {
+	if u, err := url.Parse(spec); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	return spec
+}
+
+// redisLogger is the go-redis logger on slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
 }
 
 // Run serves canaryd until ctx is cancelled: the CanaryService, gRPC
@@ -121,7 +186,13 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	opts.setDefaults()
 	log := opts.Logger
 
-	st, err := OpenStore(opts.Store, log.With("component", "store"))
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	st, err := OpenStore(octx, opts.Store, StoreOptions{
+		Logger:           log.With("component", "store"),
+		Retention:        opts.Retention,
+		VerdictRetention: opts.VerdictRetention,
+	})
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -181,7 +252,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(gl) }()
 	go func() { errc <- httpSrv.Serve(hl) }()
-	log.Info("listening", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "store", opts.Store)
+	log.Info("listening", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "store", redactStore(opts.Store))
 	if opts.Ready != nil {
 		opts.Ready(gl.Addr().String(), hl.Addr().String())
 	}
@@ -190,7 +261,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		watchHealth(hctx, st, hs, log)
+		watchHealth(hctx, st, hs, opts.HealthInterval, log)
 	}()
 
 	var serveErr error
@@ -237,7 +308,7 @@ func stopGRPC(gs *grpc.Server, timeout time.Duration, log *slog.Logger) {
 
 // watchHealth reports SERVING while the store is healthy and NOT_SERVING
 // while it is not, for the whole server and for canary.v1.CanaryService.
-func watchHealth(ctx context.Context, st store.Store, hs *health.Server, log *slog.Logger) {
+func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every time.Duration, log *slog.Logger) {
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	check := func() {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -262,7 +333,7 @@ func watchHealth(ctx context.Context, st store.Store, hs *health.Server, log *sl
 		hs.SetServingStatus(canaryv1.CanaryService_ServiceDesc.ServiceName, s)
 	}
 	check()
-	t := time.NewTicker(healthInterval)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

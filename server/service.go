@@ -120,13 +120,16 @@ func (o *Options) setDefaults() {
 type Service struct {
 	canaryv1.UnimplementedCanaryServiceServer
 
-	store   store.Store
-	log     *slog.Logger
-	now     func() time.Time
-	idle    time.Duration
-	maxB    int
-	snapN   int
-	metrics *metrics
+	store store.Store
+	tail  store.Tailer // the store, when it is one (see tail.go)
+	// tailWaiters holds a token per watcher blocked in WaitBatches.
+	tailWaiters chan struct{}
+	log         *slog.Logger
+	now         func() time.Time
+	idle        time.Duration
+	maxB        int
+	snapN       int
+	metrics     *metrics
 
 	mu   sync.Mutex
 	runs map[string]*live // runs in memory, by id
@@ -159,6 +162,10 @@ func New(opts Options) (*Service, error) {
 		shutdown:    make(chan struct{}),
 		stop:        make(chan struct{}),
 		janitorDone: make(chan struct{}),
+	}
+	if t, ok := opts.Store.(store.Tailer); ok {
+		s.tail = t
+		s.tailWaiters = make(chan struct{}, maxTailWaiters)
 	}
 	m, err := newMetrics(opts.Registerer, s.liveRuns)
 	if err != nil {

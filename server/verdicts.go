@@ -30,7 +30,8 @@ func (s *Service) judgeLocked(lr *live, now time.Time, bake bool) *canaryv1.Verd
 		return v
 	}
 	start := time.Now()
-	av := analysis.Judge(lr.data, analysis.Options{BakeComplete: bake})
+	// Live runs are judged after every batch: anytime-valid tests.
+	av := analysis.Judge(lr.data, analysis.Options{BakeComplete: bake, Sequential: true})
 	s.metrics.judge.Observe(time.Since(start).Seconds())
 	v := verdictToProto(&av, lr.run)
 	v.RunState = canaryv1.RunState_RUN_STATE_RUNNING
@@ -77,7 +78,7 @@ func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
 
 // Judge returns the verdict now; see the API.
 func (s *Service) Judge(ctx context.Context, req *canaryv1.JudgeRequest) (*canaryv1.JudgeResponse, error) {
-	lr, err := s.acquire(ctx, req.GetRunId())
+	lr, err := s.fresh(ctx, req.GetRunId())
 	if err != nil {
 		return nil, s.status(err)
 	}
@@ -96,6 +97,12 @@ func (s *Service) Judge(ctx context.Context, req *canaryv1.JudgeRequest) (*canar
 // UNAVAILABLE when the server shuts down.
 func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv1.CanaryService_WatchVerdictServer) error {
 	ctx := stream.Context()
+	if s.tail != nil {
+		if req.GetRunId() == "" {
+			return s.status(badField("run_id", "is required"))
+		}
+		return s.watchTail(ctx, req.GetRunId(), stream)
+	}
 	lr, err := s.acquire(ctx, req.GetRunId())
 	if err != nil {
 		return s.status(err)

@@ -1,11 +1,15 @@
 // Command canaryd is the canary-analysis service: it serves the
-// canary.v1.CanaryService over gRPC on an embedded durable store.
+// canary.v1.CanaryService over gRPC on an embedded durable store, or as one
+// of several interchangeable replicas sharing a Redis
+// (--store redis://host:port/db).
 //
-//	canaryd [--grpc-addr :7070] [--http-addr :7071] [--store ./canaryd.db]
+//	canaryd [--grpc-addr :7070] [--http-addr :7071] [--store ./canaryd.db | redis://host:6379/0]
+//	        [--retention 168h] [--verdict-retention 0]
 //
 // Every flag has an environment equivalent, used when the flag is not
 // given: --grpc-addr CANARYD_GRPC_ADDR, --http-addr CANARYD_HTTP_ADDR,
-// --store CANARYD_STORE, --idle-timeout CANARYD_IDLE_TIMEOUT,
+// --store CANARYD_STORE, --retention CANARYD_RETENTION, --verdict-retention
+// CANARYD_VERDICT_RETENTION, --idle-timeout CANARYD_IDLE_TIMEOUT,
 // --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --shutdown-timeout
 // CANARYD_SHUTDOWN_TIMEOUT, --log-level CANARYD_LOG_LEVEL, --log-format
 // CANARYD_LOG_FORMAT.
@@ -31,6 +35,7 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/server"
+	redisstore "github.com/canaryd/canaryd/server/store/redis"
 )
 
 func main() {
@@ -106,7 +111,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	fs.StringVar(&o.HTTPAddr, "http-addr", env("CANARYD_HTTP_ADDR", server.DefaultHTTPAddr),
 		"HTTP listen address (/metrics, /healthz) [CANARYD_HTTP_ADDR]")
 	fs.StringVar(&o.Store, "store", env("CANARYD_STORE", server.DefaultStore),
-		"store: a file path for the embedded store (redis:// is not yet supported) [CANARYD_STORE]")
+		"store: a file path for the embedded store, or redis://host:port/db (rediss:// for TLS; password in the URL or CANARYD_REDIS_PASSWORD) for the Redis store replicas share [CANARYD_STORE]")
+	fs.DurationVar(&o.Retention, "retention", envDuration("CANARYD_RETENTION", redisstore.DefaultRetention),
+		"Redis store: keep the raw data of a finished run this long [CANARYD_RETENTION]")
+	fs.DurationVar(&o.VerdictRetention, "verdict-retention", envDuration("CANARYD_VERDICT_RETENTION", 0),
+		"Redis store: keep final verdicts (and their run records) this long; 0 keeps them forever [CANARYD_VERDICT_RETENTION]")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", envDuration("CANARYD_IDLE_TIMEOUT", server.DefaultIdleTimeout),
 		"drop runs without activity from memory after this long (reloaded on demand) [CANARYD_IDLE_TIMEOUT]")
 	fs.IntVar(&o.MaxBatchSamples, "max-batch-samples", envInt("CANARYD_MAX_BATCH_SAMPLES", server.DefaultMaxBatchSamples),

@@ -3,8 +3,9 @@
 // each run (as compact aggregated deltas, deduplicated by batch id), and the
 // history of final verdicts with the indexes ListVerdicts needs.
 //
-// Backends live in sub-packages (store/embedded, later store/redis); the
-// conformance suite in store/storetest runs against each of them.
+// Backends live in sub-packages (store/embedded, store/redis); the
+// conformance suite in store/storetest runs against each of them. A backend
+// that several canaryd processes share also implements Tailer.
 //
 // Records are the canary.v1 protobuf messages, so what is stored is what
 // the API returns. A method returns only after what it wrote is durable.
@@ -129,4 +130,48 @@ type VerdictFilter struct {
 	Decision canaryv1.Decision
 	Since    time.Time
 	Until    time.Time
+}
+
+// ErrSnapshotMoved: a snapshot folded deltas that a reader had not
+// delivered yet (see Tailer), so what it delivered cannot be completed
+// consistently: read the run again from its snapshot.
+var ErrSnapshotMoved = errors.New("snapshot replaced during read; read again")
+
+// ErrMoreBatches: Tailer.FinishRunThrough found deltas appended after the
+// position the final verdict folds; nothing was stored.
+var ErrMoreBatches = errors.New("batches appended after the position")
+
+// Cursor is a position in the deltas of a run, for replicas that follow a
+// run's data incrementally (see Tailer): N counts the deltas appended up
+// to the position, folded ones included, and ID is the backend's id of the
+// last delta delivered ("" when none was delivered after the snapshot).
+type Cursor struct {
+	N  int64
+	ID string
+}
+
+// Tailer is implemented, beyond Store, by backends that several processes
+// share (the Redis store): each process follows a run's deltas from a
+// position instead of owning the run's data, and snapshots never move
+// back. A Service on a Tailer keeps a run in memory as its snapshot plus
+// the deltas up to a cursor.
+type Tailer interface {
+	// ReadBatchesFrom is ReadBatches from a position: with after nil it
+	// reads like ReadBatches, snapshot first; otherwise it calls
+	// fn(false, delta) with each delta appended after the position only,
+	// and fails with ErrSnapshotMoved if a snapshot folded deltas past it.
+	// It returns the position after the last delta delivered.
+	ReadBatchesFrom(ctx context.Context, runID string, after *Cursor, fn func(snapshot bool, data []byte) error) (Cursor, error)
+	// WaitBatches waits up to timeout for a delta after the position and
+	// reports whether there is one.
+	WaitBatches(ctx context.Context, runID string, after Cursor, timeout time.Duration) (bool, error)
+	// SnapshotThrough replaces the run's snapshot with state, which folds
+	// every delta up to the position through, unless a snapshot already
+	// folds as many (then it stores nothing and returns false). Safe when
+	// several processes snapshot the same run.
+	SnapshotThrough(ctx context.Context, runID string, through Cursor, state []byte) (bool, error)
+	// FinishRunThrough is FinishRun for a final verdict that folds the
+	// run's deltas up to the position through: it fails with
+	// ErrMoreBatches, storing nothing, if a delta was appended after it.
+	FinishRunThrough(ctx context.Context, run *canaryv1.Run, through Cursor) error
 }

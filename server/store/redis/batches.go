@@ -52,18 +52,18 @@ const (
 // ErrSnapshotMoved: a Snapshot folded deltas that a reader had not
 // delivered yet (ReadBatches between two chunks, ReadBatchesFrom after its
 // cursor), so what it delivered cannot be completed consistently: read the
-// run again from its snapshot.
-var ErrSnapshotMoved = errors.New("snapshot replaced during read; read again")
+// run again from its snapshot. It is store.ErrSnapshotMoved.
+var ErrSnapshotMoved = store.ErrSnapshotMoved
 
 // Cursor is a position in the deltas of a run, for replicas that follow a
 // run's data incrementally (ReadBatchesFrom, WaitBatches,
-// SnapshotThrough): N counts the deltas appended up to the position,
-// folded ones included, and ID is the stream id of the last delta
-// delivered ("" when none was delivered after the snapshot).
-type Cursor struct {
-	N  int64
-	ID string
-}
+// SnapshotThrough: the Store is a store.Tailer): N counts the deltas
+// appended up to the position, folded ones included, and ID is the stream
+// id of the last delta delivered ("" when none was delivered after the
+// snapshot).
+type Cursor = store.Cursor
+
+var _ store.Tailer = (*Store)(nil)
 
 // ReadBatches calls fn with the run's snapshot (nil if none) and then each
 // delta appended after it, in append order. The snapshot and the first

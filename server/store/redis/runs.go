@@ -378,13 +378,27 @@ func (s *Store) updateRun(ctx context.Context, run *canaryv1.Run) error {
 // the verdict to the history later.
 func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
 	id := run.GetId()
-	if err := s.finishRun(ctx, run); err != nil {
+	if err := s.finishRun(ctx, run, -1); err != nil {
 		return fmt.Errorf("finish run %s: %w", id, err)
 	}
 	return nil
 }
 
-func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run) error {
+// FinishRunThrough is FinishRun for a verdict that folds the run's deltas
+// up to the position through: it finishes the run only if no delta was
+// appended after it, and otherwise returns store.ErrMoreBatches, storing
+// nothing.
+func (s *Store) FinishRunThrough(ctx context.Context, run *canaryv1.Run, through store.Cursor) error {
+	id := run.GetId()
+	if err := s.finishRun(ctx, run, through.N); err != nil {
+		return fmt.Errorf("finish run %s: %w", id, err)
+	}
+	return nil
+}
+
+// finishRun finishes a run; with deltas >= 0, only if exactly that many
+// deltas were appended to it.
+func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run, deltas int64) error {
 	id := run.GetId()
 	state := run.GetState()
 	if state != canaryv1.RunState_RUN_STATE_COMPLETED && state != canaryv1.RunState_RUN_STATE_ABORTED {
@@ -447,11 +461,15 @@ func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run) error {
 	if err := s.c.HSet(ctx, s.k.pending(), id, mark).Err(); err != nil {
 		return s.fail(ctx, err)
 	}
-	code, err := s.runCode(ctx, finishScript, s.k.runKeys(id), int(state), finData, s.opts.Retention.Milliseconds())
+	code, err := s.runCode(ctx, finishScript, s.k.runKeys(id), int(state), finData, s.opts.Retention.Milliseconds(), deltas)
 	if err != nil {
 		return err
 	}
-	if err := codeErr(code); err != nil {
+	err = codeErr(code)
+	if code == codeMore {
+		err = store.ErrMoreBatches
+	}
+	if err != nil {
 		// Finished by another call, which indexes it: drop this call's mark.
 		_, _ = s.runCode(ctx, unpendScript, []string{s.k.pending()}, id, mark)
 		return err

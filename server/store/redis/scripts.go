@@ -13,6 +13,7 @@ const (
 	codeNotFound = -1
 	codeFinished = -2
 	codeTooFew   = -3 // snapshotScript: fewer deltas stored than asked to fold
+	codeMore     = -5 // finishScript: deltas appended after the given count
 )
 
 // appendScript stores a delta once per batch id, if the run is running.
@@ -164,13 +165,20 @@ return 0
 `)
 
 // finishScript marks a running run finished and starts the expiry of its
-// raw data. The final state replaces the last update.
+// raw data. The final state replaces the last update. With a delta count
+// (ARGV[4] >= 0) it does so only if exactly that many deltas were
+// appended (folded ones included), and returns -5 otherwise.
 //
-//	KEYS: meta, ids, deltas, snap   ARGV: state, fin, retention in ms
+//	KEYS: meta, ids, deltas, snap   ARGV: state, fin, retention in ms[, delta count]
 var finishScript = redis.NewScript(`#!lua
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return -1 end
 if st ~= '1' then return -2 end
+local want = tonumber(ARGV[4] or '-1')
+if want >= 0 then
+  local total = tonumber(redis.call('HGET', KEYS[1], 'folded') or '0') + redis.call('XLEN', KEYS[3])
+  if total ~= want then return -5 end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ret = tonumber(ARGV[3])

@@ -61,9 +61,12 @@
 // For replicas that share runs, the Store also offers (outside the
 // contract) a position in a run's deltas, Cursor, with ReadBatchesFrom
 // (the deltas after a position), WaitBatches (block until there is one,
-// XREAD BLOCK on the run's stream) and SnapshotThrough (a snapshot that
+// XREAD BLOCK on the run's stream), SnapshotThrough (a snapshot that
 // folds up to a position and never moves back, safe when two replicas
-// snapshot the same run, which Snapshot's count of deltas is not).
+// snapshot the same run, which Snapshot's count of deltas is not) and
+// FinishRunThrough (FinishRun only if no delta was appended after the
+// position the final verdict folds: a batch another replica acknowledged
+// meanwhile is never left out of it). These make the Store a store.Tailer.
 //
 // # Failures
 //

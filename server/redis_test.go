@@ -1,0 +1,365 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/canaryd/canaryd/internal/testredis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	redisstore "github.com/canaryd/canaryd/server/store/redis"
+)
+
+// TestRedisHandlers runs a focused part of the handler suite on the Redis
+// store (the whole suite runs on it with CANARYD_TEST_STORE=redis):
+// ingest, duplicates, judge, complete and the history.
+func TestRedisHandlers(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, openTestStore(t, "redis"), nil)
+	ctx := ctxT(t)
+	run := e.createRun(ctx, "req-1", testConfig("checkout"), 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want uint64
+	for i, id := range seqIDs("b", 8) {
+		b := makeBatch(rng, run.GetId(), id, scenario{latency: 1.6, errors: 1, n: 500})
+		if ack := e.ingest(ctx, b); ack.GetDuplicate() || ack.GetSamples() != batchSize(b) {
+			t.Fatalf("batch %d: ack %v", i, ack)
+		}
+		want += batchSize(b)
+		if i == 3 {
+			if ack := e.ingest(ctx, b); !ack.GetDuplicate() {
+				t.Fatalf("retried batch: ack %v, want a duplicate", ack)
+			}
+		}
+	}
+	r := e.getRun(ctx, run.GetId())
+	if c := r.GetCounters(); c.GetBatches() != 8 || c.GetBaselineSamples()+c.GetCanarySamples() != want {
+		t.Fatalf("counters %v, want 8 batches and %d samples", c, want)
+	}
+	if v := e.judge(ctx, run.GetId()); v.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK {
+		t.Fatalf("judge: %v, want ROLLBACK", v)
+	}
+	done, err := e.c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: run.GetId(), Reason: "done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := done.GetRun().GetVerdict(); !v.GetFinal() || v.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK {
+		t.Fatalf("final verdict %v", v)
+	}
+	h, err := e.c.ListVerdicts(ctx, &canaryv1.ListVerdictsRequest{Service: "checkout"})
+	if err != nil || len(h.GetVerdicts()) != 1 || h.GetVerdicts()[0].GetRunId() != run.GetId() {
+		t.Fatalf("history %v, %v", h, err)
+	}
+}
+
+// TestRedisOutage stops redis-server under a running canaryd: ingest
+// answers UNAVAILABLE (and stores nothing), health turns NOT_SERVING;
+// after redis-server restarts (with its append-only file) the same canaryd
+// serves again: health SERVING, ingest and judge work, and the batches
+// acknowledged before the outage are all there.
+func TestRedisOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops and restarts redis-server")
+	}
+	t.Parallel()
+	srv := testredis.StartWith(t, testredis.Options{AppendOnly: true, Private: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(runCtx, RunOptions{
+			GRPCAddr:       "127.0.0.1:0",
+			HTTPAddr:       "127.0.0.1:0",
+			Store:          srv.URL() + "/0",
+			HealthInterval: 100 * time.Millisecond,
+			Ready:          func(g, _ string) { ready <- g },
+		})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-errc:
+		t.Fatalf("run: %v", err)
+	case <-ctx.Done():
+		t.Fatal("not ready in time")
+	}
+	defer func() {
+		stop()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("run did not stop")
+		}
+	}()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := canaryv1.NewCanaryServiceClient(conn)
+	hc := healthpb.NewHealthClient(conn)
+	waitHealth := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "canary.v1.CanaryService"})
+			if err == nil && r.GetStatus() == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health %v (%v), want %v", r.GetStatus(), err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitHealth(healthpb.HealthCheckResponse_SERVING)
+
+	cr, err := c.CreateRun(ctx, &canaryv1.CreateRunRequest{
+		RequestId: "req-1", Service: "checkout", Stage: "wave-1",
+		Config:   &canaryv1.CreateRunRequest_InlineConfig{InlineConfig: testConfig("checkout")},
+		BakeTime: durationpb.New(0),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cr.GetRun().GetId()
+	rng := rand.New(rand.NewPCG(3, 4))
+	batches := make([]*canaryv1.Batch, 4)
+	for i, bid := range seqIDs("b", len(batches)) {
+		batches[i] = makeBatch(rng, id, bid, scenario{latency: 1.6, errors: 1, n: 500})
+	}
+	ingest := func(b *canaryv1.Batch) error {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := c.Ingest(cctx, &canaryv1.IngestRequest{Batch: b})
+		return err
+	}
+	for _, b := range batches[:2] {
+		if err := ingest(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	srv.Stop()
+	if err := ingest(batches[2]); status.Code(err) != codes.Unavailable {
+		t.Fatalf("ingest with Redis down: %v, want UNAVAILABLE", err)
+	}
+	if _, err := c.Judge(ctx, &canaryv1.JudgeRequest{RunId: id}); status.Code(err) != codes.Unavailable {
+		t.Errorf("judge with Redis down: %v, want UNAVAILABLE", err)
+	}
+	waitHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+
+	srv.Start()
+	waitHealth(healthpb.HealthCheckResponse_SERVING)
+	for _, b := range batches[2:] {
+		if err := ingest(b); err != nil {
+			t.Fatalf("ingest after Redis returned: %v", err)
+		}
+	}
+	r, err := c.GetRun(ctx, &canaryv1.GetRunRequest{RunId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.GetRun().GetCounters().GetBatches(); got != 4 {
+		t.Errorf("batches = %d, want 4 (each counted once)", got)
+	}
+	if _, err := c.Judge(ctx, &canaryv1.JudgeRequest{RunId: id}); err != nil {
+		t.Errorf("judge after Redis returned: %v", err)
+	}
+}
+
+// TestRedisReplicasExact runs two Services (replicas) on one Redis: many
+// concurrent writers on both, some batch ids sent through both replicas,
+// snapshots every few deltas (so each replica's snapshots overtake the
+// other's cursor). Both replicas count exactly the batches acknowledged as
+// new and judge alike. Then the run is completed through A while writers
+// on B keep ingesting: every batch acknowledged is in the final verdict's
+// counters, and the ones refused are not.
+func TestRedisReplicasExact(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	prefix := srv.Prefix(t)
+	var envs [2]*env
+	for i := range envs {
+		st, err := redisstore.Open(context.Background(), srv.URL(), redisstore.Options{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs[i] = newEnvOn(t, st, func(o *Options) { o.SnapshotEvery = 7 })
+	}
+	a, b := envs[0], envs[1]
+	ctx := ctxT(t)
+	run := a.createRun(ctx, "req-1", testConfig("checkout"), 0)
+	id := run.GetId()
+
+	rng := rand.New(rand.NewPCG(5, 6))
+	shared := make([]*canaryv1.Batch, 10)
+	for i := range shared {
+		shared[i] = makeBatch(rng, id, fmt.Sprintf("shared-%d", i), scenario{latency: 1.3, errors: 1, n: 100})
+	}
+	var (
+		batches, samples atomic.Uint64 // acknowledged as new
+		wg               sync.WaitGroup
+	)
+	ingest := func(e *env, bt *canaryv1.Batch) error {
+		resp, err := e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: bt})
+		if err == nil && !resp.GetAck().GetDuplicate() {
+			batches.Add(1)
+			samples.Add(resp.GetAck().GetSamples())
+		}
+		return err
+	}
+	const writers, perWriter = 4, 15
+	for w := range 2 * writers {
+		e := envs[w%2]
+		wrng := rand.New(rand.NewPCG(uint64(w), 7))
+		wg.Go(func() {
+			for k := range perWriter {
+				bt := makeBatch(wrng, id, fmt.Sprintf("w%d-%d", w, k), scenario{latency: 1.3, errors: 1, n: 100})
+				if err := ingest(e, bt); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				if k < len(shared) {
+					if err := ingest(e, shared[(k+w)%len(shared)]); err != nil {
+						t.Errorf("writer %d: %v", w, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	if got, want := batches.Load(), uint64(2*writers*perWriter+len(shared)); got != want {
+		t.Fatalf("%d batches acknowledged as new, want %d", got, want)
+	}
+	var verdicts [2]*canaryv1.Verdict
+	for i, e := range envs {
+		c := e.getRun(ctx, id).GetCounters()
+		if c.GetBatches() != batches.Load() || c.GetBaselineSamples()+c.GetCanarySamples() != samples.Load() {
+			t.Errorf("replica %d: counters %v, want %d batches and %d samples", i, c, batches.Load(), samples.Load())
+		}
+		v := proto.Clone(e.judge(ctx, id)).(*canaryv1.Verdict)
+		v.Time, v.Sequence = nil, 0
+		verdicts[i] = v
+	}
+	if !proto.Equal(verdicts[0], verdicts[1]) {
+		t.Errorf("replicas judge differently:\nA %v\nB %v", verdicts[0], verdicts[1])
+	}
+
+	// Complete through A while B's writers go on.
+	stop := make(chan struct{})
+	for w := range writers {
+		wrng := rand.New(rand.NewPCG(uint64(w), 8))
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				bt := makeBatch(wrng, id, fmt.Sprintf("late%d-%d", w, k), scenario{latency: 1.3, errors: 1, n: 100})
+				err := ingest(b, bt)
+				if status.Code(err) == codes.FailedPrecondition {
+					return // finished
+				}
+				if err != nil {
+					t.Errorf("late writer %d: %v", w, err)
+					return
+				}
+				select { // a client's pace: a finish under a flood may be refused (ABORTED)
+				case <-stop:
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	done, err := a.c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id})
+	if st := status.Code(err); st == codes.Aborted {
+		t.Logf("complete: %v (batches kept arriving); stopping the writers and retrying", err)
+		close(stop)
+		wg.Wait()
+		done, err = a.c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if c := done.GetRun().GetCounters(); c.GetBatches() != batches.Load() || c.GetBaselineSamples()+c.GetCanarySamples() != samples.Load() {
+		t.Errorf("final counters %v, want every acknowledged batch: %d batches, %d samples", c, batches.Load(), samples.Load())
+	}
+	for i, e := range envs {
+		r := e.getRun(ctx, id)
+		if r.GetState() != canaryv1.RunState_RUN_STATE_COMPLETED || !proto.Equal(r.GetVerdict(), done.GetRun().GetVerdict()) {
+			t.Errorf("replica %d after the finish: %v %v", i, r.GetState(), r.GetVerdict())
+		}
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("test timed out")
+	}
+}
+
+// TestRedisManyWatchers: more watchers than maxTailWaiters (and than the
+// connection pool holds) on one replica: the others poll, ingest still
+// works, and every watcher sees the new data.
+func TestRedisManyWatchers(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, openTestStore(t, "redis"), nil)
+	ctx := ctxT(t)
+	run := e.createRun(ctx, "req-1", testConfig("checkout"), time.Hour)
+	rng := rand.New(rand.NewPCG(9, 9))
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-0", scenario{latency: 1, errors: 1, n: 100}))
+	const n = 40
+	streams := make([]canaryv1.CanaryService_WatchVerdictClient, n)
+	for i := range streams {
+		st, err := e.c.WatchVerdict(ctx, &canaryv1.WatchVerdictRequest{RunId: run.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			t.Fatalf("watcher %d: %v", i, err)
+		}
+		streams[i] = st
+	}
+	time.Sleep(100 * time.Millisecond) // let them block
+	start := time.Now()
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-1", scenario{latency: 1, errors: 1, n: 100}))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("ingest took %v with %d watchers", d, n)
+	}
+	var wg sync.WaitGroup
+	for i, st := range streams {
+		wg.Go(func() {
+			r, err := st.Recv()
+			if err != nil {
+				t.Errorf("watcher %d: %v", i, err)
+				return
+			}
+			if got := r.GetVerdict().GetSequence(); got < 2 {
+				t.Errorf("watcher %d: verdict sequence %d, want a new verdict", i, got)
+			}
+		})
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("watchers took %v to see the new batch", d)
+	}
+}
