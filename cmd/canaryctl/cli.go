@@ -31,13 +31,14 @@ type command struct {
 
 // commands lists the subcommands by name.
 var commands = map[string]command{
-	"analyze": {"judge a finished data set offline: --config FILE --samples FILE", runAnalyze},
-	"config":  {"manage named, versioned configs: put FILE | get NAME[@VERSION] | list [NAME]", group("config", configCommands)},
-	"run":     {"manage runs: create | get ID | list | complete ID | abort ID", group("run", runCommands)},
-	"ingest":  {"stream samples into a run: --run ID --samples FILE (- for standard input)", runIngest},
-	"judge":   {"print a run's verdict now (exit code = verdict): --run ID", runJudge},
-	"watch":   {"show a run's verdict live until it ends (exit code = final verdict): --run ID", runWatch},
-	"history": {"list final verdicts: [--service S] [--stage ST] [--decision D] [--since 24h|RFC3339]", runHistory},
+	"analyze":  {"judge a finished data set offline: --config FILE --samples FILE", runAnalyze},
+	"config":   {"manage named, versioned configs: put FILE | get NAME[@VERSION] | list [NAME]", group("config", configCommands)},
+	"run":      {"manage runs: create | get ID | list | complete ID | abort ID", group("run", runCommands)},
+	"ingest":   {"stream samples into a run: --run ID --samples FILE (- for standard input)", runIngest},
+	"judge":    {"print a run's verdict now (exit code = verdict): --run ID", runJudge},
+	"watch":    {"show a run's verdict live until it ends (exit code = final verdict): --run ID", runWatch},
+	"simulate": {"measure decision quality on simulated runs: [--runs N] [--seed S] [--scenario NAME|all] [--policy NAME|all] [--workers W]", runSimulate},
+	"history":  {"list final verdicts: [--service S] [--stage ST] [--decision D] [--since 24h|RFC3339]", runHistory},
 }
 
 // usageError marks an error as the caller's (exit code 2).
