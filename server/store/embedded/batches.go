@@ -15,7 +15,7 @@ import (
 // AppendBatch stores the delta of one batch of a running run, once per
 // batch id. Concurrent calls share one transaction (see the package doc).
 func (s *Store) AppendBatch(ctx context.Context, runID, batchID string, delta []byte) (bool, error) {
-	if err := checkID("batch id", batchID); err != nil {
+	if err := store.CheckID("batch id", batchID); err != nil {
 		return false, fmt.Errorf("append batch %s/%s: %w", runID, batchID, err)
 	}
 	var dup bool

@@ -13,26 +13,12 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
-// maxIDLen bounds names and ids used in keys (bbolt keys are at most 32 KiB,
-// and index keys hold a service, a stage and a run id).
-const maxIDLen = 1024
-
-func checkID(what, id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%s is empty", what)
-	case len(id) > maxIDLen:
-		return fmt.Errorf("%s is %d bytes, more than %d", what, len(id), maxIDLen)
-	}
-	return nil
-}
-
 // PutConfig stores cfg as the next version of its name, unless it equals the
 // latest version, which it returns with created = false. The new version is
 // stamped with Options.Now.
 func (s *Store) PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (*canaryv1.ConfigVersion, bool, error) {
 	name := cfg.GetName()
-	if err := checkID("config name", name); err != nil {
+	if err := store.CheckID("config name", name); err != nil {
 		return nil, false, fmt.Errorf("put config: %w", err)
 	}
 	cfg = proto.Clone(cfg).(*canaryv1.CanaryConfig)

@@ -200,7 +200,7 @@ func TestInvalidInput(t *testing.T) {
 	t.Parallel()
 	s := openTemp(t)
 	ctx := t.Context()
-	long := strings.Repeat("x", maxIDLen+1)
+	long := strings.Repeat("x", store.MaxIDLen+1)
 	if _, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r", RequestId: "q"}, nil); err != nil {
 		t.Fatal(err)
 	}

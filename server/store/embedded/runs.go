@@ -21,7 +21,7 @@ import (
 // RUNNING; run.CreateTime orders ListRuns.
 func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (*canaryv1.Run, bool, error) {
 	id := run.GetId()
-	if err := checkRun(run); err != nil {
+	if err := store.CheckRun(run); err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
 	switch run.GetState() {
@@ -102,21 +102,6 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
 	return out, created, nil
-}
-
-func checkRun(run *canaryv1.Run) error {
-	if err := checkID("run id", run.GetId()); err != nil {
-		return err
-	}
-	switch {
-	case len(run.GetRequestId()) > maxIDLen:
-		return fmt.Errorf("request id is %d bytes, more than %d", len(run.GetRequestId()), maxIDLen)
-	case len(run.GetService()) > maxIDLen:
-		return fmt.Errorf("service is %d bytes, more than %d", len(run.GetService()), maxIDLen)
-	case len(run.GetStage()) > maxIDLen:
-		return fmt.Errorf("stage is %d bytes, more than %d", len(run.GetStage()), maxIDLen)
-	}
-	return nil
 }
 
 func runIndexKey(m int, run *canaryv1.Run, state canaryv1.RunState) []byte {
@@ -289,7 +274,7 @@ func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
 		if verdict.Stage == "" {
 			verdict.Stage = stored.GetStage()
 		}
-		if len(verdict.GetService()) > maxIDLen || len(verdict.GetStage()) > maxIDLen {
+		if len(verdict.GetService()) > store.MaxIDLen || len(verdict.GetStage()) > store.MaxIDLen {
 			return reject(errors.New("verdict service or stage too long"))
 		}
 		oldState := stored.GetState()

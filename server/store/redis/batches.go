@@ -24,7 +24,7 @@ func (s *Store) AppendBatch(ctx context.Context, runID, batchID string, delta []
 }
 
 func (s *Store) appendBatch(ctx context.Context, runID, batchID string, delta []byte) (bool, error) {
-	if err := checkID("batch id", batchID); err != nil {
+	if err := store.CheckID("batch id", batchID); err != nil {
 		return false, err
 	}
 	if runID == "" {

@@ -27,7 +27,7 @@ const maxConfigAttempts = 100
 // since the latest was read (and the read is repeated if one was).
 func (s *Store) PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (*canaryv1.ConfigVersion, bool, error) {
 	name := cfg.GetName()
-	if err := checkID("config name", name); err != nil {
+	if err := store.CheckID("config name", name); err != nil {
 		return nil, false, fmt.Errorf("put config: %w", err)
 	}
 	v, created, err := s.putConfig(ctx, proto.Clone(cfg).(*canaryv1.CanaryConfig))

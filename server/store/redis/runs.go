@@ -17,34 +17,6 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
-// maxIDLen bounds names and ids, as in the embedded store.
-const maxIDLen = 1024
-
-func checkID(what, id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%s is empty", what)
-	case len(id) > maxIDLen:
-		return fmt.Errorf("%s is %d bytes, more than %d", what, len(id), maxIDLen)
-	}
-	return nil
-}
-
-func checkRun(run *canaryv1.Run) error {
-	if err := checkID("run id", run.GetId()); err != nil {
-		return err
-	}
-	switch {
-	case len(run.GetRequestId()) > maxIDLen:
-		return fmt.Errorf("request id is %d bytes, more than %d", len(run.GetRequestId()), maxIDLen)
-	case len(run.GetService()) > maxIDLen:
-		return fmt.Errorf("service is %d bytes, more than %d", len(run.GetService()), maxIDLen)
-	case len(run.GetStage()) > maxIDLen:
-		return fmt.Errorf("stage is %d bytes, more than %d", len(run.GetStage()), maxIDLen)
-	}
-	return nil
-}
-
 // runIndexKeys returns the 8 run index keys of a run in a state, and its
 // member.
 func (s *Store) runIndexKeys(run *canaryv1.Run, state canaryv1.RunState) ([]string, string) {
@@ -88,7 +60,7 @@ func parseRequestValue(v string) (id string, created time.Time, fingerprint []by
 // failed in between) writes it, with the id and create time of the claim.
 func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (*canaryv1.Run, bool, error) {
 	id := run.GetId()
-	if err := checkRun(run); err != nil {
+	if err := store.CheckRun(run); err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
 	switch run.GetState() {
@@ -438,7 +410,7 @@ func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run, deltas int64) 
 	if verdict.Stage == "" {
 		verdict.Stage = base.GetStage()
 	}
-	if len(verdict.GetService()) > maxIDLen || len(verdict.GetStage()) > maxIDLen {
+	if len(verdict.GetService()) > store.MaxIDLen || len(verdict.GetStage()) > store.MaxIDLen {
 		return errors.New("verdict service or stage too long")
 	}
 	fin := &canaryv1.Run{
