@@ -367,7 +367,9 @@ func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState
 }
 
 // maxFinishAttempts bounds the attempts of finishLocked to store a final
-// verdict while other replicas append batches to the run.
+// verdict. With the run closed first (store.Tailer.CloseRun) no other
+// replica can append, so a second attempt is the exception (a batch that
+// was being appended while the run closed).
 const maxFinishAttempts = 10
 
 // finishLocked does the work of finish while lr.finishing is set.
@@ -378,6 +380,14 @@ func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.Run
 	)
 	if err := waitIdle(ctx, lr); err != nil {
 		return nil, err
+	}
+	if s.tail != nil {
+		// Other replicas may be appending: close the run to new batches
+		// first, so that the final read below sees its last delta.
+		if err := s.tail.CloseRun(ctx, lr.id); err != nil {
+			lr.mu.Unlock()
+			return nil, err
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		// On a Tailer, the final verdict folds every replica's deltas, and

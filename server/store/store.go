@@ -174,4 +174,9 @@ type Tailer interface {
 	// run's deltas up to the position through: it fails with
 	// ErrMoreBatches, storing nothing, if a delta was appended after it.
 	FinishRunThrough(ctx context.Context, run *canaryv1.Run, through Cursor) error
+	// CloseRun makes the store refuse new batches of a running run
+	// (AppendBatch fails with ErrFinished) while it is being finished, so
+	// that FinishRunThrough after a last read cannot be overtaken by
+	// other processes appending. ErrFinished if the run is finished.
+	CloseRun(ctx context.Context, runID string) error
 }

@@ -23,6 +23,22 @@ func (s *Store) AppendBatch(ctx context.Context, runID, batchID string, delta []
 	return dup, nil
 }
 
+// CloseRun refuses every batch appended to a running run from now on (they
+// fail with store.ErrFinished), before it is finished: see store.Tailer.
+func (s *Store) CloseRun(ctx context.Context, runID string) error {
+	if runID == "" {
+		return fmt.Errorf("close run: %w", store.ErrNotFound)
+	}
+	code, err := s.runCode(ctx, closeScript, s.k.runKeys(runID)[:1])
+	if err == nil {
+		err = codeErr(code)
+	}
+	if err != nil {
+		return fmt.Errorf("close run %s: %w", runID, err)
+	}
+	return nil
+}
+
 func (s *Store) appendBatch(ctx context.Context, runID, batchID string, delta []byte) (bool, error) {
 	if err := store.CheckID("batch id", batchID); err != nil {
 		return false, err

@@ -71,3 +71,47 @@ func TestFinishRunThrough(t *testing.T) {
 		t.Fatalf("history = %v, %v", vs, err)
 	}
 }
+
+// TestCloseRun: once a run is closing, no replica can append to it (even
+// a batch id it already stored), the last read sees every delta, and the
+// finish through that position succeeds.
+func TestCloseRun(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	prefix := srv.Prefix(t)
+	a, b := openStore(t, srv, Options{Prefix: prefix}), openStore(t, srv, Options{Prefix: prefix})
+	ctx := t.Context()
+	if err := a.CloseRun(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CloseRun(unknown run) = %v, want ErrNotFound", err)
+	}
+	r := &canaryv1.Run{Id: "c", RequestId: "req-c", Service: "checkout", Stage: "s",
+		State: canaryv1.RunState_RUN_STATE_RUNNING, CreateTime: timestamppb.New(time.Unix(1, 0))}
+	if _, _, err := a.CreateRun(ctx, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AppendBatch(ctx, "c", "b1", countDelta(1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // closing twice is a no-op
+		if err := a.CloseRun(ctx, "c"); err != nil {
+			t.Fatalf("CloseRun: %v", err)
+		}
+	}
+	for _, id := range []string{"b1", "b2"} {
+		if _, err := b.AppendBatch(ctx, "c", id, countDelta(1)); !errors.Is(err, store.ErrFinished) {
+			t.Fatalf("AppendBatch(%s) on a closing run = %v, want ErrFinished", id, err)
+		}
+	}
+	cur, err := a.ReadBatchesFrom(ctx, "c", nil, func(bool, []byte) error { return nil })
+	if err != nil || cur.N != 1 {
+		t.Fatalf("ReadBatchesFrom = %+v, %v; want the one delta", cur, err)
+	}
+	fin := &canaryv1.Run{Id: "c", State: canaryv1.RunState_RUN_STATE_COMPLETED,
+		Verdict: &canaryv1.Verdict{Decision: canaryv1.Decision_DECISION_PROMOTE, Final: true, Time: timestamppb.New(time.Unix(2, 0))}}
+	if err := a.FinishRunThrough(ctx, fin, cur); err != nil {
+		t.Fatalf("FinishRunThrough after CloseRun: %v", err)
+	}
+	if err := b.CloseRun(ctx, "c"); !errors.Is(err, store.ErrFinished) {
+		t.Fatalf("CloseRun(finished run) = %v, want ErrFinished", err)
+	}
+}

@@ -16,15 +16,31 @@ const (
 	codeMore     = -5 // finishScript: deltas appended after the given count
 )
 
-// appendScript stores a delta once per batch id, if the run is running.
+// appendScript stores a delta once per batch id, if the run is running
+// and not closing (see closeScript).
 //
 //	KEYS: meta, ids, deltas   ARGV: batch id, delta
 var appendScript = redis.NewScript(`#!lua
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return -1 end
 if st ~= '1' then return -2 end
+if redis.call('HEXISTS', KEYS[1], 'closing') == 1 then return -2 end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 1 end
 redis.call('XADD', KEYS[3], '*', 'd', ARGV[2])
+return 0
+`)
+
+// closeScript marks a running run closing: appendScript refuses its new
+// batches from then on, so a replica finishing it can read every delta
+// and store the final verdict without another replica's append slipping
+// in between. Closing a closing run is a no-op.
+//
+//	KEYS: meta
+var closeScript = redis.NewScript(`#!lua
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return -1 end
+if st ~= '1' then return -2 end
+redis.call('HSET', KEYS[1], 'closing', '1')
 return 0
 `)
 
