@@ -358,3 +358,45 @@ func TestRedisManyWatchers(t *testing.T) {
 		t.Errorf("watchers took %v to see the new batch", d)
 	}
 }
+
+// TestRunWaitsForStore: canaryd started before its Redis waits for it
+// (RunOptions.StoreWait) and comes up by itself once Redis answers.
+func TestRunWaitsForStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops and restarts redis-server")
+	}
+	t.Parallel()
+	srv := testredis.StartWith(t, testredis.Options{Private: true})
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(runCtx, RunOptions{
+			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: srv.URL(),
+			StoreWait: time.Minute,
+			Ready:     func(string, string) { close(ready) },
+		})
+	}()
+	select {
+	case <-ready:
+		t.Fatal("ready while Redis is down")
+	case err := <-errc:
+		t.Fatalf("Run gave up at once: %v", err)
+	case <-time.After(time.Second):
+	}
+	srv.Start()
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatalf("Run: %v", err)
+	case <-ctx.Done():
+		t.Fatal("not ready after Redis came back")
+	}
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run after stop: %v", err)
+	}
+}

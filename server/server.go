@@ -56,6 +56,9 @@ type RunOptions struct {
 	// HealthInterval is the period of the store health check behind
 	// grpc.health.v1; 0 means DefaultHealthInterval.
 	HealthInterval time.Duration
+	// StoreWait is how long Run keeps retrying a store that is unavailable
+	// when it starts (Redis not up yet), before giving up; 0 fails at once.
+	StoreWait time.Duration
 	// Logger receives the logs; nil discards them.
 	Logger *slog.Logger
 	// IdleTimeout and MaxBatchSamples are passed to the Service (0 means
@@ -158,6 +161,31 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (store.Store, e
 	return s, nil
 }
 
+// openStoreWaiting opens the store, retrying with backoff for up to
+// opts.StoreWait while it is unavailable, so that canaryd started before
+// its Redis comes up by itself.
+func openStoreWaiting(ctx context.Context, opts RunOptions) (store.Store, error) {
+	deadline := time.Now().Add(opts.StoreWait)
+	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err := OpenStore(octx, opts.Store, StoreOptions{
+			Logger:           opts.Logger.With("component", "store"),
+			Retention:        opts.Retention,
+			VerdictRetention: opts.VerdictRetention,
+		})
+		cancel()
+		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
+			return st, err
+		}
+		opts.Logger.Warn("store unavailable, retrying", "store", redactStore(opts.Store), "in", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open store: %w", ctx.Err())
+		}
+	}
+}
+
 // redactStore returns a --store value without the password of a URL.
 func redactStore(spec string) string {
 	if u, err := url.Parse(spec); err == nil && u.Scheme != "" {
@@ -186,13 +214,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	opts.setDefaults()
 	log := opts.Logger
 
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	st, err := OpenStore(octx, opts.Store, StoreOptions{
-		Logger:           log.With("component", "store"),
-		Retention:        opts.Retention,
-		VerdictRetention: opts.VerdictRetention,
-	})
-	cancel()
+	st, err := openStoreWaiting(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@
 // Every flag has an environment equivalent, used when the flag is not
 // given: --grpc-addr CANARYD_GRPC_ADDR, --http-addr CANARYD_HTTP_ADDR,
 // --store CANARYD_STORE, --retention CANARYD_RETENTION, --verdict-retention
-// CANARYD_VERDICT_RETENTION, --idle-timeout CANARYD_IDLE_TIMEOUT,
+// CANARYD_VERDICT_RETENTION, --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
 // --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --shutdown-timeout
 // CANARYD_SHUTDOWN_TIMEOUT, --log-level CANARYD_LOG_LEVEL, --log-format
 // CANARYD_LOG_FORMAT.
@@ -116,6 +116,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		"Redis store: keep the raw data of a finished run this long [CANARYD_RETENTION]")
 	fs.DurationVar(&o.VerdictRetention, "verdict-retention", envDuration("CANARYD_VERDICT_RETENTION", 0),
 		"Redis store: keep final verdicts (and their run records) this long; 0 keeps them forever [CANARYD_VERDICT_RETENTION]")
+	fs.DurationVar(&o.StoreWait, "store-wait", envDuration("CANARYD_STORE_WAIT", 5*time.Minute),
+		"at start, keep retrying an unavailable store (Redis not up yet) this long [CANARYD_STORE_WAIT]")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", envDuration("CANARYD_IDLE_TIMEOUT", server.DefaultIdleTimeout),
 		"drop runs without activity from memory after this long (reloaded on demand) [CANARYD_IDLE_TIMEOUT]")
 	fs.IntVar(&o.MaxBatchSamples, "max-batch-samples", envInt("CANARYD_MAX_BATCH_SAMPLES", server.DefaultMaxBatchSamples),
