@@ -225,7 +225,7 @@ func loadVerdicts(s *Store, n int, start time.Time, span time.Duration) (int64, 
 		// in-memory node of a page, so unordered inserts in one large
 		// transaction are quadratic.
 		records := make([][2][]byte, 0, hi-lo)
-		var index [numMasks][][]byte
+		var index [store.NumMasks][][]byte
 		for i := lo; i < hi; i++ {
 			d := canaryv1.Decision_DECISION_PROMOTE
 			switch r := rng.IntN(10); {
@@ -257,7 +257,7 @@ func loadVerdicts(s *Store, n int, start time.Time, span time.Duration) (int64, 
 			}
 			total += int64(len(data))
 			records = append(records, [2][]byte{id, data})
-			for m := range numMasks {
+			for m := range store.NumMasks {
 				index[m] = append(index[m], verdictIndexKey(m, v, id))
 			}
 		}
@@ -269,7 +269,7 @@ func loadVerdicts(s *Store, n int, start time.Time, span time.Duration) (int64, 
 					return err
 				}
 			}
-			for m := range numMasks {
+			for m := range store.NumMasks {
 				slices.SortFunc(index[m], bytes.Compare)
 				b := tx.Bucket(verdictIndexes[m])
 				for _, k := range index[m] {

@@ -39,16 +39,6 @@ import (
 
 const schemaVersion = "1"
 
-// Index masks.
-const (
-	maskService = 1 << iota
-	maskStage
-	maskEnum // decision for verdicts, state for runs
-	numMasks = 8
-)
-
-const timeLen = 12
-
 var (
 	bucketMeta      = []byte("meta")
 	bucketConfigs   = []byte("configs")
@@ -68,7 +58,7 @@ var (
 		append(verdictIndexes[:], runIndexes[:]...)...)
 )
 
-func indexNames(prefix string) (names [numMasks][]byte) {
+func indexNames(prefix string) (names [store.NumMasks][]byte) {
 	for m := range names {
 		names[m] = fmt.Appendf(nil, "%s%d", prefix, m)
 	}
@@ -79,12 +69,6 @@ func indexNames(prefix string) (names [numMasks][]byte) {
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
-}
-
-// appendTime appends the 12-byte order-preserving encoding of t.
-func appendTime(b []byte, t time.Time) []byte {
-	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^(1<<63))
-	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -99,13 +83,13 @@ func readU64(b []byte) uint64 {
 // filterPrefix returns the key prefix of index m for the given filter values.
 func filterPrefix(m int, service, stage string, enum int32) []byte {
 	var b []byte
-	if m&maskService != 0 {
+	if m&store.MaskService != 0 {
 		b = appendString(b, service)
 	}
-	if m&maskStage != 0 {
+	if m&store.MaskStage != 0 {
 		b = appendString(b, stage)
 	}
-	if m&maskEnum != 0 {
+	if m&store.MaskEnum != 0 {
 		b = binary.BigEndian.AppendUint32(b, uint32(enum))
 	}
 	return b
@@ -113,24 +97,8 @@ func filterPrefix(m int, service, stage string, enum int32) []byte {
 
 // indexKey is the key of one entry of index m.
 func indexKey(m int, service, stage string, enum int32, t time.Time, runID string) []byte {
-	b := appendTime(filterPrefix(m, service, stage, enum), t)
+	b := store.AppendTime(filterPrefix(m, service, stage, enum), t)
 	return append(b, runID...)
-}
-
-// filterMask returns the index that serves a filter: the one with exactly
-// the filter's non-empty fields.
-func filterMask(service, stage string, enum int32) int {
-	m := 0
-	if service != "" {
-		m |= maskService
-	}
-	if stage != "" {
-		m |= maskStage
-	}
-	if enum != 0 {
-		m |= maskEnum
-	}
-	return m
 }
 
 // successor returns the smallest key greater than every key with prefix p,

@@ -21,16 +21,10 @@ import (
 // RUNNING; run.CreateTime orders ListRuns.
 func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (*canaryv1.Run, bool, error) {
 	id := run.GetId()
-	if err := store.CheckRun(run); err != nil {
+	run, err := store.NewRun(run)
+	if err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
-	switch run.GetState() {
-	case canaryv1.RunState_RUN_STATE_UNSPECIFIED, canaryv1.RunState_RUN_STATE_RUNNING:
-	default:
-		return nil, false, fmt.Errorf("create run %s: state %v, want RUNNING", id, run.GetState())
-	}
-	run = proto.Clone(run).(*canaryv1.Run)
-	run.State = canaryv1.RunState_RUN_STATE_RUNNING
 	data, err := proto.Marshal(run)
 	if err != nil {
 		return nil, false, fmt.Errorf("create run %s: encode: %w", id, err)
@@ -90,7 +84,7 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 		if _, err := rb.CreateBucket(bucketDeltas); err != nil {
 			return err
 		}
-		for m := range numMasks {
+		for m := range store.NumMasks {
 			if err := tx.Bucket(runIndexes[m]).Put(runIndexKey(m, run, run.GetState()), nil); err != nil {
 				return err
 			}
@@ -168,22 +162,22 @@ func scanIndex(records *bolt.Bucket, indexes [][]byte, kind byte, service, stage
 	since, until time.Time, page store.Page, fn func(v []byte) error,
 ) (string, error) {
 	tx := records.Tx()
-	m := filterMask(service, stage, enum)
+	m := store.FilterMask(service, stage, enum)
 	prefix := filterPrefix(m, service, stage, enum)
-	after, err := decodeToken(page.Token, kind, m, prefix, len(prefix)+timeLen+1)
+	after, err := decodeToken(page.Token, kind, m, prefix, len(prefix)+store.TimeLen+1)
 	if err != nil {
 		return "", err
 	}
 	upper := successor(prefix)
 	if !until.IsZero() {
-		upper = appendTime(bytes.Clone(prefix), until)
+		upper = store.AppendTime(bytes.Clone(prefix), until)
 	}
 	if after != nil && (upper == nil || bytes.Compare(after, upper) < 0) {
 		upper = after
 	}
 	lower := prefix
 	if !since.IsZero() {
-		lower = appendTime(bytes.Clone(prefix), since)
+		lower = store.AppendTime(bytes.Clone(prefix), since)
 	}
 	limit := page.Limit()
 	c := tx.Bucket(indexes[m]).Cursor()
@@ -193,7 +187,7 @@ func scanIndex(records *bolt.Bucket, indexes [][]byte, kind byte, service, stage
 		if n == limit {
 			return encodeToken(kind, m, last), nil
 		}
-		id := k[len(prefix)+timeLen:]
+		id := k[len(prefix)+store.TimeLen:]
 		v := records.Get(id)
 		if v == nil {
 			return "", fmt.Errorf("index %s entry %x: no record %q", indexes[m], k, id)
@@ -298,8 +292,8 @@ func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
 		if err := tx.Bucket(bucketData).Bucket([]byte(id)).Put(keyState, []byte{byte(state)}); err != nil {
 			return err
 		}
-		for m := range numMasks {
-			if m&maskEnum == 0 {
+		for m := range store.NumMasks {
+			if m&store.MaskEnum == 0 {
 				continue
 			}
 			idx := tx.Bucket(runIndexes[m])

@@ -17,7 +17,7 @@ func putVerdict(tx *bolt.Tx, runID []byte, v *canaryv1.Verdict, data []byte) err
 	if err := tx.Bucket(bucketVerdicts).Put(runID, data); err != nil {
 		return err
 	}
-	for m := range numMasks {
+	for m := range store.NumMasks {
 		if err := tx.Bucket(verdictIndexes[m]).Put(verdictIndexKey(m, v, runID), nil); err != nil {
 			return err
 		}
@@ -26,7 +26,7 @@ func putVerdict(tx *bolt.Tx, runID []byte, v *canaryv1.Verdict, data []byte) err
 }
 
 func verdictIndexKey(m int, v *canaryv1.Verdict, runID []byte) []byte {
-	k := appendTime(filterPrefix(m, v.GetService(), v.GetStage(), int32(v.GetDecision())), v.GetTime().AsTime())
+	k := store.AppendTime(filterPrefix(m, v.GetService(), v.GetStage(), int32(v.GetDecision())), v.GetTime().AsTime())
 	return append(k, runID...)
 }
 

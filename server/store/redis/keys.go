@@ -61,16 +61,6 @@ import (
 // its keys), and keys stay distinct because no suffix holds "}:".
 const schemaVersion = "1"
 
-// Index masks: which filter fields an index covers.
-const (
-	maskService = 1 << iota
-	maskStage
-	maskEnum // decision for verdicts, state for runs
-	numMasks = 8
-)
-
-const timeLen = 12
-
 // keys names the keys of one store (one prefix).
 type keys struct{ p string }
 
@@ -99,56 +89,34 @@ func filterName(m int, service, stage string, enum int32) string {
 		return "all"
 	}
 	var b []byte
-	if m&maskService != 0 {
+	if m&store.MaskService != 0 {
 		b = append(b, 's')
 		b = strconv.AppendInt(b, int64(len(service)), 10)
 		b = append(b, ':')
 		b = append(b, service...)
 	}
-	if m&maskStage != 0 {
+	if m&store.MaskStage != 0 {
 		b = append(b, 't')
 		b = strconv.AppendInt(b, int64(len(stage)), 10)
 		b = append(b, ':')
 		b = append(b, stage...)
 	}
-	if m&maskEnum != 0 {
+	if m&store.MaskEnum != 0 {
 		b = append(b, 'd')
 		b = strconv.AppendInt(b, int64(enum), 10)
 	}
 	return string(b)
 }
 
-// filterMask returns the index that serves a filter: the one with exactly
-// the filter's non-empty fields.
-func filterMask(service, stage string, enum int32) int {
-	m := 0
-	if service != "" {
-		m |= maskService
-	}
-	if stage != "" {
-		m |= maskStage
-	}
-	if enum != 0 {
-		m |= maskEnum
-	}
-	return m
-}
-
-// appendTime appends the 12-byte order-preserving encoding of t.
-func appendTime(b []byte, t time.Time) []byte {
-	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^(1<<63))
-	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
-}
-
 // member is an index entry: time then id.
 func member(t time.Time, id string) string {
-	return string(append(appendTime(make([]byte, 0, timeLen+len(id)), t), id...))
+	return string(append(store.AppendTime(make([]byte, 0, store.TimeLen+len(id)), t), id...))
 }
 
 // indexEntries returns, for each of the 8 masks, the index name and member
 // of one entry.
-func indexEntries(service, stage string, enum int32, t time.Time, id string) (names [numMasks]string, mem string) {
-	for m := range numMasks {
+func indexEntries(service, stage string, enum int32, t time.Time, id string) (names [store.NumMasks]string, mem string) {
+	for m := range store.NumMasks {
 		names[m] = filterName(m, service, stage, enum)
 	}
 	return names, member(t, id)
@@ -161,7 +129,7 @@ func lexRange(since, until time.Time, after []byte) (maxBound, minBound string) 
 	maxBound, minBound = "+", "-"
 	var upper []byte
 	if !until.IsZero() {
-		upper = appendTime(nil, until)
+		upper = store.AppendTime(nil, until)
 	}
 	if after != nil && (upper == nil || bytes.Compare(after, upper) < 0) {
 		upper = after
@@ -170,7 +138,7 @@ func lexRange(since, until time.Time, after []byte) (maxBound, minBound string) 
 		maxBound = "(" + string(upper)
 	}
 	if !since.IsZero() {
-		minBound = "[" + string(appendTime(nil, since))
+		minBound = "[" + string(store.AppendTime(nil, since))
 	}
 	return maxBound, minBound
 }

@@ -154,17 +154,17 @@ func (s *Store) sweep(ctx context.Context, cutoff time.Time) (int, error) {
 	n := 0
 	for {
 		members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
-			Key: all, Start: "-", Stop: "(" + string(appendTime(nil, cutoff)), ByLex: true, Count: sweepBatch,
+			Key: all, Start: "-", Stop: "(" + string(store.AppendTime(nil, cutoff)), ByLex: true, Count: sweepBatch,
 		}).Result()
 		if err != nil {
 			return n, s.fail(ctx, err)
 		}
 		for _, mem := range members {
-			if len(mem) <= timeLen {
+			if len(mem) <= store.TimeLen {
 				return n, fmt.Errorf("bad index entry %q", mem)
 			}
-			if err := s.forget(ctx, mem[timeLen:], mem); err != nil {
-				return n, fmt.Errorf("sweep run %s: %w", mem[timeLen:], err)
+			if err := s.forget(ctx, mem[store.TimeLen:], mem); err != nil {
+				return n, fmt.Errorf("sweep run %s: %w", mem[store.TimeLen:], err)
 			}
 			n++
 		}

@@ -21,7 +21,7 @@ import (
 // member.
 func (s *Store) runIndexKeys(run *canaryv1.Run, state canaryv1.RunState) ([]string, string) {
 	names, mem := indexEntries(run.GetService(), run.GetStage(), int32(state), run.GetCreateTime().AsTime(), run.GetId())
-	ks := make([]string, numMasks)
+	ks := make([]string, store.NumMasks)
 	for m, n := range names {
 		ks[m] = s.k.runIndex(n)
 	}
@@ -33,20 +33,20 @@ func (s *Store) runIndexKeys(run *canaryv1.Run, state canaryv1.RunState) ([]stri
 func requestValue(id string, created time.Time, fingerprint []byte) string {
 	b := binary.AppendUvarint(nil, uint64(len(id)))
 	b = append(b, id...)
-	b = appendTime(b, created)
+	b = store.AppendTime(b, created)
 	return string(append(b, fingerprint...))
 }
 
 func parseRequestValue(v string) (id string, created time.Time, fingerprint []byte, err error) {
 	n, w := binary.Uvarint([]byte(v))
-	if w <= 0 || uint64(len(v)-w) < n+timeLen {
+	if w <= 0 || uint64(len(v)-w) < n+store.TimeLen {
 		return "", time.Time{}, nil, errors.New("corrupt request record")
 	}
 	id = v[w : w+int(n)]
-	t := []byte(v[w+int(n) : w+int(n)+timeLen])
+	t := []byte(v[w+int(n) : w+int(n)+store.TimeLen])
 	sec := int64(binary.BigEndian.Uint64(t) ^ (1 << 63))
 	created = time.Unix(sec, int64(binary.BigEndian.Uint32(t[8:]))).UTC()
-	return id, created, []byte(v[w+int(n)+timeLen:]), nil
+	return id, created, []byte(v[w+int(n)+store.TimeLen:]), nil
 }
 
 // CreateRun stores a new run, or returns the run an earlier call with the
@@ -60,16 +60,10 @@ func parseRequestValue(v string) (id string, created time.Time, fingerprint []by
 // failed in between) writes it, with the id and create time of the claim.
 func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (*canaryv1.Run, bool, error) {
 	id := run.GetId()
-	if err := store.CheckRun(run); err != nil {
+	run, err := store.NewRun(run)
+	if err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
-	switch run.GetState() {
-	case canaryv1.RunState_RUN_STATE_UNSPECIFIED, canaryv1.RunState_RUN_STATE_RUNNING:
-	default:
-		return nil, false, fmt.Errorf("create run %s: state %v, want RUNNING", id, run.GetState())
-	}
-	run = proto.Clone(run).(*canaryv1.Run)
-	run.State = canaryv1.RunState_RUN_STATE_RUNNING
 	out, created, err := s.createRun(ctx, run, fingerprint)
 	if err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
@@ -264,9 +258,9 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, page store.Page
 }
 
 func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page) ([]*canaryv1.Run, string, error) {
-	m := filterMask(f.Service, f.Stage, int32(f.State))
+	m := store.FilterMask(f.Service, f.Stage, int32(f.State))
 	fn := filterName(m, f.Service, f.Stage, int32(f.State))
-	after, err := decodeToken(page.Token, kindRuns, fn, timeLen+1)
+	after, err := decodeToken(page.Token, kindRuns, fn, store.TimeLen+1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -289,7 +283,7 @@ func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page
 	pipe := s.c.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(members))
 	for i, mem := range members {
-		cmds[i] = pipe.HMGet(ctx, s.k.runMeta(mem[timeLen:]), "run", "upd", "fin")
+		cmds[i] = pipe.HMGet(ctx, s.k.runMeta(mem[store.TimeLen:]), "run", "upd", "fin")
 	}
 	if len(members) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -298,7 +292,7 @@ func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page
 	}
 	runs := make([]*canaryv1.Run, 0, len(members))
 	for i, cmd := range cmds {
-		run, err := assembleRun(members[i][timeLen:], cmd.Val())
+		run, err := assembleRun(members[i][store.TimeLen:], cmd.Val())
 		if errors.Is(err, store.ErrNotFound) {
 			continue // claimed and indexed, not written (yet)
 		}
@@ -480,14 +474,14 @@ func (s *Store) index(ctx context.Context, h history) error {
 	from, mem := s.runIndexKeys(h.run, canaryv1.RunState_RUN_STATE_RUNNING)
 	to, _ := s.runIndexKeys(h.run, h.state)
 	var move []string
-	for m := range numMasks {
-		if m&maskEnum != 0 {
+	for m := range store.NumMasks {
+		if m&store.MaskEnum != 0 {
 			move = append(move, from[m])
 		}
 	}
 	leave := len(move)
-	for m := range numMasks {
-		if m&maskEnum != 0 {
+	for m := range store.NumMasks {
+		if m&store.MaskEnum != 0 {
 			move = append(move, to[m])
 		}
 	}
@@ -496,7 +490,7 @@ func (s *Store) index(ctx context.Context, h history) error {
 	}
 	v := h.verdict
 	names, vmem := indexEntries(v.GetService(), v.GetStage(), int32(v.GetDecision()), v.GetTime().AsTime(), id)
-	hk := make([]string, 0, numMasks+2)
+	hk := make([]string, 0, store.NumMasks+2)
 	hk = append(hk, s.k.verdicts())
 	for _, n := range names {
 		hk = append(hk, s.k.verdictIndex(n))

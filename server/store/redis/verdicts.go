@@ -24,9 +24,9 @@ func (s *Store) ListVerdicts(ctx context.Context, f store.VerdictFilter, page st
 }
 
 func (s *Store) listVerdicts(ctx context.Context, f store.VerdictFilter, page store.Page) ([]*canaryv1.Verdict, string, error) {
-	m := filterMask(f.Service, f.Stage, int32(f.Decision))
+	m := store.FilterMask(f.Service, f.Stage, int32(f.Decision))
 	fn := filterName(m, f.Service, f.Stage, int32(f.Decision))
-	after, err := decodeToken(page.Token, kindVerdicts, fn, timeLen+1)
+	after, err := decodeToken(page.Token, kindVerdicts, fn, store.TimeLen+1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -51,7 +51,7 @@ func (s *Store) listVerdicts(ctx context.Context, f store.VerdictFilter, page st
 	}
 	ids := make([]string, len(members))
 	for i, mem := range members {
-		ids[i] = mem[timeLen:]
+		ids[i] = mem[store.TimeLen:]
 	}
 	vals, err := s.c.HMGet(ctx, s.k.verdicts(), ids...).Result()
 	if err != nil {
