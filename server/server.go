@@ -255,6 +255,11 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	gs := grpc.NewServer(svc.ServerOptions()...)
 	svc.Register(gs)
 	hs := health.NewServer()
+	// The store was just opened: serving until watchHealth says otherwise,
+	// so that a health check right after Ready never finds the service
+	// unknown.
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(canaryv1.CanaryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 
