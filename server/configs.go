@@ -24,13 +24,17 @@ const maxYAMLLen = 1 << 20
 // PutConfig stores a new version of a config; see the API. Field
 // violations name the request field the config came in ("config" or
 // "yaml") followed by the config path, e.g. "config.metrics[1].tolerance"
-// or "yaml.metrics[1].tolerance".
+// or "yaml.metrics[1].tolerance". A config put as YAML keeps the text as
+// sent (ConfigVersion.yaml, returned by GetConfig and ListConfigs); a put
+// whose config is identical to the latest version's stores nothing, so
+// that version keeps the text of the put that created it (none if it was
+// put as a message).
 func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest) (*canaryv1.PutConfigResponse, error) {
 	cfg, err := putConfigSource(req)
 	if err != nil {
 		return nil, s.status(err)
 	}
-	v, created, err := s.store.PutConfig(ctx, apiconv.ConfigToProto(cfg))
+	v, created, err := s.store.PutConfig(ctx, apiconv.ConfigToProto(cfg), req.GetYaml())
 	if err != nil {
 		return nil, s.status(fmt.Errorf("put config %s: %w", cfg.Name, err))
 	}

@@ -57,9 +57,17 @@ func TestConfigs(t *testing.T) {
 	if !r2.GetCreated() || r2.GetConfig().GetVersion() != 2 || r2.GetConfig().GetConfig().GetWarmup().AsDuration().Minutes() != 5 {
 		t.Fatalf("yaml put: %v", r2)
 	}
-	// YAML and proto forms of the same config are the same version.
-	if r := put(&canaryv1.PutConfigRequest{Source: &canaryv1.PutConfigRequest_Yaml{Yaml: exampleYAML}}); r.GetCreated() || r.GetConfig().GetVersion() != 2 {
-		t.Errorf("same yaml again: created=%v version=%d", r.GetCreated(), r.GetConfig().GetVersion())
+	// The text as sent is kept (without the name the server added).
+	if got := r2.GetConfig().GetYaml(); got != noName {
+		t.Errorf("yaml put: yaml %q, want the text as sent %q", got, noName)
+	}
+	if got := r1.GetConfig().GetYaml(); got != "" {
+		t.Errorf("put as a message: yaml %q, want none", got)
+	}
+	// YAML and proto forms of the same config are the same version, which
+	// keeps the text it was created with.
+	if r := put(&canaryv1.PutConfigRequest{Source: &canaryv1.PutConfigRequest_Yaml{Yaml: exampleYAML}}); r.GetCreated() || r.GetConfig().GetVersion() != 2 || r.GetConfig().GetYaml() != noName {
+		t.Errorf("same yaml again: created=%v version=%d yaml %q", r.GetCreated(), r.GetConfig().GetVersion(), r.GetConfig().GetYaml())
 	}
 	if r := put(&canaryv1.PutConfigRequest{Source: &canaryv1.PutConfigRequest_Config{Config: r2.GetConfig().GetConfig()}}); r.GetCreated() {
 		t.Errorf("proto form of the yaml config stored a new version %d", r.GetConfig().GetVersion())
@@ -74,11 +82,11 @@ func TestConfigs(t *testing.T) {
 		}
 		return resp.GetConfig()
 	}
-	if v := get("checkout", 0); v.GetVersion() != 2 {
-		t.Errorf("latest: version %d, want 2", v.GetVersion())
+	if v := get("checkout", 0); v.GetVersion() != 2 || v.GetYaml() != noName {
+		t.Errorf("latest: version %d yaml %q, want 2 and the text put", v.GetVersion(), v.GetYaml())
 	}
-	if v := get("checkout", 1); !proto.Equal(v.GetConfig(), r1.GetConfig().GetConfig()) {
-		t.Errorf("version 1 changed: %v", v.GetConfig())
+	if v := get("checkout", 1); !proto.Equal(v.GetConfig(), r1.GetConfig().GetConfig()) || v.GetYaml() != "" {
+		t.Errorf("version 1 changed: %v", v)
 	}
 	_, err := e.c.GetConfig(ctx, &canaryv1.GetConfigRequest{Name: "checkout", Version: 3})
 	wantCode(t, err, codes.NotFound, "")
@@ -91,7 +99,8 @@ func TestConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := versions.GetConfigs(); len(got) != 2 || got[0].GetVersion() != 2 || got[1].GetVersion() != 1 {
+	if got := versions.GetConfigs(); len(got) != 2 || got[0].GetVersion() != 2 || got[1].GetVersion() != 1 ||
+		got[0].GetYaml() != noName || got[1].GetYaml() != "" {
 		t.Errorf("versions of checkout: %v", got)
 	}
 	var names []string

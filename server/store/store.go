@@ -37,10 +37,12 @@ var (
 // use. Every write is durable (survives kill -9) when the method returns
 // nil, and a method that returns an error stored nothing.
 type Store interface {
-	// PutConfig stores cfg as the next version of its name, unless it is
-	// identical (proto.Equal) to the latest version, which it returns with
-	// created = false.
-	PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (v *canaryv1.ConfigVersion, created bool, err error)
+	// PutConfig stores cfg as the next version of its name, with yaml, the
+	// YAML text it was put as ("" when it was not), unless cfg is identical
+	// (proto.Equal) to the latest version's config, which it returns with
+	// created = false (and its own YAML text). Identity is the config's
+	// alone, so a config put as YAML and as a message is one version.
+	PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig, yaml string) (v *canaryv1.ConfigVersion, created bool, err error)
 	// GetConfig returns a version of a config; version 0 is the latest.
 	GetConfig(ctx context.Context, name string, version uint32) (*canaryv1.ConfigVersion, error)
 	// ListConfigs lists the latest version of every config by name, or,

@@ -13,10 +13,11 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
-// PutConfig stores cfg as the next version of its name, unless it equals the
-// latest version, which it returns with created = false. The new version is
-// stamped with Options.Now.
-func (s *Store) PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (*canaryv1.ConfigVersion, bool, error) {
+// PutConfig stores cfg as the next version of its name, with the YAML text
+// it was put as, unless it equals the latest version's config, which it
+// returns with created = false. The new version is stamped with
+// Options.Now.
+func (s *Store) PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig, yaml string) (*canaryv1.ConfigVersion, bool, error) {
 	name := cfg.GetName()
 	if err := store.CheckID("config name", name); err != nil {
 		return nil, false, fmt.Errorf("put config: %w", err)
@@ -45,7 +46,7 @@ func (s *Store) PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (*can
 				version = binary.BigEndian.Uint32(k) + 1
 			}
 		}
-		cv := &canaryv1.ConfigVersion{Name: name, Version: version, Config: cfg, CreateTime: now}
+		cv := &canaryv1.ConfigVersion{Name: name, Version: version, Config: cfg, Yaml: yaml, CreateTime: now}
 		data, err := proto.Marshal(cv)
 		if err != nil {
 			return reject(fmt.Errorf("encode config: %w", err))

@@ -158,7 +158,7 @@ func TestClosed(t *testing.T) {
 	}
 	calls := map[string]func() error{
 		"Healthy":   func() error { return s.Healthy(ctx) },
-		"PutConfig": func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{Name: "c"}); return err },
+		"PutConfig": func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{Name: "c"}, ""); return err },
 		"GetConfig": func() error { _, err := s.GetConfig(ctx, "c", 0); return err },
 		"CreateRun": func() error {
 			_, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r2", RequestId: "q2"}, nil)
@@ -208,7 +208,7 @@ func TestInvalidInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := map[string]func() error{
-		"PutConfig without name": func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{}); return err },
+		"PutConfig without name": func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{}, ""); return err },
 		"CreateRun without id":   func() error { _, _, err := s.CreateRun(ctx, &canaryv1.Run{RequestId: "q2"}, nil); return err },
 		"CreateRun with a long service": func() error {
 			_, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r2", Service: long}, nil)

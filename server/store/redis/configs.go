@@ -18,26 +18,27 @@ import (
 // writers keep adding versions of the same name.
 const maxConfigAttempts = 100
 
-// PutConfig stores cfg as the next version of its name, unless it equals the
-// latest version, which it returns with created = false. The new version is
-// stamped with Options.Now.
+// PutConfig stores cfg as the next version of its name, with the YAML text
+// it was put as, unless it equals the latest version's config, which it
+// returns with created = false. The new version is stamped with
+// Options.Now.
 //
 // The name goes into the name index first (idempotent), then the version
 // is appended by a script that checks that no other version was appended
 // since the latest was read (and the read is repeated if one was).
-func (s *Store) PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (*canaryv1.ConfigVersion, bool, error) {
+func (s *Store) PutConfig(ctx context.Context, cfg *canaryv1.CanaryConfig, yaml string) (*canaryv1.ConfigVersion, bool, error) {
 	name := cfg.GetName()
 	if err := store.CheckID("config name", name); err != nil {
 		return nil, false, fmt.Errorf("put config: %w", err)
 	}
-	v, created, err := s.putConfig(ctx, proto.Clone(cfg).(*canaryv1.CanaryConfig))
+	v, created, err := s.putConfig(ctx, proto.Clone(cfg).(*canaryv1.CanaryConfig), yaml)
 	if err != nil {
 		return nil, false, fmt.Errorf("put config %s: %w", name, err)
 	}
 	return v, created, nil
 }
 
-func (s *Store) putConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (*canaryv1.ConfigVersion, bool, error) {
+func (s *Store) putConfig(ctx context.Context, cfg *canaryv1.CanaryConfig, yaml string) (*canaryv1.ConfigVersion, bool, error) {
 	if s.closed() {
 		return nil, false, errClosed
 	}
@@ -66,6 +67,7 @@ func (s *Store) putConfig(ctx context.Context, cfg *canaryv1.CanaryConfig) (*can
 			Name:       name,
 			Version:    uint32(n.Val() + 1),
 			Config:     cfg,
+			Yaml:       yaml,
 			CreateTime: timestamppb.New(s.opts.Now()),
 		}
 		data, err := proto.Marshal(cv)

@@ -85,7 +85,7 @@ func TestRedisCrashAndRestart(t *testing.T) {
 			return s.FinishRun(ctx, &canaryv1.Run{Id: runID, State: canaryv1.RunState_RUN_STATE_COMPLETED, Verdict: &canaryv1.Verdict{}})
 		},
 		"ListVerdicts": func() error { _, _, err := s.ListVerdicts(ctx, store.VerdictFilter{}, store.Page{}); return err },
-		"PutConfig":    func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{Name: "c"}); return err },
+		"PutConfig":    func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{Name: "c"}, ""); return err },
 	}
 	for name, call := range downCalls {
 		start := time.Now()

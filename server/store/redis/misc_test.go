@@ -26,7 +26,7 @@ func TestInvalidInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := map[string]func() error{
-		"PutConfig without name": func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{}); return err },
+		"PutConfig without name": func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{}, ""); return err },
 		"CreateRun without id":   func() error { _, _, err := s.CreateRun(ctx, &canaryv1.Run{RequestId: "q2"}, nil); return err },
 		"CreateRun with a long service": func() error {
 			_, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r2", Service: long}, nil)
@@ -147,7 +147,7 @@ func TestOddIDs(t *testing.T) {
 		if _, err := s.AppendBatch(ctx, id, id, []byte(id)); err != nil {
 			t.Fatalf("AppendBatch(%q): %v", id, err)
 		}
-		if _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{Name: id}); err != nil {
+		if _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{Name: id}, ""); err != nil {
 			t.Fatalf("PutConfig(%q): %v", id, err)
 		}
 	}

@@ -13,23 +13,28 @@ import (
 func (s *suite) testConfigVersioning(t *testing.T) {
 	ctx := testContext(t)
 	st := s.open(t)
-	// Applied in order: each put is compared with the latest version only.
+	// Applied in order: each put is compared with the latest version only,
+	// by its config alone: a version keeps the YAML text of the put that
+	// created it.
 	steps := []struct {
 		name        string
 		cfg         *canaryv1.CanaryConfig
+		yaml        string
 		wantVersion uint32
 		wantCreated bool
+		wantYAML    string
 	}{
-		{"first put", testConfig("checkout", 0.10), 1, true},
-		{"identical content", testConfig("checkout", 0.10), 1, false},
-		{"changed", testConfig("checkout", 0.15), 2, true},
-		{"identical again", testConfig("checkout", 0.15), 2, false},
-		{"back to the content of v1", testConfig("checkout", 0.10), 3, true},
-		{"other name starts at 1", testConfig("checkout-v2", 0.10), 1, true},
-		{"first name continues", testConfig("checkout", 0.20), 4, true},
+		{"first put", testConfig("checkout", 0.10), "# v1\nname: checkout\n", 1, true, "# v1\nname: checkout\n"},
+		{"identical content", testConfig("checkout", 0.10), "", 1, false, "# v1\nname: checkout\n"},
+		{"identical content, other text", testConfig("checkout", 0.10), "name: checkout\n", 1, false, "# v1\nname: checkout\n"},
+		{"changed", testConfig("checkout", 0.15), "", 2, true, ""},
+		{"identical again", testConfig("checkout", 0.15), "name: checkout # again\n", 2, false, ""},
+		{"back to the content of v1", testConfig("checkout", 0.10), "", 3, true, ""},
+		{"other name starts at 1", testConfig("checkout-v2", 0.10), "name: checkout-v2\n", 1, true, "name: checkout-v2\n"},
+		{"first name continues", testConfig("checkout", 0.20), "name: checkout\n", 4, true, "name: checkout\n"},
 	}
 	for _, step := range steps {
-		v, created, err := st.PutConfig(ctx, step.cfg)
+		v, created, err := st.PutConfig(ctx, step.cfg, step.yaml)
 		if err != nil {
 			t.Fatalf("%s: PutConfig = %v", step.name, err)
 		}
@@ -39,6 +44,9 @@ func (s *suite) testConfigVersioning(t *testing.T) {
 		}
 		if v.GetName() != step.cfg.GetName() || !proto.Equal(v.GetConfig(), step.cfg) {
 			t.Errorf("%s: PutConfig returned %v, want config %v", step.name, v, step.cfg)
+		}
+		if v.GetYaml() != step.wantYAML {
+			t.Errorf("%s: PutConfig returned yaml %q, want %q", step.name, v.GetYaml(), step.wantYAML)
 		}
 		if v.GetCreateTime() == nil {
 			t.Errorf("%s: PutConfig returned no create_time", step.name)
@@ -55,13 +63,13 @@ func (s *suite) testGetConfig(t *testing.T) {
 	st := s.open(t)
 	want := map[uint32]*canaryv1.ConfigVersion{}
 	for i, tol := range []float64{0.1, 0.2, 0.3} {
-		v, _, err := st.PutConfig(ctx, testConfig("search", tol))
+		v, _, err := st.PutConfig(ctx, testConfig("search", tol), "")
 		if err != nil {
 			t.Fatalf("PutConfig: %v", err)
 		}
 		want[uint32(i+1)] = v
 	}
-	if _, _, err := st.PutConfig(ctx, testConfig("searchable", 0.5)); err != nil {
+	if _, _, err := st.PutConfig(ctx, testConfig("searchable", 0.5), ""); err != nil {
 		t.Fatalf("PutConfig: %v", err)
 	}
 	tests := []struct {
@@ -100,7 +108,7 @@ func (s *suite) testListConfigs(t *testing.T) {
 	all := map[string][]*canaryv1.ConfigVersion{} // newest first
 	for _, name := range []string{"c", "b", "a", "ba", "b.c"} {
 		for i := range versions[name] {
-			v, created, err := st.PutConfig(ctx, testConfig(name, 0.1*float64(i+1)))
+			v, created, err := st.PutConfig(ctx, testConfig(name, 0.1*float64(i+1)), "")
 			if err != nil || !created {
 				t.Fatalf("PutConfig(%s) = created %v, err %v", name, created, err)
 			}

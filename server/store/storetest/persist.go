@@ -22,8 +22,12 @@ func (s *suite) testPersistence(t *testing.T) {
 	st := s.open(t)
 
 	var configs []*canaryv1.ConfigVersion
-	for _, tol := range []float64{0.1, 0.2} {
-		v, _, err := st.PutConfig(ctx, testConfig("checkout", tol))
+	for i, tol := range []float64{0.1, 0.2} {
+		yaml := "" // v1 put as a message, v2 as YAML
+		if i == 1 {
+			yaml = "# checkout\nname: checkout\n"
+		}
+		v, _, err := st.PutConfig(ctx, testConfig("checkout", tol), yaml)
 		if err != nil {
 			t.Fatalf("PutConfig: %v", err)
 		}
@@ -62,7 +66,7 @@ func (s *suite) testPersistence(t *testing.T) {
 	if err != nil || !equalLists(got, []*canaryv1.ConfigVersion{configs[1], configs[0]}) {
 		t.Errorf("ListConfigs(checkout) = %v, %v", got, err)
 	}
-	if v, created, err := st.PutConfig(ctx, testConfig("checkout", 0.2)); err != nil || created || v.GetVersion() != 2 {
+	if v, created, err := st.PutConfig(ctx, testConfig("checkout", 0.2), ""); err != nil || created || v.GetVersion() != 2 {
 		t.Errorf("PutConfig(identical to v2) = version %d, created %v, err %v; want 2, false", v.GetVersion(), created, err)
 	}
 	for _, want := range []*canaryv1.Run{a, bDone, cDone} {

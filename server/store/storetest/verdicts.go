@@ -223,10 +223,10 @@ func (s *suite) testBadPageTokens(t *testing.T) {
 	ctx := testContext(t)
 	st := s.open(t)
 	for i := range 3 {
-		if _, _, err := st.PutConfig(ctx, testConfig(fmt.Sprintf("c%d", i), 0.1)); err != nil {
+		if _, _, err := st.PutConfig(ctx, testConfig(fmt.Sprintf("c%d", i), 0.1), ""); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := st.PutConfig(ctx, testConfig("c0", 0.2+0.1*float64(i))); err != nil {
+		if _, _, err := st.PutConfig(ctx, testConfig("c0", 0.2+0.1*float64(i)), ""); err != nil {
 			t.Fatal(err)
 		}
 		run := newRun(fmt.Sprintf("run-%d", i), fmt.Sprintf("req-%d", i), "checkout", "wave-1", t0.Add(time.Duration(i)*time.Second))
