@@ -41,6 +41,9 @@ type live struct {
 	verdictBake    bool              // BakeComplete verdict was computed with
 	seq            uint64            // sequence of verdict
 	changed        chan struct{}     // closed and replaced on every change
+	// judging is non-nil while a call judges a copy of data without mu
+	// (see verdictNow), and closed when it is done.
+	judging chan struct{}
 
 	inflight  int           // appends started and not yet settled
 	idle      chan struct{} // closed when inflight drops to 0, if waited for
@@ -313,8 +316,8 @@ func (s *Service) janitor() {
 }
 
 // evictIdle drops the runs unused for IdleTimeout that no call is using
-// (no append in flight, no watcher, no snapshot or finish at work), after
-// storing their counters and latest verdict.
+// (no append in flight, no watcher, no snapshot, finish or judge at work),
+// after storing their counters and latest verdict.
 func (s *Service) evictIdle() {
 	now := s.now()
 	var evicted []*live
@@ -327,7 +330,7 @@ func (s *Service) evictIdle() {
 		}
 		lr.mu.Lock()
 		if lr.inflight == 0 && lr.watchers == 0 && lr.blocked == nil && lr.finishing == nil && !lr.snapping &&
-			now.Sub(lr.lastUsed) >= s.idle {
+			lr.judging == nil && now.Sub(lr.lastUsed) >= s.idle {
 			lr.evicted = true
 			delete(s.runs, id)
 			evicted = append(evicted, lr)

@@ -134,6 +134,10 @@ type Service struct {
 	mu   sync.Mutex
 	runs map[string]*live // runs in memory, by id
 
+	// judgeHook, when set (by tests, before any call), is called by
+	// judgeUnlocked while it judges without the run's lock.
+	judgeHook func()
+
 	shutdown     chan struct{} // closed by Shutdown: watchers end
 	shutdownOnce sync.Once
 	stop         chan struct{} // closed by Close: the janitor ends

@@ -303,14 +303,14 @@ func (s *Service) watchTail(ctx context.Context, id string, stream canaryv1.Cana
 			}
 			held = lr
 		}
-		v, err := s.verdictNow(lr)
-		final, cur := lr.finished(), lr.cursor
-		wait := tailWait
-		if !final {
-			if d := bakeEnd(lr.run).Sub(s.now()); d > 0 {
-				wait = min(wait, d)
-			}
+		// The cursor to wait after is read before judging, which may
+		// release lr.mu: deltas merged meanwhile then end the wait at once.
+		cur, wait := lr.cursor, tailWait
+		if d := bakeEnd(lr.run).Sub(s.now()); d > 0 {
+			wait = min(wait, d)
 		}
+		v, err := s.verdictNow(lr)
+		final := lr.finished()
 		lr.mu.Unlock()
 		if err != nil {
 			return s.status(err)

@@ -21,21 +21,58 @@ func bakeEnd(run *canaryv1.Run) time.Time {
 	return run.GetCreateTime().AsTime().Add(run.GetBakeTime().AsDuration())
 }
 
-// judgeLocked returns the verdict of a running run at now. The verdict is
-// cached per data version and bake state, so judging unchanged data is a
-// lookup; a recomputed verdict that shows the same evidence keeps the
-// cached one (and its sequence and time). Called with lr.mu held.
-func (s *Service) judgeLocked(lr *live, now time.Time, bake bool) *canaryv1.Verdict {
+// Judging. A judge takes about 10 ms per uncached verdict, too long to
+// hold the run's lock: ingest into the run would wait for it. So verdictNow
+// copies the run's data under the lock (a merge into empty Data, far
+// cheaper than the judge), judges the copy without the lock, and takes the
+// lock again to install the verdict. One such judge runs per run at a time
+// (lr.judging): the others wait for it and then find its verdict in the
+// cache if the data did not change meanwhile, so that many watchers of one
+// run judge each change once, and verdicts are installed in the order of
+// the data versions they were computed on, with increasing sequences. The
+// final verdict (finishLocked) is judged under the lock: appends are
+// refused while a run is being finished, and a provisional verdict that
+// comes back while it is (or after it is finished) is not installed, so
+// that every provisional sequence stays below the final one.
+
+// cachedVerdict returns the latest verdict if it was computed on the
+// current data with the same bake state, else nil. Called with lr.mu held.
+func (lr *live) cachedVerdict(bake bool) *canaryv1.Verdict {
 	if v := lr.verdict; v != nil && !v.GetFinal() && lr.verdictVersion == lr.version && lr.verdictBake == bake {
 		return v
 	}
+	return nil
+}
+
+// judgeLocked returns the verdict of a running run at now, judged under
+// lr.mu (which finishLocked holds). The verdict is cached per data version
+// and bake state, so judging unchanged data is a lookup. Called with lr.mu
+// held.
+func (s *Service) judgeLocked(lr *live, now time.Time, bake bool) *canaryv1.Verdict {
+	if v := lr.cachedVerdict(bake); v != nil {
+		return v
+	}
+	av := s.judgeData(lr.data, bake)
+	return s.installLocked(lr, &av, lr.version, bake, now)
+}
+
+// judgeData judges the data of a running run, live runs with anytime-valid
+// (sequential) tests since they are judged after every batch.
+func (s *Service) judgeData(d *analysis.Data, bake bool) analysis.Verdict {
 	start := time.Now()
-	// Live runs are judged after every batch: anytime-valid tests.
-	av := analysis.Judge(lr.data, analysis.Options{BakeComplete: bake, Sequential: true})
+	av := analysis.Judge(d, analysis.Options{BakeComplete: bake, Sequential: true})
 	s.metrics.judge.Observe(time.Since(start).Seconds())
-	v := verdictToProto(&av, lr.run)
+	return av
+}
+
+// installLocked makes av, judged on data version with bake, the latest
+// verdict of lr and returns it: a verdict that shows the same evidence as
+// the latest one keeps the latest one (and its sequence and time), any
+// other gets the next sequence. Called with lr.mu held.
+func (s *Service) installLocked(lr *live, av *analysis.Verdict, version uint64, bake bool, now time.Time) *canaryv1.Verdict {
+	v := verdictToProto(av, lr.run)
 	v.RunState = canaryv1.RunState_RUN_STATE_RUNNING
-	lr.verdictVersion, lr.verdictBake = lr.version, bake
+	lr.verdictVersion, lr.verdictBake = version, bake
 	if lr.verdict != nil && sameEvidence(lr.verdict, v) {
 		return lr.verdict
 	}
@@ -49,6 +86,38 @@ func (s *Service) judgeLocked(lr *live, now time.Time, bake bool) *canaryv1.Verd
 	return v
 }
 
+// judgeUnlocked judges a copy of lr's data without holding lr.mu (see
+// Judging) and installs the verdict, unless the run was finished or is
+// being finished meanwhile, or a verdict on later data was installed: ok
+// is false then, and the caller looks again. Called with lr.mu held and
+// lr.judging nil; it returns with lr.mu held, having released it while it
+// judged.
+func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1.Verdict, ok bool) {
+	done := make(chan struct{})
+	lr.judging = done
+	cp := analysis.NewData(lr.cfg)
+	cp.Merge(lr.data)
+	version := lr.version
+	lr.mu.Unlock()
+	if s.judgeHook != nil {
+		s.judgeHook()
+	}
+	av := s.judgeData(cp, bake)
+	lr.mu.Lock()
+	lr.judging = nil
+	close(done)
+	switch {
+	case lr.finished(), lr.finishing != nil && lr.verdict != nil:
+		return nil, false
+	case lr.verdict != nil && lr.verdictVersion > version:
+		// Only after a failed finish, which judged later data under the
+		// lock. The next look judges the current data (lr.version is
+		// never below lr.verdictVersion), so it ends.
+		return nil, false
+	}
+	return s.installLocked(lr, &av, version, bake, now), true
+}
+
 // sameEvidence reports whether two verdicts differ only in their time and
 // sequence.
 func sameEvidence(a, b *canaryv1.Verdict) bool {
@@ -59,21 +128,41 @@ func sameEvidence(a, b *canaryv1.Verdict) bool {
 }
 
 // verdictNow returns the current verdict of lr (the final one once it is
-// finished). Called with lr.mu held.
+// finished). Called with lr.mu held; it returns with lr.mu held, but may
+// release it meanwhile (see Judging), so the caller must read whatever it
+// needs to be consistent with the verdict after it returns (or before it
+// is called, for what must not be newer than the verdict's data).
 func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
-	if lr.finished() {
-		if lr.verdict == nil {
-			return nil, errors.New("finished run has no final verdict")
+	for {
+		if lr.finished() {
+			if lr.verdict == nil {
+				return nil, errors.New("finished run has no final verdict")
+			}
+			return lr.verdict, nil
 		}
-		return lr.verdict, nil
+		if lr.finishing != nil && lr.verdict != nil {
+			// The data are frozen and the final verdict is being stored:
+			// keep the sequence numbers of provisional verdicts below the
+			// final one.
+			return lr.verdict, nil
+		}
+		now := s.now()
+		bake := !now.Before(bakeEnd(lr.run))
+		if v := lr.cachedVerdict(bake); v != nil {
+			return v, nil
+		}
+		if ch := lr.judging; ch != nil {
+			// Another call is judging this run: its verdict may be the
+			// one wanted.
+			lr.mu.Unlock()
+			<-ch
+			lr.mu.Lock()
+			continue
+		}
+		if v, ok := s.judgeUnlocked(lr, now, bake); ok {
+			return v, nil
+		}
 	}
-	if lr.finishing != nil && lr.verdict != nil {
-		// The data are frozen and the final verdict is being stored: keep
-		// the sequence numbers of provisional verdicts below the final one.
-		return lr.verdict, nil
-	}
-	now := s.now()
-	return s.judgeLocked(lr, now, !now.Before(bakeEnd(lr.run))), nil
 }
 
 // Judge returns the verdict now; see the API.
@@ -133,14 +222,15 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 			}
 			lr.watchers++
 		}
-		v, err := s.verdictNow(lr)
-		changed, final := lr.changed, lr.finished()
-		untilBake := time.Duration(-1)
-		if !final {
-			if d := bakeEnd(lr.run).Sub(s.now()); d > 0 {
-				untilBake = d
-			}
+		// What to wait for next is read before judging, which may release
+		// lr.mu: a change meanwhile then wakes this watcher at once, to
+		// judge again.
+		changed, untilBake := lr.changed, time.Duration(-1)
+		if d := bakeEnd(lr.run).Sub(s.now()); d > 0 {
+			untilBake = d
 		}
+		v, err := s.verdictNow(lr)
+		final := lr.finished()
 		lr.mu.Unlock()
 		if err != nil {
 			return s.status(err)
