@@ -400,3 +400,83 @@ func TestRunWaitsForStore(t *testing.T) {
 		t.Fatalf("Run after stop: %v", err)
 	}
 }
+
+// TestRedisReplicasListRuns: ListRuns on a replica reports the counters of
+// the runs it holds in memory as exactly as GetRun does, though the batches
+// came through another replica (it catches them up), and a run finished
+// through another replica as finished, with its final verdict.
+func TestRedisReplicasListRuns(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	prefix := srv.Prefix(t)
+	var envs [2]*env
+	for i := range envs {
+		st, err := redisstore.Open(context.Background(), srv.URL(), redisstore.Options{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs[i] = newEnvOn(t, st, nil)
+	}
+	a, b := envs[0], envs[1]
+	ctx := ctxT(t)
+	r1 := a.createRun(ctx, "req-1", testConfig("checkout"), time.Hour)
+	r2 := a.createRun(ctx, "req-2", testConfig("checkout"), time.Hour)
+	rng := rand.New(rand.NewPCG(21, 22))
+	ingest := func(run *canaryv1.Run, ids ...string) {
+		t.Helper()
+		for _, bid := range ids {
+			a.ingest(ctx, makeBatch(rng, run.GetId(), bid, scenario{latency: 1, errors: 1, n: 100}))
+		}
+	}
+	list := func() map[string]*canaryv1.Run {
+		t.Helper()
+		resp, err := b.c.ListRuns(ctx, &canaryv1.ListRunsRequest{Service: "checkout"})
+		if err != nil {
+			t.Fatalf("list runs on B: %v", err)
+		}
+		runs := map[string]*canaryv1.Run{}
+		for _, r := range resp.GetRuns() {
+			runs[r.GetId()] = r
+		}
+		return runs
+	}
+	// check compares B's listed counters with A's (which took every batch)
+	// and with what was sent.
+	check := func(step string, runs map[string]*canaryv1.Run, run *canaryv1.Run, batches uint64) {
+		t.Helper()
+		got, want := runs[run.GetId()].GetCounters(), a.getRun(ctx, run.GetId()).GetCounters()
+		if got.GetBatches() != batches || !proto.Equal(got, want) {
+			t.Errorf("%s: B lists run %s with counters %v, want %d batches: %v", step, run.GetId(), got, batches, want)
+		}
+	}
+
+	ingest(r1, "a-0", "a-1")
+	ingest(r2, "b-0")
+	b.getRun(ctx, r1.GetId()) // B holds r1 in memory
+	runs := list()            // and now r2
+	check("first list", runs, r1, 2)
+	check("first list", runs, r2, 1)
+
+	// More batches through A: B's runs in memory lag behind until caught up.
+	ingest(r1, "a-2", "a-3", "a-4")
+	ingest(r2, "b-1")
+	runs = list()
+	check("after more batches through A", runs, r1, 5)
+	check("after more batches through A", runs, r2, 2)
+	if got, want := runs[r1.GetId()].GetCounters(), b.getRun(ctx, r1.GetId()).GetCounters(); !proto.Equal(got, want) {
+		t.Errorf("B: ListRuns counters %v, GetRun counters %v", got, want)
+	}
+
+	// r2 finished through A, while B holds it in memory as running.
+	done, err := a.c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: r2.GetId(), Reason: "done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs = list()
+	if got := runs[r2.GetId()]; got.GetState() != canaryv1.RunState_RUN_STATE_COMPLETED ||
+		!proto.Equal(got.GetVerdict(), done.GetRun().GetVerdict()) {
+		t.Errorf("B lists r2 finished through A as %v (verdict seq %d, final %v); want COMPLETED with the final verdict (seq %d)",
+			got.GetState(), got.GetVerdict().GetSequence(), got.GetVerdict().GetFinal(), done.GetRun().GetVerdict().GetSequence())
+	}
+	check("after r2 completed", runs, r1, 5)
+}

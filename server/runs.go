@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -230,18 +231,37 @@ func (s *Service) GetRun(ctx context.Context, req *canaryv1.GetRunRequest) (*can
 	return &canaryv1.GetRunResponse{Run: lr.record()}, nil
 }
 
-// fresher returns the in-memory record of a stored run: a running run is
-// loaded (see GetRun); a finished one is used as stored unless it is in
-// memory anyway.
+// fresher returns the freshest record of a run as ListRuns read it from
+// the store. A running run is loaded into memory (see GetRun) and, on a
+// store.Tailer, caught up with the deltas of every replica first, so that
+// its counters are as exact as GetRun's. A finished run is used as stored:
+// elsewhere than on a Tailer, its in-memory record when it is in memory
+// anyway; on a Tailer the stored record of a finished run is the complete
+// one (FinishRunThrough wrote it whole), and a replica may still hold the
+// run in memory as running, finished through another replica.
 func (s *Service) fresher(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run, error) {
 	if run.GetState() == canaryv1.RunState_RUN_STATE_RUNNING {
-		lr, err := s.get(ctx, run.GetId())
-		if err != nil {
-			return nil, err
+		for {
+			lr, err := s.get(ctx, run.GetId())
+			if err != nil {
+				return nil, err
+			}
+			lr.mu.Lock()
+			if lr.evicted {
+				lr.mu.Unlock()
+				continue
+			}
+			err = s.catchUpLocked(ctx, lr) // only on a Tailer
+			r := lr.record()
+			lr.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			return r, nil
 		}
-		lr.mu.Lock()
-		defer lr.mu.Unlock()
-		return lr.record(), nil
+	}
+	if s.tail != nil {
+		return run, nil
 	}
 	s.mu.Lock()
 	lr, ok := s.runs[run.GetId()]
@@ -262,8 +282,14 @@ func (s *Service) fresher(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run
 	return lr.record(), nil
 }
 
+// listFreshers bounds the runs of one ListRuns page that fresher brings up
+// to date at once (each a load or a catch-up: a few reads of the store).
+const listFreshers = 8
+
 // ListRuns lists runs; see the API. Running runs are loaded into memory
-// for their fresh counters, as by GetRun.
+// for their fresh counters and, on a store.Tailer, caught up with every
+// replica's deltas, as by GetRun (see fresher); up to listFreshers at a
+// time.
 func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (*canaryv1.ListRunsResponse, error) {
 	var vs []*errdetails.BadRequest_FieldViolation
 	if req.GetPageSize() < 0 {
@@ -281,8 +307,21 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 	if err != nil {
 		return nil, s.status(err)
 	}
+	var (
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, listFreshers)
+		errs = make([]error, len(runs))
+	)
 	for i, r := range runs {
-		if runs[i], err = s.fresher(ctx, r); err != nil {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			runs[i], errs[i] = s.fresher(ctx, r)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return nil, s.status(err)
 		}
 	}

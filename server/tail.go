@@ -27,6 +27,8 @@ import (
 //   - Judge and GetRun check the run's stored state (a run finished through
 //     another replica is reloaded) and catch up first; if the store cannot
 //     be read they fail with UNAVAILABLE rather than judge partial data.
+//     ListRuns catches up the running runs it lists (their state is the
+//     one it read from the store), so its counters are as exact.
 //   - CompleteRun/AbortRun catch up, judge, and store the final verdict
 //     with FinishRunThrough at the cursor: if another replica appended a
 //     delta meanwhile, nothing is stored and they catch up and try again
