@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // benchConfig returns a config of k distribution metrics.
@@ -32,11 +33,11 @@ func BenchmarkAddValues(b *testing.B) {
 	cfg := benchConfig(b, 1)
 	d := NewData(cfg)
 	vs := lognormal(rand.New(rand.NewPCG(1, 1)), 10000, 80)
-	d.AddValues(0, Canary, vs[:ExactCap+1])
+	d.AddValues(0, Canary, "", time.Time{}, vs[:ExactCap+1])
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		d.AddValues(0, Canary, vs)
+		d.AddValues(0, Canary, "", time.Time{}, vs)
 	}
 	b.ReportMetric(float64(b.N)*float64(len(vs))/b.Elapsed().Seconds()/1e6, "Mobs/s")
 	b.ReportMetric(b.Elapsed().Seconds()*1e9/(float64(b.N)*float64(len(vs))), "ns/obs")
@@ -60,8 +61,8 @@ func BenchmarkJudge(b *testing.B) {
 			rng := rand.New(rand.NewPCG(2, 2))
 			base, canary := lognormal(rng, size.n, 80), lognormal(rng, size.n, 82)
 			for i := range size.k {
-				d.AddValues(i, Baseline, base)
-				d.AddValues(i, Canary, canary)
+				d.AddValues(i, Baseline, "", time.Time{}, base)
+				d.AddValues(i, Canary, "", time.Time{}, canary)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

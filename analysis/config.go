@@ -71,6 +71,14 @@ type Config struct {
 	// Warmup is the time after each cohort's start during which its
 	// observations are ignored.
 	Warmup time.Duration `json:"warmup"`
+	// Window, when positive, adds window tests to the sequential judge: the
+	// samples since the start of each of the last MaxEpochs time slices of
+	// this length (on a grid fixed to the Unix epoch) are judged on their
+	// own, beside the whole run, so that a regression that starts mid-run
+	// (a slow burn, a leak) is not diluted by the healthy samples before
+	// it. Half of the level goes to the whole run and half to the windows
+	// (see Judge). Zero turns window tests off.
+	Window time.Duration `json:"window,omitempty"`
 	// Confidence is the family-wise confidence of a rollback: the
 	// probability that a canary identical to its baseline is rolled back,
 	// across all its metrics together, is at most 1 − Confidence.
@@ -258,6 +266,7 @@ func (p parser) config(n *yaml.Node, c *Config) {
 	p.fields(n, "", map[string]func(string, *yaml.Node){
 		"name":       func(fp string, v *yaml.Node) { p.str(fp, v, &c.Name) },
 		"warmup":     func(fp string, v *yaml.Node) { p.duration(fp, v, &c.Warmup) },
+		"window":     func(fp string, v *yaml.Node) { p.duration(fp, v, &c.Window) },
 		"confidence": func(fp string, v *yaml.Node) { p.num(fp, v, &c.Confidence) },
 		"power":      func(fp string, v *yaml.Node) { p.num(fp, v, &c.Power) },
 		"metrics": func(fp string, v *yaml.Node) {
@@ -308,6 +317,9 @@ func (c *Config) Normalize() error {
 	}
 	if c.Warmup < 0 {
 		errs.add("warmup", "must be >= 0")
+	}
+	if c.Window != 0 && c.Window < time.Second {
+		errs.add("window", "must be 0 (no window tests) or at least 1s")
 	}
 	if c.Confidence == 0 {
 		c.Confidence = DefaultConfidence

@@ -1,9 +1,11 @@
 package analysis
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -58,6 +60,23 @@ type Data struct {
 	cfg     *Config
 	metrics []MetricData
 	start   [2]time.Time
+	// With a config Window, the samples of the newest MaxEpochs epochs
+	// (time slices of one Window on a grid fixed to the Unix epoch, so
+	// that every replica and every merge order cuts them alike), and the
+	// index of the first epoch that had samples.
+	epochs     []epoch
+	firstEpoch int64
+	hasEpoch   bool
+}
+
+// MaxEpochs is the number of most recent windows whose samples a Data
+// keeps apart for the window tests (see Config.Window).
+const MaxEpochs = 4
+
+// epoch holds the samples of one time slice.
+type epoch struct {
+	index   int64
+	metrics []MetricData
 }
 
 // MetricData is the state of one metric: one accumulator per cohort.
@@ -76,6 +95,9 @@ type CohortData struct {
 	// Records the number of count records that made them.
 	Count, Total float64
 	Records      uint64
+	// Instances summarizes the samples per instance (Record.Instance), for
+	// the cluster-robust variance of DesignEffect.
+	Instances Instances
 	// Warmup counts samples dropped because they fell in the warm-up.
 	Warmup uint64
 }
@@ -157,35 +179,144 @@ func (d *Data) Add(r *Record) error {
 		return nil
 	}
 	m := &d.cfg.Metrics[i]
+	if err := addRecord(c, m, r); err != nil {
+		return err
+	}
+	if e := d.epochOf(r.Time); e != nil {
+		return addRecord(&e[i].Cohorts[r.Cohort], m, r)
+	}
+	return nil
+}
+
+// addRecord adds a validated record to one cohort's state.
+func addRecord(c *CohortData, m *Metric, r *Record) error {
+	key := InstanceKey(r.Instance)
 	switch m.Type {
 	case TypeRate:
 		c.Count += r.Count
 		c.Total += r.Total
 		c.Records++
+		c.Instances.Add(key, BernoulliMoments(r.Count, r.Total))
+		return nil
 	case TypeMean:
 		c.Moments.Add(r.Value)
 	default:
-		return c.Dist.Add(r.Value)
+		if err := c.Dist.Add(r.Value); err != nil {
+			return err
+		}
+	}
+	c.Instances.Add(key, Moments{N: 1, Mean: r.Value})
+	return nil
+}
+
+// epochOf returns the per-epoch state of the epoch holding t, creating it
+// if needed, or nil when the config has no window, t is zero, or the
+// epoch is older than the MaxEpochs newest.
+func (d *Data) epochOf(t time.Time) []MetricData {
+	if d.cfg.Window <= 0 || t.IsZero() {
+		return nil
+	}
+	ns, w := t.UnixNano(), int64(d.cfg.Window)
+	idx := ns / w
+	if ns%w < 0 {
+		idx-- // floor for times before 1970
+	}
+	return d.epoch(idx)
+}
+
+// noteEpoch records that epoch idx had samples.
+func (d *Data) noteEpoch(idx int64) {
+	if !d.hasEpoch || idx < d.firstEpoch {
+		d.firstEpoch, d.hasEpoch = idx, true
+	}
+}
+
+// epoch returns the state of epoch idx (see epochOf).
+func (d *Data) epoch(idx int64) []MetricData {
+	d.noteEpoch(idx)
+	i, ok := slices.BinarySearchFunc(d.epochs, idx, func(e epoch, k int64) int { return cmp.Compare(e.index, k) })
+	if ok {
+		return d.epochs[i].metrics
+	}
+	if len(d.epochs) == MaxEpochs {
+		if i == 0 {
+			return nil // older than every epoch kept
+		}
+		d.epochs = slices.Delete(d.epochs, 0, 1)
+		i--
+	}
+	d.epochs = slices.Insert(d.epochs, i, epoch{index: idx, metrics: make([]MetricData, len(d.metrics))})
+	return d.epochs[i].metrics
+}
+
+// Window is the data of one window test: the samples since the start of
+// an epoch.
+type Window struct {
+	// Start is when the window began; Index counts the windows since the
+	// first epoch with samples (1 for the second epoch).
+	Start time.Time
+	Index int64
+	data  []MetricData
+}
+
+// Metric returns the window's state of metric i.
+func (w *Window) Metric(i int) *MetricData { return &w.data[i] }
+
+// Windows returns the window tests' data: for each kept epoch after the
+// run's first, the samples from its start on. It is empty unless the
+// config has a Window.
+func (d *Data) Windows() []Window {
+	var out []Window
+	acc := make([]MetricData, len(d.metrics))
+	for k := len(d.epochs) - 1; k >= 0; k-- {
+		e := &d.epochs[k]
+		for i := range acc {
+			acc[i].merge(&e.metrics[i])
+		}
+		if e.index <= d.firstEpoch {
+			break
+		}
+		w := Window{Start: time.Unix(0, e.index*int64(d.cfg.Window)).UTC(), Index: e.index - d.firstEpoch,
+			data: make([]MetricData, len(acc))}
+		for i := range acc {
+			w.data[i].merge(&acc[i])
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// AddValues adds already validated observations of metric i (a
+// distribution or mean metric), taken at t by one instance, to cohort c;
+// it is the fast path of the columnar ingest and skips the warm-up check,
+// which the caller does.
+func (d *Data) AddValues(i int, c Cohort, instance string, t time.Time, vs []float64) error {
+	if err := addValues(&d.metrics[i].Cohorts[c], &d.cfg.Metrics[i], instance, vs); err != nil {
+		return err
+	}
+	if e := d.epochOf(t); e != nil {
+		return addValues(&e[i].Cohorts[c], &d.cfg.Metrics[i], instance, vs)
 	}
 	return nil
 }
 
-// AddValues adds already validated observations of metric i (a
-// distribution or mean metric) to cohort c; it is the fast path of the
-// columnar ingest and skips the warm-up check, which the caller does.
-func (d *Data) AddValues(i int, c Cohort, vs []float64) error {
-	cd := &d.metrics[i].Cohorts[c]
-	if d.cfg.Metrics[i].Type == TypeMean {
+func addValues(cd *CohortData, m *Metric, instance string, vs []float64) error {
+	var im Moments
+	if m.Type == TypeMean {
 		for _, v := range vs {
 			cd.Moments.Add(v)
+			im.Add(v)
 		}
-		return nil
-	}
-	for _, v := range vs {
-		if err := cd.Dist.Add(v); err != nil {
-			return err
+	} else {
+		for _, v := range vs {
+			if err := cd.Dist.Add(v); err != nil {
+				cd.Instances.Add(InstanceKey(instance), im)
+				return err
+			}
+			im.Add(v)
 		}
 	}
+	cd.Instances.Add(InstanceKey(instance), im)
 	return nil
 }
 

@@ -24,7 +24,18 @@ import (
 //
 // With seq, the p-values are anytime-valid (sequential*.go): rejecting
 // whenever p ≤ α at any look keeps the level under continuous judging.
-func evaluate(m *Metric, md *MetricData, cfg *Config, seq bool) MetricResult {
+//
+// Requests of one instance are not independent. When the samples name
+// three or more instances in all, every test (and the gate) runs on
+// effective sample sizes, each cohort's divided by the metric's design
+// effect φ (DesignEffect: the cluster-robust variance of the contrast over
+// the variance for independent samples, with a small-sample allowance), so
+// that a canary that differs from its baseline only by the hosts it runs
+// on is not rolled back however long it is watched.
+//
+// With pOnly, only P (and the summaries) are computed: the window tests
+// need nothing else.
+func evaluate(m *Metric, md *MetricData, cfg *Config, seq, pOnly bool) MetricResult {
 	r := MetricResult{
 		Name: m.Name, Category: m.Category, Type: m.Type, BadDirection: m.BadDirection,
 		Tolerance: m.Tolerance, Critical: m.Critical,
@@ -38,7 +49,14 @@ func evaluate(m *Metric, md *MetricData, cfg *Config, seq bool) MetricResult {
 		power: cfg.Power,
 		m:     m,
 		seq:   seq,
+		pOnly: pOnly,
 	}
+	r.Baseline.Instances, r.Canary.Instances = b.Instances.Len(), c.Instances.Len()
+	zcrit := distuv.UnitNormal.Quantile(1 - g.alpha)
+	if seq {
+		zcrit = SeqMeanBoundary(min(0.5, 2*g.alpha))
+	}
+	g.phi = DesignEffect(c.Instances.moments(), b.Instances.moments(), 1, g.alpha, zcrit)
 	switch m.Type {
 	case TypeRate:
 		evalRate(&r, m, b, c, cfg, g)
@@ -55,7 +73,30 @@ type gateSpec struct {
 	alpha float64 // one-sided level of the rollback test at its strictest
 	power float64
 	m     *Metric
-	seq   bool // anytime-valid tests
+	seq   bool    // anytime-valid tests
+	phi   float64 // design effect of the instances (≥ 1)
+	pOnly bool    // skip the effect and the gate
+}
+
+// instanceNote is appended to the test's name when the instances
+// inflate the variance.
+func (g gateSpec) instanceNote(r *MetricResult) string {
+	if g.phi <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("; effective samples ÷%.3g for %d+%d instances (cluster-robust variance)",
+		g.phi, r.Baseline.Instances, r.Canary.Instances)
+}
+
+// clusterP returns the one-sided p-value p of a test that assumed
+// independent samples, corrected for the design effect φ through its
+// normal score: p' = Φ(Φ⁻¹(p)/√φ). It is exact for a z-test, whose score
+// scales with the square root of the effective sample size.
+func clusterP(p, phi float64) float64 {
+	if phi <= 1 || p <= 0 || p >= 1 {
+		return p
+	}
+	return distuv.UnitNormal.CDF(distuv.UnitNormal.Quantile(p) / math.Sqrt(phi))
 }
 
 // zSum returns z_{1−α'} + z_{power}, with α' halved for a two-sided metric.
@@ -123,22 +164,34 @@ func evalDistribution(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config,
 		return
 	}
 	ps := make([]float64, 0, 2)
+	exact := b.Dist.Exact() && c.Dist.Exact()
 	for _, dir := range directions(m.BadDirection) {
 		null, _ := thresholds(m, dir)
 		if g.seq {
-			ps = append(ps, seqQuantileP(cb, bb, null, dir, m, b.Dist.Exact() && c.Dist.Exact()))
+			// Two anytime-valid tests of the same hypothesis, Bonferroni
+			// combined: the geometric mean (powerful for a shift of the
+			// whole distribution) and the p50/p90 quantiles (robust, and
+			// sensitive to a tail that moves alone).
+			ecb, ebb := effectiveBins(cb, g.phi), effectiveBins(bb, g.phi)
+			pl := seqLogMeanP(ecb, ebb, null, dir, m, exact, g.alpha)
+			pq := seqQuantileP(ecb, ebb, null, dir, m, exact)
+			ps = append(ps, min(1, 2*min(pl, pq)))
 			continue
 		}
 		res := MannWhitney(scaleBins(cb, 1/null), bb, MWUOptions{Alternative: alternativeOf(dir)})
-		ps = append(ps, res.P)
+		ps = append(ps, clusterP(res.P, g.phi))
 		if res.Exact {
 			r.Test = "Mann-Whitney U exact (one-sided, scaled by the tolerance); Hodges-Lehmann ratio"
 		}
 	}
 	if g.seq {
-		r.Test = "anytime-valid quantile test (p50, p90; time-uniform DKW bands); Hodges-Lehmann ratio (fixed-sample interval)"
+		r.Test = "anytime-valid tests of the geometric mean (mixture SPRT on log values) and of p50, p90 (time-uniform DKW bands), Bonferroni; Hodges-Lehmann ratio (fixed-sample interval)"
 	}
+	r.Test += g.instanceNote(r)
 	r.P = combineP(ps)
+	if g.pOnly {
+		return
+	}
 	// The Hodges-Lehmann estimate is an order statistic of nb·nc pairwise
 	// ratios; on large raw samples it is found on the binned view of the
 	// data (resolution ≤ 0.39%), which bounds its cost by the bins.
@@ -162,7 +215,7 @@ func evalDistribution(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config,
 		null, alt := thresholds(m, dir)
 		u := MannWhitney(scaleBins(bb, alt/null), bb, MWUOptions{}).U
 		p1 := u / (nb * nb)
-		need = max(need, g.zSum()*g.zSum()/(12*(p1-0.5)*(p1-0.5)))
+		need = max(need, g.phi*g.zSum()*g.zSum()/(12*(p1-0.5)*(p1-0.5)))
 	}
 	setGate(r, g, nb, nc, float64(m.MinSamples), need, "observations", "no spread in the baseline to measure a relative change")
 }
@@ -181,6 +234,55 @@ func seqQuantileP(cb, bb []Bin, null float64, dir Direction, m *Metric, exact bo
 		p = min(p, SeqQuantileTest(cb, bb, q, null, opts).P)
 	}
 	return p
+}
+
+// seqLogMeanP is the anytime p-value of H0 "the canary's geometric mean is
+// at most null times the baseline's" (for an increase; at least, for a
+// decrease): SeqMean on the Moments of the log values, the canary's
+// shifted by −log(null), so that a multiplicative shift of the whole
+// distribution, the usual form of a latency regression, is a shift of the
+// mean. Values of 0 count as half the smallest positive value of either
+// cohort. Binned values are within DistBinRelErr of the data, so each
+// cohort's mean log is within δ = log(1 + DistBinRelErr) of the data's: the
+// null is moved by 2δ against the alternative, which keeps the test valid
+// for the unbinned data. Below the gate's floor (min_samples per cohort)
+// the answer is 1, as SeqMean's guarantee is asymptotic.
+func seqLogMeanP(cb, bb []Bin, null float64, dir Direction, m *Metric, exact bool, alpha float64) float64 {
+	floor := math.Inf(1)
+	for _, bins := range [2][]Bin{cb, bb} {
+		for _, b := range bins {
+			if b.Value > 0 {
+				floor = min(floor, b.Value/2)
+				break
+			}
+		}
+	}
+	if math.IsInf(floor, 1) {
+		return 1 // every value is 0
+	}
+	logMoments := func(bins []Bin) Moments {
+		var lm Moments
+		for _, b := range bins {
+			lm.Merge(Moments{N: b.Count, Mean: math.Log(max(b.Value, floor))})
+		}
+		return lm
+	}
+	x, y := logMoments(cb), logMoments(bb)
+	n0 := max(1, float64(m.MinSamples))
+	if x.N < n0 || y.N < n0 {
+		return 1
+	}
+	shift := math.Log(null)
+	if !exact {
+		margin := 2 * math.Log1p(DistBinRelErr)
+		if dir == Decrease {
+			margin = -margin
+		}
+		shift += margin
+	}
+	x.Mean -= shift
+	e, _, _ := SeqMean(x, y, 1, alternativeOf(dir), alpha, n0)
+	return min(1, 1/e)
 }
 
 func distSummary(d *Dist, bins []Bin, warm uint64) Summary {
@@ -209,22 +311,31 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	}
 	// ρ, the canary's share of exposure, from the cumulative exposures.
 	rho := c.Total / (b.Total + c.Total)
+	// Effective counts: the events and exposures divided by the design
+	// effect (a quasi-Poisson dispersion), the same rates with less
+	// information.
+	bk, ck := b.Count/g.phi, c.Count/g.phi
 	ps := make([]float64, 0, 2)
 	for _, dir := range directions(m.BadDirection) {
 		null, _ := thresholds(m, dir)
 		if g.seq {
-			e := RateMixtureEValue(b.Count, c.Count, rho, DefaultSeqRateK, null, alternativeOf(dir))
+			e := RateMixtureEValue(bk, ck, rho, DefaultSeqRateK, null, alternativeOf(dir))
 			ps = append(ps, min(1, 1/e))
 			continue
 		}
-		ps = append(ps, RateTest(b.Count, b.Total, c.Count, c.Total, null, alternativeOf(dir), cfg.Confidence).P)
+		ps = append(ps, RateTest(bk, b.Total/g.phi, ck, c.Total/g.phi, null, alternativeOf(dir), cfg.Confidence).P)
 	}
+	r.Test += g.instanceNote(r)
 	r.P = combineP(ps)
+	if g.pOnly {
+		return
+	}
 	est := RateTest(b.Count, b.Total, c.Count, c.Total, 1, TwoSided, cfg.Confidence)
 	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(est.Ratio), Float(est.Lower), Float(est.Upper)
 	if g.seq {
 		r.Test = "anytime-valid beta-mixture e-value of the rate ratio (Lindon & Malek 2022); confidence sequence"
-		lo, hi := RateMixtureCS(b.Count, c.Count, rho, DefaultSeqRateK, cfg.Alpha())
+		r.Test += g.instanceNote(r)
+		lo, hi := RateMixtureCS(bk, ck, rho, DefaultSeqRateK, cfg.Alpha())
 		r.Effect.Lower, r.Effect.Upper = Float(lo), Float(hi)
 	}
 
@@ -256,7 +367,7 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 		// with. Once both floors are met, the absence of events passes.
 		needExposure = total
 	default:
-		needExposure = need / (events / total)
+		needExposure = g.phi * need / (events / total)
 	}
 	setGateExposure(r, g, b.Total, c.Total, needExposure, events == 0)
 }
@@ -276,19 +387,24 @@ func evalMean(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 		return
 	}
 	ps := make([]float64, 0, 2)
+	ecm, ebm := effectiveMoments(cm, g.phi), effectiveMoments(bm, g.phi)
 	for _, dir := range directions(m.BadDirection) {
 		null, _ := thresholds(m, dir)
 		if g.seq {
-			e, _, _ := SeqMean(cm, bm, null, alternativeOf(dir), g.alpha, float64(m.MinSamples))
+			e, _, _ := SeqMean(ecm, ebm, null, alternativeOf(dir), g.alpha, max(1, float64(m.MinSamples)))
 			ps = append(ps, min(1, 1/e))
 			continue
 		}
-		ps = append(ps, WelchContrastTest(cm, bm, null, alternativeOf(dir), cfg.Confidence).P)
+		ps = append(ps, WelchContrastTest(ecm, ebm, null, alternativeOf(dir), cfg.Confidence).P)
 	}
 	if g.seq {
 		r.Test = "anytime-valid mixture SPRT of the contrast canary − (1 ± tolerance)·baseline (Johari et al. 2022); Fieller ratio (fixed-sample interval)"
 	}
+	r.Test += g.instanceNote(r)
 	r.P = combineP(ps)
+	if g.pOnly {
+		return
+	}
 	w := WelchTest(cm, bm, 0, TwoSided, cfg.Confidence)
 	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(1+w.Rel), Float(1+w.RelLower), Float(1+w.RelUpper)
 
@@ -300,7 +416,7 @@ func evalMean(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	for _, dir := range directions(m.BadDirection) {
 		null, alt := thresholds(m, dir)
 		delta := (alt - null) * bm.Mean
-		n := g.zSum() * g.zSum() * (cm.Variance()/q + null*null*bm.Variance()/(1-q)) / (delta * delta)
+		n := g.phi * g.zSum() * g.zSum() * (cm.Variance()/q + null*null*bm.Variance()/(1-q)) / (delta * delta)
 		need = max(need, n)
 	}
 	setGate(r, g, bm.N, cm.N, float64(m.MinSamples), need, "observations", "the baseline mean is 0: a relative change cannot be measured")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Options are the circumstances of a judgement that are not in the config.
@@ -26,6 +27,8 @@ type Options struct {
 //     and the one-sided p-value of H0 "the canary is not worse than the
 //     baseline beyond the tolerance" — a fixed-sample p-value, or with
 //     Options.Sequential an anytime-valid one;
+//     With a config Window, the sequential p-value also covers the recent
+//     windows (withWindows);
 //  2. the p-values are adjusted with Holm's step-down procedure over all
 //     metrics of the config, so that the probability of rolling back a
 //     canary identical to its baseline is at most 1 − confidence across
@@ -42,8 +45,15 @@ func Judge(d *Data, opts Options) Verdict {
 	alpha := cfg.Alpha()
 	results := make([]MetricResult, len(cfg.Metrics))
 	ps := make([]float64, len(cfg.Metrics))
+	var windows []Window
+	if opts.Sequential && cfg.Window > 0 {
+		windows = d.Windows()
+	}
 	for i := range cfg.Metrics {
-		results[i] = evaluate(&cfg.Metrics[i], d.Metric(i), cfg, opts.Sequential)
+		results[i] = evaluate(&cfg.Metrics[i], d.Metric(i), cfg, opts.Sequential, false)
+		if opts.Sequential && cfg.Window > 0 {
+			withWindows(&results[i], i, windows, cfg)
+		}
 		ps[i] = results[i].P
 	}
 	for i, q := range Holm(ps) {
@@ -104,6 +114,42 @@ func Judge(d *Data, opts Options) Verdict {
 			len(results), percent(cfg.Confidence))
 	}
 	return v
+}
+
+// withWindows combines the anytime p-value of metric i on the whole run
+// with those of the window tests, each on the samples since the start of
+// one of the last epochs (Data.Windows), by the weighted Bonferroni
+// inequality: the whole run gets half of the level and the window starting
+// j epochs after the run's first gets 1/(2 j (j + 1)) of it, weights that
+// sum to 1 over every window the run can ever have. Each window's test is
+// anytime-valid on its own samples (a fresh sequential test that starts
+// with its epoch), so that
+//
+//	p = min(1, 2 p_run, min_j 2 j (j + 1) p_j)
+//
+// is an anytime-valid p-value of the metric's null whatever the number of
+// looks. A regression that starts mid-run is judged on the windows after
+// it starts, undiluted by the samples before. When a window gives the
+// smallest p, the effect reported is that window's.
+func withWindows(r *MetricResult, i int, windows []Window, cfg *Config) {
+	m := &cfg.Metrics[i]
+	best, bestK := min(1, 2*r.P), -1
+	for k := range windows {
+		w := &windows[k]
+		j := float64(w.Index)
+		p := min(1, 2*j*(j+1)*evaluate(m, w.Metric(i), cfg, true, true).P)
+		if p < best {
+			best, bestK = p, k
+		}
+	}
+	r.P = best
+	if bestK < 0 {
+		return
+	}
+	w := &windows[bestK]
+	wr := evaluate(m, w.Metric(i), cfg, true, false)
+	r.Effect = wr.Effect
+	r.Test += fmt.Sprintf("; smallest p on the window since %s (effect of that window)", w.Start.Format(time.RFC3339))
 }
 
 func reasonsOf(results []MetricResult, names []string) []string {

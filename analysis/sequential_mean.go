@@ -160,31 +160,20 @@ func seqBisectIncreasing(g func(float64) float64, a, b float64) float64 {
 // persistently (one host is slower than the others for the whole run).
 // x and y hold one Moments per instance of the canary and the baseline.
 //
-// With the baseline scaled by c (y' = c·y, so that at the null boundary
-// both cohorts have the same structure) and the one-way random-effects
-// model x̄_i = μ + b_i + e_i, Var b_i = σ_b², Var e_i = σ_w,cohort²/n_i,
-// the variance of a cohort's mean X̄ = Σ n_i x̄_i / N is
-//
-//	Var X̄ = σ_b² Σ_i (n_i/N)² + σ_w²/N.
-//
-// σ_w² is each cohort's pooled within-instance variance, and σ_b² the
-// method-of-moments (ANOVA) estimate pooled over both cohorts' instances,
-//
-//	σ̂_b² = max(0, Σ_cohorts [SSB − (k − 1) σ̂_w²] / Σ_cohorts (N − Σ_i n_i²/N)),   SSB = Σ_i n_i (x̄_i − X̄)²,
-//
-// which assumes the instances of both cohorts are exchangeable: a canary
-// running on a single instance (a one-box) takes its instance variance
-// from the baseline's instances. The contrast's variance is the larger of
-// this and SeqMean's s², and the rest is SeqMean's, with τ from the
-// pooled moments. Because σ̂_b² does not shrink with time, the e-value no
-// longer grows without bound when the cohorts differ only by their
-// instances: the test then behaves as a fixed-sample z-test at about the
-// mixture's boundary (|z| ≳ 3 for α = 0.01), with k_x + k_y − 2 degrees of
-// freedom in σ̂_b². This is an asymptotic device in the number of
-// instances, not an exact e-process; with fewer than about six instances
-// in all its variance estimate is rough. With one instance per cohort σ_b
-// cannot be estimated (an instance effect cannot be told from a
-// regression) and the result is SeqMean's on the merged moments.
+// The contrast's variance is the larger of SeqMean's s² and the clustered
+// variance of clusteredContrast (one-way random-effects model, ANOVA
+// estimate of the between-instance variance pooled over both cohorts),
+// and the rest is SeqMean's, with τ from the pooled moments. Because the
+// between-instance part does not shrink with time, the e-value no longer
+// grows without bound when the cohorts differ only by their instances: the
+// test then behaves as a fixed-sample z-test at about the mixture's
+// boundary (|z| ≳ 3 for α = 0.01), with k_x + k_y − 2 degrees of freedom
+// in σ̂_b². This is an asymptotic device in the number of instances, not
+// an exact e-process; with fewer than about six instances in all its
+// variance estimate is rough (the judge adds DesignEffect's small-sample
+// allowance). With one instance per cohort σ_b cannot be estimated (an
+// instance effect cannot be told from a regression) and the result is
+// SeqMean's on the merged moments.
 //
 // A rate metric with per-instance counts fits here through
 // BernoulliMoments: one Moments per instance from its errors and requests.
@@ -194,58 +183,13 @@ func seqBisectIncreasing(g func(float64) float64, a, b float64) float64 {
 func SeqMeanInstances(x, y []Moments, c float64, alt Alternative, alpha, n0 float64) (e, lo, hi float64) {
 	mustSeqMean("SeqMeanInstances", c, alt, alpha, n0)
 	inf := math.Inf(1)
-	var mx, my Moments
-	for _, m := range x {
-		mx.Merge(m)
-	}
-	for _, m := range y {
-		mm := Moments{N: m.N, Mean: c * m.Mean, M2: c * c * m.M2}
-		my.Merge(mm)
-	}
+	mx, my, s2, within, between, _ := clusteredContrast(x, y, c)
 	if !welchFinite(mx) || !welchFinite(my) || mx.N < 2 || my.N < 2 {
 		return 1, -inf, inf
 	}
-	vx, vy := mx.Variance(), my.Variance()
-	s2 := vx/mx.N + vy/my.N
-	d := mx.Mean - my.Mean
+	s2 = math.Max(s2, within+between)
 	scale := math.Max(math.Abs(mx.Mean), math.Abs(my.Mean))
-	// Pooled ANOVA terms over both cohorts, and the two parts of the
-	// clustered variance of the contrast: Σ_cohorts σ̂_w²/N and
-	// Σ_cohorts Σ_i (n_i/N)².
-	var num, den, within, wsq float64
-	k := 0
-	for ci, ms := range [2][]Moments{x, y} {
-		tot, sc := mx, 1.0
-		if ci == 1 {
-			tot, sc = my, c
-		}
-		var ssb, m2, nsq float64
-		ki := 0
-		for _, m := range ms {
-			if !(m.N > 0) {
-				continue
-			}
-			ki++
-			dev := sc*m.Mean - tot.Mean
-			ssb += m.N * dev * dev
-			m2 += sc * sc * m.M2
-			nsq += m.N * m.N
-		}
-		k += ki
-		sw2 := 0.0
-		if tot.N > float64(ki) {
-			sw2 = m2 / (tot.N - float64(ki))
-		}
-		num += ssb - float64(ki-1)*sw2
-		den += tot.N - nsq/tot.N
-		within += sw2 / tot.N
-		wsq += nsq / (tot.N * tot.N)
-	}
-	if k > 2 && den > 0 {
-		sb2 := math.Max(0, num/den)
-		s2 = math.Max(s2, within+sb2*wsq)
-	}
-	return seqMeanFrom(d, s2, vx+vy, scale, alt, alpha, n0)
+	return seqMeanFrom(mx.Mean-my.Mean, s2, mx.Variance()+my.Variance(), scale, alt, alpha, n0)
 }
 
 // BernoulliMoments returns the Moments of count successes in trials 0/1

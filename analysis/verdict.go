@@ -93,6 +93,9 @@ type Summary struct {
 	SD     float64 `json:"sd,omitempty"`
 	// Warmup counts samples excluded by the warm-up.
 	Warmup uint64 `json:"warmup_excluded,omitempty"`
+	// Instances is the number of instances the samples came from (samples
+	// without an instance count as one).
+	Instances int `json:"instances,omitempty"`
 }
 
 // Effect is a ratio of the canary to the baseline with its interval.

@@ -676,7 +676,7 @@ func (v *validator) fold(pb *canaryv1.Batch, start [2]time.Time) (*analysis.Data
 			d.Metric(i).Cohorts[c].Warmup += uint64(len(vals))
 			continue
 		}
-		if err := d.AddValues(i, c, vals); err != nil {
+		if err := d.AddValues(i, c, col.GetInstance(), t, vals); err != nil {
 			return nil, n, err
 		}
 	}

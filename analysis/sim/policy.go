@@ -106,7 +106,7 @@ func (p *JudgePolicy) Observe(b *Batch) {
 				}
 			}
 		default:
-			err = p.data.AddValues(s.Metric, s.Cohort, s.Values)
+			err = p.data.AddValues(s.Metric, s.Cohort, s.Instance, b.Time, s.Values)
 		}
 		if err != nil {
 			panic("sim: JudgePolicy: " + err.Error())

@@ -71,6 +71,9 @@ type Scenario struct {
 	WarmupLatency float64       `json:"warmup_latency,omitempty"`
 	WarmupErrors  float64       `json:"warmup_errors,omitempty"`
 	ConfigWarmup  time.Duration `json:"config_warmup,omitempty"`
+	// ConfigWindow is the window of the judged config's window tests
+	// (analysis.Config.Window); 0 turns them off.
+	ConfigWindow time.Duration `json:"config_window,omitempty"`
 	// A traffic dip shared by both cohorts over [DipStart, DipEnd):
 	// traffic × DipTraffic, error rate × DipErrors, latency × DipLatency.
 	DipStart   int     `json:"dip_start,omitempty"`
@@ -94,14 +97,18 @@ type Scenario struct {
 // baseline without errors.
 const ZeroBaselineRef = 0.005
 
+// DefaultWindow is the window of the built-in scenarios' configs, that of
+// examples/canary.yaml.
+const DefaultWindow = 15 * time.Minute
+
 // Start is the simulated start time of every run.
 var Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Config returns the canary config the scenario's runs are judged with:
-// the metrics it reports, with the tolerances of examples/canary.yaml,
-// 99% confidence and 80% power.
+// the metrics it reports, with the tolerances and the window of
+// examples/canary.yaml, 99% confidence and 80% power.
 func (s *Scenario) Config() (*analysis.Config, error) {
-	cfg := &analysis.Config{Name: "sim-" + s.Name, Warmup: s.ConfigWarmup, Confidence: 0.99, Power: 0.8}
+	cfg := &analysis.Config{Name: "sim-" + s.Name, Warmup: s.ConfigWarmup, Window: s.ConfigWindow, Confidence: 0.99, Power: 0.8}
 	if s.LatencyMedian > 0 {
 		m := analysis.UnsetMetric()
 		m.Name, m.Category, m.Type, m.BadDirection = Latency, analysis.Performance, analysis.TypeDistribution, analysis.Increase
@@ -142,7 +149,7 @@ func (s *Scenario) Traffic() string {
 func Scenarios() []Scenario {
 	lat := func(s Scenario) Scenario { s.LatencyMedian, s.LatencySigma = 100, 0.5; return s }
 	errs := func(s Scenario) Scenario { s.HasErrors, s.ErrorRate = true, 0.005; return s }
-	base := Scenario{Minutes: 60, Instances: [2]int{1, 1}, RequestsPerMinute: [2]float64{1000, 1000}}
+	base := Scenario{Minutes: 60, Instances: [2]int{1, 1}, RequestsPerMinute: [2]float64{1000, 1000}, ConfigWindow: DefaultWindow}
 	multi := base
 	multi.Instances = [2]int{4, 4}
 	multi.RequestsPerMinute = [2]float64{2000, 2000}

@@ -26,6 +26,9 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	policy := fs.String("policy", "all", "policy name, comma-separated names, or all")
 	effects := fs.String("effects", "0,1,2,4", "regressions as multiples of the target metric's tolerance (0 = A/A)")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "parallel workers (does not change the figures)")
+	traffic := fs.Float64("traffic", 1, "multiply every scenario's requests per minute by this factor")
+	minutes := fs.Int("minutes", 0, "bake length in simulated minutes (0: each scenario's own, 60 for the built-in ones)")
+	window := fs.Duration("window", -1, "window of the judged configs' window tests; 0 turns them off (default: each scenario's, 15m for the built-in ones)")
 	out := outputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -51,8 +54,34 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	if *runs < 1 || *workers < 1 {
 		return usagef("--runs and --workers must be >= 1")
 	}
+	if !(*traffic > 0) || *traffic > 1e6 {
+		return usagef("--traffic must be in (0, 1e6]")
+	}
+	if *minutes < 0 || *minutes > 100_000 {
+		return usagef("--minutes must be in [0, 100000]")
+	}
+	for i := range opts.Scenarios {
+		s := &opts.Scenarios[i]
+		s.RequestsPerMinute[0] *= *traffic
+		s.RequestsPerMinute[1] *= *traffic
+		if *minutes > 0 {
+			s.Minutes = *minutes
+		}
+		if *window >= 0 {
+			s.ConfigWindow = *window
+		}
+	}
 	command := fmt.Sprintf("canaryctl simulate --runs %d --seed %d --scenario %s --policy %s --effects %s",
 		*runs, *seed, *scenario, *policy, *effects)
+	if *traffic != 1 {
+		command += fmt.Sprintf(" --traffic %g", *traffic)
+	}
+	if *minutes > 0 {
+		command += fmt.Sprintf(" --minutes %d", *minutes)
+	}
+	if *window >= 0 {
+		command += fmt.Sprintf(" --window %s", *window)
+	}
 	began := time.Now()
 	rep, err := sim.Run(ctx, opts)
 	if err != nil {

@@ -40,6 +40,13 @@ func ConfigFromProto(pc *canaryv1.CanaryConfig) (*analysis.Config, error) {
 			cfg.Warmup = w.AsDuration()
 		}
 	}
+	if w := pc.GetWindow(); w != nil {
+		if err := w.CheckValid(); err != nil {
+			bad("window", "must be a valid duration: %v", err)
+		} else {
+			cfg.Window = w.AsDuration()
+		}
+	}
 	if pc.Confidence != nil {
 		if cfg.Confidence = pc.GetConfidence(); cfg.Confidence == 0 {
 			bad("confidence", "must be in [0.5, 1) (got 0)")
@@ -117,6 +124,9 @@ func ConfigToProto(c *analysis.Config) *canaryv1.CanaryConfig {
 	}
 	if c.Warmup != 0 {
 		pc.Warmup = durationpb.New(c.Warmup)
+	}
+	if c.Window != 0 {
+		pc.Window = durationpb.New(c.Window)
 	}
 	for i := range c.Metrics {
 		m := &c.Metrics[i]

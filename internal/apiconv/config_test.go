@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -103,6 +104,10 @@ func TestConfigFromProtoErrors(t *testing.T) {
 			map[string]string{"power": "got 0"}},
 		{"invalid warmup", func(c *canaryv1.CanaryConfig) { c.Warmup = &durationpb.Duration{Seconds: 1, Nanos: -1} },
 			map[string]string{"warmup": "valid duration"}},
+		{"invalid window", func(c *canaryv1.CanaryConfig) { c.Window = &durationpb.Duration{Seconds: 1, Nanos: -1} },
+			map[string]string{"window": "valid duration"}},
+		{"window too short", func(c *canaryv1.CanaryConfig) { c.Window = durationpb.New(time.Millisecond) },
+			map[string]string{"window": "at least 1s"}},
 		{"NaN tolerance", func(c *canaryv1.CanaryConfig) { c.Metrics[0].Tolerance = ptr(math.NaN()) },
 			map[string]string{"metrics[0].tolerance": "NaN"}},
 		{"min_samples 1", func(c *canaryv1.CanaryConfig) { c.Metrics[0].MinSamples = ptr(uint64(1)) },

@@ -139,7 +139,7 @@ func MetricResultFromProto(pm *canaryv1.MetricResult) analysis.MetricResult {
 // without observations (a rate without exposure, a stddev of fewer than
 // two), is left out.
 func SummaryToProto(t analysis.MetricType, s *analysis.Summary) *canaryv1.CohortSummary {
-	ps := &canaryv1.CohortSummary{WarmupExcluded: s.Warmup}
+	ps := &canaryv1.CohortSummary{WarmupExcluded: s.Warmup, Instances: uint32(s.Instances)}
 	opt := func(v float64) *float64 {
 		if math.IsNaN(v) {
 			return nil
@@ -173,14 +173,15 @@ func SummaryToProto(t analysis.MetricType, s *analysis.Summary) *canaryv1.Cohort
 // statistics the API left out are zero, which the JSON of a verdict omits.
 func SummaryFromProto(ps *canaryv1.CohortSummary) analysis.Summary {
 	return analysis.Summary{
-		N:      float64(ps.GetN()),
-		Count:  ps.GetCount(),
-		Total:  ps.GetTotal(),
-		Rate:   ps.GetRate(),
-		Median: ps.GetMedian(),
-		P99:    ps.GetP99(),
-		Mean:   ps.GetMean(),
-		SD:     ps.GetStddev(),
-		Warmup: ps.GetWarmupExcluded(),
+		N:         float64(ps.GetN()),
+		Count:     ps.GetCount(),
+		Total:     ps.GetTotal(),
+		Rate:      ps.GetRate(),
+		Median:    ps.GetMedian(),
+		P99:       ps.GetP99(),
+		Mean:      ps.GetMean(),
+		SD:        ps.GetStddev(),
+		Warmup:    ps.GetWarmupExcluded(),
+		Instances: int(ps.GetInstances()),
 	}
 }

@@ -24,7 +24,7 @@ func testVerdict() *analysis.Verdict {
 			{
 				Name: "latency_ms", Category: analysis.Performance, Type: analysis.TypeDistribution,
 				BadDirection: analysis.Increase, Tolerance: 0.1, Critical: true, Outcome: analysis.OutcomeRegression,
-				Baseline: analysis.Summary{N: 1200, Median: 81.5, P99: 240, Mean: 90.25, Warmup: 40},
+				Baseline: analysis.Summary{N: 1200, Median: 81.5, P99: 240, Mean: 90.25, Warmup: 40, Instances: 9},
 				Canary:   analysis.Summary{N: 1180, Median: 95, P99: 310, Mean: 104.5, Warmup: 38},
 				Effect:   analysis.Effect{Estimate: 1.17, Lower: 1.12, Upper: inf, ConfLevel: 0.99},
 				P:        1e-9, AdjustedP: 3e-9, Test: "mann-whitney-u",

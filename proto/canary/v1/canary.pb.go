@@ -438,6 +438,7 @@ func (MetricOutcome) EnumDescriptor() ([]byte, []int) {
 //
 //	name: checkout-api
 //	warmup: 5m
+//	window: 15m
 //	confidence: 0.99
 //	power: 0.8
 //	metrics:
@@ -477,7 +478,14 @@ type CanaryConfig struct {
 	// with this probability. Absent: 0.8. Must be in [0.5, 1).
 	Power *float64 `protobuf:"fixed64,4,opt,name=power,proto3,oneof" json:"power,omitempty"`
 	// The metrics to compare; names must be unique. At least one, at most 50.
-	Metrics       []*MetricConfig `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	Metrics []*MetricConfig `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// Window tests of the sequential judge (live runs): the samples since the
+	// start of each of the last 4 time slices of this length (on a grid fixed
+	// to the Unix epoch) are also judged on their own, so that a regression
+	// that starts mid-run is not diluted by the healthy samples before it.
+	// Half of the level goes to the whole run, half to the windows. Absent or
+	// zero: no window tests. Otherwise at least 1s.
+	Window        *durationpb.Duration `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -543,6 +551,13 @@ func (x *CanaryConfig) GetPower() float64 {
 func (x *CanaryConfig) GetMetrics() []*MetricConfig {
 	if x != nil {
 		return x.Metrics
+	}
+	return nil
+}
+
+func (x *CanaryConfig) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
 	}
 	return nil
 }
@@ -3162,8 +3177,12 @@ type CohortSummary struct {
 	Rate *float64 `protobuf:"fixed64,8,opt,name=rate,proto3,oneof" json:"rate,omitempty"`
 	// Observations (or count/total pairs) excluded by the warm-up.
 	WarmupExcluded uint64 `protobuf:"varint,9,opt,name=warmup_excluded,json=warmupExcluded,proto3" json:"warmup_excluded,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Instances the samples came from (Sample.instance; samples without one
+	// count as one instance). With three or more in all, the tests use a
+	// cluster-robust variance: requests of one instance are not independent.
+	Instances     uint32 `protobuf:"varint,10,opt,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CohortSummary) Reset() {
@@ -3255,6 +3274,13 @@ func (x *CohortSummary) GetRate() float64 {
 func (x *CohortSummary) GetWarmupExcluded() uint64 {
 	if x != nil {
 		return x.WarmupExcluded
+	}
+	return 0
+}
+
+func (x *CohortSummary) GetInstances() uint32 {
+	if x != nil {
+		return x.Instances
 	}
 	return 0
 }
@@ -3783,7 +3809,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x01\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x02\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -3791,7 +3817,8 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"confidence\x18\x03 \x01(\x01H\x00R\n" +
 	"confidence\x88\x01\x01\x12\x19\n" +
 	"\x05power\x18\x04 \x01(\x01H\x01R\x05power\x88\x01\x01\x121\n" +
-	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametricsB\r\n" +
+	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametrics\x121\n" +
+	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06windowB\r\n" +
 	"\v_confidenceB\b\n" +
 	"\x06_power\"\x88\x04\n" +
 	"\fMetricConfig\x12\x12\n" +
@@ -4008,7 +4035,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x10adjusted_p_value\x18\f \x01(\x01R\x0eadjustedPValue\x12\x12\n" +
 	"\x04test\x18\r \x01(\tR\x04test\x12\x16\n" +
 	"\x06reason\x18\x0e \x01(\tR\x06reason\x12#\n" +
-	"\x04gate\x18\x0f \x01(\v2\x0f.canary.v1.GateR\x04gate\"\xa5\x02\n" +
+	"\x04gate\x18\x0f \x01(\v2\x0f.canary.v1.GateR\x04gate\"\xc3\x02\n" +
 	"\rCohortSummary\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x04R\x01n\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x01R\x05count\x12\x14\n" +
@@ -4018,7 +4045,9 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x04mean\x18\x06 \x01(\x01H\x02R\x04mean\x88\x01\x01\x12\x1b\n" +
 	"\x06stddev\x18\a \x01(\x01H\x03R\x06stddev\x88\x01\x01\x12\x17\n" +
 	"\x04rate\x18\b \x01(\x01H\x04R\x04rate\x88\x01\x01\x12'\n" +
-	"\x0fwarmup_excluded\x18\t \x01(\x04R\x0ewarmupExcludedB\t\n" +
+	"\x0fwarmup_excluded\x18\t \x01(\x04R\x0ewarmupExcluded\x12\x1c\n" +
+	"\tinstances\x18\n" +
+	" \x01(\rR\tinstancesB\t\n" +
 	"\a_medianB\x06\n" +
 	"\x04_p99B\a\n" +
 	"\x05_meanB\t\n" +
@@ -4184,96 +4213,97 @@ var file_canary_v1_canary_proto_goTypes = []any{
 var file_canary_v1_canary_proto_depIdxs = []int32{
 	53, // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
 	8,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	0,  // 2: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,  // 3: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,  // 4: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	7,  // 5: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	54, // 6: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 7: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	9,  // 8: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	9,  // 9: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	9,  // 10: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	7,  // 11: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	49, // 12: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	50, // 13: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	53, // 14: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,  // 15: canary.v1.Run.state:type_name -> canary.v1.RunState
-	54, // 16: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	54, // 17: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	38, // 18: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	18, // 19: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	54, // 20: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	10, // 21: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	7,  // 22: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	51, // 23: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	52, // 24: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	53, // 25: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	17, // 26: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	17, // 27: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,  // 28: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	17, // 29: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	17, // 30: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	17, // 31: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,  // 32: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	30, // 33: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	54, // 34: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,  // 35: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	54, // 36: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	29, // 37: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	31, // 38: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	32, // 39: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	33, // 40: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	32, // 41: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	33, // 42: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,  // 43: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	54, // 44: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	39, // 45: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,  // 46: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,  // 47: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,  // 48: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,  // 49: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,  // 50: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	40, // 51: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	40, // 52: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	41, // 53: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	42, // 54: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	38, // 55: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	38, // 56: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,  // 57: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	54, // 58: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	54, // 59: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	38, // 60: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	11, // 61: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	13, // 62: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	15, // 63: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	19, // 64: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	21, // 65: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	23, // 66: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	34, // 67: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	36, // 68: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	43, // 69: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	45, // 70: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	25, // 71: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	27, // 72: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	47, // 73: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	12, // 74: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	14, // 75: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	16, // 76: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	20, // 77: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	22, // 78: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	24, // 79: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	35, // 80: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	37, // 81: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	44, // 82: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	46, // 83: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	26, // 84: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	28, // 85: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	48, // 86: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	74, // [74:87] is the sub-list for method output_type
-	61, // [61:74] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	53, // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	0,  // 3: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,  // 4: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,  // 5: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	7,  // 6: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	54, // 7: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 8: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	9,  // 9: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	9,  // 10: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	9,  // 11: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	7,  // 12: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	49, // 13: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	50, // 14: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	53, // 15: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,  // 16: canary.v1.Run.state:type_name -> canary.v1.RunState
+	54, // 17: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	54, // 18: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	38, // 19: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	18, // 20: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	54, // 21: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	10, // 22: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	7,  // 23: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	51, // 24: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	52, // 25: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	53, // 26: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	17, // 27: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	17, // 28: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,  // 29: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	17, // 30: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	17, // 31: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	17, // 32: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,  // 33: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	30, // 34: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	54, // 35: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,  // 36: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	54, // 37: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	29, // 38: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	31, // 39: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	32, // 40: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	33, // 41: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	32, // 42: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	33, // 43: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,  // 44: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	54, // 45: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	39, // 46: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,  // 47: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,  // 48: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,  // 49: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,  // 50: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,  // 51: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	40, // 52: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	40, // 53: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	41, // 54: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	42, // 55: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	38, // 56: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	38, // 57: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,  // 58: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	54, // 59: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	54, // 60: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	38, // 61: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	11, // 62: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	13, // 63: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	15, // 64: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	19, // 65: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	21, // 66: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	23, // 67: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	34, // 68: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	36, // 69: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	43, // 70: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	45, // 71: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	25, // 72: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	27, // 73: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	47, // 74: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	12, // 75: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	14, // 76: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	16, // 77: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	20, // 78: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	22, // 79: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	24, // 80: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	35, // 81: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	37, // 82: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	44, // 83: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	46, // 84: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	26, // 85: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	28, // 86: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	48, // 87: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	75, // [75:88] is the sub-list for method output_type
+	62, // [62:75] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }

@@ -1,0 +1,248 @@
+package analysis
+
+import (
+	"hash/fnv"
+	"math"
+	"slices"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// MaxInstances bounds the instances kept apart per metric and cohort.
+// Instance names are hashed into this many slots, so more instances (or
+// an unlucky collision) merge into one slot: two instances summarized
+// together are one larger cluster, which keeps the cluster-robust variance
+// valid and only makes it a little more conservative.
+const MaxInstances = 256
+
+// InstanceKey returns the slot of an instance name (FNV-1a modulo
+// MaxInstances). Records without an instance share the slot of "".
+func InstanceKey(name string) uint16 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return uint16(h.Sum32() % MaxInstances)
+}
+
+// InstanceStat summarizes the samples of one instance slot: Moments of the
+// observed values (distribution and mean metrics) or BernoulliMoments of
+// the events out of the exposure (rate metrics).
+type InstanceStat struct {
+	Key uint16
+	Moments
+}
+
+// Instances holds one InstanceStat per instance slot of one metric in one
+// cohort, sorted by Key. The zero value is empty.
+type Instances struct {
+	s []InstanceStat
+}
+
+// Add merges m into the slot key.
+func (in *Instances) Add(key uint16, m Moments) {
+	if m.N == 0 {
+		return
+	}
+	i, ok := slices.BinarySearchFunc(in.s, key, func(s InstanceStat, k uint16) int { return int(s.Key) - int(k) })
+	if !ok {
+		in.s = slices.Insert(in.s, i, InstanceStat{Key: key})
+	}
+	in.s[i].Merge(m)
+}
+
+// Merge adds every slot of o.
+func (in *Instances) Merge(o *Instances) {
+	for _, s := range o.s {
+		in.Add(s.Key, s.Moments)
+	}
+}
+
+// Len returns the number of instance slots with samples.
+func (in *Instances) Len() int { return len(in.s) }
+
+// Stats returns the slots, sorted by Key. The slice must not be modified.
+func (in *Instances) Stats() []InstanceStat { return in.s }
+
+// moments returns the Moments of every slot.
+func (in *Instances) moments() []Moments {
+	out := make([]Moments, len(in.s))
+	for i, s := range in.s {
+		out[i] = s.Moments
+	}
+	return out
+}
+
+// clusteredContrast returns, for observations grouped by instance (x the
+// canary's, y the baseline's, one Moments per instance), the contrast
+// d = X̄ − c·Ȳ of the cohort means, its variance s2 under independent
+// observations (s_X²/N_X + c² s_Y²/N_Y), the between-instance part of its
+// variance under the one-way random-effects model, and the number k of
+// instances in all.
+//
+// With the baseline scaled by c (y' = c·y, so that at the null boundary
+// both cohorts have the same structure) and x̄_i = μ + b_i + e_i,
+// Var b_i = σ_b², Var e_i = σ_w,cohort²/n_i, the variance of a cohort's mean
+// X̄ = Σ n_i x̄_i / N is
+//
+//	Var X̄ = σ_b² Σ_i (n_i/N)² + σ_w²/N.
+//
+// σ_w² is each cohort's pooled within-instance variance, and σ_b² the
+// method-of-moments (ANOVA) estimate pooled over both cohorts' instances,
+//
+//	σ̂_b² = max(0, Σ_cohorts [SSB − (k − 1) σ̂_w²] / Σ_cohorts (N − Σ_i n_i²/N)),   SSB = Σ_i n_i (x̄_i − X̄)²
+//
+// (Searle, Casella and McCulloch, "Variance Components", 1992, §3.5), which
+// assumes the instances of both cohorts are exchangeable: a canary on a
+// single instance (a one-box) takes its instance variance from the
+// baseline's instances. within is Σ_cohorts σ̂_w²/N and between is
+// σ̂_b² Σ_cohorts Σ_i (n_i/N)²; the clustered variance of d is
+// within + between. between is 0 when k ≤ 2: with one instance per cohort
+// σ_b cannot be estimated.
+func clusteredContrast(x, y []Moments, c float64) (mx, my Moments, s2, within, between float64, k int) {
+	for _, m := range x {
+		mx.Merge(m)
+	}
+	for _, m := range y {
+		my.Merge(Moments{N: m.N, Mean: c * m.Mean, M2: c * c * m.M2})
+	}
+	if mx.N < 2 || my.N < 2 {
+		return mx, my, 0, 0, 0, 0
+	}
+	s2 = mx.Variance()/mx.N + my.Variance()/my.N
+	var num, den, wsq float64
+	for ci, ms := range [2][]Moments{x, y} {
+		tot, sc := mx, 1.0
+		if ci == 1 {
+			tot, sc = my, c
+		}
+		var ssb, m2, nsq float64
+		ki := 0
+		for _, m := range ms {
+			if !(m.N > 0) {
+				continue
+			}
+			ki++
+			dev := sc*m.Mean - tot.Mean
+			ssb += m.N * dev * dev
+			m2 += sc * sc * m.M2
+			nsq += m.N * m.N
+		}
+		k += ki
+		sw2 := 0.0
+		if tot.N > float64(ki) {
+			sw2 = m2 / (tot.N - float64(ki))
+		}
+		num += ssb - float64(ki-1)*sw2
+		den += tot.N - nsq/tot.N
+		within += sw2 / tot.N
+		wsq += nsq / (tot.N * tot.N)
+	}
+	if k > 2 && den > 0 {
+		between = math.Max(0, num/den) * wsq
+	}
+	return mx, my, s2, within, between, k
+}
+
+// DesignEffect returns the factor φ ≥ 1 by which grouping the observations
+// into instances inflates the variance of the contrast X̄ − c·Ȳ of two
+// cohorts (x the canary's instances, y the baseline's), against the
+// variance the tests assume for independent observations:
+//
+//	φ = max(1, (within + f · between) / s2)
+//
+// with the terms of clusteredContrast (Kish's design effect, estimated
+// rather than assumed), and f ≥ 1 a small-sample allowance for the few
+// degrees of freedom of σ̂_b². With k instances in all, σ̂_b² has about
+// d = k − 2 of them; when the between-instance part dominates, a contrast
+// standardized by it is Student's t with d degrees of freedom rather than
+// normal (Satterthwaite's approximation; Cameron and Miller, "A
+// Practitioner's Guide to Cluster-Robust Inference", J. Human Resources
+// 50, 2015, §VI, on few clusters). A test that rejects when the
+// standardized contrast exceeds zcrit then errs with probability
+// Pr(t_d ≥ zcrit/√f), and
+//
+//	f = max(1, (t_d(1 − alpha) / zcrit)²)
+//
+// brings that back to alpha. zcrit is the test's critical normal score:
+// z(1 − alpha) for a fixed-sample test, the lowest boundary of the
+// mixture SPRT (SeqMeanBoundary) for the sequential tests, whose
+// boundary already exceeds z(1 − alpha), so that they need less allowance.
+//
+// Dividing both cohorts' sample sizes by φ (effective sample sizes) makes
+// any test that assumes independent observations account for the
+// instances: a persistent instance effect, which no amount of data
+// averages away, then stops the evidence from growing instead of
+// eventually rolling back a canary that differs only by its hosts.
+//
+// φ is 1 when there are fewer than three instances in all (no instance
+// names, or one per cohort: an instance effect cannot be told from a
+// regression, and the tolerance must cover it), and when alpha is not in
+// (0, 0.5) or zcrit is not positive.
+func DesignEffect(x, y []Moments, c, alpha, zcrit float64) float64 {
+	_, _, s2, within, between, k := clusteredContrast(x, y, c)
+	if k <= 2 || !(s2 > 0) || !(alpha > 0 && alpha < 0.5) || !(zcrit > 0) || math.IsNaN(within+between) {
+		return 1
+	}
+	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(k - 2)}.Quantile(1 - alpha)
+	f := max(1, (t/zcrit)*(t/zcrit))
+	phi := (within + f*between) / s2
+	switch {
+	case math.IsInf(phi, 1):
+		return math.MaxFloat64
+	case !(phi > 1):
+		return 1
+	}
+	return phi
+}
+
+// SeqMeanBoundary returns the smallest standardized contrast |Δ̂|/s at
+// which the two-sided mixture SPRT of SeqMean rejects at level alpha, over
+// every mixing variance: with r = τ²/s²,
+//
+//	z*(alpha) = min_{r>0} √( (1 + r)/r · (2 log(1/alpha) + log(1 + r)) ),
+//
+// (Johari et al. 2022; the boundary of SeqMean's two-sided sequence). The
+// one-sided tests at level alpha reject at about z*(2·alpha). It is found
+// by golden-section search on log r (the function is unimodal).
+func SeqMeanBoundary(alpha float64) float64 {
+	if !(alpha > 0 && alpha < 1) {
+		panic("analysis: SeqMeanBoundary: alpha must be in (0, 1)")
+	}
+	l := 2 * math.Log(1/alpha)
+	g := func(lr float64) float64 {
+		r := math.Exp(lr)
+		return (1 + r) / r * (l + math.Log1p(r))
+	}
+	a, b := -10.0, 15.0
+	const inv = 0.6180339887498949
+	c, d := b-inv*(b-a), a+inv*(b-a)
+	for range 200 {
+		if g(c) < g(d) {
+			b = d
+		} else {
+			a = c
+		}
+		c, d = b-inv*(b-a), a+inv*(b-a)
+	}
+	return math.Sqrt(g((a + b) / 2))
+}
+
+// effectiveMoments returns m with its sample size divided by phi: the same
+// mean and variance, phi times the variance of the mean.
+func effectiveMoments(m Moments, phi float64) Moments {
+	if phi <= 1 {
+		return m
+	}
+	return Moments{N: m.N / phi, Mean: m.Mean, M2: m.M2 / phi}
+}
+
+// effectiveBins returns the bins with their counts divided by phi.
+func effectiveBins(bins []Bin, phi float64) []Bin {
+	if phi <= 1 {
+		return bins
+	}
+	out := make([]Bin, len(bins))
+	for i, b := range bins {
+		out[i] = Bin{Value: b.Value, Count: b.Count / phi}
+	}
+	return out
+}
