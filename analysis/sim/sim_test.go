@@ -8,16 +8,19 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // aaScenario is a small A/A-capable scenario with independent requests:
-// lognormal latency and 0.5% errors at 1,000 req/min per cohort, 30 min.
+// lognormal latency and 0.5% errors at 1,000 req/min per cohort, 30 min,
+// judged with 5-minute window tests.
 func aaScenario() Scenario {
 	return Scenario{
 		Name: "test-aa", Minutes: 30, Instances: [2]int{1, 1}, RequestsPerMinute: [2]float64{1000, 1000},
 		Target: Latency, LatencyMedian: 100, LatencySigma: 0.5, HasErrors: true, ErrorRate: 0.005,
+		ConfigWindow: 5 * time.Minute,
 	}
 }
 
