@@ -45,24 +45,42 @@ func BenchmarkAddValues(b *testing.B) {
 
 // BenchmarkJudge measures one judgement of k distribution metrics with n
 // observations per cohort each, with the fixed-sample and the sequential
-// tests.
+// tests; "windows" adds 15-minute window tests over 60 minutes of samples
+// from 9+1 instances (a one-box): 4 windows and the design effect.
 func BenchmarkJudge(b *testing.B) {
 	for _, size := range []struct {
-		k, n int
-		seq  bool
-	}{{1, 1000, false}, {20, 4000, false}, {20, 10000, false}, {20, 1000000, false}, {20, 4000, true}, {20, 1000000, true}} {
+		k, n     int
+		seq, win bool
+	}{{1, 1000, false, false}, {20, 4000, false, false}, {20, 10000, false, false}, {20, 1000000, false, false},
+		{20, 4000, true, false}, {20, 1000000, true, false}, {20, 1000000, true, true}} {
 		mode := "fixed"
 		if size.seq {
 			mode = "sequential"
 		}
+		if size.win {
+			mode += "+windows"
+		}
 		b.Run(fmt.Sprintf("%s/metrics=%d/n=%d", mode, size.k, size.n), func(b *testing.B) {
 			cfg := benchConfig(b, size.k)
+			if size.win {
+				cfg.Window = 15 * time.Minute
+			}
 			d := NewData(cfg)
 			rng := rand.New(rand.NewPCG(2, 2))
 			base, canary := lognormal(rng, size.n, 80), lognormal(rng, size.n, 82)
+			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			for i := range size.k {
-				d.AddValues(i, Baseline, "", time.Time{}, base)
-				d.AddValues(i, Canary, "", time.Time{}, canary)
+				if !size.win {
+					d.AddValues(i, Baseline, "", time.Time{}, base)
+					d.AddValues(i, Canary, "", time.Time{}, canary)
+					continue
+				}
+				for m := range 60 {
+					at := start.Add(time.Duration(m) * time.Minute)
+					lo, hi := m*size.n/60, (m+1)*size.n/60
+					d.AddValues(i, Baseline, fmt.Sprint("b", m%9), at, base[lo:hi])
+					d.AddValues(i, Canary, "c", at, canary[lo:hi])
+				}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

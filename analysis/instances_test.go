@@ -332,3 +332,21 @@ bc0101140000000000406a40000000000000f03f00000000000034400014000000000000f03f0000
 0100000000000014400000000000408f400000000000000000000000000000000000000000000000001c010000000000
 0000000000000000000000000000000000000000000000
 `
+
+// TestClusterP checks the design-effect correction of a fixed-sample
+// p-value through its normal score.
+func TestClusterP(t *testing.T) {
+	for _, tc := range []struct{ p, phi, want float64 }{
+		{0.01, 1, 0.01},
+		{distuv.UnitNormal.CDF(-2), 4, distuv.UnitNormal.CDF(-1)},
+		{distuv.UnitNormal.CDF(-6), 9, distuv.UnitNormal.CDF(-2)},
+		{1e-300, 2, distuv.UnitNormal.CDF(distuv.UnitNormal.Quantile(1e-300) / math.Sqrt2)},
+		{0, 3, 0},
+		{1, 3, 1},
+		{0.7, 4, distuv.UnitNormal.CDF(distuv.UnitNormal.Quantile(0.7) / 2)},
+	} {
+		if got := clusterP(tc.p, tc.phi); math.Abs(got-tc.want) > 1e-12*tc.want {
+			t.Errorf("clusterP(%v, %v) = %v, want %v", tc.p, tc.phi, got, tc.want)
+		}
+	}
+}
