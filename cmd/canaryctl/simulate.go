@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/analysis/sim"
 )
 
@@ -28,6 +29,7 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "parallel workers (does not change the figures)")
 	traffic := fs.Float64("traffic", 1, "multiply every scenario's requests per minute by this factor")
 	minutes := fs.Int("minutes", 0, "bake length in simulated minutes (0: each scenario's own, 60 for the built-in ones)")
+	kconf := fs.Float64("kayenta-confidence", sim.KayentaConfidence, "confidence of the kayenta policy's Mann-Whitney test at each look")
 	window := fs.Duration("window", -1, "window of the judged configs' window tests; 0 turns them off (default: each scenario's, 15m for the built-in ones)")
 	out := outputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -60,6 +62,16 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	if *minutes < 0 || *minutes > 100_000 {
 		return usagef("--minutes must be in [0, 100000]")
 	}
+	if !(*kconf > 0 && *kconf < 1) {
+		return usagef("--kayenta-confidence must be in (0, 1)")
+	}
+	for i := range opts.Policies {
+		if p := &opts.Policies[i]; p.Name == sim.PolicyKayenta && *kconf != sim.KayentaConfidence {
+			conf := *kconf
+			p.New = func(cfg *analysis.Config) sim.Policy { return sim.NewKayenta(cfg, conf) }
+			p.Description = fmt.Sprintf("Kayenta-style as above, at %g confidence", conf)
+		}
+	}
 	for i := range opts.Scenarios {
 		s := &opts.Scenarios[i]
 		s.RequestsPerMinute[0] *= *traffic
@@ -81,6 +93,9 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	}
 	if *window >= 0 {
 		command += fmt.Sprintf(" --window %s", *window)
+	}
+	if *kconf != sim.KayentaConfidence {
+		command += fmt.Sprintf(" --kayenta-confidence %g", *kconf)
 	}
 	began := time.Now()
 	rep, err := sim.Run(ctx, opts)
