@@ -221,14 +221,7 @@ func TestDataInstances(t *testing.T) {
 	if s := m.Metric(0).Cohorts[Canary].Instances.Stats(); len(s) != 4 || s[0].N != 2*in.Stats()[0].N {
 		t.Errorf("merged instances %+v", s)
 	}
-	buf, err := m.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := UnmarshalData(cfg, buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back := roundTrip(t, cfg, m)
 	for i := range 2 {
 		for c := range 2 {
 			a, b := m.Metric(i).Cohorts[c].Instances.Stats(), back.Metric(i).Cohorts[c].Instances.Stats()
@@ -349,4 +342,18 @@ func TestClusterP(t *testing.T) {
 			t.Errorf("clusterP(%v, %v) = %v, want %v", tc.p, tc.phi, got, tc.want)
 		}
 	}
+}
+
+// roundTrip encodes d and decodes it back, failing the test on an error.
+func roundTrip(t *testing.T, cfg *Config, d *Data) *Data {
+	t.Helper()
+	buf, err := d.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalData(cfg, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return back
 }

@@ -250,11 +250,8 @@ func TestDataMergeMarshal(t *testing.T) {
 		t.Errorf("merged %d samples, want %d", merged.Samples(), a.Samples()+b.Samples())
 	}
 	for _, d := range []*Data{all, merged, NewData(cfg)} {
+		back := roundTrip(t, cfg, d)
 		buf, err := d.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := UnmarshalData(cfg, buf)
 		if err != nil {
 			t.Fatal(err)
 		}

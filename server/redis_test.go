@@ -195,17 +195,8 @@ func TestRedisOutage(t *testing.T) {
 // counters, and the ones refused are not.
 func TestRedisReplicasExact(t *testing.T) {
 	t.Parallel()
-	srv := testredis.Start(t)
-	prefix := srv.Prefix(t)
-	var envs [2]*env
-	for i := range envs {
-		st, err := redisstore.Open(context.Background(), srv.URL(), redisstore.Options{Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs[i] = newEnvOn(t, st, func(o *Options) { o.SnapshotEvery = 7 })
-	}
-	a, b := envs[0], envs[1]
+	a, b := redisReplicas(t, func(o *Options) { o.SnapshotEvery = 7 })
+	envs := [2]*env{a, b}
 	ctx := ctxT(t)
 	run := a.createRun(ctx, "req-1", testConfig("checkout"), 0)
 	id := run.GetId()
@@ -407,17 +398,7 @@ func TestRunWaitsForStore(t *testing.T) {
 // through another replica as finished, with its final verdict.
 func TestRedisReplicasListRuns(t *testing.T) {
 	t.Parallel()
-	srv := testredis.Start(t)
-	prefix := srv.Prefix(t)
-	var envs [2]*env
-	for i := range envs {
-		st, err := redisstore.Open(context.Background(), srv.URL(), redisstore.Options{Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs[i] = newEnvOn(t, st, nil)
-	}
-	a, b := envs[0], envs[1]
+	a, b := redisReplicas(t, nil)
 	ctx := ctxT(t)
 	r1 := a.createRun(ctx, "req-1", testConfig("checkout"), time.Hour)
 	r2 := a.createRun(ctx, "req-2", testConfig("checkout"), time.Hour)
@@ -479,4 +460,21 @@ func TestRedisReplicasListRuns(t *testing.T) {
 			got.GetState(), got.GetVerdict().GetSequence(), got.GetVerdict().GetFinal(), done.GetRun().GetVerdict().GetSequence())
 	}
 	check("after r2 completed", runs, r1, 5)
+}
+
+// redisReplicas starts a redis-server and two services on it, sharing one
+// key prefix: two replicas.
+func redisReplicas(t *testing.T, opts func(*Options)) (a, b *env) {
+	t.Helper()
+	srv := testredis.Start(t)
+	prefix := srv.Prefix(t)
+	var envs [2]*env
+	for i := range envs {
+		st, err := redisstore.Open(context.Background(), srv.URL(), redisstore.Options{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs[i] = newEnvOn(t, st, opts)
+	}
+	return envs[0], envs[1]
 }
