@@ -51,7 +51,7 @@ func evaluate(m *Metric, md *MetricData, cfg *Config, seq, pOnly bool) MetricRes
 		seq:   seq,
 		pOnly: pOnly,
 	}
-	r.Baseline.Instances, r.Canary.Instances = b.Instances.Len(), c.Instances.Len()
+	g.kb, g.kc = b.Instances.Len(), c.Instances.Len()
 	zcrit := distuv.UnitNormal.Quantile(1 - g.alpha)
 	if seq {
 		zcrit = SeqMeanBoundary(min(0.5, 2*g.alpha))
@@ -65,6 +65,7 @@ func evaluate(m *Metric, md *MetricData, cfg *Config, seq, pOnly bool) MetricRes
 	default:
 		evalDistribution(&r, m, b, c, cfg, g)
 	}
+	r.Baseline.Instances, r.Canary.Instances = g.kb, g.kc
 	return r
 }
 
@@ -75,17 +76,19 @@ type gateSpec struct {
 	m     *Metric
 	seq   bool    // anytime-valid tests
 	phi   float64 // design effect of the instances (≥ 1)
+	kb    int     // instances of the baseline
+	kc    int     // instances of the canary
 	pOnly bool    // skip the effect and the gate
 }
 
 // instanceNote is appended to the test's name when the instances
 // inflate the variance.
-func (g gateSpec) instanceNote(r *MetricResult) string {
+func (g gateSpec) instanceNote() string {
 	if g.phi <= 1 {
 		return ""
 	}
 	return fmt.Sprintf("; effective samples ÷%.3g for %d+%d instances (cluster-robust variance)",
-		g.phi, r.Baseline.Instances, r.Canary.Instances)
+		g.phi, g.kb, g.kc)
 }
 
 // clusterP returns the one-sided p-value p of a test that assumed
@@ -187,7 +190,7 @@ func evalDistribution(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config,
 	if g.seq {
 		r.Test = "anytime-valid tests of the geometric mean (mixture SPRT on log values) and of p50, p90 (time-uniform DKW bands), Bonferroni; Hodges-Lehmann ratio (fixed-sample interval)"
 	}
-	r.Test += g.instanceNote(r)
+	r.Test += g.instanceNote()
 	r.P = combineP(ps)
 	if g.pOnly {
 		return
@@ -325,7 +328,7 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 		}
 		ps = append(ps, RateTest(bk, b.Total/g.phi, ck, c.Total/g.phi, null, alternativeOf(dir), cfg.Confidence).P)
 	}
-	r.Test += g.instanceNote(r)
+	r.Test += g.instanceNote()
 	r.P = combineP(ps)
 	if g.pOnly {
 		return
@@ -334,7 +337,7 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(est.Ratio), Float(est.Lower), Float(est.Upper)
 	if g.seq {
 		r.Test = "anytime-valid beta-mixture e-value of the rate ratio (Lindon & Malek 2022); confidence sequence"
-		r.Test += g.instanceNote(r)
+		r.Test += g.instanceNote()
 		lo, hi := RateMixtureCS(bk, ck, rho, DefaultSeqRateK, cfg.Alpha())
 		r.Effect.Lower, r.Effect.Upper = Float(lo), Float(hi)
 	}
@@ -400,7 +403,7 @@ func evalMean(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	if g.seq {
 		r.Test = "anytime-valid mixture SPRT of the contrast canary − (1 ± tolerance)·baseline (Johari et al. 2022); Fieller ratio (fixed-sample interval)"
 	}
-	r.Test += g.instanceNote(r)
+	r.Test += g.instanceNote()
 	r.P = combineP(ps)
 	if g.pOnly {
 		return
@@ -511,7 +514,12 @@ func holdReason(r *MetricResult, gs gateSpec, floor float64, whyInf string) stri
 				count(floor), sign, percent(m.DetectableEffect), percent(m.Tolerance))
 		}
 	}
-	return fmt.Sprintf("%s: %s %s", m.Name, strings.Join(parts, " and "), what)
+	reason := fmt.Sprintf("%s: %s %s", m.Name, strings.Join(parts, " and "), what)
+	if gs.phi >= 2 {
+		reason += fmt.Sprintf(" (its %d+%d instances differ: each sample counts 1/%.3g; more instances help more than more samples)",
+			gs.kb, gs.kc, gs.phi)
+	}
+	return reason
 }
 
 func passReason(r *MetricResult) string {

@@ -357,3 +357,34 @@ func roundTrip(t *testing.T, cfg *Config, d *Data) *Data {
 	}
 	return back
 }
+
+// TestJudgeInstancesReason: a metric whose instances differ says so, in
+// the test's name and in the gate's reason.
+func TestJudgeInstancesReason(t *testing.T) {
+	cfg := testConfig(t, instancesConfig)
+	d := NewData(cfg)
+	rng := rand.New(rand.NewPCG(3, 3))
+	vals := make([]float64, 2000)
+	for c := range 2 {
+		for i := range 4 {
+			f := 1 + 0.2*float64(i)
+			for j := range vals {
+				vals[j] = 80 * f * math.Exp(0.4*rng.NormFloat64())
+			}
+			if err := d.AddValues(0, Cohort(c), string(rune('a'+i)), time.Time{}, vals); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	v := Judge(d, Options{Sequential: true})
+	r := v.Metrics[0]
+	if r.Baseline.Instances != 4 || r.Canary.Instances != 4 {
+		t.Errorf("instances %d+%d, want 4+4", r.Baseline.Instances, r.Canary.Instances)
+	}
+	if !strings.Contains(r.Test, "for 4+4 instances (cluster-robust variance)") {
+		t.Errorf("test %q does not name the instances", r.Test)
+	}
+	if r.Outcome != OutcomeHold || !strings.Contains(r.Reason, "instances differ") {
+		t.Errorf("outcome %s, reason %q; want HOLD naming the instances", r.Outcome, r.Reason)
+	}
+}
