@@ -322,7 +322,7 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	for _, dir := range directions(m.BadDirection) {
 		null, _ := thresholds(m, dir)
 		if g.seq {
-			e := RateMixtureEValue(bk, ck, rho, DefaultSeqRateK, null, alternativeOf(dir))
+			e := RateBoundaryEValue(bk, ck, rho, RateBoundaryK, null, alternativeOf(dir))
 			ps = append(ps, min(1, 1/e))
 			continue
 		}
@@ -336,7 +336,7 @@ func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 	est := RateTest(b.Count, b.Total, c.Count, c.Total, 1, TwoSided, cfg.Confidence)
 	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(est.Ratio), Float(est.Lower), Float(est.Upper)
 	if g.seq {
-		r.Test = "anytime-valid beta-mixture e-value of the rate ratio (Lindon & Malek 2022); confidence sequence"
+		r.Test = "anytime-valid beta-mixture e-value of the rate ratio, prior centred at the tolerance boundary (after Lindon & Malek 2022); confidence sequence"
 		r.Test += g.instanceNote()
 		lo, hi := RateMixtureCS(bk, ck, rho, DefaultSeqRateK, cfg.Alpha())
 		r.Effect.Lower, r.Effect.Upper = Float(lo), Float(hi)

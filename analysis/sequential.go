@@ -40,33 +40,38 @@ package analysis
 //
 // α' below is the metric's share of the family-wise level (see Holm).
 //
-//   - Rate metrics (errors/requests): one SeqRate per metric, built with
-//     Rho = the planned canary share of traffic and Nulls = {1 + tolerance}
-//     (increase), {1 − tolerance} (decrease) or both, and fed one Add per
-//     judging interval with both cohorts' counts and exposures over that
-//     same interval. SeqRate.P(1+tol, Greater) (Less for decrease; twice
-//     the smaller for both, as combineP does) is the metric's anytime
-//     p-value and SeqRate.CS(α') its effect interval. SeqRate is part of
-//     the run's state: MarshalBinary, 3.2 KiB.
+//   - Rate metrics (errors/requests): RateBoundaryEValue(baseline events,
+//     canary events, ρ, RateBoundaryK, 1 ± tol, Greater/Less) on the
+//     cumulative counts, with ρ the canary's share of the cumulative
+//     exposure; p = min(1, 1/E). The closed form is exact when the canary's
+//     share of traffic is constant over the run (a one-box, a fixed
+//     weight); any common rate over time (a traffic dip with errors shared
+//     by both cohorts) cancels in the conditional test. When the share
+//     changes during the run (a weight ramp), SeqRate, fed one Add per
+//     interval with both cohorts' counts and exposures over that interval,
+//     is the exact alternative (its P and CS); it needs per-interval state
+//     that the judge does not keep yet.
 //   - Mean metrics: SeqMean(canary, baseline, 1 ± tol, Greater/Less, α',
 //     n0) on the running Moments, with n0 the metric's min_samples, judged
-//     only once both cohorts reach n0. SeqMean is stateless: the caller
-//     keeps the running maximum of its e-value (p = min(1, 1/max e)), one
-//     float per metric and direction, in the run's state. With
-//     per-instance Moments, SeqMeanInstances instead (see Instances).
-//   - Distribution metrics: SeqQuantileTest(canary bins, baseline bins, p,
-//     1 ± tol, …) for p = 0.5 and 0.9, with MinN = min_samples and RelErr =
-//     DistBinRelErr once either Dist is binned. Its P is already an anytime
-//     p-value (no running minimum needed) and, because the band holds for
-//     all quantiles at once, the minimum of the P of several quantiles of
-//     the same data is one too. The band is nonparametric and
-//     conservative: in simulation (sequential_sim_test.go) a 1.2× shift
-//     against the null 1.1× of a lognormal latency with σ = 0.5 needs
-//     about 9,000 observations per cohort, where SeqMean on the same
-//     shift of the mean needs about 1,000. When a multiplicative shift is
-//     the model, SeqMean on the Moments of log values (the canary's mean
-//     lowered by log(1 ± tol), c = 1: a geometric-mean ratio) is the more
-//     powerful choice.
+//     only once both cohorts reach n0. The judge uses the current e-value,
+//     which is valid (Ville's inequality holds at every look); the running
+//     maximum would be slightly more powerful but needs state across looks.
+//   - Distribution metrics: two anytime-valid tests, Bonferroni-combined
+//     (2·min p): SeqMean on the Moments of the log values (the canary's
+//     mean lowered by log(1 ± tol), c = 1: a geometric-mean ratio, the
+//     powerful test of a multiplicative shift), and SeqQuantileTest at
+//     p = 0.5 and 0.9 (MinN = min_samples, RelErr = DistBinRelErr once
+//     either Dist is binned), robust and sensitive to a tail that moves
+//     alone. The quantile band alone is conservative: in simulation
+//     (sequential_sim_test.go) a 1.2× shift against the null 1.1× of a
+//     lognormal latency with σ = 0.5 needs about 9,000 observations per
+//     cohort, where SeqMean on the log values needs about 1,000.
+//   - Instances: every test runs on effective sample sizes (counts and
+//     exposures, Moments, bin counts divided by DesignEffect's φ), see
+//     Instances below.
+//   - Windows (Config.Window): the p-value of each metric is combined with
+//     those of the same tests on the samples since the start of each recent
+//     epoch, by weighted Bonferroni (Judge's withWindows).
 //   - Proportions (conversions/visits): a rate with the trials as
 //     exposure while events are rare (≲ a few %, where binomial counts are
 //     nearly Poisson); otherwise SeqMean on BernoulliMoments.
@@ -111,9 +116,11 @@ package analysis
 //     for error counts), floors the variance of the contrast with the
 //     between-instance variance estimated from both cohorts' instances (a
 //     cluster-robust variance) and rolls back 2–3% of the same runs, with
-//     5+5 instances or a one-box beside 9. It needs per-instance state in
-//     the judge (one Moments per instance and metric) and at least three
-//     instances in all; with one instance per cohort an instance effect
+//     5+5 instances or a one-box beside 9. The judge keeps one Moments
+//     per instance, metric and cohort (Instances, in Data) and turns the
+//     same clustered variance into a design effect φ (DesignEffect) by
+//     which it divides every test's sample sizes; it needs at least three
+//     instances in all. With one instance per cohort an instance effect
 //     cannot be told from a regression by any method, and the tolerance
 //     must cover it.
 

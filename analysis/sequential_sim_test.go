@@ -447,3 +447,46 @@ func TestSeqQuantilePower(t *testing.T) {
 		t.Errorf("detected %d/%d, want ≥ 90%%", len(when), runs)
 	}
 }
+
+// TestRateBoundaryAAContinuous: the judge's rate e-value (prior centred
+// at the null boundary, RateBoundaryK) on a canary whose error rate is
+// exactly at the boundary 1 ± tolerance, with a constant canary share (as
+// the closed form assumes) and a baseline error rate that moves with time
+// (shared by both cohorts), judged after each of 60 batches on the
+// cumulative counts.
+func TestRateBoundaryAAContinuous(t *testing.T) {
+	t.Parallel()
+	runs := 500
+	if testing.Short() {
+		runs = 150
+	}
+	const alpha, tol, batches = 0.05, 0.2, 60
+	for _, tc := range []struct {
+		name string
+		rho  float64
+		r0   float64
+		alt  Alternative
+	}{
+		{"rate ×1.2, Greater, canary 50%", 0.5, 1 + tol, Greater},
+		{"rate ×1.2, Greater, canary 10%", 0.1, 1 + tol, Greater},
+		{"rate ×0.8, Less, canary 50%", 0.5, 1 - tol, Less},
+	} {
+		rng := rand.New(rand.NewPCG(201, 202))
+		rejected := 0
+		for range runs {
+			var cb, cc float64
+			phase := 6 * rng.Float64()
+			for b := range batches {
+				p := 0.005 * (1 + 0.8*math.Sin(float64(b)/4+phase))
+				nB, nC := math.Round(2000*(1-tc.rho)), math.Round(2000*tc.rho)
+				cb += seqBinomDraw(rng, nB, p)
+				cc += seqBinomDraw(rng, nC, p*tc.r0)
+				if RateBoundaryEValue(cb, cc, tc.rho, RateBoundaryK, tc.r0, tc.alt) >= 1/alpha {
+					rejected++
+					break
+				}
+			}
+		}
+		seqCheckAA(t, tc.name, rejected, runs, alpha)
+	}
+}

@@ -16,6 +16,11 @@ type seqVectors struct {
 		E                          rwNum
 		CS05, CS01                 [2]rwNum
 	} `json:"rate_mixture"`
+	RateBoundary []struct {
+		CountB, CountC, Rho, K, R0 float64
+		Alt                        string
+		E                          rwNum
+	} `json:"rate_boundary"`
 	MeanMSPRT []struct {
 		X, Y      [3]float64
 		C         float64
@@ -100,6 +105,23 @@ func TestRateMixtureVectors(t *testing.T) {
 				t.Errorf("CS(%v, %v, ρ=%v, k=%v, α=%v) = [%.12g, %.12g], scipy [%.12g, %.12g]", tc.CountB, tc.CountC, tc.Rho, tc.K, cs.alpha,
 					lo, hi, float64(cs.want[0]), float64(cs.want[1]))
 			}
+		}
+	}
+}
+
+// TestRateBoundaryVectors compares RateBoundaryEValue, the closed form,
+// with scipy's numerical integration of the likelihood ratio over the
+// truncated prior (integrate.quad at 1e-12): 1e-8 relative.
+func TestRateBoundaryVectors(t *testing.T) {
+	t.Parallel()
+	v := loadSeqVectors(t).RateBoundary
+	if len(v) == 0 {
+		t.Fatal("sequential_vectors.json: no rate_boundary section")
+	}
+	for _, tc := range v {
+		e := RateBoundaryEValue(tc.CountB, tc.CountC, tc.Rho, tc.K, tc.R0, seqAltOf(t, tc.Alt))
+		if !rwClose(e, float64(tc.E), 1e-8) {
+			t.Errorf("E(%v, %v, ρ=%v, k=%v, r0=%v, %v) = %.12g, scipy %.12g", tc.CountB, tc.CountC, tc.Rho, tc.K, tc.R0, tc.Alt, e, float64(tc.E))
 		}
 	}
 }

@@ -7,6 +7,8 @@ Writes analysis/testdata/sequential_vectors.json with
                    sequence (RateMixtureEValue, RateMixtureCS), from
                    scipy.special.betaln, scipy.stats.beta.logsf/logcdf and
                    brentq;
+    rate_boundary  RateBoundaryEValue (prior centred at the null boundary)
+                   by numerical integration (scipy.integrate.quad);
     mean_msprt     the (one- and two-sided) normal-mixture SPRT of SeqMean,
                    from its closed form with scipy.stats.norm.logcdf and
                    brentq for the one-sided confidence bound;
@@ -122,6 +124,45 @@ def rate_cases():
         out.append(dict(countB=nb, countC=nc, rho=rho, k=k, r0=r0, alt=alt, e=num(e),
                         cs05=cs["0.05"], cs01=cs["0.01"]))
     return out
+
+
+def rate_boundary_e(nb, nc, rho, k, r0, alt):
+    """RateBoundaryEValue by numerical integration of the likelihood ratio
+    over the prior Beta(k t0, k (1 - t0)), truncated to the alternative
+    side (scipy.integrate.quad), independently of the closed form."""
+    from scipy import integrate
+    t0 = rho * r0 / (1 - rho + rho * r0)
+    a, b = k * t0, k * (1 - t0)
+    # the maximum of the integrand's log, to integrate exp(log - peak)
+    def log_lr(th):
+        return nc * (math.log(th) - math.log(t0)) + nb * (math.log1p(-th) - math.log1p(-t0))
+    lo, hi = {"greater": (t0, 1.0), "less": (0.0, t0), "two.sided": (0.0, 1.0)}[alt]
+    mass = {"greater": stats.beta.sf(t0, a, b), "less": stats.beta.cdf(t0, a, b), "two.sided": 1.0}[alt]
+    mode = (nc + a - 1) / (nc + nb + a + b - 2)
+    mode = min(max(mode, lo + 1e-12), hi - 1e-12)
+    peak = log_lr(mode) + stats.beta.logpdf(mode, a, b)
+    f = lambda th: math.exp(log_lr(th) + stats.beta.logpdf(th, a, b) - peak)
+    pts = [p for p in (mode,) if lo < p < hi]
+    val, _ = integrate.quad(f, lo, hi, points=pts or None, epsabs=0, epsrel=1e-12, limit=500)
+    return math.exp(math.log(val) + peak - math.log(mass))
+
+
+def rate_boundary_cases():
+    cases = [
+        (90, 25, 0.1, 20, 1.2, "greater"),
+        (900, 130, 0.1, 20, 1.2, "greater"),
+        (300, 420, 0.5, 20, 1.2, "greater"),
+        (300, 300, 0.5, 20, 1.2, "greater"),
+        (150.5, 260.25, 0.5, 20, 1.2, "greater"),
+        (400, 280, 0.5, 20, 0.9, "less"),
+        (2000, 140, 0.1, 20, 1.2, "greater"),
+        (500, 560, 0.5, 100, 1.1, "two.sided"),
+        (10, 0, 0.3, 20, 1.2, "greater"),
+        (0, 7, 0.3, 20, 1.2, "greater"),
+    ]
+    return [dict(countB=nb, countC=nc, rho=rho, k=k, r0=r0, alt=alt,
+                 e=num(rate_boundary_e(nb, nc, rho, k, r0, alt)))
+            for nb, nc, rho, k, r0, alt in cases]
 
 
 # --- means -----------------------------------------------------------------
@@ -292,6 +333,7 @@ def main():
         "generator": "analysis/testdata/gen/sequential.py",
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__},
         "rate_mixture": rate_cases(),
+        "rate_boundary": rate_boundary_cases(),
         "mean_msprt": mean_cases(rng),
         "dkw": dkw_cases(),
         "quantile": quantile_cases(rng),
