@@ -301,23 +301,43 @@ func (d *Data) AddValues(i int, c Cohort, instance string, t time.Time, vs []flo
 }
 
 func addValues(cd *CohortData, m *Metric, instance string, vs []float64) error {
-	var im Moments
 	if m.Type == TypeMean {
-		for _, v := range vs {
-			cd.Moments.Add(v)
-			im.Add(v)
-		}
-	} else {
-		for _, v := range vs {
-			if err := cd.Dist.Add(v); err != nil {
-				cd.Instances.Add(InstanceKey(instance), im)
-				return err
-			}
-			im.Add(v)
+		bm := momentsOf(vs)
+		cd.Moments.Merge(bm)
+		cd.Instances.Add(InstanceKey(instance), bm)
+		return nil
+	}
+	for i, v := range vs {
+		if err := cd.Dist.Add(v); err != nil {
+			cd.Instances.Add(InstanceKey(instance), momentsOf(vs[:i]))
+			return err
 		}
 	}
-	cd.Instances.Add(InstanceKey(instance), im)
+	cd.Instances.Add(InstanceKey(instance), momentsOf(vs))
 	return nil
+}
+
+// momentsOf returns the Moments of vs by the corrected two-pass algorithm
+// (Chan, Golub and LeVeque 1983, eq. 1.7): the mean, then the squared
+// deviations from it, less the rounding error of the mean. It has no
+// division per value, unlike Moments.Add, and is as accurate.
+func momentsOf(vs []float64) Moments {
+	if len(vs) == 0 {
+		return Moments{}
+	}
+	n := float64(len(vs))
+	s := 0.0
+	for _, v := range vs {
+		s += v
+	}
+	mean := s / n
+	var m2, c float64
+	for _, v := range vs {
+		d := v - mean
+		m2 += d * d
+		c += d
+	}
+	return Moments{N: n, Mean: mean + c/n, M2: max(0, m2-c*c/n)}
 }
 
 // InWarmup reports whether a sample of cohort c taken at t falls in the

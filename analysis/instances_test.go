@@ -388,3 +388,21 @@ func TestJudgeInstancesReason(t *testing.T) {
 		t.Errorf("outcome %s, reason %q; want HOLD naming the instances", r.Outcome, r.Reason)
 	}
 }
+
+// TestMomentsOf checks the batch moments against Welford's updates, on
+// data with a large mean (where a naive sum of squares cancels).
+func TestMomentsOf(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{0, 1, 2, 17, 10000} {
+		vs := make([]float64, n)
+		var w Moments
+		for i := range vs {
+			vs[i] = 1e9 + rng.NormFloat64()
+			w.Add(vs[i])
+		}
+		got := momentsOf(vs)
+		if got.N != w.N || math.Abs(got.Mean-w.Mean) > 1e-15*math.Abs(w.Mean) || math.Abs(got.M2-w.M2) > 1e-6*math.Max(1, w.M2) {
+			t.Errorf("n=%d: %+v, Welford %+v", n, got, w)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 )
 
 // DistBinRelErr bounds the relative distance between an observation held
@@ -93,6 +94,10 @@ func dkwLogErr(c float64) float64 {
 	}
 	return math.Min(f1, f2)
 }
+
+// dkwCHalf is dkwC(log ½), the start of every SeqQuantileTest's search,
+// computed once.
+var dkwCHalf = sync.OnceValue(func() float64 { return dkwC(math.Log(0.5)) })
 
 // dkwC returns the constant C with dkwLogErr(C) = logAlpha, by the
 // Illinois (regula falsi) method: dkwLogErr is decreasing and nearly
@@ -264,7 +269,7 @@ func SeqQuantileTest(x, y []Bin, p, c float64, opts SeqQuantileOptions) SeqQuant
 	}
 	// α(C) = 2·err(C) (each stream at α/2). Find the largest C that
 	// rejects, starting from α = 1.
-	cLo := dkwC(math.Log(0.5))
+	cLo := dkwCHalf()
 	if reject(cLo) {
 		cHi := 2 * cLo
 		for reject(cHi) {
