@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,51 @@ func BenchmarkJudge(b *testing.B) {
 			for range b.N {
 				Judge(d, Options{BakeComplete: true, Sequential: size.seq})
 			}
+		})
+	}
+}
+
+// BenchmarkRunState judges the run of examples/canary.yaml (4 metrics)
+// after 60 minutes at 1,000 requests per minute and cohort from 10
+// instances, with and without its 15-minute window, and reports the size
+// of the encoded state (what a snapshot stores).
+func BenchmarkRunState(b *testing.B) {
+	src, err := os.ReadFile("../examples/canary.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, win := range []time.Duration{0, 15 * time.Minute} {
+		b.Run(fmt.Sprintf("window=%v", win), func(b *testing.B) {
+			cfg, err := ParseConfig(src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg.Window = win
+			d := NewData(cfg)
+			rng := rand.New(rand.NewPCG(1, 1))
+			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			for m := range 60 {
+				at := t0.Add(time.Duration(m) * time.Minute)
+				for c := range 2 {
+					for i := range 10 {
+						inst := fmt.Sprint("i", i)
+						d.AddValues(cfg.Metric("latency_ms"), Cohort(c), inst, at, lognormal(rng, 100, 100))
+						d.Add(&Record{Metric: "errors", Cohort: Cohort(c), IsCount: true, Count: float64(rng.IntN(2)), Total: 100, Time: at, Instance: inst})
+						d.Add(&Record{Metric: "conversions", Cohort: Cohort(c), IsCount: true, Count: float64(rng.IntN(5)), Total: 50, Time: at, Instance: inst})
+						d.AddValues(cfg.Metric("order_value"), Cohort(c), inst, at, lognormal(rng, 10, 50))
+					}
+				}
+			}
+			buf, err := d.MarshalBinary()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				Judge(d, Options{Sequential: true})
+			}
+			b.ReportMetric(float64(len(buf)), "state-bytes")
 		})
 	}
 }
