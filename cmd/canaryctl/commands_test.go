@@ -14,6 +14,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -286,5 +288,23 @@ func TestRunGetAndList(t *testing.T) {
 	}
 	if code, _, _ := ctl(t, "", "run", "list", "--addr", addr, "--state", "done"); code != 2 {
 		t.Errorf("run list --state done: exit %d, want 2", code)
+	}
+}
+
+// TestConfigJSONWindow: the JSON (and YAML) form of a stored config keeps
+// its warm-up and window, in a form ParseConfig reads back.
+func TestConfigJSONWindow(t *testing.T) {
+	t.Parallel()
+	cfg, err := analysis.ParseConfig([]byte("name: c\nwarmup: 5m\nwindow: 15m\nmetrics:\n  - {name: l, category: performance, type: distribution}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConfigJSON(apiconv.ConfigToProto(cfg))
+	if c.Warmup != "5m0s" || c.Window != "15m0s" {
+		t.Errorf("warmup %q, window %q", c.Warmup, c.Window)
+	}
+	back, err := analysis.ParseConfig([]byte("name: c\nwindow: " + c.Window + "\nmetrics:\n  - {name: l, category: performance, type: distribution}\n"))
+	if err != nil || back.Window != 15*time.Minute {
+		t.Errorf("window %q read back as %v, %v", c.Window, back.Window, err)
 	}
 }

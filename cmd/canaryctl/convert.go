@@ -101,6 +101,7 @@ func parseState(s string) (canaryv1.RunState, error) {
 type configJSON struct {
 	Name       string       `json:"name"`
 	Warmup     string       `json:"warmup,omitempty"`
+	Window     string       `json:"window,omitempty"`
 	Confidence float64      `json:"confidence"`
 	Power      float64      `json:"power"`
 	Metrics    []metricJSON `json:"metrics"`
@@ -132,6 +133,9 @@ func newConfigJSON(pc *canaryv1.CanaryConfig) *configJSON {
 	}
 	if w := pc.GetWarmup(); w != nil {
 		c.Warmup = w.AsDuration().String()
+	}
+	if w := pc.GetWindow(); w != nil {
+		c.Window = w.AsDuration().String()
 	}
 	for i, pm := range pc.GetMetrics() {
 		c.Metrics[i] = metricJSON{

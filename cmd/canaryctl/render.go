@@ -141,7 +141,11 @@ func printConfig(w io.Writer, cv *canaryv1.ConfigVersion) error {
 	if c.GetWarmup() != nil {
 		warm = c.GetWarmup().AsDuration().String()
 	}
-	fmt.Fprintf(w, "confidence: %s   power: %s   warm-up: %s\n\n", pct(c.GetConfidence()), pct(c.GetPower()), warm)
+	window := "none"
+	if c.GetWindow() != nil {
+		window = c.GetWindow().AsDuration().String()
+	}
+	fmt.Fprintf(w, "confidence: %s   power: %s   warm-up: %s   window: %s\n\n", pct(c.GetConfidence()), pct(c.GetPower()), warm, window)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tCATEGORY\tTYPE\tBAD DIRECTION\tTOLERANCE\tCRITICAL\tFLOOR\tDETECTABLE")
 	for _, m := range c.GetMetrics() {

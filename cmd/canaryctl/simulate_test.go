@@ -59,9 +59,32 @@ func TestSimulateUsage(t *testing.T) {
 		{"simulate", "--effects", "x"},
 		{"simulate", "-o", "yaml"},
 		{"simulate", "extra"},
+		{"simulate", "--traffic", "0"},
+		{"simulate", "--minutes", "-1"},
+		{"simulate", "--kayenta-confidence", "1"},
 	} {
 		if code, _, _ := runCLI(t, "", args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}
+
+// TestSimulateFlags: the scenario and policy knobs change the runs and
+// are part of the command line the table starts with.
+func TestSimulateFlags(t *testing.T) {
+	t.Parallel()
+	code, out, errs := runCLI(t, "", "simulate", "--runs", "2", "--scenario", "errors", "--policy", "kayenta,sequential",
+		"--effects", "0", "--traffic", "2", "--minutes", "5", "--window", "0s", "--kayenta-confidence", "0.999")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr: %s", code, errs)
+	}
+	for _, s := range []string{
+		"--traffic 2 --minutes 5 --window 0s --kayenta-confidence 0.999",
+		"2000+2000 req/min", // errors at twice its 1000+1000
+		", 5 min;",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("table lacks %q:\n%s", s, out)
 		}
 	}
 }
