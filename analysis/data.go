@@ -204,6 +204,10 @@ func addRecord(c *CohortData, m *Metric, r *Record) error {
 		if err := c.Dist.Add(r.Value); err != nil {
 			return err
 		}
+		if r.Value > 0 {
+			c.Instances.Add(key, Moments{N: 1, Mean: math.Log(r.Value)})
+		}
+		return nil
 	}
 	c.Instances.Add(key, Moments{N: 1, Mean: r.Value})
 	return nil
@@ -309,12 +313,38 @@ func addValues(cd *CohortData, m *Metric, instance string, vs []float64) error {
 	}
 	for i, v := range vs {
 		if err := cd.Dist.Add(v); err != nil {
-			cd.Instances.Add(InstanceKey(instance), momentsOf(vs[:i]))
+			cd.Instances.Add(InstanceKey(instance), logMomentsOf(vs[:i]))
 			return err
 		}
 	}
-	cd.Instances.Add(InstanceKey(instance), momentsOf(vs))
+	cd.Instances.Add(InstanceKey(instance), logMomentsOf(vs))
 	return nil
+}
+
+// logMomentsOf returns the Moments of the logarithms of the positive
+// values of vs, in one pass with the data shifted by the first logarithm
+// (the shifted-data algorithm: Chan, Golub and LeVeque 1983, §3), which
+// keeps the precision of the variance since log values vary little
+// around their shift.
+func logMomentsOf(vs []float64) Moments {
+	var n, s, ss, k float64
+	for _, v := range vs {
+		if !(v > 0) {
+			continue
+		}
+		l := math.Log(v)
+		if n == 0 {
+			k = l
+		}
+		d := l - k
+		n++
+		s += d
+		ss += d * d
+	}
+	if n == 0 {
+		return Moments{}
+	}
+	return Moments{N: n, Mean: k + s/n, M2: max(0, ss-s*s/n)}
 }
 
 // momentsOf returns the Moments of vs by the corrected two-pass algorithm

@@ -24,8 +24,10 @@ func InstanceKey(name string) uint16 {
 }
 
 // InstanceStat summarizes the samples of one instance slot: Moments of the
-// observed values (distribution and mean metrics) or BernoulliMoments of
-// the events out of the exposure (rate metrics).
+// logarithms of the positive values (distribution metrics, whose tests
+// compare multiplicative shifts: the geometric mean, ranks, quantiles),
+// of the values (mean metrics), or BernoulliMoments of the events out of
+// the exposure (rate metrics).
 type InstanceStat struct {
 	Key uint16
 	Moments

@@ -201,12 +201,13 @@ func TestDataInstances(t *testing.T) {
 	for _, s := range in.Stats() {
 		switch s.Key {
 		case InstanceKey("pod-a"):
-			if s.N != 2 || s.Mean != 11 {
-				t.Errorf("pod-a: %+v, want N 2, mean 11", s.Moments)
+			// log 10 and log 12
+			if want := (math.Log(10) + math.Log(12)) / 2; s.N != 2 || math.Abs(s.Mean-want) > 1e-15 {
+				t.Errorf("pod-a: %+v, want N 2, mean %v", s.Moments, want)
 			}
 		case InstanceKey("pod-c"):
-			if s.N != 3 || s.Mean != 2 || s.M2 != 2 {
-				t.Errorf("pod-c: %+v, want N 3, mean 2, M2 2", s.Moments)
+			if want := logMomentsOf([]float64{1, 2, 3}); s.Moments != want {
+				t.Errorf("pod-c: %+v, want %+v", s.Moments, want)
 			}
 		}
 	}
@@ -404,5 +405,25 @@ func TestMomentsOf(t *testing.T) {
 		if got.N != w.N || math.Abs(got.Mean-w.Mean) > 1e-15*math.Abs(w.Mean) || math.Abs(got.M2-w.M2) > 1e-6*math.Max(1, w.M2) {
 			t.Errorf("n=%d: %+v, Welford %+v", n, got, w)
 		}
+	}
+}
+
+// TestLogMomentsOf checks the moments of log values against Welford's
+// updates, zeros left out.
+func TestLogMomentsOf(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	vs := []float64{0, 0}
+	var w Moments
+	for range 5000 {
+		v := 1e6 * math.Exp(0.5*rng.NormFloat64())
+		vs = append(vs, v, 0)
+		w.Add(math.Log(v))
+	}
+	got := logMomentsOf(vs)
+	if got.N != w.N || math.Abs(got.Mean-w.Mean) > 1e-13*math.Abs(w.Mean) || math.Abs(got.M2-w.M2) > 1e-10*w.M2 {
+		t.Errorf("%+v, Welford %+v", got, w)
+	}
+	if m := logMomentsOf([]float64{0, 0}); m != (Moments{}) {
+		t.Errorf("zeros only: %+v", m)
 	}
 }
