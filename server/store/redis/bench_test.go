@@ -7,8 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
+	"github.com/canaryd/canaryd/server/store/storetest"
 )
 
 // BenchmarkAppendBatch measures appends of 4 KB deltas from 1, 16 and 128
@@ -27,11 +26,6 @@ import (
 // redis-server with appendfsync always (each append returns once Redis has
 // fsynced it: the durable configuration) and one without persistence.
 func BenchmarkAppendBatch(b *testing.B) {
-	const runs = 16
-	delta := make([]byte, 4<<10)
-	for i := range delta {
-		delta[i] = byte(i * 7)
-	}
 	servers := []struct {
 		name string
 		srv  *testredis.Server
@@ -40,40 +34,11 @@ func BenchmarkAppendBatch(b *testing.B) {
 		{"aof=no", testredis.StartWith(b, testredis.Options{Private: true})},
 	}
 	for _, sv := range servers {
-		for _, writers := range []int{1, 16, 128} {
-			b.Run(fmt.Sprintf("%s/writers=%d", sv.name, writers), func(b *testing.B) {
-				s := openStoreURL(b, sv.srv.URL()+"?pool_size="+strconv.Itoa(max(writers, 20)), Options{Prefix: sv.srv.Prefix(b)})
-				ctx := b.Context()
-				for r := range runs {
-					id := fmt.Sprintf("run-%02d", r)
-					if _, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: id, RequestId: id}, nil); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.SetBytes(int64(len(delta)))
-				b.ReportAllocs()
-				b.ResetTimer()
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				for range writers {
-					wg.Go(func() {
-						for {
-							i := next.Add(1) - 1
-							if i >= int64(b.N) {
-								return
-							}
-							run := fmt.Sprintf("run-%02d", i%runs)
-							if _, err := s.AppendBatch(ctx, run, strconv.FormatInt(i, 10), delta); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+		b.Run(sv.name, func(b *testing.B) {
+			storetest.BenchAppendBatch(b, func(b *testing.B, writers int) store.Store {
+				return openStoreURL(b, sv.srv.URL()+"?pool_size="+strconv.Itoa(max(writers, 20)), Options{Prefix: sv.srv.Prefix(b)})
 			})
-		}
+		})
 	}
 }
 
@@ -102,90 +67,19 @@ func BenchmarkListVerdicts(b *testing.B) {
 	b.Logf("fixture: %d verdicts (%d bytes each encoded) loaded in %v; Redis used_memory %d MB, %d bytes per verdict",
 		n, size/int64(n), time.Since(t0).Round(time.Second), used>>20, used/int64(n))
 
-	mid := start.Add(span / 2)
-	week := 7 * 24 * time.Hour
-	promote, rollback := canaryv1.Decision_DECISION_PROMOTE, canaryv1.Decision_DECISION_ROLLBACK
-	cases := []struct {
-		name  string
-		f     store.VerdictFilter
-		size  int
-		pages int // pages read per op (> 1: follows the tokens)
-	}{
-		{"all", store.VerdictFilter{}, 0, 1},
-		{"service", store.VerdictFilter{Service: "service-042"}, 0, 1},
-		{"stage", store.VerdictFilter{Stage: "wave-3"}, 0, 1},
-		{"decision", store.VerdictFilter{Decision: rollback}, 0, 1},
-		{"service+stage", store.VerdictFilter{Service: "service-042", Stage: "wave-3"}, 0, 1},
-		{"service+decision", store.VerdictFilter{Service: "service-042", Decision: rollback}, 0, 1},
-		{"stage+decision", store.VerdictFilter{Stage: "wave-3", Decision: promote}, 0, 1},
-		{"service+stage+decision", store.VerdictFilter{Service: "service-042", Stage: "wave-3", Decision: rollback}, 0, 1},
-		{"all/week", store.VerdictFilter{Since: mid, Until: mid.Add(week)}, 0, 1},
-		{"service/since", store.VerdictFilter{Service: "service-042", Since: mid}, 0, 1},
-		{"decision/until", store.VerdictFilter{Decision: rollback, Until: mid}, 0, 1},
-		{"service+stage+decision/month", store.VerdictFilter{Service: "service-042", Stage: "wave-3", Decision: rollback, Since: mid, Until: mid.Add(30 * 24 * time.Hour)}, 0, 1},
-		{"no-match", store.VerdictFilter{Service: "service-999"}, 0, 1},
-		{"service/pages=5", store.VerdictFilter{Service: "service-042"}, 0, 5},
-		{"all/size=1000", store.VerdictFilter{}, 1000, 1},
-		{"decision/size=1000", store.VerdictFilter{Decision: promote}, 1000, 1},
-	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			ctx := b.Context()
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				page := store.Page{Size: c.size}
-				for range c.pages {
-					vs, next, err := s.ListVerdicts(ctx, c.f, page)
-					if err != nil {
-						b.Fatal(err)
-					}
-					n += len(vs)
-					if page.Token = next; next == "" {
-						break
-					}
-				}
-			}
-			b.ReportMetric(float64(n)/float64(b.N), "verdicts/op")
-		})
-	}
+	storetest.BenchListVerdicts(b, s, start, span)
 }
 
 // loadVerdicts stores n final verdicts directly, pipelined, with the same
 // keys and members as FinishRun, and returns their encoded size.
 func loadVerdicts(ctx context.Context, s *Store, n int, start time.Time, span time.Duration) (int64, error) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	stages := []string{"onebox/us-east-1", "onebox/eu-west-1", "wave-1", "wave-2", "wave-3", "wave-4", "wave-5", "canary", "staging", "prod"}
-	metrics := benchMetrics(10)
+	src := storetest.NewVerdictSource(n, start, span)
 	const perPipe = 5000
 	var total int64
-	step := span / time.Duration(n)
 	pipe := s.c.Pipeline()
 	for i := range n {
-		d := canaryv1.Decision_DECISION_PROMOTE
-		switch r := rng.IntN(10); {
-		case r == 0:
-			d = canaryv1.Decision_DECISION_HOLD
-		case r <= 2:
-			d = canaryv1.Decision_DECISION_ROLLBACK
-		}
-		id := fmt.Sprintf("run-%08d", i)
-		v := &canaryv1.Verdict{
-			RunId:           id,
-			Service:         fmt.Sprintf("service-%03d", rng.IntN(200)),
-			Stage:           stages[rng.IntN(len(stages))],
-			Decision:        d,
-			Reason:          "all metrics within tolerance",
-			DecidingMetrics: []string{"metric_03"},
-			Time:            timestamppb.New(start.Add(time.Duration(i)*step + time.Duration(rng.Int64N(int64(step))))),
-			Final:           true,
-			ConfigName:      "default",
-			ConfigVersion:   3,
-			Metrics:         metrics,
-			RunState:        canaryv1.RunState_RUN_STATE_COMPLETED,
-			Sequence:        42,
-			Confidence:      0.99,
-		}
+		v := src.Verdict(i)
+		id, d := v.GetRunId(), v.GetDecision()
 		data, err := proto.Marshal(v)
 		if err != nil {
 			return 0, err
@@ -203,27 +97,6 @@ func loadVerdicts(ctx context.Context, s *Store, n int, start time.Time, span ti
 		}
 	}
 	return total, nil
-}
-
-func benchMetrics(n int) []*canaryv1.MetricResult {
-	metrics := make([]*canaryv1.MetricResult, n)
-	for i := range metrics {
-		metrics[i] = &canaryv1.MetricResult{
-			Name:      fmt.Sprintf("metric_%02d", i),
-			Category:  canaryv1.MetricCategory_METRIC_CATEGORY_PERFORMANCE,
-			Type:      canaryv1.MetricType_METRIC_TYPE_DISTRIBUTION,
-			Tolerance: 0.1,
-			Outcome:   canaryv1.MetricOutcome_METRIC_OUTCOME_PASS,
-			Baseline:  &canaryv1.CohortSummary{N: 12000, Median: proto.Float64(81.5), P99: proto.Float64(240), Mean: proto.Float64(90.1)},
-			Canary:    &canaryv1.CohortSummary{N: 11800, Median: proto.Float64(83.0), P99: proto.Float64(251), Mean: proto.Float64(91.7)},
-			Effect:    &canaryv1.Effect{Estimate: 1.02, Lower: 0.99, Upper: 1.05, Confidence: 0.99},
-			PValue:    0.41, AdjustedPValue: 1,
-			Test:   "mann-whitney-u",
-			Reason: "canary 2% slower (99% CI -1%..5%), tolerance 10%",
-			Gate:   &canaryv1.Gate{Ready: true, FloorMet: true, PowerMet: true, Unit: "samples"},
-		}
-	}
-	return metrics
 }
 
 // BenchmarkMemoryPerRun stores b.N runs the way the server does and
@@ -252,7 +125,7 @@ func BenchmarkMemoryPerRun(b *testing.B) {
 	cfg := benchConfig(20)
 	verdict := func(id string, final bool) *canaryv1.Verdict {
 		return &canaryv1.Verdict{RunId: id, Decision: canaryv1.Decision_DECISION_PROMOTE, Reason: "all metrics within tolerance",
-			Time: timestamppb.Now(), Final: final, ConfigName: "checkout", ConfigVersion: 3, Metrics: benchMetrics(20), Sequence: 42, Confidence: 0.99}
+			Time: timestamppb.Now(), Final: final, ConfigName: "checkout", ConfigVersion: 3, Metrics: storetest.BenchMetrics(20), Sequence: 42, Confidence: 0.99}
 	}
 	if b.N > 1 {
 		cfgSize, vSize := proto.Size(cfg), proto.Size(verdict("01JD0000000000000000000000", true))
