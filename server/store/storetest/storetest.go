@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Finish/AfterFinish", s.testAfterFinish},
 		{"Verdicts/Filters", s.testListVerdicts},
 		{"Verdicts/PageSizes", s.testListVerdictsPageSizes},
+		{"Verdicts/PageTokenOfOtherFilter", s.testPageTokenOfOtherFilter},
 		{"BadPageTokens", s.testBadPageTokens},
 		{"Persistence", s.testPersistence},
 	}

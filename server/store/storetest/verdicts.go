@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
@@ -272,5 +274,54 @@ func (s *suite) testBadPageTokens(t *testing.T) {
 			_, err := l.list(store.Page{Token: tok})
 			checkErr(t, fmt.Sprintf("%s(token %q)", l.name, tok), err, store.ErrBadPageToken)
 		}
+	}
+}
+
+// testPageTokenOfOtherFilter checks that a page token only works with the
+// filter it was issued for.
+func (st *suite) testPageTokenOfOtherFilter(t *testing.T) {
+	s := st.open(t)
+	ctx := testContext(t)
+	for i, service := range []string{"a", "a", "b", "b", "a"} {
+		id := fmt.Sprintf("r%d", i)
+		if _, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: id, RequestId: id, Service: service, Stage: "s"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		v := &canaryv1.Verdict{Decision: canaryv1.Decision_DECISION_PROMOTE, Time: timestamppb.New(time.Unix(int64(i), 0))}
+		if err := s.FinishRun(ctx, &canaryv1.Run{Id: id, State: canaryv1.RunState_RUN_STATE_COMPLETED, Verdict: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Service a has verdicts r4 (at 4s), r1 (1s) and r0 (0s); the token
+	// points after r4.
+	_, tok, err := s.ListVerdicts(ctx, store.VerdictFilter{Service: "a"}, store.Page{Size: 1})
+	if err != nil || tok == "" {
+		t.Fatalf("ListVerdicts = %q, %v", tok, err)
+	}
+	tests := []struct {
+		f       store.VerdictFilter
+		want    string
+		wantErr error
+	}{
+		{store.VerdictFilter{Service: "a"}, "r1 r0", nil},
+		{store.VerdictFilter{Service: "a", Since: time.Unix(0, 0), Until: time.Unix(100, 0)}, "r1 r0", nil},
+		// A bound changed between pages still bounds the page.
+		{store.VerdictFilter{Service: "a", Until: time.Unix(1, 0)}, "r0", nil},
+		{store.VerdictFilter{Service: "a", Since: time.Unix(1, 0)}, "r1", nil},
+		{store.VerdictFilter{Service: "b"}, "", store.ErrBadPageToken},
+		{store.VerdictFilter{}, "", store.ErrBadPageToken},
+		{store.VerdictFilter{Service: "a", Stage: "s"}, "", store.ErrBadPageToken},
+		{store.VerdictFilter{Service: "a", Decision: canaryv1.Decision_DECISION_PROMOTE}, "", store.ErrBadPageToken},
+	}
+	for _, tt := range tests {
+		vs, _, err := s.ListVerdicts(ctx, tt.f, store.Page{Token: tok})
+		if got := verdictIDs(vs); got != tt.want || !errors.Is(err, tt.wantErr) {
+			t.Errorf("ListVerdicts(%+v, token of service a) = %q, %v; want %q, %v", tt.f, got, err, tt.want, tt.wantErr)
+		}
+	}
+	// The verdicts' run id, service and stage were filled in from the run.
+	vs, _, err := s.ListVerdicts(ctx, store.VerdictFilter{Service: "b", Stage: "s"}, store.Page{})
+	if err != nil || len(vs) != 2 || vs[0].GetRunId() != "r3" || vs[0].GetService() != "b" {
+		t.Errorf("ListVerdicts(b, s) = %v, %v", vs, err)
 	}
 }
