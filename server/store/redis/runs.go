@@ -258,27 +258,10 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, page store.Page
 }
 
 func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page) ([]*canaryv1.Run, string, error) {
-	m := store.FilterMask(f.Service, f.Stage, int32(f.State))
-	fn := filterName(m, f.Service, f.Stage, int32(f.State))
-	after, err := decodeToken(page.Token, kindRuns, fn, store.TimeLen+1)
+	fn := filterName(store.FilterMask(f.Service, f.Stage, int32(f.State)), f.Service, f.Stage, int32(f.State))
+	members, next, err := s.indexPage(ctx, kindRuns, s.k.runIndex(fn), fn, time.Time{}, time.Time{}, page)
 	if err != nil {
 		return nil, "", err
-	}
-	if s.closed() {
-		return nil, "", errClosed
-	}
-	maxB, minB := lexRange(time.Time{}, time.Time{}, after)
-	limit := page.Limit()
-	members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.k.runIndex(fn), Start: maxB, Stop: minB, ByLex: true, Rev: true, Count: int64(limit + 1),
-	}).Result()
-	if err != nil {
-		return nil, "", s.fail(ctx, err)
-	}
-	next := ""
-	if len(members) > limit {
-		members = members[:limit]
-		next = encodeToken(kindRuns, fn, []byte(members[limit-1]))
 	}
 	pipe := s.c.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(members))
@@ -305,6 +288,34 @@ func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page
 		runs = append(runs, run)
 	}
 	return runs, next, nil
+}
+
+// indexPage reads one page of an index sorted set, newest first (ZRANGE
+// BYLEX REV LIMIT): the members between the time bounds (zero: unbounded),
+// after the page token issued for filter fn, and the token of the next
+// page ("" at the end). Runs and verdicts are listed through it.
+func (s *Store) indexPage(ctx context.Context, kind byte, key, fn string, since, until time.Time, page store.Page) ([]string, string, error) {
+	after, err := decodeToken(page.Token, kind, fn, store.TimeLen+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if s.closed() {
+		return nil, "", errClosed
+	}
+	maxB, minB := lexRange(since, until, after)
+	limit := page.Limit()
+	members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: key, Start: maxB, Stop: minB, ByLex: true, Rev: true, Count: int64(limit + 1),
+	}).Result()
+	if err != nil {
+		return nil, "", s.fail(ctx, err)
+	}
+	next := ""
+	if len(members) > limit {
+		members = members[:limit]
+		next = encodeToken(kind, fn, []byte(members[limit-1]))
+	}
+	return members, next, nil
 }
 
 // UpdateRun replaces the latest verdict and the counters of a running run;

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -24,27 +23,10 @@ func (s *Store) ListVerdicts(ctx context.Context, f store.VerdictFilter, page st
 }
 
 func (s *Store) listVerdicts(ctx context.Context, f store.VerdictFilter, page store.Page) ([]*canaryv1.Verdict, string, error) {
-	m := store.FilterMask(f.Service, f.Stage, int32(f.Decision))
-	fn := filterName(m, f.Service, f.Stage, int32(f.Decision))
-	after, err := decodeToken(page.Token, kindVerdicts, fn, store.TimeLen+1)
+	fn := filterName(store.FilterMask(f.Service, f.Stage, int32(f.Decision)), f.Service, f.Stage, int32(f.Decision))
+	members, next, err := s.indexPage(ctx, kindVerdicts, s.k.verdictIndex(fn), fn, f.Since, f.Until, page)
 	if err != nil {
 		return nil, "", err
-	}
-	if s.closed() {
-		return nil, "", errClosed
-	}
-	maxB, minB := lexRange(f.Since, f.Until, after)
-	limit := page.Limit()
-	members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.k.verdictIndex(fn), Start: maxB, Stop: minB, ByLex: true, Rev: true, Count: int64(limit + 1),
-	}).Result()
-	if err != nil {
-		return nil, "", s.fail(ctx, err)
-	}
-	next := ""
-	if len(members) > limit {
-		members = members[:limit]
-		next = encodeToken(kindVerdicts, fn, []byte(members[limit-1]))
 	}
 	if len(members) == 0 {
 		return nil, next, nil
