@@ -278,10 +278,8 @@ func (s *Service) watchTail(ctx context.Context, id string, stream canaryv1.Cana
 		}
 	}
 	var (
-		held     *live // the run whose watchers count this watcher
-		sent     bool
-		lastSeq  uint64
-		lastSent time.Time
+		held *live // the run whose watchers count this watcher
+		w    watchSent
 	)
 	defer func() {
 		if held != nil {
@@ -311,25 +309,14 @@ func (s *Service) watchTail(ctx context.Context, id string, stream canaryv1.Cana
 		if d := bakeEnd(lr.run).Sub(s.now()); d > 0 {
 			wait = min(wait, d)
 		}
-		v, err := s.verdictNow(lr)
-		final := lr.finished()
-		lr.mu.Unlock()
-		if err != nil {
-			return s.status(err)
-		}
-		if !sent || v.GetSequence() != lastSeq || final {
-			if err := stream.Send(&canaryv1.WatchVerdictResponse{Verdict: v}); err != nil {
-				return err
-			}
-			sent, lastSeq, lastSent = true, v.GetSequence(), time.Now()
-		}
-		if final {
-			return nil
+		final, err := s.judgeAndSend(stream, lr, &w)
+		if err != nil || final {
+			return err
 		}
 		if err := s.waitTail(ctx, id, cur, wait); err != nil {
 			return shutdownErr(err)
 		}
-		if d := watchInterval - time.Since(lastSent); d > 0 {
+		if d := watchInterval - time.Since(w.lastSent); d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:

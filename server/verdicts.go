@@ -205,11 +205,7 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 		lr.mu.Unlock()
 	}()
 
-	var (
-		sent     bool
-		lastSeq  uint64
-		lastSent time.Time
-	)
+	var w watchSent
 	for {
 		lr.mu.Lock()
 		if lr.evicted {
@@ -229,26 +225,41 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 		if d := bakeEnd(lr.run).Sub(s.now()); d > 0 {
 			untilBake = d
 		}
-		v, err := s.verdictNow(lr)
-		final := lr.finished()
-		lr.mu.Unlock()
-		if err != nil {
-			return s.status(err)
+		final, err := s.judgeAndSend(stream, lr, &w)
+		if err != nil || final {
+			return err
 		}
-		if !sent || v.GetSequence() != lastSeq || final {
-			if err := stream.Send(&canaryv1.WatchVerdictResponse{Verdict: v}); err != nil {
-				return err
-			}
-			sent, lastSeq, lastSent = true, v.GetSequence(), time.Now()
-		}
-		if final {
-			return nil
-		}
-
-		if err := s.waitChange(ctx, changed, untilBake, lastSent); err != nil {
+		if err := s.waitChange(ctx, changed, untilBake, w.lastSent); err != nil {
 			return s.status(err)
 		}
 	}
+}
+
+// watchSent is what a WatchVerdict stream has sent so far.
+type watchSent struct {
+	sent     bool
+	lastSeq  uint64
+	lastSent time.Time
+}
+
+// judgeAndSend judges lr, whose lock the caller holds and which it
+// releases, and sends the verdict on the stream unless it is the one sent
+// last; final reports that the run has finished (the stream's end). Errors
+// are gRPC statuses.
+func (s *Service) judgeAndSend(stream canaryv1.CanaryService_WatchVerdictServer, lr *live, w *watchSent) (final bool, err error) {
+	v, err := s.verdictNow(lr)
+	final = lr.finished()
+	lr.mu.Unlock()
+	if err != nil {
+		return false, s.status(err)
+	}
+	if !w.sent || v.GetSequence() != w.lastSeq || final {
+		if err := stream.Send(&canaryv1.WatchVerdictResponse{Verdict: v}); err != nil {
+			return false, err
+		}
+		w.sent, w.lastSeq, w.lastSent = true, v.GetSequence(), time.Now()
+	}
+	return final, nil
 }
 
 // waitChange waits for changed to close or the bake time to end (after
