@@ -52,11 +52,14 @@ func evaluate(m *Metric, md *MetricData, cfg *Config, seq, pOnly bool) MetricRes
 		pOnly: pOnly,
 	}
 	g.kb, g.kc = b.Instances.Len(), c.Instances.Len()
-	zcrit := distuv.UnitNormal.Quantile(1 - g.alpha)
-	if seq {
-		zcrit = SeqMeanBoundary(min(0.5, 2*g.alpha))
+	g.phi = 1
+	if g.kb+g.kc > 2 { // fewer instances carry no between-instance variance
+		zcrit := distuv.UnitNormal.Quantile(1 - g.alpha)
+		if seq {
+			zcrit = SeqMeanBoundary(min(0.5, 2*g.alpha))
+		}
+		g.phi = DesignEffect(c.Instances.moments(), b.Instances.moments(), 1, g.alpha, zcrit)
 	}
-	g.phi = DesignEffect(c.Instances.moments(), b.Instances.moments(), 1, g.alpha, zcrit)
 	switch m.Type {
 	case TypeRate:
 		evalRate(&r, m, b, c, cfg, g)
