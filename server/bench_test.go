@@ -69,28 +69,7 @@ func benchIngestStream(b *testing.B, size int) {
 	}
 	runID := resp.GetRun().GetId()
 
-	// A pool of distinct columns, reused with fresh batch ids.
-	rng := rand.New(rand.NewPCG(1, 2))
-	pool := make([][2][]float64, 8)
-	for i := range pool {
-		for c := range pool[i] {
-			vs := make([]float64, size/2)
-			for j := range vs {
-				vs[j] = 80 * math.Exp(0.4*rng.NormFloat64())
-			}
-			pool[i][c] = vs
-		}
-	}
-	batch := func(i int) *canaryv1.IngestStreamRequest {
-		p := pool[i%len(pool)]
-		return &canaryv1.IngestStreamRequest{Batch: &canaryv1.Batch{
-			RunId: runID, BatchId: strconv.Itoa(i),
-			Columns: []*canaryv1.MetricColumn{
-				{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Values: p[0]},
-				{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Values: p[1]},
-			},
-		}}
-	}
+	batch := benchBatches(runID, size)
 
 	b.ReportAllocs()
 	b.SetBytes(int64(8 * size))
@@ -210,4 +189,31 @@ func judgeBenchRun(b *testing.B) (*env, *live) {
 		b.Fatal(err)
 	}
 	return e, lr
+}
+
+// benchBatches returns the i-th ingest request of the ingest benchmarks:
+// size latency observations (half per cohort) from a pool of 8 distinct
+// column pairs, reused with fresh batch ids.
+func benchBatches(runID string, size int) func(i int) *canaryv1.IngestStreamRequest {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pool := make([][2][]float64, 8)
+	for i := range pool {
+		for c := range pool[i] {
+			vs := make([]float64, size/2)
+			for j := range vs {
+				vs[j] = 80 * math.Exp(0.4*rng.NormFloat64())
+			}
+			pool[i][c] = vs
+		}
+	}
+	return func(i int) *canaryv1.IngestStreamRequest {
+		p := pool[i%len(pool)]
+		return &canaryv1.IngestStreamRequest{Batch: &canaryv1.Batch{
+			RunId: runID, BatchId: strconv.Itoa(i),
+			Columns: []*canaryv1.MetricColumn{
+				{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Values: p[0]},
+				{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Values: p[1]},
+			},
+		}}
+	}
 }
