@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -237,5 +238,74 @@ func (s *suite) testConcurrentAppend(t *testing.T) {
 		if n != 1 || !want[key] {
 			t.Errorf("batch %s read %d times", key, n)
 		}
+	}
+}
+
+// testInvalidInput: every malformed call is a plain error (no sentinel),
+// and stores nothing.
+func (st *suite) testInvalidInput(t *testing.T) {
+	s := st.open(t)
+	ctx := testContext(t)
+	long := strings.Repeat("x", store.MaxIDLen+1)
+	if _, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r", RequestId: "q"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Snapshot(ctx, "r", 0, []byte("s0")); err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]func() error{
+		"PutConfig without name": func() error { _, _, err := s.PutConfig(ctx, &canaryv1.CanaryConfig{}, ""); return err },
+		"CreateRun without id":   func() error { _, _, err := s.CreateRun(ctx, &canaryv1.Run{RequestId: "q2"}, nil); return err },
+		"CreateRun with a long service": func() error {
+			_, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r2", Service: long}, nil)
+			return err
+		},
+		"CreateRun finished": func() error {
+			_, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r3", State: canaryv1.RunState_RUN_STATE_COMPLETED}, nil)
+			return err
+		},
+		"CreateRun reusing a run id": func() error { _, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r", RequestId: "q4"}, nil); return err },
+		"CreateRun reusing a run id, no request id": func() error {
+			_, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r", Service: "other"}, nil)
+			return err
+		},
+		"AppendBatch without id":     func() error { _, err := s.AppendBatch(ctx, "r", "", []byte("d")); return err },
+		"AppendBatch with a long id": func() error { _, err := s.AppendBatch(ctx, "r", long, []byte("d")); return err },
+		"FinishRun without verdict": func() error {
+			return s.FinishRun(ctx, &canaryv1.Run{Id: "r", State: canaryv1.RunState_RUN_STATE_COMPLETED})
+		},
+		"FinishRun to RUNNING": func() error {
+			return s.FinishRun(ctx, &canaryv1.Run{Id: "r", State: canaryv1.RunState_RUN_STATE_RUNNING, Verdict: &canaryv1.Verdict{}})
+		},
+		"FinishRun with a long verdict service": func() error {
+			return s.FinishRun(ctx, &canaryv1.Run{Id: "r", State: canaryv1.RunState_RUN_STATE_COMPLETED, Verdict: &canaryv1.Verdict{Service: long}})
+		},
+		"Snapshot folding more than stored": func() error { return s.Snapshot(ctx, "r", 1, []byte("s1")) },
+		"Snapshot with negative n":          func() error { return s.Snapshot(ctx, "r", -1, []byte("s1")) },
+	}
+	for name, call := range calls {
+		err := call()
+		if err == nil {
+			t.Errorf("%s succeeded, want an error", name)
+			continue
+		}
+		for _, sentinel := range []error{store.ErrNotFound, store.ErrFinished, store.ErrConflict, store.ErrUnavailable} {
+			if errors.Is(err, sentinel) {
+				t.Errorf("%s = %v, want a plain error", name, err)
+			}
+		}
+	}
+	// Nothing was stored.
+	var got []string
+	err := s.ReadBatches(ctx, "r", func(snap bool, d []byte) error { got = append(got, string(d)); return nil })
+	if err != nil || strings.Join(got, ",") != "s0" {
+		t.Errorf("ReadBatches = %q, %v; want [s0]", got, err)
+	}
+	runs, _, err := s.ListRuns(ctx, store.RunFilter{}, store.Page{})
+	if err != nil || len(runs) != 1 || runs[0].GetState() != canaryv1.RunState_RUN_STATE_RUNNING {
+		t.Errorf("ListRuns = %v, %v; want the one running run", runs, err)
+	}
+	if runs, _, err := s.ListRuns(ctx, store.RunFilter{Service: "other"}, store.Page{}); err != nil || len(runs) != 0 {
+		t.Errorf("ListRuns(service other) = %s, %v; want none", runIDs(runs), err)
 	}
 }

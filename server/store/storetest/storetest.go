@@ -83,6 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Verdicts/PageSizes", s.testListVerdictsPageSizes},
 		{"Verdicts/PageTokenOfOtherFilter", s.testPageTokenOfOtherFilter},
 		{"BadPageTokens", s.testBadPageTokens},
+		{"InvalidInput", s.testInvalidInput},
 		{"Persistence", s.testPersistence},
 	}
 	for _, tt := range tests {
