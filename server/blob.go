@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/analysis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 // What the service stores for a run's data, through store.AppendBatch and
@@ -53,6 +54,16 @@ func decodeDelta(cfg *analysis.Config, b []byte) (time.Time, *analysis.Data, err
 		return time.Time{}, nil, fmt.Errorf("decode delta: %w", err)
 	}
 	return at, d, nil
+}
+
+// snapshotOf encodes a run's data with the counters its record holds.
+func snapshotOf(run *canaryv1.Run, d *analysis.Data) ([]byte, error) {
+	c := run.GetCounters()
+	return encodeSnapshot(snapshotHeader{
+		batches:    c.GetBatches(),
+		duplicates: c.GetDuplicateBatches(),
+		lastIngest: c.GetLastIngestTime().AsTime(),
+	}, d)
 }
 
 func encodeSnapshot(h snapshotHeader, d *analysis.Data) ([]byte, error) {

@@ -331,12 +331,7 @@ func (s *Service) snapshot(lr *live) {
 	if err = waitIdle(ctx, lr); err == nil {
 		n, gen, run = lr.sinceSnap, lr.gen, lr.record()
 		if lr.data != nil && n > 0 {
-			c := run.GetCounters()
-			blob, err = encodeSnapshot(snapshotHeader{
-				batches:    c.GetBatches(),
-				duplicates: c.GetDuplicateBatches(),
-				lastIngest: c.GetLastIngestTime().AsTime(),
-			}, lr.data)
+			blob, err = snapshotOf(run, lr.data)
 		}
 		lr.mu.Unlock()
 	}

@@ -221,12 +221,7 @@ func (s *Service) snapshotTail(lr *live) {
 	)
 	n, cur, gen, run := lr.sinceSnap, lr.cursor, lr.gen, lr.record()
 	if lr.data != nil && n > 0 && cur.ID != "" {
-		c := run.GetCounters()
-		blob, err = encodeSnapshot(snapshotHeader{
-			batches:    c.GetBatches(),
-			duplicates: c.GetDuplicateBatches(),
-			lastIngest: c.GetLastIngestTime().AsTime(),
-		}, lr.data)
+		blob, err = snapshotOf(run, lr.data)
 	}
 	lr.mu.Unlock()
 	if err == nil && blob != nil {
