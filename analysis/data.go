@@ -52,6 +52,27 @@ type Record struct {
 	Time time.Time
 	// Instance optionally names the host or pod that produced the sample.
 	Instance string
+	// Histogram, when set, makes the record many observations of a
+	// distribution metric known only up to buckets (a Prometheus or
+	// OpenTelemetry histogram over an interval); Value is then unused.
+	Histogram *Histogram
+}
+
+// Histogram is a set of observations known only up to buckets: Counts[i]
+// observations lie in (Bounds[i−1], Bounds[i]] (the first bucket from 0),
+// as Prometheus classic histograms (after differencing their cumulative
+// `le` counts), OpenTelemetry explicit-bucket histograms and native
+// (exponential) histograms deliver them. The last bound may be +Inf.
+type Histogram struct {
+	// Bounds are the buckets' upper bounds, strictly increasing, > 0.
+	Bounds []float64
+	// Counts are the observations per bucket (not cumulative), whole and
+	// >= 0; the same length as Bounds.
+	Counts []float64
+	// Sum is the sum of the observations when HasSum (a histogram's _sum):
+	// with it the mean is known exactly, which the judge's mean test uses.
+	Sum    float64
+	HasSum bool
 }
 
 // Data accumulates the samples of one run, per metric and cohort, in

@@ -18,6 +18,11 @@ type Options struct {
 	// Without it the fixed-sample tests are used, valid for one look at a
 	// finished data set (canaryctl analyze).
 	Sequential bool
+	// ExpectedShare, when in (0, 1), is the canary's planned share of the
+	// traffic (the run's canary_traffic_share): the sample-ratio check
+	// tests the canary's share of requests against it. Zero means the
+	// check uses the canary's own share early in the run.
+	ExpectedShare float64
 }
 
 // Judge decides PROMOTE, HOLD or ROLLBACK for the data of one run. This
