@@ -88,6 +88,27 @@ type Config struct {
 	Power float64 `json:"power"`
 	// Metrics are judged together.
 	Metrics []Metric `json:"metrics"`
+	// Traffic configures the sample-ratio check of the canary's share of
+	// the traffic (traffic.go), on by default.
+	Traffic TrafficCheck `json:"traffic"`
+}
+
+// TrafficCheck configures the sample-ratio check: a canary whose share of
+// the traffic falls below (1 − Tolerance) times the expected one is a
+// regression of the stability metric "traffic_share".
+type TrafficCheck struct {
+	// Metric names the rate metric whose exposure counts the traffic; ""
+	// means the first rate metric whose exposure unit is requests (without
+	// one, there is no check).
+	Metric string `json:"metric,omitempty"`
+	// Tolerance is the relative drop of the share accepted; Normalize
+	// turns 0 into DefaultTrafficTolerance (0.5).
+	Tolerance float64 `json:"tolerance,omitempty"`
+	// Critical makes a regression roll back at once; Normalize turns nil
+	// into true.
+	Critical *bool `json:"critical,omitempty"`
+	// Disabled turns the check off.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Metric configures one metric.
@@ -269,6 +290,19 @@ func (p parser) config(n *yaml.Node, c *Config) {
 		"window":     func(fp string, v *yaml.Node) { p.duration(fp, v, &c.Window) },
 		"confidence": func(fp string, v *yaml.Node) { p.num(fp, v, &c.Confidence) },
 		"power":      func(fp string, v *yaml.Node) { p.num(fp, v, &c.Power) },
+		"traffic": func(fp string, v *yaml.Node) {
+			t := &c.Traffic
+			p.fields(v, fp, map[string]func(string, *yaml.Node){
+				"metric":    func(fp string, v *yaml.Node) { p.str(fp, v, &t.Metric) },
+				"tolerance": func(fp string, v *yaml.Node) { p.num(fp, v, &t.Tolerance) },
+				"critical": func(fp string, v *yaml.Node) {
+					var b bool
+					p.boolean(fp, v, &b)
+					t.Critical = &b
+				},
+				"disabled": func(fp string, v *yaml.Node) { p.boolean(fp, v, &t.Disabled) },
+			})
+		},
 		"metrics": func(fp string, v *yaml.Node) {
 			if v.Kind != yaml.SequenceNode {
 				p.errs.add(fp, "must be a list of metrics (line %d)", v.Line)
@@ -348,6 +382,25 @@ func (c *Config) Normalize() error {
 			errs.add(path+".name", "%q is also the name of metrics[%d]", m.Name, j)
 		}
 		names[m.Name] = i
+		if m.Name == TrafficName {
+			errs.add(path+".name", "%q is reserved for the sample-ratio check", TrafficName)
+		}
+	}
+	t := &c.Traffic
+	if t.Tolerance == 0 {
+		t.Tolerance = DefaultTrafficTolerance
+	}
+	if t.Critical == nil {
+		t.Critical = new(bool)
+		*t.Critical = true
+	}
+	switch {
+	case !(t.Tolerance > 0 && t.Tolerance < 1):
+		errs.add("traffic.tolerance", "must be in (0, 1) (got %v)", t.Tolerance)
+	case t.Metric != "" && c.Metric(t.Metric) < 0:
+		errs.add("traffic.metric", "%q is not a metric of the config", t.Metric)
+	case t.Metric != "" && c.Metrics[c.Metric(t.Metric)].Type != TypeRate:
+		errs.add("traffic.metric", "%q is not a rate metric: the traffic is a rate metric's exposure", t.Metric)
 	}
 	return errs.err()
 }
@@ -401,6 +454,11 @@ func (m *Metric) normalize(path string, errs *FieldErrors) {
 		m.DetectableEffect = m.Tolerance
 		if m.DetectableEffect == 0 {
 			m.DetectableEffect = DefaultDetectableEffect
+		}
+		if m.BadDirection != Increase && m.Tolerance < 1 {
+			// A decrease cannot reach 100%: keep tolerance + effect below
+			// 1, halfway from the tolerance to 100% at most.
+			m.DetectableEffect = min(m.DetectableEffect, (1-m.Tolerance)/2)
 		}
 	}
 	switch {

@@ -1,11 +1,9 @@
 package analysis
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 )
 
@@ -76,70 +74,92 @@ type Histogram struct {
 }
 
 // Data accumulates the samples of one run, per metric and cohort, in
-// bounded memory. It is not safe for concurrent use.
+// bounded memory: the whole run's summaries (for reports) and the time
+// strata the tests compare within (strata.go). It is not safe for
+// concurrent use.
+//
+// Data is a function of the set of samples added to it: merging deltas in
+// any order, splitting them differently, or adding the same samples one by
+// one gives the same Data (up to the rounding of floating-point sums), so
+// that a run's verdict does not depend on the order in which its batches
+// arrive. The warm-up therefore starts at an explicit start (SetStart: the
+// run's creation, or for a finished data set its first sample), never at
+// whichever sample happens to come first.
 type Data struct {
 	cfg     *Config
 	metrics []MetricData
 	start   [2]time.Time
-	// With a config Window, the samples of the newest MaxEpochs epochs
-	// (time slices of one Window on a grid fixed to the Unix epoch, so
-	// that every replica and every merge order cuts them alike), and the
-	// index of the first epoch that had samples.
-	epochs     []epoch
-	firstEpoch int64
-	hasEpoch   bool
+	strata  strata
 }
 
-// MaxEpochs is the number of most recent windows whose samples a Data
-// keeps apart for the window tests (see Config.Window).
-const MaxEpochs = 4
-
-// epoch holds the samples of one time slice.
-type epoch struct {
-	index   int64
-	metrics []MetricData
-}
-
-// MetricData is the state of one metric: one accumulator per cohort.
+// MetricData is the whole-run state of one metric: one accumulator per
+// cohort.
 type MetricData struct {
 	Cohorts [2]CohortData
 }
 
-// CohortData holds what the tests need of one metric in one cohort. Only
-// the part that matches the metric's type is used.
+// CohortData holds the whole-run summaries of one metric in one cohort.
+// Only the part that matches the metric's type is used.
 type CohortData struct {
-	// Dist holds the observations of a distribution metric.
+	// Dist holds the observations of a distribution metric, for its
+	// quantiles (reports, plots); the tests use the strata.
 	Dist Dist
-	// Moments holds the observations of a mean metric.
+	// Moments summarizes the values of a distribution or mean metric.
 	Moments Moments
 	// Count and Total are the events and exposure of a rate metric, and
 	// Records the number of count records that made them.
 	Count, Total float64
 	Records      uint64
 	// Instances summarizes the samples per instance (Record.Instance), for
-	// the cluster-robust variance of DesignEffect.
-	Instances Instances
+	// the cluster-robust variance of DesignEffect: Moments of the values
+	// (mean, distribution) or BernoulliMoments (rate); LogInstances the
+	// Moments of the logarithms of a distribution's positive values.
+	Instances    Instances
+	LogInstances Instances
 	// Warmup counts samples dropped because they fell in the warm-up.
 	Warmup uint64
+	// Censored counts the observations known only up to a histogram
+	// bucket, and NonInteger the positive observations that are not whole
+	// numbers: the tests on the logarithm of a distribution are biased on
+	// coarse values (see evalDistribution).
+	Censored   uint64
+	NonInteger uint64
 }
 
 // NewData returns empty Data for a normalized config.
 func NewData(cfg *Config) *Data {
-	return &Data{cfg: cfg, metrics: make([]MetricData, len(cfg.Metrics))}
+	return &Data{cfg: cfg, metrics: make([]MetricData, len(cfg.Metrics)), strata: strata{metrics: len(cfg.Metrics)}}
 }
 
 // Config returns the config the Data was made for.
 func (d *Data) Config() *Config { return d.cfg }
 
-// Metric returns the state of metric i of the config.
+// Metric returns the whole-run state of metric i of the config.
 func (d *Data) Metric(i int) *MetricData { return &d.metrics[i] }
 
-// SetStart sets the start of a cohort, from which its warm-up is counted.
-// Without it, the time of the cohort's first timed sample is its start.
+// SetStart sets the start of a cohort, from which its warm-up is counted:
+// the run's creation for a live run, the cohort's first sample for a
+// finished data set. Without it, no sample of the cohort is in a warm-up.
+// It must be set before samples are added.
 func (d *Data) SetStart(c Cohort, t time.Time) { d.start[c] = t }
 
 // Start returns the start of a cohort (zero if unknown).
 func (d *Data) Start(c Cohort) time.Time { return d.start[c] }
+
+// runStart returns the start of the run: the earlier cohort start, else
+// the start of the oldest timed stratum (zero without either).
+func (d *Data) runStart() time.Time {
+	var t time.Time
+	for _, s := range d.start {
+		if !s.IsZero() && (t.IsZero() || s.Before(t)) {
+			t = s
+		}
+	}
+	if t.IsZero() {
+		t = d.strata.oldest()
+	}
+	return t
+}
 
 // Errors returned by Check and Add; they are wrapped with the field.
 var (
@@ -147,9 +167,23 @@ var (
 	ErrWrongKind     = errors.New("wrong kind of sample for the metric")
 )
 
+// Bounds on what a sample may carry. They keep every sum the judge forms
+// finite (a value of 1.8e308 or an exposure of 1e308 overflowed before)
+// and are far beyond any real measurement: 1e15 ms is 31,000 years, 1e15
+// requests a million years of a million requests a second.
+const (
+	// MaxValue bounds the magnitude of values, counts, exposures,
+	// histogram bounds, counts and sums.
+	MaxValue = 1e15
+	// MaxBuckets bounds the buckets of one histogram (OpenTelemetry's
+	// exponential histograms default to 160).
+	MaxBuckets = 1024
+)
+
 // Check validates a record against the config without adding it, so that
 // a batch can be validated whole before any of it is stored. The error is
-// a *FieldError naming the record's field.
+// a *FieldError naming the record's field (for a histogram, as
+// "histogram.counts[3]").
 func (d *Data) Check(r *Record) error {
 	i := d.cfg.Metric(r.Metric)
 	if i < 0 {
@@ -161,28 +195,73 @@ func (d *Data) Check(r *Record) error {
 	return checkSample(&d.cfg.Metrics[i], r)
 }
 
+// checkSample is the one place where a sample's numbers are validated.
 func checkSample(m *Metric, r *Record) error {
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-	if m.Type == TypeRate {
-		switch {
-		case !r.IsCount:
-			return &FieldError{Field: "value", Msg: fmt.Sprintf("metric %q is a rate: send count and total, not value", m.Name)}
-		case !finite(r.Count) || r.Count < 0 || r.Count != math.Trunc(r.Count):
-			return &FieldError{Field: "count", Msg: "must be a whole number >= 0"}
-		case !finite(r.Total) || r.Total < 0:
-			return &FieldError{Field: "total", Msg: "must be a finite number >= 0"}
-		case r.Count > r.Total:
-			return &FieldError{Field: "count", Msg: fmt.Sprintf("count %v exceeds total %v", r.Count, r.Total)}
-		}
-		return nil
+	inRange := func(v float64) bool { return v >= 0 && v <= MaxValue } // false for NaN
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 	switch {
+	case m.Type == TypeRate:
+		switch {
+		case !r.IsCount:
+			return bad("value", "metric %q is a rate: send count and total, not value", m.Name)
+		case !inRange(r.Count) || r.Count != math.Trunc(r.Count):
+			return bad("count", "must be a whole number from 0 to %g", MaxValue)
+		case !inRange(r.Total):
+			return bad("total", "must be a number from 0 to %g", MaxValue)
+		case r.Count > r.Total:
+			return bad("count", "count %v exceeds total %v", r.Count, r.Total)
+		}
+		return nil
 	case r.IsCount:
-		return &FieldError{Field: "count", Msg: fmt.Sprintf("metric %q is a %s metric: send value, not count and total", m.Name, m.Type)}
-	case !finite(r.Value):
-		return &FieldError{Field: "value", Msg: "must be a finite number"}
+		return bad("count", "metric %q is a %s metric: send value, not count and total", m.Name, m.Type)
+	case r.Histogram != nil:
+		if m.Type != TypeDistribution {
+			return bad("histogram", "metric %q is a %s metric: histograms are for distribution metrics", m.Name, m.Type)
+		}
+		return checkHistogram(r.Histogram)
+	case math.IsNaN(r.Value) || math.Abs(r.Value) > MaxValue:
+		return bad("value", "must be a number from %g to %g", -MaxValue, MaxValue)
 	case m.Type == TypeDistribution && r.Value < 0:
-		return &FieldError{Field: "value", Msg: fmt.Sprintf("metric %q is a distribution of non-negative quantities (latency, CPU); use type mean for signed values", m.Name)}
+		return bad("value", "metric %q is a distribution of non-negative quantities (latency, CPU); use type mean for signed values", m.Name)
+	}
+	return nil
+}
+
+func checkHistogram(h *Histogram) error {
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: "histogram." + field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch n := len(h.Bounds); {
+	case n == 0:
+		return bad("bounds", "at least one bucket is required")
+	case n > MaxBuckets:
+		return bad("bounds", "%d buckets, more than %d", n, MaxBuckets)
+	case len(h.Counts) != n:
+		return bad("counts", "has %d entries, bounds has %d: they must pair up", len(h.Counts), n)
+	}
+	total := 0.0
+	for k, ub := range h.Bounds {
+		last := k == len(h.Bounds)-1
+		switch {
+		case math.IsInf(ub, 1) && last:
+		case !(ub > 0 && ub <= MaxValue):
+			return bad(fmt.Sprintf("bounds[%d]", k), "must be > 0 and <= %g (only the last may be +Inf)", MaxValue)
+		case k > 0 && !(ub > h.Bounds[k-1]):
+			return bad(fmt.Sprintf("bounds[%d]", k), "must be greater than bounds[%d]: bounds increase strictly", k-1)
+		}
+		c := h.Counts[k]
+		if !(c >= 0 && c <= MaxValue) || c != math.Trunc(c) {
+			return bad(fmt.Sprintf("counts[%d]", k), "must be a whole number from 0 to %g", MaxValue)
+		}
+		total += c
+	}
+	if total > MaxValue {
+		return bad("counts", "hold %g observations, more than %g", total, MaxValue)
+	}
+	if h.HasSum && !(h.Sum >= 0 && h.Sum <= MaxValue*MaxValue) {
+		return bad("sum", "must be a number >= 0 (the sum of non-negative observations)")
 	}
 	return nil
 }
@@ -196,150 +275,180 @@ func (d *Data) Add(r *Record) error {
 	i := d.cfg.Metric(r.Metric)
 	c := &d.metrics[i].Cohorts[r.Cohort]
 	if d.inWarmup(r.Cohort, r.Time) {
-		c.Warmup++
+		c.Warmup += r.observations()
 		return nil
 	}
 	m := &d.cfg.Metrics[i]
-	if err := addRecord(c, m, r); err != nil {
-		return err
-	}
-	if e := d.epochOf(r.Time); e != nil {
-		return addRecord(&e[i].Cohorts[r.Cohort], m, r)
-	}
-	return nil
-}
-
-// addRecord adds a validated record to one cohort's state.
-func addRecord(c *CohortData, m *Metric, r *Record) error {
+	st := &d.strata.cells(r.Time, i)[r.Cohort]
 	key := InstanceKey(r.Instance)
-	switch m.Type {
-	case TypeRate:
+	switch {
+	case m.Type == TypeRate:
 		c.Count += r.Count
 		c.Total += r.Total
 		c.Records++
 		c.Instances.Add(key, BernoulliMoments(r.Count, r.Total))
-		return nil
-	case TypeMean:
-		c.Moments.Add(r.Value)
+		st.count += r.Count
+		st.total += r.Total
+		st.records++
+	case r.Histogram != nil:
+		raw, slack := histogramMoments(r.Histogram)
+		h := r.Histogram
+		for k, n := range h.Counts {
+			if n > 0 {
+				lo, hi := bucketOf(h, k)
+				c.Dist.AddN(bucketPoint(lo, hi), uint64(n))
+			}
+		}
+		c.Moments.Merge(raw)
+		c.Censored += uint64(raw.N)
+		c.Instances.Add(key, raw)
+		st.raw.Merge(raw)
+		st.slack += slack
 	default:
-		if err := c.Dist.Add(r.Value); err != nil {
-			return err
+		v := r.Value
+		if m.Type == TypeDistribution {
+			c.Dist.Add(v)
+			if v > 0 {
+				l := Moments{N: 1, Mean: math.Log(v)}
+				c.LogInstances.Add(key, l)
+				st.log.Merge(l)
+			}
+			if v != math.Trunc(v) {
+				c.NonInteger++
+			}
 		}
-		if r.Value > 0 {
-			c.Instances.Add(key, Moments{N: 1, Mean: math.Log(r.Value)})
-		}
-		return nil
+		one := Moments{N: 1, Mean: v}
+		c.Moments.Merge(one)
+		c.Instances.Add(key, one)
+		st.raw.Merge(one)
 	}
-	c.Instances.Add(key, Moments{N: 1, Mean: r.Value})
 	return nil
 }
 
-// epochOf returns the per-epoch state of the epoch holding t, creating it
-// if needed, or nil when the config has no window, t is zero, or the
-// epoch is older than the MaxEpochs newest.
-func (d *Data) epochOf(t time.Time) []MetricData {
-	if d.cfg.Window <= 0 || t.IsZero() {
-		return nil
+// observations returns how many observations a record carries.
+func (r *Record) observations() uint64 {
+	if r.Histogram == nil {
+		return 1
 	}
-	ns, w := t.UnixNano(), int64(d.cfg.Window)
-	idx := ns / w
-	if ns%w < 0 {
-		idx-- // floor for times before 1970
+	n := 0.0
+	for _, c := range r.Histogram.Counts {
+		n += c
 	}
-	return d.epoch(idx)
+	return uint64(n)
 }
 
-// noteEpoch records that epoch idx had samples.
-func (d *Data) noteEpoch(idx int64) {
-	if !d.hasEpoch || idx < d.firstEpoch {
-		d.firstEpoch, d.hasEpoch = idx, true
+// bucketOf returns the bounds (lo, hi] of bucket k of a histogram.
+func bucketOf(h *Histogram, k int) (lo, hi float64) {
+	if k > 0 {
+		lo = h.Bounds[k-1]
 	}
+	return lo, h.Bounds[k]
 }
 
-// epoch returns the state of epoch idx (see epochOf).
-func (d *Data) epoch(idx int64) []MetricData {
-	d.noteEpoch(idx)
-	i, ok := slices.BinarySearchFunc(d.epochs, idx, func(e epoch, k int64) int { return cmp.Compare(e.index, k) })
-	if ok {
-		return d.epochs[i].metrics
+// bucketPoint is the value a bucket's observations are represented by in
+// a Dist and in the Moments: the midpoint, or the lower bound of the
+// unbounded last bucket.
+func bucketPoint(lo, hi float64) float64 {
+	if math.IsInf(hi, 1) {
+		return lo
 	}
-	if len(d.epochs) == MaxEpochs {
-		if i == 0 {
-			return nil // older than every epoch kept
-		}
-		d.epochs = slices.Delete(d.epochs, 0, 1)
-		i--
-	}
-	d.epochs = slices.Insert(d.epochs, i, epoch{index: idx, metrics: make([]MetricData, len(d.metrics))})
-	return d.epochs[i].metrics
+	return lo + (hi-lo)/2
 }
 
-// Window is the data of one window test: the samples since the start of
-// an epoch.
-type Window struct {
-	// Start is when the window began; Index counts the windows since the
-	// first epoch with samples (1 for the second epoch).
-	Start time.Time
-	Index int64
-	data  []MetricData
-}
-
-// Metric returns the window's state of metric i.
-func (w *Window) Metric(i int) *MetricData { return &w.data[i] }
-
-// Windows returns the window tests' data: for each kept epoch after the
-// run's first, the samples from its start on. It is empty unless the
-// config has a Window.
-func (d *Data) Windows() []Window {
-	var out []Window
-	acc := make([]MetricData, len(d.metrics))
-	for k := len(d.epochs) - 1; k >= 0; k-- {
-		e := &d.epochs[k]
-		for i := range acc {
-			acc[i].merge(&e.metrics[i])
+// histogramMoments returns the Moments of the observations of a
+// histogram and its slack. The mean is Sum/N when the histogram has a sum
+// (then exact, and the slack is 0); otherwise the mean of the buckets'
+// midpoints, and the slack Σ count·(hi − lo)/2 bounds how far N·mean is
+// from the true sum (+Inf when observations lie in the unbounded bucket).
+// The variance is that of the midpoints plus, within each bounded bucket,
+// that of a uniform distribution over it, width²/12 (Sheppard's
+// correction, the other way round: Kendall and Stuart, "The Advanced
+// Theory of Statistics", vol. 1, §3.18): an estimate, where only the mean
+// can be exact.
+func histogramMoments(h *Histogram) (m Moments, slack float64) {
+	var n, s float64
+	for k, c := range h.Counts {
+		if c == 0 {
+			continue
 		}
-		if e.index <= d.firstEpoch {
-			break
+		lo, hi := bucketOf(h, k)
+		n += c
+		s += c * bucketPoint(lo, hi)
+		if math.IsInf(hi, 1) {
+			slack = math.Inf(1)
+		} else {
+			slack += c * (hi - lo) / 2
 		}
-		w := Window{Start: time.Unix(0, e.index*int64(d.cfg.Window)).UTC(), Index: e.index - d.firstEpoch,
-			data: make([]MetricData, len(acc))}
-		for i := range acc {
-			w.data[i].merge(&acc[i])
-		}
-		out = append(out, w)
 	}
-	return out
+	if n == 0 {
+		return Moments{}, 0
+	}
+	mean := s / n
+	if h.HasSum {
+		mean, slack = h.Sum/n, 0
+	}
+	var m2 float64
+	for k, c := range h.Counts {
+		if c == 0 {
+			continue
+		}
+		lo, hi := bucketOf(h, k)
+		d := bucketPoint(lo, hi) - mean
+		m2 += c * d * d
+		if !math.IsInf(hi, 1) {
+			m2 += c * (hi - lo) * (hi - lo) / 12
+		}
+	}
+	return Moments{N: n, Mean: mean, M2: m2}, slack
 }
 
 // AddValues adds already validated observations of metric i (a
-// distribution or mean metric), taken at t by one instance, to cohort c;
-// it is the fast path of the columnar ingest and skips the warm-up check,
-// which the caller does.
+// distribution or mean metric), taken at t by one instance, to cohort c,
+// or counts them as warm-up when t falls in the cohort's warm-up: the fast
+// path of the columnar ingest.
 func (d *Data) AddValues(i int, c Cohort, instance string, t time.Time, vs []float64) error {
-	if err := addValues(&d.metrics[i].Cohorts[c], &d.cfg.Metrics[i], instance, vs); err != nil {
-		return err
+	if len(vs) == 0 {
+		return nil
 	}
-	if e := d.epochOf(t); e != nil {
-		return addValues(&e[i].Cohorts[c], &d.cfg.Metrics[i], instance, vs)
+	cd := &d.metrics[i].Cohorts[c]
+	if d.inWarmup(c, t) {
+		cd.Warmup += uint64(len(vs))
+		return nil
 	}
+	m := &d.cfg.Metrics[i]
+	raw, logs, nonInt := summarize(vs, m.Type == TypeDistribution)
+	key := InstanceKey(instance)
+	if m.Type == TypeDistribution {
+		for _, v := range vs {
+			if err := cd.Dist.Add(v); err != nil {
+				return err
+			}
+		}
+		cd.LogInstances.Add(key, logs)
+		cd.NonInteger += nonInt
+	}
+	cd.Moments.Merge(raw)
+	cd.Instances.Add(key, raw)
+	st := &d.strata.cells(t, i)[c]
+	st.raw.Merge(raw)
+	st.log.Merge(logs)
 	return nil
 }
 
-func addValues(cd *CohortData, m *Metric, instance string, vs []float64) error {
-	if m.Type == TypeMean {
-		bm := momentsOf(vs)
-		cd.Moments.Merge(bm)
-		cd.Instances.Add(InstanceKey(instance), bm)
-		return nil
-	}
-	for i, v := range vs {
-		if err := cd.Dist.Add(v); err != nil {
-			cd.Instances.Add(InstanceKey(instance), logMomentsOf(vs[:i]))
-			return err
+// summarize returns the Moments of vs and, with logs, of the logarithms of
+// its positive values and the number of positive values that are not
+// whole numbers.
+func summarize(vs []float64, logs bool) (raw, lm Moments, nonInt uint64) {
+	raw = momentsOf(vs)
+	if logs {
+		lm = logMomentsOf(vs)
+		for _, v := range vs {
+			if v != math.Trunc(v) {
+				nonInt++
+			}
 		}
 	}
-	cd.Instances.Add(InstanceKey(instance), logMomentsOf(vs))
-	return nil
+	return raw, lm, nonInt
 }
 
 // logMomentsOf returns the Moments of the logarithms of the positive
@@ -391,14 +500,13 @@ func momentsOf(vs []float64) Moments {
 	return Moments{N: n, Mean: mean + c/n, M2: max(0, m2-c*c/n)}
 }
 
-// InWarmup reports whether a sample of cohort c taken at t falls in the
-// warm-up. The first timed sample of a cohort without a start sets it.
+// inWarmup reports whether a sample of cohort c taken at t falls in the
+// warm-up: the config's Warmup from the cohort's start (SetStart). Samples
+// before the start count as warm-up too; without a start or a time, no
+// sample does.
 func (d *Data) inWarmup(c Cohort, t time.Time) bool {
-	if t.IsZero() || d.cfg.Warmup == 0 {
+	if t.IsZero() || d.cfg.Warmup == 0 || d.start[c].IsZero() {
 		return false
-	}
-	if d.start[c].IsZero() {
-		d.start[c] = t
 	}
 	return t.Before(d.start[c].Add(d.cfg.Warmup))
 }

@@ -21,9 +21,24 @@ const (
 	subBinBits = 7
 
 	// MaxBins bounds the dense bin array: 8,192 bins (64 octaves at 128
-	// bins each) of 8 bytes, 64 KiB. Observations more than 2^64 times
-	// smaller than the largest one are merged into the lowest bin.
+	// bins each) of 8 bytes, 64 KiB: the fixed grid from BinLow to BinHigh.
 	MaxBins = 64 << subBinBits
+)
+
+// The fixed range of the bins: 64 octaves from 2⁻²⁴ (6e-8) to 2⁴⁰
+// (1.1e12). Positive values below BinLow are counted in an underflow bin,
+// values from BinHigh on in an overflow bin, each represented by the most
+// extreme value it holds: the bins never depend on a cohort's own range,
+// so one absurd value cannot move the others (it was merging the low bins
+// relative to each cohort's maximum).
+const (
+	BinLow  = 0x1p-24
+	BinHigh = 0x1p40
+)
+
+var (
+	binLowIndex  = binIndex(BinLow)
+	binHighIndex = binIndex(BinHigh) // first index past the range
 )
 
 // Dist accumulates the observations of one distribution metric (latency,
@@ -33,9 +48,10 @@ const (
 // binned log-linearly, as HdrHistogram and DDSketch do: the bin of a positive
 // value v is its float64 exponent followed by the top 7 bits of its
 // mantissa, so each bin has a relative width of at most 2^-7 (0.78%), and
-// the bin is represented by its midpoint (relative error ≤ 0.39%). Zero has
-// a bin of its own. The state never exceeds MaxBins bins (64 KiB) plus
-// ExactCap values (32 KiB, released when binning starts).
+// the bin is represented by its midpoint (relative error ≤ 0.39%), on a
+// fixed grid from BinLow to BinHigh. Zero has a bin of its own, and so have
+// values below and above the grid. The state never exceeds MaxBins bins
+// (64 KiB) plus ExactCap values (32 KiB, released when binning starts).
 //
 // Values must be finite and ≥ 0; Add reports other values as an error.
 // The zero value is an empty Dist ready to use. A Dist is not safe for
@@ -50,10 +66,11 @@ type Dist struct {
 	// what was added since, and merges.
 	sorted int
 	// Binned state.
-	binned bool
-	zeros  uint64
-	base   int32    // bin index of counts[0]
-	counts []uint64 // dense counts of bins base .. base+len(counts)-1
+	binned      bool
+	zeros       uint64
+	under, over uint64   // below BinLow, from BinHigh on
+	base        int32    // bin index of counts[0]
+	counts      []uint64 // dense counts of bins base .. base+len(counts)-1
 }
 
 // ErrBadValue is returned by Dist.Add for a value it cannot hold.
@@ -80,6 +97,37 @@ func (d *Dist) Add(v float64) error {
 		d.toBins()
 	}
 	d.addBinned(v, 1)
+	return nil
+}
+
+// AddN records c observations of the value v (c copies), as a histogram
+// bucket does: while the Dist is exact and they fit, verbatim; otherwise
+// binned.
+func (d *Dist) AddN(v float64, c uint64) error {
+	if c == 0 {
+		return nil
+	}
+	if !(v >= 0) || math.IsInf(v, 1) {
+		return ErrBadValue
+	}
+	if !d.binned && uint64(len(d.exact))+c <= ExactCap {
+		for range c {
+			d.Add(v)
+		}
+		return nil
+	}
+	if d.n == 0 || v < d.min {
+		d.min = v
+	}
+	if d.n == 0 || v > d.max {
+		d.max = v
+	}
+	d.n += c
+	d.sum += v * float64(c)
+	if !d.binned {
+		d.toBins()
+	}
+	d.addBinned(v, c)
 	return nil
 }
 
@@ -125,8 +173,15 @@ func (d *Dist) toBins() {
 }
 
 func (d *Dist) addBinned(v float64, c uint64) {
-	if v == 0 {
+	switch {
+	case v == 0:
 		d.zeros += c
+		return
+	case v < BinLow:
+		d.under += c
+		return
+	case v >= BinHigh:
+		d.over += c
 		return
 	}
 	i := binIndex(v)
@@ -134,56 +189,30 @@ func (d *Dist) addBinned(v float64, c uint64) {
 		d.base = i
 		d.counts = make([]uint64, 1, 64)
 	}
-	j := i - d.base
-	switch {
-	case j >= 0 && int(j) < len(d.counts):
-	case j < 0 && len(d.counts) == MaxBins:
-		j = 0 // below a full range: collapsed into the lowest bin
-	default:
+	if j := i - d.base; j < 0 || int(j) >= len(d.counts) {
 		d.grow(i)
-		j = max(i-d.base, 0)
 	}
-	d.counts[j] += c
+	d.counts[i-d.base] += c
 }
 
-// grow extends the dense range to include bin i. When the range would
-// exceed MaxBins, the lowest bins are collapsed into the lowest kept one.
-// The array is reallocated only when the range outgrows its capacity, to
-// at most twice the range, so growth costs amortized O(1) per bin.
+// grow extends the dense range to include bin i, which is on the fixed
+// grid, so the range never exceeds MaxBins. The array is reallocated only
+// when the range outgrows its capacity, to at most twice the range, so
+// growth costs amortized O(1) per bin.
 func (d *Dist) grow(i int32) {
-	lo, hi := d.base, d.base+int32(len(d.counts))-1
-	lo, hi = min(lo, i), max(hi, i)
-	if hi-lo+1 > MaxBins {
-		lo = hi - MaxBins + 1
-	}
+	lo, hi := min(d.base, i), max(d.base+int32(len(d.counts))-1, i)
 	n, old := int(hi-lo+1), len(d.counts)
 	if n > cap(d.counts) {
 		next := make([]uint64, n, min(2*n, MaxBins))
-		for j, c := range d.counts {
-			next[max(d.base+int32(j), lo)-lo] += c
-		}
+		copy(next[d.base-lo:], d.counts)
 		d.base, d.counts = lo, next
 		return
 	}
-	if lo < d.base { // extend downwards in place
-		shift := int(d.base - lo)
-		d.counts = d.counts[:n]
+	shift := int(d.base - lo) // > 0 only when extending downwards
+	d.counts = d.counts[:n]
+	if shift > 0 {
 		copy(d.counts[shift:], d.counts[:old])
 		clear(d.counts[:shift])
-		d.base = lo
-		return
-	}
-	// Extend upwards in place, collapsing the bottom when lo moved up.
-	shift := int(lo - d.base)
-	var low uint64
-	for _, c := range d.counts[:min(shift+1, old)] {
-		low += c
-	}
-	copy(d.counts, d.counts[min(shift, old):])
-	d.counts = d.counts[:n]
-	clear(d.counts[max(old-shift, 0):])
-	if shift > 0 {
-		d.counts[0] = low
 	}
 	d.base = lo
 }
@@ -208,10 +237,16 @@ func (d *Dist) Bins() []Bin {
 	if d.zeros > 0 {
 		out = append(out, Bin{Value: 0, Count: float64(d.zeros)})
 	}
+	if d.under > 0 {
+		out = append(out, Bin{Value: d.min, Count: float64(d.under)})
+	}
 	for j, c := range d.counts {
 		if c > 0 {
 			out = append(out, Bin{Value: binValue(d.base + int32(j)), Count: float64(c)})
 		}
+	}
+	if d.over > 0 {
+		out = append(out, Bin{Value: d.max, Count: float64(d.over)})
 	}
 	return out
 }
@@ -224,7 +259,7 @@ func rebin(bins []Bin) []Bin {
 	out := make([]Bin, 0, len(bins))
 	for _, b := range bins {
 		v := b.Value
-		if v > 0 {
+		if v >= BinLow && v < BinHigh {
 			v = binValue(binIndex(v))
 		}
 		if k := len(out) - 1; k >= 0 && out[k].Value == v {
@@ -289,9 +324,9 @@ func (d *Dist) Merge(o *Dist) {
 		}
 		return
 	}
-	if o.zeros > 0 {
-		d.zeros += o.zeros
-	}
+	d.zeros += o.zeros
+	d.under += o.under
+	d.over += o.over
 	for j, c := range o.counts {
 		if c > 0 {
 			d.addBinned(binValue(o.base+int32(j)), c)
@@ -331,7 +366,9 @@ func (d *Dist) Size() int {
 	return 64 + 8*cap(d.exact) + 8*cap(d.counts)
 }
 
-const distVersion = 1
+// distVersion 2 adds the underflow and overflow counts; version 1 is still
+// decoded (its bins are re-binned on the fixed grid).
+const distVersion = 2
 
 // MarshalBinary encodes the Dist compactly (varint counts, exact values as
 // raw float64 bits) for storage.
@@ -352,6 +389,8 @@ func (d *Dist) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, 1)
 	b = binary.AppendUvarint(b, d.zeros)
+	b = binary.AppendUvarint(b, d.under)
+	b = binary.AppendUvarint(b, d.over)
 	b = binary.AppendVarint(b, int64(d.base))
 	b = binary.AppendUvarint(b, uint64(len(d.counts)))
 	for _, c := range d.counts {
@@ -363,8 +402,9 @@ func (d *Dist) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes what MarshalBinary encoded.
 func (d *Dist) UnmarshalBinary(b []byte) error {
 	r := reader{b: b}
-	if v := r.byte(); v != distVersion {
-		return fmt.Errorf("decode dist: unknown version %d", v)
+	version := r.byte()
+	if version != 1 && version != distVersion {
+		return fmt.Errorf("decode dist: unknown version %d", version)
 	}
 	var out Dist
 	out.n = r.uvarint()
@@ -379,19 +419,47 @@ func (d *Dist) UnmarshalBinary(b []byte) error {
 		}
 		out.exact = make([]float64, 0, k)
 		for i := uint64(0); i < k && r.err == nil; i++ {
-			out.exact = append(out.exact, math.Float64frombits(r.uint64()))
+			v := math.Float64frombits(r.uint64())
+			if !(v >= 0) || math.IsInf(v, 1) {
+				return errors.New("decode dist: bad value")
+			}
+			out.exact = append(out.exact, v)
+		}
+		if r.err == nil && k != out.n {
+			return fmt.Errorf("decode dist: %d values, header says %d", k, out.n)
 		}
 	case 1:
 		out.binned = true
 		out.zeros = r.uvarint()
-		out.base = int32(r.varint())
+		if version >= 2 {
+			out.under, out.over = r.uvarint(), r.uvarint()
+		}
+		base := int32(r.varint())
 		k := r.uvarint()
 		if k > MaxBins {
 			return fmt.Errorf("decode dist: %d bins exceed %d", k, MaxBins)
 		}
-		out.counts = make([]uint64, k)
-		for i := range out.counts {
-			out.counts[i] = r.uvarint()
+		if r.err == nil && k > 0 && version >= 2 && (base < binLowIndex || int64(base)+int64(k) > int64(binHighIndex)) {
+			return fmt.Errorf("decode dist: bins %d..%d outside the grid", base, int64(base)+int64(k)-1)
+		}
+		var total uint64
+		for i := range k {
+			c := r.uvarint()
+			if c == 0 || r.err != nil {
+				continue
+			}
+			total += c
+			if version < 2 {
+				out.addBinned(binValue(base+int32(i)), c)
+				continue
+			}
+			if len(out.counts) == 0 {
+				out.base, out.counts = base, make([]uint64, k)
+			}
+			out.counts[i] = c
+		}
+		if r.err == nil && total+out.zeros+out.under+out.over != out.n {
+			return fmt.Errorf("decode dist: bins hold %d observations, header says %d", total+out.zeros+out.under+out.over, out.n)
 		}
 	default:
 		return errors.New("decode dist: bad mode")

@@ -104,11 +104,38 @@ func TestDistBounded(t *testing.T) {
 		t.Errorf("%d bins, want <= %d", len(d.counts), MaxBins)
 	}
 	var total float64
-	for _, b := range d.Bins() {
+	bins := d.Bins()
+	for _, b := range bins {
 		total += b.Count
 	}
 	if total != 1_000_000 {
-		t.Errorf("bins hold %v observations after collapsing, want 1e6", total)
+		t.Errorf("bins hold %v observations, want 1e6", total)
+	}
+	// Values beyond the fixed grid are counted in the under- and overflow
+	// bins, represented by the extremes.
+	if d.under == 0 || d.over == 0 || bins[0].Value != d.Min() || bins[len(bins)-1].Value != d.Max() {
+		t.Errorf("under %d over %d, ends %v %v, min %v max %v", d.under, d.over, bins[0], bins[len(bins)-1], d.Min(), d.Max())
+	}
+}
+
+// TestDistExtremeValue checks that one absurd value leaves the bins of the
+// others alone: the grid is fixed, it does not follow a cohort's maximum.
+func TestDistExtremeValue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	var a, b Dist
+	for range 10000 {
+		v := 80 * math.Exp(0.5*rng.NormFloat64())
+		a.Add(v)
+		b.Add(v)
+	}
+	b.Add(1e15)
+	b.Add(1e-300)
+	qa, qb := a.Quantile(0.5), b.Quantile(0.5)
+	if qa != qb || a.Quantile(0.99) != b.Quantile(0.99) {
+		t.Errorf("p50 %v vs %v, p99 %v vs %v after two extreme values", qa, qb, a.Quantile(0.99), b.Quantile(0.99))
+	}
+	if b.Quantile(1) != 1e15 || b.Quantile(0) != 1e-300 {
+		t.Errorf("extremes %v %v", b.Quantile(0), b.Quantile(1))
 	}
 }
 
@@ -182,13 +209,15 @@ func TestDistBinsMatchBruteForce(t *testing.T) {
 		var d Dist
 		want := map[float64]float64{}
 		for range ExactCap + 1 + rng.IntN(20000) {
-			v := math.Exp(rng.NormFloat64() * 0.25 * float64(1+trial)) // < 64 octaves: no collapsing
+			v := math.Exp(rng.NormFloat64() * 0.2 * float64(1+trial)) // within the grid
 			if rng.IntN(50) == 0 {
 				v = 0
 			}
 			d.Add(v)
 			if v == 0 {
 				want[0]++
+			} else if v < BinLow || v >= BinHigh {
+				t.Fatalf("trial %d: %v outside the grid", trial, v)
 			} else {
 				want[binValue(binIndex(v))]++
 			}

@@ -5,13 +5,20 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // evaluate computes the evidence of one metric: summaries, effect, the
-// p-value of its rollback test and its gate. Judge turns it into a
-// decision after adjusting the p-values of all metrics together.
+// p-value of its rollback test, the p-value of its promote test, and its
+// gate. Judge turns them into a decision after adjusting the rollback
+// p-values of all metrics together.
+//
+// Every test compares the cohorts within time strata (strata.go) and
+// combines the strata, so that a change both cohorts share cancels even
+// when the canary's share of traffic changes (see contrast.go and
+// ratestrat.go).
 //
 // The rollback test of every type is one-sided in the bad direction, with
 // the tolerance as its null boundary: for bad_direction increase,
@@ -22,100 +29,116 @@ import (
 // tests with twice the smaller p-value for both). A canary within its
 // tolerance is therefore rolled back with probability at most α.
 //
-// With seq, the p-values are anytime-valid (sequential*.go): rejecting
+// The promote test is the mirror image, at the boundary of tolerance plus
+// detectable effect and at level 1 − power: for increase,
+//
+//	H0': canary ≥ (1 + tolerance + detectable) · baseline   vs   H1': canary < (1 + tolerance + detectable) · baseline,
+//
+// a non-inferiority test (Schuirmann 1987; the confidence-interval
+// inclusion principle). A metric passes only when H0' is rejected: a
+// canary worse than its baseline by the tolerance plus the detectable
+// effect is then promoted with probability at most 1 − power, per metric
+// and for the run (an intersection-union test needs no split of the level;
+// Berger 1982). Absence of evidence of a regression is never enough.
+//
+// With seq, both p-values are anytime-valid (sequential*.go, the mixture
+// SPRT of contrast.go, the mixture e-value of ratestrat.go): rejecting
 // whenever p ≤ α at any look keeps the level under continuous judging.
 //
 // Requests of one instance are not independent. When the samples name
-// three or more instances in all, every test (and the gate) runs on
-// effective sample sizes, each cohort's divided by the metric's design
-// effect φ (DesignEffect: the cluster-robust variance of the contrast over
-// the variance for independent samples, with a small-sample allowance), so
-// that a canary that differs from its baseline only by the hosts it runs
-// on is not rolled back however long it is watched.
+// three or more instances in all, every test runs with the variance of its
+// contrast (or its events) inflated by the metric's design effect φ
+// (DesignEffect), with a small-sample allowance for few instances.
 //
-// With pOnly, only P (and the summaries) are computed: the window tests
-// need nothing else.
-func evaluate(m *Metric, md *MetricData, cfg *Config, seq, pOnly bool) MetricResult {
+// With from non-zero only the strata from that time on are tested (a
+// window test), and with pOnly only P is computed.
+func evaluate(d *Data, i int, seq bool, alpha float64, from time.Time, pOnly bool) MetricResult {
+	cfg := d.Config()
+	m := &cfg.Metrics[i]
 	r := MetricResult{
 		Name: m.Name, Category: m.Category, Type: m.Type, BadDirection: m.BadDirection,
 		Tolerance: m.Tolerance, Critical: m.Critical,
-		P: 1, AdjustedP: 1,
+		P: 1, AdjustedP: 1, PromoteP: 1,
 		Effect: Effect{Estimate: Float(math.NaN()), Lower: Float(math.NaN()), Upper: Float(math.NaN()), ConfLevel: cfg.Confidence},
 	}
+	md := d.Metric(i)
 	b, c := &md.Cohorts[Baseline], &md.Cohorts[Canary]
 	r.Baseline.Warmup, r.Canary.Warmup = b.Warmup, c.Warmup
-	g := gateSpec{
-		alpha: cfg.Alpha() / float64(len(cfg.Metrics)), // Holm's first step
-		power: cfg.Power,
-		m:     m,
-		seq:   seq,
-		pOnly: pOnly,
+	s := evalSpec{
+		m: m, cfg: cfg, seq: seq, alpha: alpha, beta: 1 - cfg.Power, pOnly: pOnly,
+		groups: d.strata.groups(i, m, from),
+		n0:     max(2, float64(m.MinSamples)),
 	}
-	g.kb, g.kc = b.Instances.Len(), c.Instances.Len()
-	g.phi = 1
-	if g.kb+g.kc > 2 { // fewer instances carry no between-instance variance
-		zcrit := distuv.UnitNormal.Quantile(1 - g.alpha)
-		if seq {
-			zcrit = SeqMeanBoundary(min(0.5, 2*g.alpha))
-		}
-		g.phi = DesignEffect(c.Instances.moments(), b.Instances.moments(), 1, g.alpha, zcrit)
+	s.kb, s.kc = b.Instances.Len(), c.Instances.Len()
+	if m.Type == TypeDistribution {
+		s.kb, s.kc = max(s.kb, b.LogInstances.Len()), max(s.kc, c.LogInstances.Len())
 	}
 	switch m.Type {
 	case TypeRate:
-		evalRate(&r, m, b, c, cfg, g)
+		evalRate(&r, b, c, s)
 	case TypeMean:
-		evalMean(&r, m, b, c, cfg, g)
+		evalMean(&r, b, c, s)
 	default:
-		evalDistribution(&r, m, b, c, cfg, g)
+		evalDistribution(&r, b, c, s)
 	}
-	r.Baseline.Instances, r.Canary.Instances = g.kb, g.kc
+	r.Baseline.Instances, r.Canary.Instances = s.kb, s.kc
 	return r
 }
 
-// gateSpec carries what every gate computation needs.
-type gateSpec struct {
-	alpha float64 // one-sided level of the rollback test at its strictest
-	power float64
-	m     *Metric
-	seq   bool    // anytime-valid tests
-	phi   float64 // design effect of the instances (≥ 1)
-	kb    int     // instances of the baseline
-	kc    int     // instances of the canary
-	pOnly bool    // skip the effect and the gate
+// evalSpec carries what every evaluation needs.
+type evalSpec struct {
+	m      *Metric
+	cfg    *Config
+	seq    bool
+	alpha  float64 // one-sided level of the rollback test at its strictest (Holm's first step)
+	beta   float64 // level of the promote test, 1 − power
+	n0     float64 // observations per cohort the sequential tests are tuned for
+	groups []group
+	kb, kc int // instances of each cohort
+	pOnly  bool
+	phiMax float64 // the largest design effect used, for the reasons
 }
 
-// instanceNote is appended to the test's name when the instances
-// inflate the variance.
-func (g gateSpec) instanceNote() string {
-	if g.phi <= 1 {
+// phi returns the design effect of the instances for a test at level a.
+func (s *evalSpec) phi(x, y *Instances, a float64) float64 {
+	if s.kb+s.kc <= 2 { // fewer instances carry no between-instance variance
+		return 1
+	}
+	phi := DesignEffect(x.moments(), y.moments(), 1, a)
+	s.phiMax = max(s.phiMax, phi)
+	return phi
+}
+
+// instanceNote is appended to the test's name when the instances inflate
+// the variance.
+func (s *evalSpec) instanceNote() string {
+	if s.phiMax <= 1 {
 		return ""
 	}
-	return fmt.Sprintf("; effective samples ÷%.3g for %d+%d instances (cluster-robust variance)",
-		g.phi, g.kb, g.kc)
+	return fmt.Sprintf("; variance ×%.3g for %d+%d instances (cluster-robust, small-sample allowance)",
+		s.phiMax, s.kb, s.kc)
 }
 
-// clusterP returns the one-sided p-value p of a test that assumed
-// independent samples, corrected for the design effect φ through its
-// normal score: p' = Φ(Φ⁻¹(p)/√φ). It is exact for a z-test, whose score
-// scales with the square root of the effective sample size.
-func clusterP(p, phi float64) float64 {
-	if phi <= 1 || p <= 0 || p >= 1 {
-		return p
+// level returns the one-sided level of each direction's test: halved for
+// a metric bad in both directions.
+func (s *evalSpec) level(a float64) float64 {
+	if s.m.BadDirection == Both {
+		return a / 2
 	}
-	return distuv.UnitNormal.CDF(distuv.UnitNormal.Quantile(p) / math.Sqrt(phi))
+	return a
 }
 
-// zSum returns z_{1−α'} + z_{power}, with α' halved for a two-sided metric.
-func (g gateSpec) zSum() float64 {
-	a := g.alpha
-	if g.m.BadDirection == Both {
-		a /= 2
+// zNeed returns the standardized statistic a test at level a must reach:
+// the normal quantile, or the smallest boundary of the mixture SPRT.
+func (s *evalSpec) zNeed(a float64) float64 {
+	if s.seq {
+		return SeqMeanBoundary(min(0.5, 2*a))
 	}
-	return distuv.UnitNormal.Quantile(1-a) + distuv.UnitNormal.Quantile(g.power)
+	return distuv.UnitNormal.Quantile(1 - a)
 }
 
 // thresholds returns the null boundary of the rollback test (1 ± tolerance)
-// and the alternative the gate must detect (1 ± (tolerance + detectable
+// and the boundary of the promote test (1 ± (tolerance + detectable
 // effect)), for one bad direction.
 func thresholds(m *Metric, dir Direction) (null, alt float64) {
 	if dir == Decrease {
@@ -149,242 +172,241 @@ func alternativeOf(dir Direction) Alternative {
 	return Greater
 }
 
-// hlExactPairs is the number of pairs up to which the effect of a
-// distribution metric is computed on the raw values.
-const hlExactPairs = 250_000
+// opposite returns the alternative of the promote test of a direction.
+func opposite(dir Direction) Alternative {
+	if dir == Decrease {
+		return Greater
+	}
+	return Less
+}
 
-// evalDistribution judges a distribution metric with the Mann-Whitney U
-// test of the canary scaled by the tolerance against the baseline. The test
-// is invariant under monotone transforms, so comparing canary/(1+tol) with
-// baseline is the rank test of a multiplicative shift of (1+tol): "10%
-// slower" means every quantile 10% higher. The effect is the Hodges-Lehmann
-// estimate of the ratio canary/baseline.
-func evalDistribution(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateSpec) {
-	bb, cb := b.Dist.Bins(), c.Dist.Bins()
+// coarseness says why the logarithms of a distribution's values would
+// bias the ratio of geometric means, or "" when they do not: values known
+// only up to buckets; whole numbers with a small median (1 ms resolution
+// at a 2 ms median: log(R(1.1x)) − log(R(x)) is not log 1.1); many zeros,
+// which have no logarithm.
+func coarseness(b, c *CohortData, median float64) string {
+	switch {
+	case b.Censored+c.Censored > 0:
+		return "values known only up to histogram buckets"
+	case b.NonInteger+c.NonInteger == 0 && median < 50:
+		return fmt.Sprintf("whole numbers with a median of %s", strconv.FormatFloat(median, 'g', 4, 64))
+	}
+	for _, cd := range [2]*CohortData{b, c} {
+		if n := cd.Moments.N; n > 0 && zeroShare(cd) > 0.05 {
+			return fmt.Sprintf("%s zeros", percent(math.Round(1000*zeroShare(cd))/1000))
+		}
+	}
+	return ""
+}
+
+// zeroShare returns the share of a distribution's observations that are 0.
+func zeroShare(cd *CohortData) float64 {
+	n := float64(cd.Dist.N())
+	if n == 0 {
+		return 0
+	}
+	return float64(cd.Dist.zeros) / n
+}
+
+// distTest is one contrast of a distribution or mean metric: on the
+// values (a ratio of means) or on their logarithms (a ratio of geometric
+// means).
+type distTest struct {
+	k    contrast
+	kind string
+	phiA float64 // design effect at the rollback test's level
+	phiB float64 // and at the promote test's
+	phiC float64 // and at the interval's
+}
+
+// run computes the one-sided rollback and promote p-values of every
+// direction, and the factor by which the sample must grow for the promote
+// test to pass (etaFactor).
+func (t *distTest) run(s *evalSpec) (p, pPromote, eta float64) {
+	var ps []float64
+	pPromote, eta = 0, 1
+	for _, dir := range directions(s.m.BadDirection) {
+		null, alt := thresholds(s.m, dir)
+		ps = append(ps, t.k.p(null, alternativeOf(dir), t.phiA, s.seq, s.level(s.alpha), s.n0))
+		pp := t.k.p(alt, opposite(dir), t.phiB, s.seq, s.beta, s.n0)
+		pPromote = max(pPromote, pp)
+		if pp > s.beta && t.k.ok() {
+			d, v, _, _, slack := t.k.at(alt)
+			if dir == Increase {
+				d = -d
+			}
+			z := (d - slack) / math.Sqrt(v*t.phiB)
+			eta = max(eta, etaFactor(z, s.zNeed(s.beta)))
+		}
+	}
+	if !t.k.ok() {
+		return 1, 1, math.Inf(1)
+	}
+	return combineP(ps), pPromote, eta
+}
+
+// effect returns the test's effect with its interval.
+func (t *distTest) effect(s *evalSpec) Effect {
+	est, lo, hi := t.k.effect(s.cfg.Confidence, t.phiC, s.seq, s.n0)
+	return Effect{Estimate: Float(est), Lower: Float(lo), Upper: Float(hi), ConfLevel: s.cfg.Confidence, Kind: t.kind}
+}
+
+// newDistTest prepares the contrast of the groups, with the design
+// effects of the instances summarized in x (canary) and y (baseline).
+func newDistTest(s *evalSpec, logs bool, x, y *Instances, kind string) *distTest {
+	return &distTest{
+		k: newContrast(s.groups, logs), kind: kind,
+		phiA: s.phi(x, y, s.level(s.alpha)),
+		phiB: s.phi(x, y, s.beta),
+		phiC: s.phi(x, y, (1-s.cfg.Confidence)/2),
+	}
+}
+
+// Effect kinds.
+const (
+	KindGeoMeanRatio = "ratio of geometric means"
+	KindMeanRatio    = "ratio of means"
+	KindRateRatio    = "rate ratio"
+	KindShareRatio   = "share ratio"
+)
+
+// evalDistribution judges a distribution metric with two stratified
+// contrasts, Bonferroni-combined: of the logarithms of the values (the
+// ratio of geometric means, powerful for a multiplicative shift of the
+// whole distribution, the usual form of a latency regression) and of the
+// values (the ratio of means, sensitive to a tail that moves alone, and
+// exact for histograms that carry their sum). On coarse values (see
+// coarseness) only the ratio of means is tested: rounding and bucketing
+// leave the mean nearly unbiased (Sheppard) but not the mean logarithm.
+func evalDistribution(r *MetricResult, b, c *CohortData, s evalSpec) {
+	m := s.m
 	nb, nc := float64(b.Dist.N()), float64(c.Dist.N())
-	r.Baseline = distSummary(&b.Dist, bb, b.Warmup)
-	r.Canary = distSummary(&c.Dist, cb, c.Warmup)
-	r.Test = "Mann-Whitney U (one-sided, scaled by the tolerance); Hodges-Lehmann ratio"
+	bb, cb := b.Dist.Bins(), c.Dist.Bins()
+	r.Baseline = distSummary(b, bb)
+	r.Canary = distSummary(c, cb)
 	if nb == 0 || nc == 0 {
 		noData(r, m, nb, nc, "observations")
 		return
 	}
-	ps := make([]float64, 0, 2)
-	exact := b.Dist.Exact() && c.Dist.Exact()
-	for _, dir := range directions(m.BadDirection) {
-		null, _ := thresholds(m, dir)
-		if g.seq {
-			// Two anytime-valid tests of the same hypothesis, Bonferroni
-			// combined: the geometric mean (powerful for a shift of the
-			// whole distribution) and the p50/p90 quantiles (robust, and
-			// sensitive to a tail that moves alone).
-			ecb, ebb := effectiveBins(cb, g.phi), effectiveBins(bb, g.phi)
-			pl := seqLogMeanP(ecb, ebb, null, dir, m, exact, g.alpha)
-			pq := seqQuantileP(ecb, ebb, null, dir, m, exact)
-			ps = append(ps, min(1, 2*min(pl, pq)))
-			continue
-		}
-		res := MannWhitney(scaleBins(cb, 1/null), bb, MWUOptions{Alternative: alternativeOf(dir)})
-		ps = append(ps, clusterP(res.P, g.phi))
-		if res.Exact {
-			r.Test = "Mann-Whitney U exact (one-sided, scaled by the tolerance); Hodges-Lehmann ratio"
+	median := pooledMedian(bb, cb)
+	tests := []*distTest{newDistTest(&s, false, &c.Instances, &b.Instances, KindMeanRatio)}
+	coarse := coarseness(b, c, median)
+	if coarse == "" {
+		tests = append([]*distTest{newDistTest(&s, true, &c.LogInstances, &b.LogInstances, KindGeoMeanRatio)}, tests...)
+	}
+	ps, pps, etas := make([]float64, len(tests)), make([]float64, len(tests)), make([]float64, len(tests))
+	for k, t := range tests {
+		ps[k], pps[k], etas[k] = t.run(&s)
+	}
+	r.P = ps[0]
+	best := 0
+	if len(tests) == 2 {
+		r.P = min(1, 2*min(ps[0], ps[1]))
+		if ps[1] < ps[0] {
+			best = 1
 		}
 	}
-	if g.seq {
-		r.Test = "anytime-valid tests of the geometric mean (mixture SPRT on log values) and of p50, p90 (time-uniform DKW bands), Bonferroni; Hodges-Lehmann ratio (fixed-sample interval)"
-	}
-	r.Test += g.instanceNote()
-	r.P = combineP(ps)
-	if g.pOnly {
+	r.PromoteP = max(pps[0], pps[len(pps)-1])
+	if s.pOnly {
 		return
 	}
-	// The Hodges-Lehmann estimate is an order statistic of nb·nc pairwise
-	// ratios; on large raw samples it is found on the binned view of the
-	// data (resolution ≤ 0.39%), which bounds its cost by the bins.
-	hx, hy := cb, bb
-	if nb*nc > hlExactPairs {
-		hx, hy = rebin(cb), rebin(bb)
+	r.Test = "stratified contrast of the means (" + testMode(s.seq) + ")"
+	if len(tests) == 2 {
+		r.Test = "stratified contrasts of the mean logarithms and of the means (" + testMode(s.seq) + "), Bonferroni"
+	} else {
+		r.Test += "; not on logarithms: " + coarse
 	}
-	hl := HodgesLehmannRatio(hx, hy, cfg.Confidence, TwoSided)
-	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(hl.Estimate), Float(hl.Lower), Float(hl.Upper)
-
-	// Gate. Noether's sample size for the Mann-Whitney test (Noether, "Sample
-	// size determination for some common nonparametric tests", JASA 82, 1987):
-	//
-	//	N = (z_{1−α} + z_{power})² / (12 q (1 − q) (P₁ − ½)²)
-	//
-	// with q the canary's share of observations and P₁ = P(X/(1+tol) > Y)
-	// when the canary X is the baseline scaled by 1+tol+effect, estimated
-	// from the baseline against itself.
-	need := 0.0
-	for _, dir := range directions(m.BadDirection) {
-		null, alt := thresholds(m, dir)
-		u := MannWhitney(scaleBins(bb, alt/null), bb, MWUOptions{}).U
-		p1 := u / (nb * nb)
-		need = max(need, g.phi*g.zSum()*g.zSum()/(12*(p1-0.5)*(p1-0.5)))
+	for _, t := range tests {
+		r.Effects = append(r.Effects, t.effect(&s))
 	}
-	setGate(r, g, nb, nc, float64(m.MinSamples), need, "observations", "no spread in the baseline to measure a relative change")
-}
-
-// seqQuantileP is the anytime p-value of H0 "Q_C(p) ≤ null·Q_B(p)" (for an
-// increase; ≥ for a decrease) at the median and the 90th percentile: the
-// smaller of the two is valid as is, because one time-uniform band covers
-// every quantile (SeqQuantileTest).
-func seqQuantileP(cb, bb []Bin, null float64, dir Direction, m *Metric, exact bool) float64 {
-	opts := SeqQuantileOptions{Alternative: alternativeOf(dir), MinN: float64(m.MinSamples)}
-	if !exact {
-		opts.RelErr = DistBinRelErr
-	}
-	p := 1.0
-	for _, q := range []float64{0.5, 0.9} {
-		p = min(p, SeqQuantileTest(cb, bb, q, null, opts).P)
-	}
-	return p
-}
-
-// seqLogMeanP is the anytime p-value of H0 "the canary's geometric mean is
-// at most null times the baseline's" (for an increase; at least, for a
-// decrease): SeqMean on the Moments of the log values, the canary's
-// shifted by −log(null), so that a multiplicative shift of the whole
-// distribution, the usual form of a latency regression, is a shift of the
-// mean. Values of 0 count as half the smallest positive value of either
-// cohort. Binned values are within DistBinRelErr of the data, so each
-// cohort's mean log is within δ = log(1 + DistBinRelErr) of the data's: the
-// null is moved by 2δ against the alternative, which keeps the test valid
-// for the unbinned data. Below the gate's floor (min_samples per cohort)
-// the answer is 1, as SeqMean's guarantee is asymptotic.
-func seqLogMeanP(cb, bb []Bin, null float64, dir Direction, m *Metric, exact bool, alpha float64) float64 {
-	floor := math.Inf(1)
-	for _, bins := range [2][]Bin{cb, bb} {
-		for _, b := range bins {
-			if b.Value > 0 {
-				floor = min(floor, b.Value/2)
-				break
-			}
+	r.Effect = r.Effects[best]
+	eta := max(etas[0], etas[len(etas)-1])
+	if r.PromoteP > s.beta && r.P >= s.alpha {
+		// Holding: show the effect whose promote test binds.
+		r.Effect = r.Effects[len(tests)-1]
+		if pps[0] >= pps[len(pps)-1] {
+			r.Effect = r.Effects[0]
 		}
 	}
-	if math.IsInf(floor, 1) {
-		return 1 // every value is 0
-	}
-	logMoments := func(bins []Bin) Moments {
-		var lm Moments
-		for _, b := range bins {
-			lm.Merge(Moments{N: b.Count, Mean: math.Log(max(b.Value, floor))})
+	r.Superiority = superiority(cb, bb)
+	r.Test += s.instanceNote()
+	setGate(r, &s, nb, nc, float64(m.MinSamples), eta, "observations")
+}
+
+// pooledMedian returns the median of both cohorts' observations together.
+func pooledMedian(bb, cb []Bin) float64 {
+	all := make([]Bin, 0, len(bb)+len(cb))
+	i, j := 0, 0
+	for i < len(bb) || j < len(cb) {
+		switch {
+		case j == len(cb) || (i < len(bb) && bb[i].Value < cb[j].Value):
+			all = append(all, bb[i])
+			i++
+		case i == len(bb) || cb[j].Value < bb[i].Value:
+			all = append(all, cb[j])
+			j++
+		default:
+			all = append(all, Bin{Value: bb[i].Value, Count: bb[i].Count + cb[j].Count})
+			i++
+			j++
 		}
-		return lm
 	}
-	x, y := logMoments(cb), logMoments(bb)
-	n0 := max(1, float64(m.MinSamples))
-	if x.N < n0 || y.N < n0 {
-		return 1
+	return quantile(all, 0.5)
+}
+
+// superiority returns P(X > Y) + ½ P(X = Y) for a canary observation X
+// and a baseline observation Y (the Mann-Whitney U over n_x n_y, the
+// "probability of superiority"), from sorted bins.
+func superiority(x, y []Bin) float64 {
+	var nx, ny, u, below float64
+	for _, b := range y {
+		ny += b.Count
 	}
-	shift := math.Log(null)
-	if !exact {
-		margin := 2 * math.Log1p(DistBinRelErr)
-		if dir == Decrease {
-			margin = -margin
+	j := 0
+	for _, b := range x {
+		nx += b.Count
+		for j < len(y) && y[j].Value < b.Value {
+			below += y[j].Count
+			j++
 		}
-		shift += margin
-	}
-	x.Mean -= shift
-	e, _, _ := SeqMean(x, y, 1, alternativeOf(dir), alpha, n0)
-	return min(1, 1/e)
-}
-
-func distSummary(d *Dist, bins []Bin, warm uint64) Summary {
-	return Summary{N: float64(d.N()), Median: quantile(bins, 0.5), P99: quantile(bins, 0.99), Mean: d.Mean(), Warmup: warm}
-}
-
-// scaleBins returns the bins with every value multiplied by s > 0.
-func scaleBins(bins []Bin, s float64) []Bin {
-	out := make([]Bin, len(bins))
-	for i, b := range bins {
-		out[i] = Bin{Value: b.Value * s, Count: b.Count}
-	}
-	return out
-}
-
-// evalRate judges a rate metric with the exact conditional test of the
-// rate ratio (RateTest), which accounts for each cohort's exposure, so a
-// one-box serving 10% of the traffic is judged fairly.
-func evalRate(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateSpec) {
-	r.Baseline = Summary{Count: b.Count, Total: b.Total, Rate: safeDiv(b.Count, b.Total), Warmup: b.Warmup}
-	r.Canary = Summary{Count: c.Count, Total: c.Total, Rate: safeDiv(c.Count, c.Total), Warmup: c.Warmup}
-	r.Test = "exact conditional binomial test of the rate ratio (Poisson; R poisson.test)"
-	if b.Total == 0 || c.Total == 0 {
-		noData(r, m, b.Total, c.Total, m.ExposureUnit)
-		return
-	}
-	// ρ, the canary's share of exposure, from the cumulative exposures.
-	rho := c.Total / (b.Total + c.Total)
-	// Effective counts: the events and exposures divided by the design
-	// effect (a quasi-Poisson dispersion), the same rates with less
-	// information.
-	bk, ck := b.Count/g.phi, c.Count/g.phi
-	ps := make([]float64, 0, 2)
-	for _, dir := range directions(m.BadDirection) {
-		null, _ := thresholds(m, dir)
-		if g.seq {
-			e := RateBoundaryEValue(bk, ck, rho, RateBoundaryK, null, alternativeOf(dir))
-			ps = append(ps, min(1, 1/e))
-			continue
+		tie := 0.0
+		if j < len(y) && y[j].Value == b.Value {
+			tie = y[j].Count
 		}
-		ps = append(ps, RateTest(bk, b.Total/g.phi, ck, c.Total/g.phi, null, alternativeOf(dir), cfg.Confidence).P)
+		u += b.Count * (below + tie/2)
 	}
-	r.Test += g.instanceNote()
-	r.P = combineP(ps)
-	if g.pOnly {
-		return
+	if nx == 0 || ny == 0 {
+		return math.NaN()
 	}
-	est := RateTest(b.Count, b.Total, c.Count, c.Total, 1, TwoSided, cfg.Confidence)
-	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(est.Ratio), Float(est.Lower), Float(est.Upper)
-	if g.seq {
-		r.Test = "anytime-valid beta-mixture e-value of the rate ratio, prior centred at the tolerance boundary (after Lindon & Malek 2022); confidence sequence"
-		r.Test += g.instanceNote()
-		lo, hi := RateMixtureCS(bk, ck, rho, DefaultSeqRateK, cfg.Alpha())
-		r.Effect.Lower, r.Effect.Upper = Float(lo), Float(hi)
-	}
-
-	// Gate. Given N events, the canary's N_C ~ Binomial(N, θ); the test of
-	// θ₀ against θ₁ needs (normal approximation to the binomial)
-	//
-	//	N = ((z_{1−α} √(θ₀(1−θ₀)) + z_{power} √(θ₁(1−θ₁))) / (θ₁ − θ₀))²
-	//
-	// events, with θ = ρr/(1 − ρ + ρr) and ρ the canary's share of
-	// exposure. The pooled event rate converts events into exposure.
-	events := b.Count + c.Count
-	need := 0.0
-	a := g.alpha
-	if m.BadDirection == Both {
-		a /= 2
-	}
-	za, zb := distuv.UnitNormal.Quantile(1-a), distuv.UnitNormal.Quantile(g.power)
-	for _, dir := range directions(m.BadDirection) {
-		null, alt := thresholds(m, dir)
-		t0, t1 := rho*null/(1-rho+rho*null), rho*alt/(1-rho+rho*alt)
-		n := (za*math.Sqrt(t0*(1-t0)) + zb*math.Sqrt(t1*(1-t1))) / (t1 - t0)
-		need = max(need, n*n)
-	}
-	total := b.Total + c.Total
-	var needExposure float64
-	switch {
-	case events == 0:
-		// No events in either cohort: nothing to compare a relative change
-		// with. Once both floors are met, the absence of events passes.
-		needExposure = total
-	default:
-		needExposure = g.phi * need / (events / total)
-	}
-	setGateExposure(r, g, b.Total, c.Total, needExposure, events == 0)
+	return u / (nx * ny)
 }
 
-// evalMean judges a mean metric with Welch's t-test of the contrast
-// mean_C − (1 ± tol)·mean_B.
-func evalMean(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateSpec) {
+func testMode(seq bool) string {
+	if seq {
+		return "anytime-valid mixture SPRT"
+	}
+	return "Welch–Satterthwaite t"
+}
+
+func distSummary(cd *CohortData, bins []Bin) Summary {
+	s := Summary{N: float64(cd.Dist.N()), Median: quantile(bins, 0.5), P99: quantile(bins, 0.99),
+		Mean: cd.Moments.Mean, SD: math.Sqrt(cd.Moments.Variance()), Warmup: cd.Warmup}
+	if s.N > 0 {
+		s.NonZero = Float(1 - zeroShare(cd))
+	} else {
+		s.NonZero = Float(math.NaN())
+	}
+	return s
+}
+
+// evalMean judges a mean metric with the stratified contrast of its
+// means (Welch's test in each group; see contrast.go).
+func evalMean(r *MetricResult, b, c *CohortData, s evalSpec) {
+	m := s.m
 	bm, cm := b.Moments, c.Moments
 	r.Baseline = Summary{N: bm.N, Mean: bm.Mean, SD: math.Sqrt(bm.Variance()), Warmup: b.Warmup}
 	r.Canary = Summary{N: cm.N, Mean: cm.Mean, SD: math.Sqrt(cm.Variance()), Warmup: c.Warmup}
-	r.Test = "Welch's t-test of the contrast canary − (1 ± tolerance)·baseline"
 	if bm.N < 2 || cm.N < 2 {
 		noData(r, m, bm.N, cm.N, "observations")
 		if bm.N > 0 && cm.N > 0 {
@@ -392,40 +414,88 @@ func evalMean(r *MetricResult, m *Metric, b, c *CohortData, cfg *Config, g gateS
 		}
 		return
 	}
-	ps := make([]float64, 0, 2)
-	ecm, ebm := effectiveMoments(cm, g.phi), effectiveMoments(bm, g.phi)
-	for _, dir := range directions(m.BadDirection) {
-		null, _ := thresholds(m, dir)
-		if g.seq {
-			e, _, _ := SeqMean(ecm, ebm, null, alternativeOf(dir), g.alpha, max(1, float64(m.MinSamples)))
-			ps = append(ps, min(1, 1/e))
-			continue
-		}
-		ps = append(ps, WelchContrastTest(ecm, ebm, null, alternativeOf(dir), cfg.Confidence).P)
-	}
-	if g.seq {
-		r.Test = "anytime-valid mixture SPRT of the contrast canary − (1 ± tolerance)·baseline (Johari et al. 2022); Fieller ratio (fixed-sample interval)"
-	}
-	r.Test += g.instanceNote()
-	r.P = combineP(ps)
-	if g.pOnly {
+	t := newDistTest(&s, false, &c.Instances, &b.Instances, KindMeanRatio)
+	var eta float64
+	r.P, r.PromoteP, eta = t.run(&s)
+	if s.pOnly {
 		return
 	}
-	w := WelchTest(cm, bm, 0, TwoSided, cfg.Confidence)
-	r.Effect.Estimate, r.Effect.Lower, r.Effect.Upper = Float(1+w.Rel), Float(1+w.RelLower), Float(1+w.RelUpper)
+	r.Test = "stratified contrast canary − (1 ± tolerance)·baseline (" + testMode(s.seq) + ")" + s.instanceNote()
+	r.Effect = t.effect(&s)
+	r.Effects = []Effect{r.Effect}
+	setGate(r, &s, bm.N, cm.N, float64(m.MinSamples), eta, "observations")
+}
 
-	// Gate: the contrast X̄ − cȲ has variance s_X²/n_X + c² s_Y²/n_Y; to
-	// detect a true ratio a against the null c with the normal
-	// approximation, N = z² (s_X²/q + c² s_Y²/(1−q)) / ((a − c) Ȳ)².
-	q := cm.N / (bm.N + cm.N)
-	need := 0.0
+// evalRate judges a rate metric with the stratified conditional test of
+// the rate ratio (ratestrat.go), which accounts for each group's exposure,
+// so a one-box serving 10% of the traffic is judged fairly, and a weight
+// that changes during the run does not bias it.
+func evalRate(r *MetricResult, b, c *CohortData, s evalSpec) {
+	m := s.m
+	r.Baseline = Summary{Count: b.Count, Total: b.Total, Rate: safeDiv(b.Count, b.Total), Warmup: b.Warmup}
+	r.Canary = Summary{Count: c.Count, Total: c.Total, Rate: safeDiv(c.Count, c.Total), Warmup: c.Warmup}
+	if b.Total == 0 || c.Total == 0 {
+		noData(r, m, b.Total, c.Total, m.ExposureUnit)
+		return
+	}
+	// Effective events: divided by the design effect (a quasi-Poisson
+	// dispersion), the same rates with less information.
+	phiA := s.phi(&c.Instances, &b.Instances, s.level(s.alpha))
+	phiB := s.phi(&c.Instances, &b.Instances, s.beta)
+	ra, rb := newStratRate(s.groups, phiA), newStratRate(s.groups, phiB)
+	ps := make([]float64, 0, 2)
+	r.PromoteP = 0
+	eta := 1.0
 	for _, dir := range directions(m.BadDirection) {
 		null, alt := thresholds(m, dir)
-		delta := (alt - null) * bm.Mean
-		n := g.phi * g.zSum() * g.zSum() * (cm.Variance()/q + null*null*bm.Variance()/(1-q)) / (delta * delta)
-		need = max(need, n)
+		pp := 1.0
+		if s.seq {
+			ps = append(ps, ra.seqP(null, alternativeOf(dir)))
+			pp = rb.seqP(alt, opposite(dir))
+		} else {
+			ps = append(ps, ra.fixedP(null, alternativeOf(dir)))
+			pp = rb.fixedP(alt, opposite(dir))
+		}
+		r.PromoteP = max(r.PromoteP, pp)
+		if pp > s.beta {
+			// z of log(alt) − log r̂ with se² ≈ 1/N_C + 1/N_B (effective events).
+			u := math.Log(rb.mle())
+			z := (math.Log(alt) - u) / math.Sqrt(1/rb.nc+1/rb.nb)
+			if dir == Decrease {
+				z = -z
+			}
+			eta = max(eta, etaFactor(z, s.zNeed(s.beta)))
+		}
 	}
-	setGate(r, g, bm.N, cm.N, float64(m.MinSamples), need, "observations", "the baseline mean is 0: a relative change cannot be measured")
+	r.P = combineP(ps)
+	noEvents := b.Count+c.Count == 0
+	if noEvents {
+		// No events in either cohort: nothing to compare a relative
+		// change with. Once both floors are met, the absence of events
+		// passes.
+		r.PromoteP, eta = 0, 1
+	}
+	if s.pOnly {
+		return
+	}
+	r.Test = "stratified conditional test of the rate ratio (" + rateMode(s.seq) + ")" + s.instanceNote()
+	phiC := s.phi(&c.Instances, &b.Instances, (1-s.cfg.Confidence)/2)
+	rc := newStratRate(s.groups, phiC)
+	lo, hi := rc.ci(s.cfg.Confidence, s.seq)
+	r.Effect = Effect{Estimate: Float(rc.mle()), Lower: Float(lo), Upper: Float(hi), ConfLevel: s.cfg.Confidence, Kind: KindRateRatio}
+	r.Effects = []Effect{r.Effect}
+	setGate(r, &s, b.Total, c.Total, m.MinTotal, eta, m.ExposureUnit)
+	if noEvents && r.Gate.FloorMet {
+		r.Reason = fmt.Sprintf("%s: no events in either cohort (%s and %s %s)", m.Name,
+			count(b.Total), count(c.Total), m.ExposureUnit)
+	}
+}
+
+func rateMode(seq bool) string {
+	if seq {
+		return "anytime-valid mixture e-value"
+	}
+	return "exact conditional binomial, saddle-point for many events; R poisson.test with one stratum"
 }
 
 func safeDiv(a, b float64) float64 {
@@ -451,20 +521,23 @@ func noData(r *MetricResult, m *Metric, nb, nc float64, unit string) {
 	}
 }
 
-// setGate fills the gate of a metric counted in observations from the
-// floor and the total sample size the power calculation needs at the
-// current split between the cohorts.
-func setGate(r *MetricResult, gs gateSpec, nb, nc, floor, needTotal float64, unit, whyInf string) {
-	q := nc / (nb + nc)
-	g := Gate{Unit: unit, FloorMet: nb >= floor && nc >= floor}
-	powerB, powerC := math.Inf(1), math.Inf(1)
-	if !math.IsInf(needTotal, 0) && !math.IsNaN(needTotal) {
-		powerB, powerC = max(0, (1-q)*needTotal-nb), max(0, q*needTotal-nc)
+// setGate fills the gate of a metric from its floor and from eta, the
+// factor by which both cohorts' samples must grow for the promote test to
+// pass (1 when it passes, +Inf when no amount of data would make it pass
+// at the current estimate), and sets the preliminary outcome: pass when
+// the floor is met and the promote test passes, hold otherwise.
+func setGate(r *MetricResult, s *evalSpec, nb, nc, floor, eta float64, unit string) {
+	g := Gate{Unit: unit, FloorMet: nb >= floor && nc >= floor, EvidenceMet: r.PromoteP <= s.beta}
+	floorB, floorC := max(floor-nb, 0), max(floor-nc, 0)
+	evB, evC := 0.0, 0.0
+	if !g.EvidenceMet {
+		evB, evC = nb*(eta-1), nc*(eta-1)
+		if math.IsNaN(evB) || math.IsNaN(evC) {
+			evB, evC = math.Inf(1), math.Inf(1)
+		}
 	}
-	g.PowerMet = powerB == 0 && powerC == 0
-	g.NeedBaseline = Float(max(powerB, floor-nb, 0))
-	g.NeedCanary = Float(max(powerC, floor-nc, 0))
-	g.Ready = g.FloorMet && g.PowerMet
+	g.NeedBaseline, g.NeedCanary = Float(max(floorB, evB)), Float(max(floorC, evC))
+	g.Ready = g.FloorMet && g.EvidenceMet
 	r.Gate = g
 	r.Outcome = OutcomeHold
 	if g.Ready {
@@ -472,65 +545,63 @@ func setGate(r *MetricResult, gs gateSpec, nb, nc, floor, needTotal float64, uni
 		r.Reason = passReason(r)
 		return
 	}
-	r.Reason = holdReason(r, gs, floor, whyInf)
-}
-
-// setGateExposure is setGate for rate metrics, whose gate counts exposure.
-func setGateExposure(r *MetricResult, gs gateSpec, eb, ec, needTotal float64, noEvents bool) {
-	m := gs.m
-	setGate(r, gs, eb, ec, m.MinTotal, needTotal, m.ExposureUnit, "")
-	if noEvents && r.Gate.FloorMet {
-		r.Gate.PowerMet, r.Gate.Ready = true, true
-		r.Gate.NeedBaseline, r.Gate.NeedCanary = 0, 0
-		r.Outcome = OutcomePass
-		r.Reason = fmt.Sprintf("%s: no events in either cohort (%s and %s %s)", m.Name,
-			count(eb), count(ec), m.ExposureUnit)
+	var clauses []string
+	if !g.FloorMet {
+		clauses = append(clauses, more(floorC, floorB, unit)+fmt.Sprintf(" to reach the floor of %s per cohort", count(floor)))
 	}
-}
-
-func holdReason(r *MetricResult, gs gateSpec, floor float64, whyInf string) string {
-	m, g := gs.m, r.Gate
-	nb, nc := float64(g.NeedBaseline), float64(g.NeedCanary)
-	if math.IsInf(nb, 1) || math.IsInf(nc, 1) {
-		if g.FloorMet && whyInf != "" {
-			return fmt.Sprintf("%s: %s", m.Name, whyInf)
+	if !g.EvidenceMet {
+		m := s.m
+		_, alt := thresholds(m, directions(m.BadDirection)[0])
+		bound := fmt.Sprintf("within %s of the baseline (tolerance %s + detectable effect %s) with %s confidence",
+			ratio(alt), percent(m.Tolerance), percent(m.DetectableEffect), percent(1-s.beta))
+		if m.BadDirection == Both {
+			bound = fmt.Sprintf("within ±%s of the baseline with %s confidence", percent(m.Tolerance+m.DetectableEffect), percent(1-s.beta))
 		}
-		return fmt.Sprintf("%s: no events yet in either cohort to size the sample", m.Name)
+		switch {
+		case math.IsInf(evC, 1) && g.FloorMet:
+			clauses = append(clauses, "at this estimate no amount of data would show it "+bound)
+		case math.IsInf(evC, 1):
+			clauses = append(clauses, "then enough to show it "+bound)
+		case evB > floorB || evC > floorC:
+			clauses = append(clauses, more(evC, evB, unit)+" to show it "+bound)
+		default:
+			clauses = append(clauses, "which should also show it "+bound)
+		}
 	}
+	reason := fmt.Sprintf("%s: %s (now canary %s baseline %s)", r.Name, strings.Join(clauses, "; "),
+		ratio(float64(r.Effect.Estimate)), interval(r.Effect))
+	if s.phiMax >= 2 {
+		reason += fmt.Sprintf("; its %d+%d instances differ: each sample counts 1/%.3g, and more instances help more than more samples",
+			s.kb, s.kc, s.phiMax)
+	}
+	r.Reason = reason
+}
+
+// more says "about N more canary U and about M more baseline U".
+func more(canary, baseline float64, unit string) string {
 	var parts []string
-	if nc > 0 {
-		parts = append(parts, fmt.Sprintf("about %s more canary %s", count(nc), g.Unit))
+	if canary > 0 {
+		parts = append(parts, fmt.Sprintf("about %s more canary %s", count(canary), unit))
 	}
-	if nb > 0 {
-		parts = append(parts, fmt.Sprintf("about %s more baseline %s", count(nb), g.Unit))
+	if baseline > 0 {
+		parts = append(parts, fmt.Sprintf("about %s more baseline %s", count(baseline), unit))
 	}
-	what := fmt.Sprintf("to reach the floor of %s per cohort", count(floor))
-	if g.FloorMet || !g.PowerMet {
-		sign := "+"
-		if m.BadDirection == Decrease {
-			sign = "-"
-		}
-		what = fmt.Sprintf("to detect %s%s beyond the %s tolerance with %s power",
-			sign, percent(m.DetectableEffect), percent(m.Tolerance), percent(gs.power))
-		if !g.FloorMet {
-			what = fmt.Sprintf("to reach the floor of %s per cohort and detect %s%s beyond the %s tolerance",
-				count(floor), sign, percent(m.DetectableEffect), percent(m.Tolerance))
-		}
+	if len(parts) == 0 {
+		return "a little more data"
 	}
-	reason := fmt.Sprintf("%s: %s %s", m.Name, strings.Join(parts, " and "), what)
-	if gs.phi >= 2 {
-		reason += fmt.Sprintf(" (its %d+%d instances differ: each sample counts 1/%.3g; more instances help more than more samples)",
-			gs.kb, gs.kc, gs.phi)
-	}
-	return reason
+	return strings.Join(parts, " and ")
+}
+
+func estimateText(r *MetricResult) string {
+	return fmt.Sprintf("canary %s baseline %s", ratio(float64(r.Effect.Estimate)), interval(r.Effect))
 }
 
 func passReason(r *MetricResult) string {
-	return fmt.Sprintf("%s: canary %s baseline %s, within the %s tolerance",
-		r.Name, ratio(float64(r.Effect.Estimate)), interval(r.Effect), percent(r.Tolerance))
+	return fmt.Sprintf("%s: canary %s baseline %s, within the %s tolerance (promote test p=%s)",
+		r.Name, ratio(float64(r.Effect.Estimate)), interval(r.Effect), percent(r.Tolerance), pval(r.PromoteP))
 }
 
-func regressionReason(r *MetricResult, cfg *Config) string {
+func regressionReason(r *MetricResult) string {
 	crit := ""
 	if r.Critical {
 		crit = " (critical)"
@@ -551,7 +622,11 @@ func ratio(v float64) string {
 }
 
 func interval(e Effect) string {
-	return fmt.Sprintf("(%s CI %s–%s)", percent(e.ConfLevel), ratio(float64(e.Lower)), ratio(float64(e.Upper)))
+	kind := ""
+	if e.Kind != "" {
+		kind = e.Kind + ", "
+	}
+	return fmt.Sprintf("(%s%s CI %s–%s)", kind, percent(e.ConfLevel), ratio(float64(e.Lower)), ratio(float64(e.Upper)))
 }
 
 func percent(v float64) string {
@@ -565,6 +640,9 @@ func pval(p float64) string {
 // count formats a non-negative amount with thousands separators, rounding
 // up to two significant figures above 1,000 ("about 1,900").
 func count(v float64) string {
+	if math.IsInf(v, 1) {
+		return "∞"
+	}
 	v = math.Ceil(v)
 	if v >= 1000 {
 		mag := math.Pow(10, math.Floor(math.Log10(v))-1)

@@ -153,42 +153,45 @@ func clusteredContrast(x, y []Moments, c float64) (mx, my Moments, s2, within, b
 //
 // with the terms of clusteredContrast (Kish's design effect, estimated
 // rather than assumed), and f ≥ 1 a small-sample allowance for the few
-// degrees of freedom of σ̂_b². With k instances in all, σ̂_b² has about
-// d = k − 2 of them; when the between-instance part dominates, a contrast
-// standardized by it is Student's t with d degrees of freedom rather than
-// normal (Satterthwaite's approximation; Cameron and Miller, "A
-// Practitioner's Guide to Cluster-Robust Inference", J. Human Resources
-// 50, 2015, §VI, on few clusters). A test that rejects when the
-// standardized contrast exceeds zcrit then errs with probability
-// Pr(t_d ≥ zcrit/√f), and
+// degrees of freedom of σ̂_b². With k instances in all, σ̂_b² has
+// d = k − 2 of them (k_x − 1 + k_y − 1); when the between-instance part
+// dominates, the contrast standardized by it is Student's t with d degrees
+// of freedom rather than normal (Satterthwaite's approximation; Cameron
+// and Miller, "A Practitioner's Guide to Cluster-Robust Inference", J.
+// Human Resources 50, 2015, §VI, on few clusters), and
 //
-//	f = max(1, (t_d(1 − alpha) / zcrit)²)
+//	f = (t_d(1 − alpha) / z(1 − alpha))²
 //
-// brings that back to alpha. zcrit is the test's critical normal score:
-// z(1 − alpha) for a fixed-sample test, the lowest boundary of the
-// mixture SPRT (SeqMeanBoundary) for the sequential tests, whose
-// boundary already exceeds z(1 − alpha), so that they need less allowance.
+// scales the variance so that any test at level alpha — the fixed-sample
+// t or normal test, or the mixture SPRT, whose boundary exceeds z(1 −
+// alpha) — needs t_d(1 − alpha)/z(1 − alpha) times the evidence it would
+// need with the between-instance variance known. With 2 + 2 instances
+// (d = 2) at alpha = 0.0033 that is 4.5 times (f = 20): few instances that
+// differ leave a regression within reach only when it is large, and the
+// HOLD reasons say that more instances help.
 //
-// Dividing both cohorts' sample sizes by φ (effective sample sizes) makes
-// any test that assumes independent observations account for the
-// instances: a persistent instance effect, which no amount of data
-// averages away, then stops the evidence from growing instead of
-// eventually rolling back a canary that differs only by its hosts.
+// Dividing both cohorts' sample sizes by φ (effective sample sizes), or
+// multiplying the contrast's variance by it, makes any test that assumes
+// independent observations account for the instances: a persistent
+// instance effect, which no amount of data averages away, then stops the
+// evidence from growing instead of eventually rolling back a canary that
+// differs only by its hosts.
 //
 // φ is 1 when there are fewer than three instances in all (no instance
 // names, or one per cohort: an instance effect cannot be told from a
 // regression, and the tolerance must cover it), and when alpha is not in
-// (0, 0.5) or zcrit is not positive.
-func DesignEffect(x, y []Moments, c, alpha, zcrit float64) float64 {
+// (0, 0.5).
+func DesignEffect(x, y []Moments, c, alpha float64) float64 {
 	_, _, s2, within, between, k := clusteredContrast(x, y, c)
-	if k <= 2 || !(s2 > 0) || !(alpha > 0 && alpha < 0.5) || !(zcrit > 0) || math.IsNaN(within+between) {
+	if k <= 2 || !(s2 > 0) || !(alpha > 0 && alpha < 0.5) || math.IsNaN(within+between) {
 		return 1
 	}
 	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(k - 2)}.Quantile(1 - alpha)
-	f := max(1, (t/zcrit)*(t/zcrit))
+	z := distuv.UnitNormal.Quantile(1 - alpha)
+	f := max(1, (t/z)*(t/z))
 	phi := (within + f*between) / s2
 	switch {
-	case math.IsInf(phi, 1):
+	case math.IsInf(phi, 1) || math.IsNaN(phi):
 		return math.MaxFloat64
 	case !(phi > 1):
 		return 1
@@ -226,25 +229,4 @@ func SeqMeanBoundary(alpha float64) float64 {
 		c, d = b-inv*(b-a), a+inv*(b-a)
 	}
 	return math.Sqrt(g((a + b) / 2))
-}
-
-// effectiveMoments returns m with its sample size divided by phi: the same
-// mean and variance, phi times the variance of the mean.
-func effectiveMoments(m Moments, phi float64) Moments {
-	if phi <= 1 {
-		return m
-	}
-	return Moments{N: m.N / phi, Mean: m.Mean, M2: m.M2 / phi}
-}
-
-// effectiveBins returns the bins with their counts divided by phi.
-func effectiveBins(bins []Bin, phi float64) []Bin {
-	if phi <= 1 {
-		return bins
-	}
-	out := make([]Bin, len(bins))
-	for i, b := range bins {
-		out[i] = Bin{Value: b.Value, Count: b.Count / phi}
-	}
-	return out
 }

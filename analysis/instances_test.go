@@ -13,7 +13,8 @@ import (
 
 // directDesignEffect computes DesignEffect's φ from raw values with
 // two-pass sums, independently of Moments and clusteredContrast.
-func directDesignEffect(x, y [][]float64, c, alpha, zcrit float64) float64 {
+func directDesignEffect(x, y [][]float64, c, alpha float64) float64 {
+	zcrit := distuv.UnitNormal.Quantile(1 - alpha)
 	type cohort struct{ n, mean, ssw, ssb, nsq float64 }
 	sum := func(v []float64) float64 {
 		s := 0.0
@@ -109,41 +110,41 @@ func TestDesignEffect(t *testing.T) {
 		{3, 3, 40, 0, 1},
 	} {
 		x, y := instanceData(rng, tc.kx, tc.n, tc.sigma, 100), instanceData(rng, tc.ky, tc.n, tc.sigma, 100)
-		for _, zcrit := range []float64{2.7, 3.7} {
-			got := DesignEffect(groupMoments(x), groupMoments(y), tc.c, 0.0033, zcrit)
-			want := directDesignEffect(x, y, tc.c, 0.0033, zcrit)
+		for _, alpha := range []float64{0.0033, 0.2} {
+			got := DesignEffect(groupMoments(x), groupMoments(y), tc.c, alpha)
+			want := directDesignEffect(x, y, tc.c, alpha)
 			if math.Abs(got-want) > 1e-9*want {
-				t.Errorf("%+v zcrit %v: φ = %.15g, direct %.15g", tc, zcrit, got, want)
+				t.Errorf("%+v alpha %v: φ = %.15g, direct %.15g", tc, alpha, got, want)
 			}
 		}
 	}
 
 	// One instance per cohort: an instance effect cannot be estimated.
 	x, y := instanceData(rng, 1, 1000, 0.5, 100), instanceData(rng, 1, 1000, 0.5, 100)
-	if phi := DesignEffect(groupMoments(x), groupMoments(y), 1, 0.01, 2.3); phi != 1 {
+	if phi := DesignEffect(groupMoments(x), groupMoments(y), 1, 0.01); phi != 1 {
 		t.Errorf("1+1 instances: φ = %v, want 1", phi)
 	}
 	// Independent requests spread over 5+5 instances: φ stays small.
 	x, y = instanceData(rng, 5, 2000, 0, 100), instanceData(rng, 5, 2000, 0, 100)
-	if phi := DesignEffect(groupMoments(x), groupMoments(y), 1, 0.01, 3.6); phi > 2 {
+	if phi := DesignEffect(groupMoments(x), groupMoments(y), 1, 0.01); phi > 2 {
 		t.Errorf("independent requests: φ = %v, want near 1", phi)
 	}
 	// A persistent instance effect: φ grows about linearly with the
 	// requests per instance.
 	seed := rand.New(rand.NewPCG(9, 9))
-	small := DesignEffect(groupMoments(instanceData(seed, 4, 500, 0.1, 100)), groupMoments(instanceData(seed, 4, 500, 0.1, 100)), 1, 0.01, 3.6)
+	small := DesignEffect(groupMoments(instanceData(seed, 4, 500, 0.1, 100)), groupMoments(instanceData(seed, 4, 500, 0.1, 100)), 1, 0.01)
 	seed = rand.New(rand.NewPCG(9, 9))
-	large := DesignEffect(groupMoments(instanceData(seed, 4, 5000, 0.1, 100)), groupMoments(instanceData(seed, 4, 5000, 0.1, 100)), 1, 0.01, 3.6)
+	large := DesignEffect(groupMoments(instanceData(seed, 4, 5000, 0.1, 100)), groupMoments(instanceData(seed, 4, 5000, 0.1, 100)), 1, 0.01)
 	if !(small > 2 && large > 5*small) {
 		t.Errorf("persistent instance effect: φ = %v at 500 per instance, %v at 5,000; want > 2 and growing ~10×", small, large)
 	}
 	// Degenerate arguments never panic.
 	for _, a := range []float64{0, 0.5, math.NaN()} {
-		if phi := DesignEffect(groupMoments(x), groupMoments(y), 1, a, 3); phi != 1 {
+		if phi := DesignEffect(groupMoments(x), groupMoments(y), 1, a); phi != 1 {
 			t.Errorf("alpha %v: φ = %v, want 1", a, phi)
 		}
 	}
-	if phi := DesignEffect(nil, nil, 1, 0.01, 3); phi != 1 {
+	if phi := DesignEffect(nil, nil, 1, 0.01); phi != 1 {
 		t.Errorf("no data: φ = %v", phi)
 	}
 }
@@ -194,7 +195,15 @@ func TestDataInstances(t *testing.T) {
 	if err := d.Add(&Record{Metric: "errors", Cohort: Baseline, IsCount: true, Count: 3, Total: 100, Instance: "pod-z"}); err != nil {
 		t.Fatal(err)
 	}
-	in := &d.Metric(0).Cohorts[Canary].Instances
+	in := &d.Metric(0).Cohorts[Canary].LogInstances
+	if raw := &d.Metric(0).Cohorts[Canary].Instances; raw.Len() != 4 {
+		t.Fatalf("%d canary instances of raw values, want 4", raw.Len())
+	}
+	for _, s := range d.Metric(0).Cohorts[Canary].Instances.Stats() {
+		if s.Key == InstanceKey("pod-c") && (s.N != 3 || s.Mean != 2 || s.M2 != 2) {
+			t.Errorf("pod-c raw values: %+v, want N 3 mean 2 M2 2", s.Moments)
+		}
+	}
 	if in.Len() != 4 {
 		t.Fatalf("%d canary instances, want 4", in.Len())
 	}
@@ -219,13 +228,15 @@ func TestDataInstances(t *testing.T) {
 	m := NewData(cfg)
 	m.Merge(d)
 	m.Merge(d)
-	if s := m.Metric(0).Cohorts[Canary].Instances.Stats(); len(s) != 4 || s[0].N != 2*in.Stats()[0].N {
+	if s := m.Metric(0).Cohorts[Canary].LogInstances.Stats(); len(s) != 4 || s[0].N != 2*in.Stats()[0].N {
 		t.Errorf("merged instances %+v", s)
 	}
 	back := roundTrip(t, cfg, m)
 	for i := range 2 {
 		for c := range 2 {
 			a, b := m.Metric(i).Cohorts[c].Instances.Stats(), back.Metric(i).Cohorts[c].Instances.Stats()
+			a = append(a, m.Metric(i).Cohorts[c].LogInstances.Stats()...)
+			b = append(b, back.Metric(i).Cohorts[c].LogInstances.Stats()...)
 			if len(a) != len(b) {
 				t.Fatalf("metric %d cohort %d: %d instances decoded, want %d", i, c, len(b), len(a))
 			}
@@ -329,23 +340,6 @@ bc0101140000000000406a40000000000000f03f00000000000034400014000000000000f03f0000
 
 // TestClusterP checks the design-effect correction of a fixed-sample
 // p-value through its normal score.
-func TestClusterP(t *testing.T) {
-	for _, tc := range []struct{ p, phi, want float64 }{
-		{0.01, 1, 0.01},
-		{distuv.UnitNormal.CDF(-2), 4, distuv.UnitNormal.CDF(-1)},
-		{distuv.UnitNormal.CDF(-6), 9, distuv.UnitNormal.CDF(-2)},
-		{1e-300, 2, distuv.UnitNormal.CDF(distuv.UnitNormal.Quantile(1e-300) / math.Sqrt2)},
-		{0, 3, 0},
-		{1, 3, 1},
-		{0.7, 4, distuv.UnitNormal.CDF(distuv.UnitNormal.Quantile(0.7) / 2)},
-	} {
-		if got := clusterP(tc.p, tc.phi); math.Abs(got-tc.want) > 1e-12*tc.want {
-			t.Errorf("clusterP(%v, %v) = %v, want %v", tc.p, tc.phi, got, tc.want)
-		}
-	}
-}
-
-// roundTrip encodes d and decodes it back, failing the test on an error.
 func roundTrip(t *testing.T, cfg *Config, d *Data) *Data {
 	t.Helper()
 	buf, err := d.MarshalBinary()
@@ -382,7 +376,7 @@ func TestJudgeInstancesReason(t *testing.T) {
 	if r.Baseline.Instances != 4 || r.Canary.Instances != 4 {
 		t.Errorf("instances %d+%d, want 4+4", r.Baseline.Instances, r.Canary.Instances)
 	}
-	if !strings.Contains(r.Test, "for 4+4 instances (cluster-robust variance)") {
+	if !strings.Contains(r.Test, "for 4+4 instances (cluster-robust") {
 		t.Errorf("test %q does not name the instances", r.Test)
 	}
 	if r.Outcome != OutcomeHold || !strings.Contains(r.Reason, "instances differ") {

@@ -28,52 +28,85 @@ type Options struct {
 // Judge decides PROMOTE, HOLD or ROLLBACK for the data of one run. This
 // function is the one place where a verdict is decided:
 //
-//  1. every metric is evaluated (evaluate.go): its gate (floor and power),
-//     and the one-sided p-value of H0 "the canary is not worse than the
-//     baseline beyond the tolerance" — a fixed-sample p-value, or with
-//     Options.Sequential an anytime-valid one;
-//     With a config Window, the sequential p-value also covers the recent
-//     windows (withWindows);
-//  2. the p-values are adjusted with Holm's step-down procedure over all
-//     metrics of the config, so that the probability of rolling back a
-//     canary identical to its baseline is at most 1 − confidence across
-//     all metrics together (Holm 1979); a metric whose adjusted p-value is
+//  1. every metric is evaluated (evaluate.go) within time strata: the
+//     one-sided p-value of its rollback test, H0 "the canary is not worse
+//     than the baseline beyond the tolerance", and of its promote test,
+//     H0' "the canary is worse by the tolerance plus the detectable effect
+//     or more" — fixed-sample p-values, or with Options.Sequential
+//     anytime-valid ones; with a config Window, the rollback p-value also
+//     covers the recent windows (withWindows); and the sample-ratio check
+//     of the canary's share of traffic (traffic.go) is one more test;
+//  2. the rollback p-values are adjusted with Holm's step-down procedure
+//     over all tests, so that the probability of rolling back a canary
+//     identical to its baseline is at most 1 − confidence across all its
+//     metrics together (Holm 1979); a metric whose adjusted p-value is
 //     ≤ 1 − confidence regressed, once both cohorts reached its floor
-//     (min_samples / min_total); the power part of the gate only delays a
-//     PROMOTE, never a ROLLBACK;
-//  3. ROLLBACK if a critical metric regressed, or any metric regressed and
+//     (min_samples / min_total);
+//  3. a metric passes when its floor is met, its promote test rejects at
+//     level 1 − power, and its reported interval does not lie beyond the
+//     tolerance: the data show the canary is not worse than the tolerance
+//     plus the detectable effect. Each metric must pass on its own
+//     (an intersection-union test: no split of 1 − power is needed), so a
+//     canary worse than that in any metric is promoted with probability at
+//     most 1 − power;
+//  4. ROLLBACK if a critical metric regressed, or any metric regressed and
 //     the bake is complete; PROMOTE if the bake is complete and every
-//     metric passed its gate without regressing; HOLD otherwise. Improvements
-//     never roll back, and a metric without data never passes.
+//     metric passed; HOLD otherwise. Improvements never roll back, and a
+//     metric without data never passes.
 func Judge(d *Data, opts Options) Verdict {
 	cfg := d.Config()
 	alpha := cfg.Alpha()
-	results := make([]MetricResult, len(cfg.Metrics))
-	ps := make([]float64, len(cfg.Metrics))
-	var windows []Window
+	traffic, hasTraffic := trafficMetric(cfg)
+	tests := len(cfg.Metrics)
+	if hasTraffic {
+		tests++
+	}
+	// Holm's first step: each test's share of the level.
+	share := alpha / float64(tests)
+	results := make([]MetricResult, 0, tests)
+	var windows []time.Time
 	if opts.Sequential && cfg.Window > 0 {
-		windows = d.Windows()
+		windows = windowStarts(d, cfg.Window)
 	}
 	for i := range cfg.Metrics {
-		results[i] = evaluate(&cfg.Metrics[i], d.Metric(i), cfg, opts.Sequential, false)
-		if opts.Sequential && cfg.Window > 0 {
-			withWindows(&results[i], i, windows, cfg)
+		r := evaluate(d, i, opts.Sequential, share, time.Time{}, false)
+		if len(windows) > 0 {
+			withWindows(&r, d, i, windows, share)
 		}
+		results = append(results, r)
+	}
+	if hasTraffic {
+		results = append(results, evalTraffic(d, traffic, opts, share))
+	}
+	ps := make([]float64, len(results))
+	for i := range results {
 		ps[i] = results[i].P
 	}
 	for i, q := range Holm(ps) {
 		r := &results[i]
 		r.AdjustedP = q
+		null, _ := thresholds(&Metric{Tolerance: r.Tolerance}, Increase)
+		if r.BadDirection == Decrease {
+			null, _ = thresholds(&Metric{Tolerance: r.Tolerance}, Decrease)
+		}
 		// Below its floor a metric holds even when it looks worse: deciding
 		// on too small a sample is the classic mistake the floor prevents.
 		switch {
-		case q > alpha || r.Outcome == OutcomeNoData:
-		case r.Gate.FloorMet:
+		case r.Outcome == OutcomeNoData:
+		case q <= alpha && r.Gate.FloorMet:
 			r.Outcome = OutcomeRegression
-			r.Reason = regressionReason(r, cfg)
-		default:
+			r.Reason = regressionReason(r)
+		case q <= alpha:
+			r.Outcome = OutcomeHold
 			r.Reason += fmt.Sprintf("; already looks worse (canary %s baseline, Holm-adjusted p=%s): rolls back once the floor is reached",
 				ratio(float64(r.Effect.Estimate)), pval(q))
+		case r.Outcome == OutcomePass && beyond(r, null):
+			// Never promote while the reported interval lies beyond the
+			// tolerance, even when Holm's adjustment spared the metric.
+			r.Outcome = OutcomeHold
+			r.Gate.Ready = false
+			r.Reason = fmt.Sprintf("%s: canary %s baseline %s: the interval lies beyond the %s tolerance (not yet a family-wise regression, Holm-adjusted p=%s)",
+				r.Name, ratio(float64(r.Effect.Estimate)), interval(r.Effect), percent(r.Tolerance), pval(q))
 		}
 	}
 
@@ -104,31 +137,64 @@ func Judge(d *Data, opts Options) Verdict {
 		v.Reason = "regression of non-critical metrics, rolls back when the bake time ends: " + strings.Join(why, "; ")
 	case len(waiting) > 0:
 		v.Decision, v.Deciding = Hold, waiting
-		v.Reason = "not enough data: " + strings.Join(reasonsOf(results, waiting), "; ")
+		v.Reason = "not enough evidence: " + strings.Join(reasonsOf(results, waiting), "; ")
 	case !opts.BakeComplete:
 		v.Decision = Hold
 		v.Deciding = []string{}
 		v.Reason = "every metric passed; waiting for the bake time to end"
 	default:
 		v.Decision = Promote
-		v.Deciding = make([]string, len(results))
-		for i, r := range results {
-			v.Deciding[i] = r.Name
+		v.Deciding = make([]string, len(cfg.Metrics))
+		for i := range cfg.Metrics {
+			v.Deciding[i] = results[i].Name
 		}
-		v.Reason = fmt.Sprintf("all %d metrics passed their gates with no regression at %s family-wise confidence",
-			len(results), percent(cfg.Confidence))
+		v.Reason = fmt.Sprintf("all %d metrics passed: each shown within its tolerance + detectable effect at %s confidence, none regressed at %s family-wise confidence",
+			len(cfg.Metrics), percent(cfg.Power), percent(cfg.Confidence))
 	}
 	return v
 }
 
+// beyond reports whether the reported interval of a metric lies entirely
+// on the bad side of its tolerance boundary null.
+func beyond(r *MetricResult, null float64) bool {
+	lo, hi := float64(r.Effect.Lower), float64(r.Effect.Upper)
+	switch r.BadDirection {
+	case Increase:
+		return lo > null
+	case Decrease:
+		return hi < null
+	}
+	return lo > 1+r.Tolerance || hi < 1-r.Tolerance
+}
+
+// windowStarts returns the starts of the window tests: the starts of the
+// last MaxWindows epochs of length w after the run's first, on a grid
+// anchored at the run's start (Data.runStart), up to the newest stratum.
+func windowStarts(d *Data, w time.Duration) []time.Time {
+	start, newest := d.runStart(), d.strata.newest()
+	if start.IsZero() || newest.IsZero() || !newest.After(start) {
+		return nil
+	}
+	last := int64(newest.Sub(start) / w)
+	var out []time.Time
+	for j := last; j >= 1 && j > last-MaxWindows; j-- {
+		out = append(out, start.Add(time.Duration(j)*w))
+	}
+	return out
+}
+
+// MaxWindows is the number of most recent windows tested (see
+// Config.Window).
+const MaxWindows = 4
+
 // withWindows combines the anytime p-value of metric i on the whole run
-// with those of the window tests, each on the samples since the start of
-// one of the last epochs (Data.Windows), by the weighted Bonferroni
-// inequality: the whole run gets half of the level and the window starting
-// j epochs after the run's first gets 1/(2 j (j + 1)) of it, weights that
-// sum to 1 over every window the run can ever have. Each window's test is
-// anytime-valid on its own samples (a fresh sequential test that starts
-// with its epoch), so that
+// with those of the same tests on the samples since the start of each of
+// the most recent windows, by the weighted Bonferroni inequality: the
+// whole run gets half of the level and the window starting j epochs after
+// the run's start gets 1/(2 j (j + 1)) of it, weights that sum to 1 over
+// every window the run can ever have. Each window's test is anytime-valid
+// on its own samples (a fresh sequential test that starts with its
+// epoch), so that
 //
 //	p = min(1, 2 p_run, min_j 2 j (j + 1) p_j)
 //
@@ -136,25 +202,24 @@ func Judge(d *Data, opts Options) Verdict {
 // looks. A regression that starts mid-run is judged on the windows after
 // it starts, undiluted by the samples before. When a window gives the
 // smallest p, the effect reported is that window's.
-func withWindows(r *MetricResult, i int, windows []Window, cfg *Config) {
-	m := &cfg.Metrics[i]
-	best, bestK := min(1, 2*r.P), -1
-	for k := range windows {
-		w := &windows[k]
-		j := float64(w.Index)
-		p := min(1, 2*j*(j+1)*evaluate(m, w.Metric(i), cfg, true, true).P)
+func withWindows(r *MetricResult, d *Data, i int, starts []time.Time, share float64) {
+	run := d.runStart()
+	w := d.Config().Window
+	best, bestAt := min(1, 2*r.P), time.Time{}
+	for _, from := range starts {
+		j := float64(from.Sub(run) / w)
+		p := min(1, 2*j*(j+1)*evaluate(d, i, true, share, from, true).P)
 		if p < best {
-			best, bestK = p, k
+			best, bestAt = p, from
 		}
 	}
 	r.P = best
-	if bestK < 0 {
+	if bestAt.IsZero() {
 		return
 	}
-	w := &windows[bestK]
-	wr := evaluate(m, w.Metric(i), cfg, true, false)
-	r.Effect = wr.Effect
-	r.Test += fmt.Sprintf("; smallest p on the window since %s (effect of that window)", w.Start.Format(time.RFC3339))
+	wr := evaluate(d, i, true, share, bestAt, false)
+	r.Effect, r.Effects = wr.Effect, wr.Effects
+	r.Test += fmt.Sprintf("; smallest p on the window since %s (effect of that window)", bestAt.Format(time.RFC3339))
 }
 
 func reasonsOf(results []MetricResult, names []string) []string {

@@ -138,11 +138,14 @@ metrics:
 	if v.Decision != Hold || m.Outcome != OutcomeHold || m.Gate.FloorMet {
 		t.Fatalf("got %s, metric %+v", v.Decision, m)
 	}
-	if !strings.Contains(m.Reason, "more canary requests") || !strings.Contains(m.Reason, "+20% beyond the 20% tolerance") {
+	if !strings.Contains(m.Reason, "about 1,000 more canary requests to reach the floor of 2,000") ||
+		!strings.Contains(m.Reason, "within 1.400× of the baseline (tolerance 20% + detectable effect 20%) with 80% confidence") {
 		t.Errorf("reason %q does not say what is missing", m.Reason)
 	}
-	if !(m.Gate.NeedCanary > 1000 && m.Gate.NeedBaseline > 9000) {
-		t.Errorf("need canary %v baseline %v: the 10%% one-box needs far more exposure", m.Gate.NeedCanary, m.Gate.NeedBaseline)
+	// The promote test needs more of both cohorts at the current split
+	// (5 + 45 events now: log(1.4)/√(1/5 + 1/45) = 0.71 of the 0.84 needed).
+	if !(m.Gate.NeedCanary >= 1000 && m.Gate.NeedBaseline > 2000) {
+		t.Errorf("need canary %v baseline %v", m.Gate.NeedCanary, m.Gate.NeedBaseline)
 	}
 }
 

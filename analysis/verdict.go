@@ -60,11 +60,23 @@ type MetricResult struct {
 	Canary       Summary    `json:"canary"`
 	// Effect is the canary relative to the baseline, as a ratio (1.10 is
 	// 10% higher), with a two-sided confidence interval at the config's
-	// confidence.
+	// confidence: the effect of the test that decided (the one with the
+	// smallest p for a regression, the binding promote test otherwise).
 	Effect Effect `json:"effect"`
+	// Effects are the effects of every test of the metric (a distribution
+	// has a ratio of geometric means and a ratio of means).
+	Effects []Effect `json:"effects,omitempty"`
+	// Superiority is P(canary > baseline) + ½ P(tie) for one observation
+	// of each (distribution metrics): what a rank test sees, which shows a
+	// change that ratios of means hide on data with many ties or zeros.
+	Superiority float64 `json:"superiority,omitempty"`
 	// P is the p-value of the rollback test: H0 "the canary is not worse
 	// than the baseline beyond the tolerance". 1 when not tested.
 	P float64 `json:"p_value"`
+	// PromoteP is the p-value of the promote test: H0' "the canary is worse
+	// than the baseline by the tolerance plus the detectable effect or
+	// more"; the metric can pass only when PromoteP ≤ 1 − power.
+	PromoteP float64 `json:"promote_p_value"`
 	// AdjustedP is P after Holm's step-down adjustment over all metrics;
 	// the metric regressed when AdjustedP ≤ 1 − confidence.
 	AdjustedP float64 `json:"adjusted_p_value"`
@@ -91,6 +103,9 @@ type Summary struct {
 	P99    float64 `json:"p99,omitempty"`
 	Mean   float64 `json:"mean,omitempty"`
 	SD     float64 `json:"sd,omitempty"`
+	// NonZero is the share of a distribution's observations that are not
+	// 0 (NaN when there are none).
+	NonZero Float `json:"non_zero,omitempty"`
 	// Warmup counts samples excluded by the warm-up.
 	Warmup uint64 `json:"warmup_excluded,omitempty"`
 	// Instances is the number of instances the samples came from (samples
@@ -104,20 +119,26 @@ type Effect struct {
 	Lower     Float   `json:"lower"`
 	Upper     Float   `json:"upper"`
 	ConfLevel float64 `json:"conf_level"`
+	// Kind says what the ratio is: KindGeoMeanRatio, KindMeanRatio,
+	// KindRateRatio or KindShareRatio.
+	Kind string `json:"kind,omitempty"`
 }
 
-// Gate reports the minimum-sample gate of one metric.
+// Gate reports what a metric needs before it can pass.
 type Gate struct {
-	// Ready is true when the floor and the power requirement are met.
+	// Ready is true when the floor and the evidence requirement are met.
 	Ready bool `json:"ready"`
 	// FloorMet is true when both cohorts reached min_samples / min_total.
 	FloorMet bool `json:"floor_met"`
-	// PowerMet is true when a regression of the detectable effect beyond
-	// the tolerance would be detected with the configured power.
-	PowerMet bool `json:"power_met"`
+	// EvidenceMet is true when the promote test passed: the data show the
+	// canary is not worse than the tolerance plus the detectable effect,
+	// at confidence power (MetricResult.PromoteP ≤ 1 − power).
+	EvidenceMet bool `json:"evidence_met"`
 	// NeedBaseline and NeedCanary estimate the observations (or exposure,
-	// for rates) still missing in each cohort; +Inf when the data cannot
-	// tell (no spread, no events).
+	// for rates) still missing in each cohort, if the estimate stays where
+	// it is: to reach the floor and for the promote test to pass; +Inf when
+	// no amount of data would (the estimate is beyond the tolerance plus
+	// the detectable effect, or there are no events).
 	NeedBaseline Float `json:"need_baseline"`
 	NeedCanary   Float `json:"need_canary"`
 	// Unit is what NeedBaseline and NeedCanary count.

@@ -57,6 +57,12 @@ func ConfigFromProto(pc *canaryv1.CanaryConfig) (*analysis.Config, error) {
 			bad("power", "must be in [0.5, 1) (got 0)")
 		}
 	}
+	if t := pc.GetTraffic(); t != nil {
+		cfg.Traffic = analysis.TrafficCheck{Metric: t.GetMetric(), Tolerance: t.GetTolerance(), Disabled: t.GetDisabled()}
+		if t.Critical != nil {
+			cfg.Traffic.Critical = ptr(t.GetCritical())
+		}
+	}
 	cfg.Metrics = make([]analysis.Metric, len(pc.GetMetrics()))
 	for i, pm := range pc.GetMetrics() {
 		path := fmt.Sprintf("metrics[%d]", i)
@@ -127,6 +133,10 @@ func ConfigToProto(c *analysis.Config) *canaryv1.CanaryConfig {
 	}
 	if c.Window != 0 {
 		pc.Window = durationpb.New(c.Window)
+	}
+	pc.Traffic = &canaryv1.TrafficCheck{Metric: c.Traffic.Metric, Tolerance: ptr(c.Traffic.Tolerance), Disabled: c.Traffic.Disabled}
+	if c.Traffic.Critical != nil {
+		pc.Traffic.Critical = ptr(*c.Traffic.Critical)
 	}
 	for i := range c.Metrics {
 		m := &c.Metrics[i]

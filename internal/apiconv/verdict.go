@@ -64,26 +64,54 @@ func MetricResultToProto(m *analysis.MetricResult) *canaryv1.MetricResult {
 		Canary:         SummaryToProto(m.Type, &m.Canary),
 		PValue:         m.P,
 		AdjustedPValue: m.AdjustedP,
+		PromotePValue:  m.PromoteP,
 		Test:           m.Test,
 		Reason:         m.Reason,
 		Gate: &canaryv1.Gate{
 			Ready:        m.Gate.Ready,
 			FloorMet:     m.Gate.FloorMet,
-			PowerMet:     m.Gate.PowerMet,
+			EvidenceMet:  m.Gate.EvidenceMet,
 			NeedBaseline: float64(m.Gate.NeedBaseline),
 			NeedCanary:   float64(m.Gate.NeedCanary),
 			Unit:         m.Gate.Unit,
 		},
 	}
-	if e := m.Effect; !math.IsNaN(float64(e.Estimate)) {
-		pm.Effect = &canaryv1.Effect{
-			Estimate:   float64(e.Estimate),
-			Lower:      float64(e.Lower),
-			Upper:      float64(e.Upper),
-			Confidence: e.ConfLevel,
+	pm.Effect = effectToProto(m.Effect)
+	for _, e := range m.Effects {
+		if pe := effectToProto(e); pe != nil {
+			pm.Effects = append(pm.Effects, pe)
 		}
 	}
+	if !math.IsNaN(m.Superiority) && m.Superiority != 0 {
+		pm.Superiority = &m.Superiority
+	}
 	return pm
+}
+
+// effectToProto returns the API form of an effect, nil for one that was
+// not estimated (a NaN estimate).
+func effectToProto(e analysis.Effect) *canaryv1.Effect {
+	if math.IsNaN(float64(e.Estimate)) {
+		return nil
+	}
+	return &canaryv1.Effect{
+		Estimate:   float64(e.Estimate),
+		Lower:      float64(e.Lower),
+		Upper:      float64(e.Upper),
+		Confidence: e.ConfLevel,
+		Kind:       e.Kind,
+	}
+}
+
+// effectFromProto returns the analysis form of an effect.
+func effectFromProto(e *canaryv1.Effect) analysis.Effect {
+	return analysis.Effect{
+		Estimate:  analysis.Float(e.GetEstimate()),
+		Lower:     analysis.Float(e.GetLower()),
+		Upper:     analysis.Float(e.GetUpper()),
+		ConfLevel: e.GetConfidence(),
+		Kind:      e.GetKind(),
+	}
 }
 
 // MetricResultFromProto returns the analysis form of the evidence of one
@@ -106,24 +134,24 @@ func MetricResultFromProto(pm *canaryv1.MetricResult) analysis.MetricResult {
 			Lower:    analysis.Float(math.NaN()),
 			Upper:    analysis.Float(math.NaN()),
 		},
-		P:         pm.GetPValue(),
-		AdjustedP: pm.GetAdjustedPValue(),
-		Test:      pm.GetTest(),
-		Reason:    pm.GetReason(),
+		P:           pm.GetPValue(),
+		AdjustedP:   pm.GetAdjustedPValue(),
+		PromoteP:    pm.GetPromotePValue(),
+		Superiority: pm.GetSuperiority(),
+		Test:        pm.GetTest(),
+		Reason:      pm.GetReason(),
 	}
 	if e := pm.GetEffect(); e != nil {
-		m.Effect = analysis.Effect{
-			Estimate:  analysis.Float(e.GetEstimate()),
-			Lower:     analysis.Float(e.GetLower()),
-			Upper:     analysis.Float(e.GetUpper()),
-			ConfLevel: e.GetConfidence(),
-		}
+		m.Effect = effectFromProto(e)
+	}
+	for _, e := range pm.GetEffects() {
+		m.Effects = append(m.Effects, effectFromProto(e))
 	}
 	if g := pm.GetGate(); g != nil {
 		m.Gate = analysis.Gate{
 			Ready:        g.GetReady(),
 			FloorMet:     g.GetFloorMet(),
-			PowerMet:     g.GetPowerMet(),
+			EvidenceMet:  g.GetEvidenceMet(),
 			NeedBaseline: analysis.Float(g.GetNeedBaseline()),
 			NeedCanary:   analysis.Float(g.GetNeedCanary()),
 			Unit:         g.GetUnit(),
@@ -164,6 +192,7 @@ func SummaryToProto(t analysis.MetricType, s *analysis.Summary) *canaryv1.Cohort
 		ps.N = uint64(s.N)
 		if s.N > 0 {
 			ps.Median, ps.P99, ps.Mean = opt(s.Median), opt(s.P99), opt(s.Mean)
+			ps.NonZero = opt(float64(s.NonZero))
 		}
 	}
 	return ps
@@ -181,6 +210,7 @@ func SummaryFromProto(ps *canaryv1.CohortSummary) analysis.Summary {
 		P99:       ps.GetP99(),
 		Mean:      ps.GetMean(),
 		SD:        ps.GetStddev(),
+		NonZero:   analysis.Float(ps.GetNonZero()),
 		Warmup:    ps.GetWarmupExcluded(),
 		Instances: int(ps.GetInstances()),
 	}

@@ -28,7 +28,7 @@ func testVerdict() *analysis.Verdict {
 				Canary:   analysis.Summary{N: 1180, Median: 95, P99: 310, Mean: 104.5, Warmup: 38},
 				Effect:   analysis.Effect{Estimate: 1.17, Lower: 1.12, Upper: inf, ConfLevel: 0.99},
 				P:        1e-9, AdjustedP: 3e-9, Test: "mann-whitney-u",
-				Gate:   analysis.Gate{Ready: true, FloorMet: true, PowerMet: true, Unit: "samples"},
+				Gate:   analysis.Gate{Ready: true, FloorMet: true, EvidenceMet: true, Unit: "samples"},
 				Reason: "17% slower",
 			},
 			{

@@ -485,7 +485,10 @@ type CanaryConfig struct {
 	// that starts mid-run is not diluted by the healthy samples before it.
 	// Half of the level goes to the whole run, half to the windows. Absent or
 	// zero: no window tests. Otherwise at least 1s.
-	Window        *durationpb.Duration `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
+	Window *durationpb.Duration `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
+	// The sample-ratio check of the canary's share of traffic (YAML key
+	// `traffic`). Absent: on, with its defaults.
+	Traffic       *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -562,6 +565,91 @@ func (x *CanaryConfig) GetWindow() *durationpb.Duration {
 	return nil
 }
 
+func (x *CanaryConfig) GetTraffic() *TrafficCheck {
+	if x != nil {
+		return x.Traffic
+	}
+	return nil
+}
+
+// TrafficCheck configures the sample-ratio check: a canary whose share of
+// the traffic falls below (1 - tolerance) times the expected share (the
+// run's canary_traffic_share, else the canary's own share over the first
+// 5 minutes after the warm-up) is a regression of the stability metric
+// "traffic_share".
+type TrafficCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rate metric whose exposure counts the traffic; empty: the first rate
+	// metric whose exposure unit is requests (without one, no check).
+	Metric string `protobuf:"bytes,1,opt,name=metric,proto3" json:"metric,omitempty"`
+	// Relative drop of the share accepted, in (0, 1). Absent or 0: 0.5.
+	Tolerance *float64 `protobuf:"fixed64,2,opt,name=tolerance,proto3,oneof" json:"tolerance,omitempty"`
+	// Whether a regression rolls back at once. Absent: true.
+	Critical *bool `protobuf:"varint,3,opt,name=critical,proto3,oneof" json:"critical,omitempty"`
+	// Turns the check off.
+	Disabled      bool `protobuf:"varint,4,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficCheck) Reset() {
+	*x = TrafficCheck{}
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficCheck) ProtoMessage() {}
+
+func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficCheck.ProtoReflect.Descriptor instead.
+func (*TrafficCheck) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TrafficCheck) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *TrafficCheck) GetTolerance() float64 {
+	if x != nil && x.Tolerance != nil {
+		return *x.Tolerance
+	}
+	return 0
+}
+
+func (x *TrafficCheck) GetCritical() bool {
+	if x != nil && x.Critical != nil {
+		return *x.Critical
+	}
+	return false
+}
+
+func (x *TrafficCheck) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
 // MetricConfig configures how one metric is compared.
 type MetricConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -603,7 +691,7 @@ type MetricConfig struct {
 
 func (x *MetricConfig) Reset() {
 	*x = MetricConfig{}
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +703,7 @@ func (x *MetricConfig) String() string {
 func (*MetricConfig) ProtoMessage() {}
 
 func (x *MetricConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +716,7 @@ func (x *MetricConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricConfig.ProtoReflect.Descriptor instead.
 func (*MetricConfig) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *MetricConfig) GetName() string {
@@ -728,7 +816,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +828,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +841,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConfigVersion) GetName() string {
@@ -805,7 +893,7 @@ type ConfigRef struct {
 
 func (x *ConfigRef) Reset() {
 	*x = ConfigRef{}
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +905,7 @@ func (x *ConfigRef) String() string {
 func (*ConfigRef) ProtoMessage() {}
 
 func (x *ConfigRef) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +918,7 @@ func (x *ConfigRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRef.ProtoReflect.Descriptor instead.
 func (*ConfigRef) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConfigRef) GetName() string {
@@ -866,7 +954,7 @@ type PutConfigRequest struct {
 
 func (x *PutConfigRequest) Reset() {
 	*x = PutConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +966,7 @@ func (x *PutConfigRequest) String() string {
 func (*PutConfigRequest) ProtoMessage() {}
 
 func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +979,7 @@ func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigRequest.ProtoReflect.Descriptor instead.
 func (*PutConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutConfigRequest) GetName() string {
@@ -959,7 +1047,7 @@ type PutConfigResponse struct {
 
 func (x *PutConfigResponse) Reset() {
 	*x = PutConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1059,7 @@ func (x *PutConfigResponse) String() string {
 func (*PutConfigResponse) ProtoMessage() {}
 
 func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1072,7 @@ func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigResponse.ProtoReflect.Descriptor instead.
 func (*PutConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutConfigResponse) GetConfig() *ConfigVersion {
@@ -1014,7 +1102,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1114,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1127,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetConfigRequest) GetName() string {
@@ -1067,7 +1155,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1167,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1180,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetConfigResponse) GetConfig() *ConfigVersion {
@@ -1120,7 +1208,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1220,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1233,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListConfigsRequest) GetName() string {
@@ -1182,7 +1270,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1282,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1295,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -1273,7 +1361,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1373,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1386,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Run) GetId() string {
@@ -1440,7 +1528,7 @@ type RunCounters struct {
 
 func (x *RunCounters) Reset() {
 	*x = RunCounters{}
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1540,7 @@ func (x *RunCounters) String() string {
 func (*RunCounters) ProtoMessage() {}
 
 func (x *RunCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1553,7 @@ func (x *RunCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCounters.ProtoReflect.Descriptor instead.
 func (*RunCounters) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunCounters) GetBatches() uint64 {
@@ -1536,7 +1624,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1636,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1649,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateRunRequest) GetRequestId() string {
@@ -1683,7 +1771,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1783,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1796,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -1729,7 +1817,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +1829,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +1842,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1775,7 +1863,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1875,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1888,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1831,7 +1919,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1931,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1944,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -1907,7 +1995,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2007,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2020,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1962,7 +2050,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2062,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2075,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2015,7 +2103,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2115,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2128,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2063,7 +2151,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2163,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2176,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2116,7 +2204,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2216,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2229,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2178,7 +2266,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2278,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2291,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2292,7 +2380,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2392,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2405,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -2367,7 +2455,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2467,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2480,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -2467,7 +2555,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2567,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2580,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Batch) GetRunId() string {
@@ -2540,7 +2628,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2640,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2653,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -2607,7 +2695,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2707,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2720,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -2653,7 +2741,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2753,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2766,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -2699,7 +2787,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2799,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2812,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -2752,7 +2840,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2852,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2865,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -2850,7 +2938,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +2950,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +2963,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3013,14 +3101,25 @@ type MetricResult struct {
 	// missing).
 	Reason string `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The minimum-sample gate.
-	Gate          *Gate `protobuf:"bytes,15,opt,name=gate,proto3" json:"gate,omitempty"`
+	Gate *Gate `protobuf:"bytes,15,opt,name=gate,proto3" json:"gate,omitempty"`
+	// p-value of the promote test, whose null hypothesis is "the canary is
+	// worse than the baseline by the tolerance plus the detectable effect or
+	// more"; the metric can pass only when it is <= 1 - power.
+	PromotePValue float64 `protobuf:"fixed64,16,opt,name=promote_p_value,json=promotePValue,proto3" json:"promote_p_value,omitempty"`
+	// Every effect the metric's tests estimate (a distribution metric has a
+	// ratio of geometric means and a ratio of means); effect is the one that
+	// decided.
+	Effects []*Effect `protobuf:"bytes,17,rep,name=effects,proto3" json:"effects,omitempty"`
+	// Distribution metrics: P(canary > baseline) + P(tie)/2 for one
+	// observation of each.
+	Superiority   *float64 `protobuf:"fixed64,18,opt,name=superiority,proto3,oneof" json:"superiority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3131,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3144,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MetricResult) GetName() string {
@@ -3153,6 +3252,27 @@ func (x *MetricResult) GetGate() *Gate {
 	return nil
 }
 
+func (x *MetricResult) GetPromotePValue() float64 {
+	if x != nil {
+		return x.PromotePValue
+	}
+	return 0
+}
+
+func (x *MetricResult) GetEffects() []*Effect {
+	if x != nil {
+		return x.Effects
+	}
+	return nil
+}
+
+func (x *MetricResult) GetSuperiority() float64 {
+	if x != nil && x.Superiority != nil {
+		return *x.Superiority
+	}
+	return 0
+}
+
 // CohortSummary summarises one cohort's data for one metric, after the
 // warm-up filter. Which statistics are present depends on the metric type:
 // n, median, p99 and mean for distribution metrics; n, mean and stddev for
@@ -3167,6 +3287,8 @@ type CohortSummary struct {
 	Total float64 `protobuf:"fixed64,3,opt,name=total,proto3" json:"total,omitempty"`
 	// Median observation.
 	Median *float64 `protobuf:"fixed64,4,opt,name=median,proto3,oneof" json:"median,omitempty"`
+	// Distribution metrics: share of the observations that are not 0.
+	NonZero *float64 `protobuf:"fixed64,11,opt,name=non_zero,json=nonZero,proto3,oneof" json:"non_zero,omitempty"`
 	// 99th percentile observation.
 	P99 *float64 `protobuf:"fixed64,5,opt,name=p99,proto3,oneof" json:"p99,omitempty"`
 	// Mean observation.
@@ -3187,7 +3309,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3321,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3334,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -3239,6 +3361,13 @@ func (x *CohortSummary) GetTotal() float64 {
 func (x *CohortSummary) GetMedian() float64 {
 	if x != nil && x.Median != nil {
 		return *x.Median
+	}
+	return 0
+}
+
+func (x *CohortSummary) GetNonZero() float64 {
+	if x != nil && x.NonZero != nil {
+		return *x.NonZero
 	}
 	return 0
 }
@@ -3286,11 +3415,12 @@ func (x *CohortSummary) GetInstances() uint32 {
 }
 
 // Effect is the canary's effect relative to the baseline as a ratio:
-// canary / baseline, so 1 is no change and 1.10 is 10% higher (the
-// Hodges-Lehmann shift relative to the baseline median for distribution
-// metrics, the rate ratio for rate metrics, the ratio of means for mean
-// metrics). Values may be 0 or +Inf when the data cannot bound them (e.g. a
-// baseline with no events).
+// canary / baseline, so 1 is no change and 1.10 is 10% higher (see kind:
+// for distribution metrics the ratio of geometric means or of means, the
+// rate ratio for rate metrics, the ratio of means for mean metrics), with
+// the interval of the test that estimates it (time-stratified; anytime-valid
+// for live runs). Values may be 0 or +Inf when the data cannot bound them
+// (e.g. a baseline with no events).
 type Effect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Point estimate.
@@ -3300,14 +3430,17 @@ type Effect struct {
 	// Upper bound of the two-sided confidence interval.
 	Upper float64 `protobuf:"fixed64,3,opt,name=upper,proto3" json:"upper,omitempty"`
 	// Confidence level of the interval, e.g. 0.99.
-	Confidence    float64 `protobuf:"fixed64,4,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	Confidence float64 `protobuf:"fixed64,4,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	// What the ratio is: "ratio of geometric means", "ratio of means",
+	// "rate ratio" or "share ratio".
+	Kind          string `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3452,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3465,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -3363,9 +3496,18 @@ func (x *Effect) GetConfidence() float64 {
 	return 0
 }
 
-// Gate is the minimum-sample gate of one metric: a metric is HOLD until each
-// cohort has reached its floor (min_samples or min_total) and the data can
-// detect a regression of the detectable effect with the configured power.
+func (x *Effect) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+// Gate says what a metric needs before it can pass: a metric is HOLD until
+// each cohort has reached its floor (min_samples or min_total) and the data
+// show, with confidence power, that the canary is not worse than the
+// tolerance plus the detectable effect (the promote test). need_baseline and
+// need_canary estimate how much more data that takes if the estimate stays.
 //
 // What is missing is said in words, in the metric's units, by
 // MetricResult.reason, e.g. "errors: about 1,900 more canary requests to
@@ -3376,9 +3518,10 @@ type Gate struct {
 	Ready bool `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
 	// True when both cohorts reached min_samples (or min_total).
 	FloorMet bool `protobuf:"varint,2,opt,name=floor_met,json=floorMet,proto3" json:"floor_met,omitempty"`
-	// True when a regression of the detectable effect beyond the tolerance
-	// would be detected with the configured power.
-	PowerMet bool `protobuf:"varint,3,opt,name=power_met,json=powerMet,proto3" json:"power_met,omitempty"`
+	// True when the promote test passed: the data show the canary is not
+	// worse than the tolerance plus the detectable effect, with confidence
+	// power (MetricResult.promote_p_value <= 1 - power).
+	EvidenceMet bool `protobuf:"varint,3,opt,name=evidence_met,json=evidenceMet,proto3" json:"evidence_met,omitempty"`
 	// Estimated observations (or exposure, for rate metrics) the baseline
 	// still needs; 0 when it has enough, +Inf when the data cannot tell (no
 	// spread, no events).
@@ -3394,7 +3537,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3549,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3562,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Gate) GetReady() bool {
@@ -3436,9 +3579,9 @@ func (x *Gate) GetFloorMet() bool {
 	return false
 }
 
-func (x *Gate) GetPowerMet() bool {
+func (x *Gate) GetEvidenceMet() bool {
 	if x != nil {
-		return x.PowerMet
+		return x.EvidenceMet
 	}
 	return false
 }
@@ -3475,7 +3618,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3630,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3643,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -3521,7 +3664,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3533,7 +3676,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3546,7 +3689,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -3567,7 +3710,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3579,7 +3722,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3592,7 +3735,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -3613,7 +3756,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3625,7 +3768,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3638,7 +3781,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -3673,7 +3816,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3828,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3841,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -3763,7 +3906,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3775,7 +3918,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3788,7 +3931,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -3809,7 +3952,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x02\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -3818,9 +3961,18 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"confidence\x88\x01\x01\x12\x19\n" +
 	"\x05power\x18\x04 \x01(\x01H\x01R\x05power\x88\x01\x01\x121\n" +
 	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametrics\x121\n" +
-	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06windowB\r\n" +
+	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06window\x121\n" +
+	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atrafficB\r\n" +
 	"\v_confidenceB\b\n" +
-	"\x06_power\"\x88\x04\n" +
+	"\x06_power\"\xa1\x01\n" +
+	"\fTrafficCheck\x12\x16\n" +
+	"\x06metric\x18\x01 \x01(\tR\x06metric\x12!\n" +
+	"\ttolerance\x18\x02 \x01(\x01H\x00R\ttolerance\x88\x01\x01\x12\x1f\n" +
+	"\bcritical\x18\x03 \x01(\bH\x01R\bcritical\x88\x01\x01\x12\x1a\n" +
+	"\bdisabled\x18\x04 \x01(\bR\bdisabledB\f\n" +
+	"\n" +
+	"_toleranceB\v\n" +
+	"\t_critical\"\x88\x04\n" +
 	"\fMetricConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x19.canary.v1.MetricCategoryR\bcategory\x12)\n" +
@@ -4018,7 +4170,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\bsequence\x18\r \x01(\x04R\bsequence\x12\x1e\n" +
 	"\n" +
 	"confidence\x18\x0e \x01(\x01R\n" +
-	"confidence\"\xd7\x04\n" +
+	"confidence\"\xe3\x05\n" +
 	"\fMetricResult\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x19.canary.v1.MetricCategoryR\bcategory\x12)\n" +
@@ -4035,35 +4187,42 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x10adjusted_p_value\x18\f \x01(\x01R\x0eadjustedPValue\x12\x12\n" +
 	"\x04test\x18\r \x01(\tR\x04test\x12\x16\n" +
 	"\x06reason\x18\x0e \x01(\tR\x06reason\x12#\n" +
-	"\x04gate\x18\x0f \x01(\v2\x0f.canary.v1.GateR\x04gate\"\xc3\x02\n" +
+	"\x04gate\x18\x0f \x01(\v2\x0f.canary.v1.GateR\x04gate\x12&\n" +
+	"\x0fpromote_p_value\x18\x10 \x01(\x01R\rpromotePValue\x12+\n" +
+	"\aeffects\x18\x11 \x03(\v2\x11.canary.v1.EffectR\aeffects\x12%\n" +
+	"\vsuperiority\x18\x12 \x01(\x01H\x00R\vsuperiority\x88\x01\x01B\x0e\n" +
+	"\f_superiority\"\xf0\x02\n" +
 	"\rCohortSummary\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x04R\x01n\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x01R\x05count\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x01R\x05total\x12\x1b\n" +
-	"\x06median\x18\x04 \x01(\x01H\x00R\x06median\x88\x01\x01\x12\x15\n" +
-	"\x03p99\x18\x05 \x01(\x01H\x01R\x03p99\x88\x01\x01\x12\x17\n" +
-	"\x04mean\x18\x06 \x01(\x01H\x02R\x04mean\x88\x01\x01\x12\x1b\n" +
-	"\x06stddev\x18\a \x01(\x01H\x03R\x06stddev\x88\x01\x01\x12\x17\n" +
-	"\x04rate\x18\b \x01(\x01H\x04R\x04rate\x88\x01\x01\x12'\n" +
+	"\x06median\x18\x04 \x01(\x01H\x00R\x06median\x88\x01\x01\x12\x1e\n" +
+	"\bnon_zero\x18\v \x01(\x01H\x01R\anonZero\x88\x01\x01\x12\x15\n" +
+	"\x03p99\x18\x05 \x01(\x01H\x02R\x03p99\x88\x01\x01\x12\x17\n" +
+	"\x04mean\x18\x06 \x01(\x01H\x03R\x04mean\x88\x01\x01\x12\x1b\n" +
+	"\x06stddev\x18\a \x01(\x01H\x04R\x06stddev\x88\x01\x01\x12\x17\n" +
+	"\x04rate\x18\b \x01(\x01H\x05R\x04rate\x88\x01\x01\x12'\n" +
 	"\x0fwarmup_excluded\x18\t \x01(\x04R\x0ewarmupExcluded\x12\x1c\n" +
 	"\tinstances\x18\n" +
 	" \x01(\rR\tinstancesB\t\n" +
-	"\a_medianB\x06\n" +
+	"\a_medianB\v\n" +
+	"\t_non_zeroB\x06\n" +
 	"\x04_p99B\a\n" +
 	"\x05_meanB\t\n" +
 	"\a_stddevB\a\n" +
-	"\x05_rate\"p\n" +
+	"\x05_rate\"\x84\x01\n" +
 	"\x06Effect\x12\x1a\n" +
 	"\bestimate\x18\x01 \x01(\x01R\bestimate\x12\x14\n" +
 	"\x05lower\x18\x02 \x01(\x01R\x05lower\x12\x14\n" +
 	"\x05upper\x18\x03 \x01(\x01R\x05upper\x12\x1e\n" +
 	"\n" +
 	"confidence\x18\x04 \x01(\x01R\n" +
-	"confidence\"\xb0\x01\n" +
+	"confidence\x12\x12\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\"\xb6\x01\n" +
 	"\x04Gate\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x1b\n" +
-	"\tfloor_met\x18\x02 \x01(\bR\bfloorMet\x12\x1b\n" +
-	"\tpower_met\x18\x03 \x01(\bR\bpowerMet\x12#\n" +
+	"\tfloor_met\x18\x02 \x01(\bR\bfloorMet\x12!\n" +
+	"\fevidence_met\x18\x03 \x01(\bR\vevidenceMet\x12#\n" +
 	"\rneed_baseline\x18\x04 \x01(\x01R\fneedBaseline\x12\x1f\n" +
 	"\vneed_canary\x18\x05 \x01(\x01R\n" +
 	"needCanary\x12\x12\n" +
@@ -4152,7 +4311,7 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
 	(MetricType)(0),               // 1: canary.v1.MetricType
@@ -4162,148 +4321,151 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(Decision)(0),                 // 5: canary.v1.Decision
 	(MetricOutcome)(0),            // 6: canary.v1.MetricOutcome
 	(*CanaryConfig)(nil),          // 7: canary.v1.CanaryConfig
-	(*MetricConfig)(nil),          // 8: canary.v1.MetricConfig
-	(*ConfigVersion)(nil),         // 9: canary.v1.ConfigVersion
-	(*ConfigRef)(nil),             // 10: canary.v1.ConfigRef
-	(*PutConfigRequest)(nil),      // 11: canary.v1.PutConfigRequest
-	(*PutConfigResponse)(nil),     // 12: canary.v1.PutConfigResponse
-	(*GetConfigRequest)(nil),      // 13: canary.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 14: canary.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),    // 15: canary.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),   // 16: canary.v1.ListConfigsResponse
-	(*Run)(nil),                   // 17: canary.v1.Run
-	(*RunCounters)(nil),           // 18: canary.v1.RunCounters
-	(*CreateRunRequest)(nil),      // 19: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),     // 20: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),         // 21: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 22: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 23: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 24: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),    // 25: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),   // 26: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),       // 27: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),      // 28: canary.v1.AbortRunResponse
-	(*Sample)(nil),                // 29: canary.v1.Sample
-	(*Counts)(nil),                // 30: canary.v1.Counts
-	(*MetricColumn)(nil),          // 31: canary.v1.MetricColumn
-	(*Batch)(nil),                 // 32: canary.v1.Batch
-	(*IngestAck)(nil),             // 33: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 34: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 35: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 36: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 37: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 38: canary.v1.Verdict
-	(*MetricResult)(nil),          // 39: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 40: canary.v1.CohortSummary
-	(*Effect)(nil),                // 41: canary.v1.Effect
-	(*Gate)(nil),                  // 42: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 43: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 44: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 45: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 46: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 47: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 48: canary.v1.ListVerdictsResponse
-	nil,                           // 49: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 50: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 51: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 52: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	(*durationpb.Duration)(nil),   // 53: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 54: google.protobuf.Timestamp
+	(*TrafficCheck)(nil),          // 8: canary.v1.TrafficCheck
+	(*MetricConfig)(nil),          // 9: canary.v1.MetricConfig
+	(*ConfigVersion)(nil),         // 10: canary.v1.ConfigVersion
+	(*ConfigRef)(nil),             // 11: canary.v1.ConfigRef
+	(*PutConfigRequest)(nil),      // 12: canary.v1.PutConfigRequest
+	(*PutConfigResponse)(nil),     // 13: canary.v1.PutConfigResponse
+	(*GetConfigRequest)(nil),      // 14: canary.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),     // 15: canary.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),    // 16: canary.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),   // 17: canary.v1.ListConfigsResponse
+	(*Run)(nil),                   // 18: canary.v1.Run
+	(*RunCounters)(nil),           // 19: canary.v1.RunCounters
+	(*CreateRunRequest)(nil),      // 20: canary.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),     // 21: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),         // 22: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 23: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),       // 24: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 25: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),    // 26: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),   // 27: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),       // 28: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),      // 29: canary.v1.AbortRunResponse
+	(*Sample)(nil),                // 30: canary.v1.Sample
+	(*Counts)(nil),                // 31: canary.v1.Counts
+	(*MetricColumn)(nil),          // 32: canary.v1.MetricColumn
+	(*Batch)(nil),                 // 33: canary.v1.Batch
+	(*IngestAck)(nil),             // 34: canary.v1.IngestAck
+	(*IngestRequest)(nil),         // 35: canary.v1.IngestRequest
+	(*IngestResponse)(nil),        // 36: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),   // 37: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),  // 38: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),               // 39: canary.v1.Verdict
+	(*MetricResult)(nil),          // 40: canary.v1.MetricResult
+	(*CohortSummary)(nil),         // 41: canary.v1.CohortSummary
+	(*Effect)(nil),                // 42: canary.v1.Effect
+	(*Gate)(nil),                  // 43: canary.v1.Gate
+	(*JudgeRequest)(nil),          // 44: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),         // 45: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),   // 46: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),  // 47: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),   // 48: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),  // 49: canary.v1.ListVerdictsResponse
+	nil,                           // 50: canary.v1.Run.BaselineLabelsEntry
+	nil,                           // 51: canary.v1.Run.CanaryLabelsEntry
+	nil,                           // 52: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                           // 53: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	(*durationpb.Duration)(nil),   // 54: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 55: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	53, // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
-	8,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	53, // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
-	0,  // 3: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,  // 4: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,  // 5: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	7,  // 6: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	54, // 7: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 8: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	9,  // 9: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	9,  // 10: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	9,  // 11: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	7,  // 12: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	49, // 13: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	50, // 14: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	53, // 15: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,  // 16: canary.v1.Run.state:type_name -> canary.v1.RunState
-	54, // 17: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	54, // 18: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	38, // 19: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	18, // 20: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	54, // 21: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	10, // 22: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	7,  // 23: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	51, // 24: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	52, // 25: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	53, // 26: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	17, // 27: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	17, // 28: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,  // 29: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	17, // 30: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	17, // 31: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	17, // 32: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,  // 33: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	30, // 34: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	54, // 35: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,  // 36: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	54, // 37: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	29, // 38: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	31, // 39: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	32, // 40: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	33, // 41: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	32, // 42: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	33, // 43: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,  // 44: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	54, // 45: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	39, // 46: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,  // 47: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,  // 48: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,  // 49: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,  // 50: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,  // 51: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	40, // 52: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	40, // 53: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	41, // 54: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	42, // 55: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	38, // 56: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	38, // 57: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,  // 58: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	54, // 59: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	54, // 60: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	38, // 61: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	11, // 62: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	13, // 63: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	15, // 64: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	19, // 65: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	21, // 66: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	23, // 67: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	34, // 68: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	36, // 69: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	43, // 70: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	45, // 71: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	25, // 72: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	27, // 73: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	47, // 74: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	12, // 75: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	14, // 76: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	16, // 77: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	20, // 78: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	22, // 79: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	24, // 80: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	35, // 81: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	37, // 82: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	44, // 83: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	46, // 84: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	26, // 85: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	28, // 86: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	48, // 87: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	75, // [75:88] is the sub-list for method output_type
-	62, // [62:75] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	54, // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	9,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
+	54, // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	8,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
+	0,  // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,  // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,  // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	7,  // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	55, // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	10, // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	10, // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	10, // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	7,  // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	50, // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	51, // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	54, // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,  // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
+	55, // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	55, // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	39, // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	19, // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	55, // 22: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	11, // 23: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	7,  // 24: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	52, // 25: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	53, // 26: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	54, // 27: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	18, // 28: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	18, // 29: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,  // 30: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	18, // 31: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	18, // 32: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	18, // 33: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,  // 34: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	31, // 35: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	55, // 36: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,  // 37: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	55, // 38: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	30, // 39: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	32, // 40: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	33, // 41: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	34, // 42: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	33, // 43: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	34, // 44: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,  // 45: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	55, // 46: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	40, // 47: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,  // 48: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,  // 49: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,  // 50: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,  // 51: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,  // 52: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	41, // 53: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	41, // 54: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	42, // 55: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	43, // 56: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	42, // 57: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	39, // 58: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	39, // 59: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,  // 60: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	55, // 61: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	55, // 62: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	39, // 63: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	12, // 64: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	14, // 65: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	16, // 66: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	20, // 67: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	22, // 68: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	24, // 69: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	35, // 70: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	37, // 71: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	44, // 72: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	46, // 73: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	26, // 74: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	28, // 75: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	48, // 76: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	13, // 77: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	15, // 78: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	17, // 79: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	21, // 80: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	23, // 81: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	25, // 82: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	36, // 83: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	38, // 84: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	45, // 85: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	47, // 86: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	27, // 87: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	29, // 88: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	49, // 89: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	77, // [77:90] is the sub-list for method output_type
+	64, // [64:77] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -4313,28 +4475,30 @@ func file_canary_v1_canary_proto_init() {
 	}
 	file_canary_v1_canary_proto_msgTypes[0].OneofWrappers = []any{}
 	file_canary_v1_canary_proto_msgTypes[1].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[4].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[2].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{
 		(*PutConfigRequest_Config)(nil),
 		(*PutConfigRequest_Yaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[10].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[12].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[11].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[13].OneofWrappers = []any{
 		(*CreateRunRequest_ConfigRef)(nil),
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[22].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[23].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 	}
 	file_canary_v1_canary_proto_msgTypes[33].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[34].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -133,7 +133,7 @@ func BenchMetrics(n int) []*canaryv1.MetricResult {
 			PValue:    0.41, AdjustedPValue: 1,
 			Test:   "mann-whitney-u",
 			Reason: "canary 2% slower (99% CI -1%..5%), tolerance 10%",
-			Gate:   &canaryv1.Gate{Ready: true, FloorMet: true, PowerMet: true, Unit: "samples"},
+			Gate:   &canaryv1.Gate{Ready: true, FloorMet: true, EvidenceMet: true, Unit: "samples"},
 		}
 	}
 	return metrics

@@ -98,7 +98,7 @@ func verdictFor(run *canaryv1.Run, d canaryv1.Decision, at time.Time, final bool
 			Effect:   &canaryv1.Effect{Estimate: 1.02, Lower: 0.99, Upper: 1.05, Confidence: 0.99},
 			PValue:   0.4,
 			Test:     "mann-whitney-u",
-			Gate:     &canaryv1.Gate{Ready: true, FloorMet: true, PowerMet: true, Unit: "samples"},
+			Gate:     &canaryv1.Gate{Ready: true, FloorMet: true, EvidenceMet: true, Unit: "samples"},
 		}},
 	}
 }
