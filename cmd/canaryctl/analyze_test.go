@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -25,7 +26,9 @@ func TestAnalyzeExamples(t *testing.T) {
 	}{
 		{"promote", "PROMOTE", 0, []string{"latency_ms", "errors", "conversions", "order_value"}},
 		{"rollback", "ROLLBACK", 20, []string{"latency_ms", "errors"}},
-		{"hold", "HOLD", 10, []string{"latency_ms", "errors", "conversions", "order_value"}},
+		// Eight minutes: errors are already shown within tolerance + effect
+		// (an upper bound below 1.4× at 80%), the others lack their floor.
+		{"hold", "HOLD", 10, []string{"latency_ms", "conversions", "order_value"}},
 	} {
 		t.Run(tc.samples, func(t *testing.T) {
 			t.Parallel()
@@ -46,7 +49,8 @@ func TestAnalyzeExamples(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &v); err != nil {
 				t.Fatalf("output is not JSON: %v\n%s", err, out)
 			}
-			if v.Decision != tc.decision || len(v.Metrics) != 4 || strings.Join(v.Deciding, ",") != strings.Join(tc.deciding, ",") {
+			// Four metrics and the sample-ratio check (traffic_share).
+			if v.Decision != tc.decision || len(v.Metrics) != 5 || strings.Join(v.Deciding, ",") != strings.Join(tc.deciding, ",") {
 				t.Errorf("decision %s deciding %v with %d metrics; want %s %v", v.Decision, v.Deciding, len(v.Metrics), tc.decision, tc.deciding)
 			}
 			if tc.decision == "HOLD" && !strings.Contains(v.Reason, "more canary") {
@@ -59,7 +63,7 @@ func TestAnalyzeExamples(t *testing.T) {
 func TestAnalyzeTable(t *testing.T) {
 	t.Parallel()
 	code, out, _ := runCLI(t, "", "analyze", "--config", "../../examples/canary.yaml", "--samples", "../../examples/rollback.jsonl")
-	if code != 20 || !strings.HasPrefix(out, "decision: ROLLBACK") || !strings.Contains(out, "latency_ms   distribution  REGRESSION") {
+	if code != 20 || !strings.HasPrefix(out, "decision: ROLLBACK") || !regexp.MustCompile(`latency_ms +distribution +REGRESSION`).MatchString(out) {
 		t.Errorf("exit %d, table:\n%s", code, out)
 	}
 }
