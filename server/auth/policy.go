@@ -28,7 +28,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"slices"
@@ -175,24 +174,34 @@ var entryFields = []string{"name", "sha256", "names", "roles", "services"}
 // of sha256 and names, and names or hashes used twice are errors that name
 // the entry.
 func Parse(data []byte) (*Policy, error) {
-	var doc struct {
-		Tokens []yaml.Node `yaml:"tokens"`
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty file: want a list under tokens")
-		}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, err
 	}
-	if len(doc.Tokens) == 0 {
+	if len(root.Content) == 0 {
+		return nil, errors.New("empty file: want a list under tokens")
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: want a mapping with a tokens list", doc.Line)
+	}
+	var tokens *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if k := doc.Content[i]; k.Value != "tokens" {
+			return nil, fmt.Errorf("line %d: unknown field %q (want tokens)", k.Line, k.Value)
+		}
+		tokens = doc.Content[i+1]
+	}
+	if tokens != nil && tokens.Kind != yaml.SequenceNode && tokens.Tag != "!!null" {
+		return nil, fmt.Errorf("line %d: tokens must be a list", tokens.Line)
+	}
+	if tokens == nil || len(tokens.Content) == 0 {
 		return nil, errors.New("tokens: no entries (without a tokens file the service is open)")
 	}
 	p := &Policy{names: map[string]*Grant{}}
 	entryNames := map[string]bool{}
-	for i, n := range doc.Tokens {
-		g, err := parseEntry(&n)
+	for i, n := range tokens.Content {
+		g, err := parseEntry(n)
 		where := fmt.Sprintf("tokens[%d]", i)
 		if g != nil && g.Name != "" {
 			where += fmt.Sprintf(" (%s)", g.Name)
@@ -256,7 +265,8 @@ func parseEntry(n *yaml.Node) (*Grant, error) {
 	if e.SHA256 != "" {
 		h, err := hex.DecodeString(e.SHA256)
 		if err != nil || len(h) != sha256.Size {
-			return g, fmt.Errorf("sha256 must be %d hex digits, the SHA-256 of the token (got %q)", 2*sha256.Size, e.SHA256)
+			// Not echoed: it might be the token itself, put there by mistake.
+			return g, fmt.Errorf("sha256 must be %d hex digits, the SHA-256 of the token (got %d characters)", 2*sha256.Size, len(e.SHA256))
 		}
 		g.hash = h
 	}
