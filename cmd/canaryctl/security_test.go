@@ -125,3 +125,26 @@ func TestTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestPaginateEmptyPages: a listing goes on across an empty page that
+// moves the token (a scoped caller's page where its services are rare),
+// and stops at one that does not.
+func TestPaginateEmptyPages(t *testing.T) {
+	t.Parallel()
+	pages := map[string]struct {
+		items []string
+		next  string
+	}{"": {[]string{"a"}, "1"}, "1": {nil, "2"}, "2": {[]string{"b"}, ""}, "s": {nil, "s"}}
+	list := func(_ context.Context, _ int32, tok string) ([]string, string, error) {
+		p := pages[tok]
+		return p.items, p.next, nil
+	}
+	got, next, err := paginate(context.Background(), &pageFlags{limit: 50}, list)
+	if err != nil || strings.Join(got, ",") != "a,b" || next != "" {
+		t.Errorf("across an empty page: %v %q %v, want a,b", got, next, err)
+	}
+	got, next, err = paginate(context.Background(), &pageFlags{limit: 50, token: "s"}, list)
+	if err != nil || len(got) != 0 || next != "s" {
+		t.Errorf("stuck token: %v %q %v, want nothing and the token back", got, next, err)
+	}
+}
