@@ -703,3 +703,21 @@ func TestAuditLog(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthBadRequests: with a scoped token, a request without a run id
+// still answers INVALID_ARGUMENT naming the field, and an unknown run
+// NOT_FOUND, as without auth.
+func TestAuthBadRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.Auth = authPolicy(t, "") })
+	ctx := ctxT(t)
+	read, ingest := withToken(ctx, "tok-read"), withToken(ctx, "tok-ingest")
+	_, err := e.c.GetRun(read, &canaryv1.GetRunRequest{})
+	wantCode(t, err, codes.InvalidArgument, "run_id")
+	_, err = e.c.Ingest(ingest, &canaryv1.IngestRequest{Batch: &canaryv1.Batch{BatchId: "b"}})
+	wantCode(t, err, codes.InvalidArgument, "batch.run_id")
+	_, err = e.c.Judge(read, &canaryv1.JudgeRequest{RunId: "no-such-run"})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = e.c.CompleteRun(read, &canaryv1.CompleteRunRequest{RunId: "no-such-run"})
+	wantCode(t, err, codes.PermissionDenied, "") // the role is checked first
+}

@@ -17,12 +17,9 @@ var _ auth.Runs = (*Service)(nil)
 
 // RunService returns the service of a run, for the auth guard: the run is
 // loaded into memory if it is not there (the call that asks for it is
-// about to use it). An empty id answers "", nil: the handler rejects it.
-// Errors are statuses: NOT_FOUND for an unknown run.
+// about to use it). Errors are statuses: NOT_FOUND for an unknown run,
+// INVALID_ARGUMENT for an empty id.
 func (s *Service) RunService(ctx context.Context, runID string) (string, error) {
-	if runID == "" {
-		return "", nil
-	}
 	lr, err := s.get(ctx, runID)
 	if err != nil {
 		return "", s.status(err)

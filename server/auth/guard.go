@@ -181,6 +181,9 @@ func (g *Guard) scope(ctx context.Context, c *Caller, t target, req any) (string
 		if err != nil {
 			return "", err
 		}
+		if id == "" {
+			return "", nil // the handler rejects it (INVALID_ARGUMENT naming the field)
+		}
 		if svc, err = g.runs.RunService(ctx, id); err != nil {
 			if _, ok := status.FromError(err); !ok {
 				err = status.Error(codes.Internal, "internal error")
