@@ -190,6 +190,9 @@ func Parse(data []byte) (*Policy, error) {
 		if k := doc.Content[i]; k.Value != "tokens" {
 			return nil, fmt.Errorf("line %d: unknown field %q (want tokens)", k.Line, k.Value)
 		}
+		if tokens != nil {
+			return nil, fmt.Errorf("line %d: tokens is given twice", doc.Content[i].Line)
+		}
 		tokens = doc.Content[i+1]
 	}
 	if tokens != nil && tokens.Kind != yaml.SequenceNode && tokens.Tag != "!!null" {
