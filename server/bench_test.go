@@ -29,17 +29,23 @@ import (
 //	go test -run '^$' -bench BenchmarkIngestStream -benchtime 400x ./server/
 func BenchmarkIngestStream(b *testing.B) {
 	for _, size := range []int{1_000, 10_000, 50_000} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchIngestStream(b, size) })
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchIngestStream(b, size, nil, "") })
 	}
 }
 
-func benchIngestStream(b *testing.B, size int) {
+// benchIngestStream streams batches of size; opt adjusts the service's
+// options and token, when set, is sent as a bearer token.
+func benchIngestStream(b *testing.B, size int, opt func(*Options), token string) {
 	st, err := embedded.Open(filepath.Join(b.TempDir(), "bench.db"), embedded.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	svc, err := New(Options{Store: st})
+	opts := Options{Store: st}
+	if opt != nil {
+		opt(&opts)
+	}
+	svc, err := New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,6 +66,7 @@ func benchIngestStream(b *testing.B, size int) {
 	c := canaryv1.NewCanaryServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	ctx = withToken(ctx, token)
 	resp, err := c.CreateRun(ctx, &canaryv1.CreateRunRequest{
 		RequestId: "bench", Service: "bench", Stage: "bench",
 		Config: &canaryv1.CreateRunRequest_InlineConfig{InlineConfig: testConfig("bench")},

@@ -28,6 +28,7 @@ type live struct {
 	// Immutable once loaded.
 	cfg     *analysis.Config
 	metrics map[string]int // metric name -> index in cfg.Metrics
+	service string         // the run's service
 
 	mu sync.Mutex
 	// run is the record: as stored, plus the in-memory counters and latest
@@ -102,6 +103,7 @@ func (lr *live) init(run *canaryv1.Run, cfg *analysis.Config, now time.Time) {
 		run.Counters = &canaryv1.RunCounters{}
 	}
 	lr.run = run
+	lr.service = run.GetService()
 	lr.changed = make(chan struct{})
 	lr.lastUsed = now
 	lr.cfg = cfg

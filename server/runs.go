@@ -286,7 +286,9 @@ func (s *Service) fresher(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run
 // to date at once (each a load or a catch-up: a few reads of the store).
 const listFreshers = 8
 
-// ListRuns lists runs; see the API. Running runs are loaded into memory
+// ListRuns lists runs; see the API. A caller restricted to some services
+// (package auth) sees only theirs (see listScoped for the page size).
+// Running runs are loaded into memory
 // for their fresh counters and, on a store.Tailer, caught up with every
 // replica's deltas, as by GetRun (see fresher); up to listFreshers at a
 // time.
@@ -301,9 +303,12 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 	if len(vs) > 0 {
 		return nil, s.status(invalid(vs...))
 	}
-	runs, next, err := s.store.ListRuns(ctx, store.RunFilter{
-		Service: req.GetService(), Stage: req.GetStage(), State: req.GetState(),
-	}, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	svc, scope := listService(ctx, req.GetService())
+	f := store.RunFilter{Service: svc, Stage: req.GetStage(), State: req.GetState()}
+	runs, next, err := listScoped(scope, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()},
+		(*canaryv1.Run).GetService, func(p store.Page) ([]*canaryv1.Run, string, error) {
+			return s.store.ListRuns(ctx, f, p)
+		})
 	if err != nil {
 		return nil, s.status(err)
 	}

@@ -16,11 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/auth"
 	"github.com/canaryd/canaryd/server/store"
 	"github.com/canaryd/canaryd/server/store/embedded"
 	redisstore "github.com/canaryd/canaryd/server/store/redis"
@@ -71,6 +73,19 @@ type RunOptions struct {
 	// Ready, if set, is called once both listeners are bound, with their
 	// actual addresses.
 	Ready func(grpcAddr, httpAddr string)
+
+	// TLSCert and TLSKey (PEM files) make both listeners serve TLS.
+	TLSCert, TLSKey string
+	// ClientCA (a PEM file of CA certificates) makes the gRPC listener
+	// require a client certificate signed by one of them (mTLS), whose
+	// name identifies the caller (see package auth). Needs TLSCert.
+	ClientCA string
+	// AuthTokens is the tokens file (see package auth) that authorizes the
+	// callers; "" means none. With neither AuthTokens nor ClientCA the
+	// service is open to anyone who reaches it.
+	AuthTokens string
+	// DisableReflection turns gRPC server reflection off.
+	DisableReflection bool
 }
 
 func (o *RunOptions) setDefaults() {
@@ -108,6 +123,10 @@ func (o *RunOptions) validate() error {
 		return fmt.Errorf("verdict retention %v is negative", o.VerdictRetention)
 	case o.HealthInterval < 0:
 		return fmt.Errorf("health interval %v is negative", o.HealthInterval)
+	case (o.TLSCert == "") != (o.TLSKey == ""):
+		return errors.New("tls: a certificate and its key go together (--tls-cert and --tls-key)")
+	case o.ClientCA != "" && o.TLSCert == "":
+		return errors.New("tls: a client CA (mTLS) needs a server certificate (--tls-cert and --tls-key)")
 	}
 	return nil
 }
@@ -203,7 +222,9 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // Run serves canaryd until ctx is cancelled: the CanaryService, gRPC
 // health (grpc.health.v1) and server reflection on GRPCAddr, and /metrics
-// and /healthz on HTTPAddr. On cancellation it reports NOT_SERVING, ends
+// and /healthz on HTTPAddr, both over TLS with TLSCert; the CanaryService
+// authenticated and authorized with AuthTokens and ClientCA (health,
+// reflection, /metrics and /healthz stay open). On cancellation it reports NOT_SERVING, ends
 // the verdict watchers, stops gracefully (cutting calls still running after
 // ShutdownTimeout), writes the runs' counters back and closes the store.
 // It returns nil after a clean shutdown.
@@ -213,6 +234,16 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	}
 	opts.setDefaults()
 	log := opts.Logger
+	grpcTLS, httpTLS, err := serverTLS(opts)
+	if err != nil {
+		return err
+	}
+	var policy *auth.Policy
+	if opts.AuthTokens != "" {
+		if policy, err = auth.Load(opts.AuthTokens); err != nil {
+			return err
+		}
+	}
 
 	st, err := openStoreWaiting(ctx, opts)
 	if err != nil {
@@ -232,6 +263,8 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 		Registerer:      reg,
 		IdleTimeout:     opts.IdleTimeout,
 		MaxBatchSamples: opts.MaxBatchSamples,
+		Auth:            policy,
+		ClientCerts:     opts.ClientCA != "",
 	})
 	if err != nil {
 		return err
@@ -252,7 +285,11 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 		return fmt.Errorf("listen http: %w", err)
 	}
 
-	gs := grpc.NewServer(svc.ServerOptions()...)
+	gopts := svc.ServerOptions()
+	if grpcTLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+	}
+	gs := grpc.NewServer(gopts...)
 	svc.Register(gs)
 	hs := health.NewServer()
 	// The store was just opened: serving until watchHealth says otherwise,
@@ -261,7 +298,9 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(canaryv1.CanaryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
+	if !opts.DisableReflection {
+		reflection.Register(gs)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -274,12 +313,20 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(gl) }()
-	go func() { errc <- httpSrv.Serve(hl) }()
-	log.Info("listening", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "store", redactStore(opts.Store))
+	go func() {
+		if httpTLS != nil {
+			errc <- httpSrv.ServeTLS(hl, "", "")
+			return
+		}
+		errc <- httpSrv.Serve(hl)
+	}()
+	log.Info("listening", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "store", redactStore(opts.Store),
+		"tls", grpcTLS != nil, "mtls", opts.ClientCA != "", "auth_tokens", policy != nil, "reflection", !opts.DisableReflection)
+	warnExposure(log, opts, gl.Addr(), hl.Addr(), policy != nil, policy != nil && policy.HasNames())
 	if opts.Ready != nil {
 		opts.Ready(gl.Addr().String(), hl.Addr().String())
 	}

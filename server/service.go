@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/auth"
 	"github.com/canaryd/canaryd/server/store"
 )
 
@@ -77,6 +78,13 @@ type Options struct {
 	// SnapshotEvery is the number of deltas appended to a run between two
 	// snapshots of its merged state; 0 means DefaultSnapshotEvery.
 	SnapshotEvery int
+	// Auth is the tokens file that authorizes callers (see package auth);
+	// nil means no bearer tokens.
+	Auth *auth.Policy
+	// ClientCerts says that the server requires verified client
+	// certificates (mTLS), which identify the callers. With neither Auth
+	// nor ClientCerts the service is open to every caller.
+	ClientCerts bool
 }
 
 func (o *Options) validate() error {
@@ -130,6 +138,7 @@ type Service struct {
 	maxB        int
 	snapN       int
 	metrics     *metrics
+	guard       *auth.Guard
 
 	mu   sync.Mutex
 	runs map[string]*live // runs in memory, by id
@@ -176,16 +185,24 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.metrics = m
+	// Audit lines go to the service's logger, with component=audit.
+	if s.guard, err = auth.NewGuard(auth.Options{
+		Policy: opts.Auth, ClientCerts: opts.ClientCerts, Runs: s, Logger: opts.Logger,
+	}); err != nil {
+		return nil, err
+	}
 	go s.janitor()
 	return s, nil
 }
 
 // ServerOptions returns the gRPC server options the service needs: its
-// metrics interceptors and a receive limit that fits MaxBatchSamples.
+// metrics interceptors, then the auth guard's (authentication,
+// authorization and audit log; see package auth), and a receive limit
+// that fits MaxBatchSamples.
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.guard.Unary),
+		grpc.ChainStreamInterceptor(s.streamInterceptor, s.guard.Stream),
 		grpc.MaxRecvMsgSize(s.maxMessageSize()),
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/canaryd/canaryd/analysis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/auth"
 	"github.com/canaryd/canaryd/server/store"
 )
 
@@ -295,7 +296,9 @@ func (s *Service) waitChange(ctx context.Context, changed <-chan struct{}, until
 	return nil
 }
 
-// ListVerdicts queries the history; see the API.
+// ListVerdicts queries the history; see the API. A caller restricted to
+// some services (package auth) sees only theirs (see listScoped for the
+// page size).
 func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRequest) (*canaryv1.ListVerdictsResponse, error) {
 	var vs []*errdetails.BadRequest_FieldViolation
 	if req.GetPageSize() < 0 {
@@ -325,7 +328,12 @@ func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRe
 	if len(vs) > 0 {
 		return nil, s.status(invalid(vs...))
 	}
-	verdicts, next, err := s.store.ListVerdicts(ctx, f, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	var scope *auth.Caller
+	f.Service, scope = listService(ctx, f.Service)
+	verdicts, next, err := listScoped(scope, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()},
+		(*canaryv1.Verdict).GetService, func(p store.Page) ([]*canaryv1.Verdict, string, error) {
+			return s.store.ListVerdicts(ctx, f, p)
+		})
 	if err != nil {
 		return nil, s.status(err)
 	}

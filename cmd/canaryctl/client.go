@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -32,24 +36,50 @@ type clientFlags struct {
 	addr    string
 	out     string
 	timeout time.Duration
+	// token is the bearer token sent with every call; "" sends none.
+	token string
+	// TLS: on with tls, or when any of the files is given; tlsCA verifies
+	// the server (system roots without it), tlsCert and tlsKey are the
+	// client certificate for mTLS.
+	tls                    bool
+	tlsCA, tlsCert, tlsKey string
+	envErr                 error // a bad environment value, reported by check
 }
 
-// addClientFlags registers --addr, -o and --timeout on fs. timeout is the
-// command's default deadline; 0 means none (watch, ingest).
+// addClientFlags registers --addr, -o, --timeout, --token and the TLS
+// flags on fs. timeout is the command's default deadline; 0 means none
+// (watch, ingest).
 func addClientFlags(e *env, fs *flag.FlagSet, timeout time.Duration) *clientFlags {
 	c := &clientFlags{}
 	addr := e.getenv("CANARY_ADDR")
 	if addr == "" {
 		addr = defaultAddr
 	}
+	useTLS := false
+	if v := e.getenv("CANARY_TLS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			c.envErr = usagef("CANARY_TLS: %v", err)
+		}
+		useTLS = b
+	}
 	fs.StringVar(&c.addr, "addr", addr, "canaryd gRPC address [CANARY_ADDR]")
 	fs.StringVar(&c.out, "o", "table", "output format: table or json")
 	fs.DurationVar(&c.timeout, "timeout", timeout, "deadline of the whole command (0: none)")
+	fs.StringVar(&c.token, "token", e.getenv("CANARY_TOKEN"),
+		"bearer token sent to canaryd (prefer the environment: a flag shows in the process list) [CANARY_TOKEN]")
+	fs.BoolVar(&c.tls, "tls", useTLS, "connect with TLS, verifying canaryd against the system's roots (implied by the --tls-* flags) [CANARY_TLS]")
+	fs.StringVar(&c.tlsCA, "tls-ca", e.getenv("CANARY_TLS_CA"), "connect with TLS, verifying canaryd against this PEM CA file [CANARY_TLS_CA]")
+	fs.StringVar(&c.tlsCert, "tls-cert", e.getenv("CANARY_TLS_CERT"), "client certificate (PEM) for mTLS, with --tls-key [CANARY_TLS_CERT]")
+	fs.StringVar(&c.tlsKey, "tls-key", e.getenv("CANARY_TLS_KEY"), "private key (PEM) of --tls-cert [CANARY_TLS_KEY]")
 	return c
 }
 
 // check validates the flags once they are parsed.
 func (c *clientFlags) check() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
 	if err := checkOutput(c.out); err != nil {
 		return err
 	}
@@ -59,8 +89,49 @@ func (c *clientFlags) check() error {
 	if c.timeout < 0 {
 		return usagef("--timeout must be >= 0 (got %v)", c.timeout)
 	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return usagef("--tls-cert and --tls-key go together")
+	}
 	return nil
 }
+
+// transport returns the credentials of the connection: TLS when asked
+// for, else plaintext.
+func (c *clientFlags) transport() (credentials.TransportCredentials, error) {
+	if !c.tls && c.tlsCA == "" && c.tlsCert == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, usagef("--tls-ca: %v", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, usagef("--tls-ca %s: no PEM certificate in it", c.tlsCA)
+		}
+	}
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return nil, usagef("--tls-cert, --tls-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// bearerToken sends "authorization: Bearer TOKEN" with every call. It
+// does not require TLS, so that a canaryd on loopback can take tokens
+// without it.
+type bearerToken string
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (b bearerToken) RequireTransportSecurity() bool { return false }
 
 // client is a connection to canaryd.
 type client struct {
@@ -75,9 +146,18 @@ func (c *clientFlags) connect(ctx context.Context) (context.Context, *client, fu
 	if err := c.check(); err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := grpc.NewClient(c.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	creds, err := c.transport()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dopts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
+	}
+	if c.token != "" {
+		dopts = append(dopts, grpc.WithPerRPCCredentials(bearerToken(c.token)))
+	}
+	conn, err := grpc.NewClient(c.addr, dopts...)
 	if err != nil {
 		return nil, nil, nil, usageError{fmt.Errorf("--addr %s: %w", c.addr, err)}
 	}
@@ -174,6 +254,9 @@ func rpcError(err error) error {
 		for _, v := range br.GetFieldViolations() {
 			fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
 		}
+	}
+	if st.Code() == codes.Unauthenticated {
+		b.WriteString("\n  (canaryctl sends the bearer token of --token or CANARY_TOKEN)")
 	}
 	e := &statusError{code: st.Code(), msg: b.String()}
 	switch st.Code() {

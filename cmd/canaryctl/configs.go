@@ -205,8 +205,12 @@ func paginate[T any](ctx context.Context, p *pageFlags, list func(ctx context.Co
 			pg.items = pg.items[:want]
 		}
 		items = append(items, pg.items...)
+		// An empty page with a new token goes on: a caller restricted to
+		// some services may get one where its services are rare. An empty
+		// page that does not move the token would loop forever.
+		stuck := len(pg.items) == 0 && pg.next == token
 		token = pg.next
-		if token == "" || len(items) >= p.limit || len(pg.items) == 0 {
+		if token == "" || len(items) >= p.limit || stuck {
 			return items, token, nil
 		}
 	}

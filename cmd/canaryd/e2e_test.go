@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -310,7 +312,21 @@ type e2eDaemon struct {
 // its "listening" log line) and waits until it reports SERVING.
 func e2eStart(ctx context.Context, t *testing.T, bin, store string) *e2eDaemon {
 	t.Helper()
-	cmd := exec.Command(bin, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--store", store, "--log-format", "json")
+	return e2eStartWith(ctx, t, bin, store, e2eSecurity{})
+}
+
+// e2eSecurity are the security flags of a canaryd (args) and the TLS
+// config that reaches it (nil: plaintext).
+type e2eSecurity struct {
+	args []string
+	tls  *tls.Config
+}
+
+// e2eStartWith is e2eStart with security flags.
+func e2eStartWith(ctx context.Context, t *testing.T, bin, store string, sec e2eSecurity) *e2eDaemon {
+	t.Helper()
+	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--store", store, "--log-format", "json"}, sec.args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(e2eEnv(), "CANARYD_GRPC_ADDR=", "CANARYD_HTTP_ADDR=", "CANARYD_STORE=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -363,7 +379,12 @@ func e2eStart(ctx context.Context, t *testing.T, bin, store string) *e2eDaemon {
 	case <-wait.Done():
 		t.Fatalf("canaryd did not log its addresses within 20s\n%s", d.logs.String())
 	}
-	conn, err := grpc.NewClient(d.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, scheme, web := insecure.NewCredentials(), "http", http.DefaultClient
+	if sec.tls != nil {
+		creds, scheme = credentials.NewTLS(sec.tls), "https"
+		web = &http.Client{Transport: &http.Transport{TLSClientConfig: sec.tls}}
+	}
+	conn, err := grpc.NewClient(d.grpcAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,8 +403,8 @@ func e2eStart(ctx context.Context, t *testing.T, bin, store string) *e2eDaemon {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	req, _ := http.NewRequestWithContext(wait, http.MethodGet, "http://"+d.httpAddr+"/healthz", nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequestWithContext(wait, http.MethodGet, scheme+"://"+d.httpAddr+"/healthz", nil)
+	resp, err := web.Do(req)
 	if err != nil {
 		t.Fatalf("GET /healthz: %v", err)
 	}

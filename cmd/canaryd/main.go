@@ -5,14 +5,17 @@
 //
 //	canaryd [--grpc-addr :7070] [--http-addr :7071] [--store ./canaryd.db | redis://host:6379/0]
 //	        [--retention 168h] [--verdict-retention 0]
+//	        [--tls-cert FILE --tls-key FILE [--client-ca FILE]] [--auth-tokens FILE] [--reflection=false]
 //
 // Every flag has an environment equivalent, used when the flag is not
 // given: --grpc-addr CANARYD_GRPC_ADDR, --http-addr CANARYD_HTTP_ADDR,
 // --store CANARYD_STORE, --retention CANARYD_RETENTION, --verdict-retention
 // CANARYD_VERDICT_RETENTION, --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
 // --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --shutdown-timeout
-// CANARYD_SHUTDOWN_TIMEOUT, --log-level CANARYD_LOG_LEVEL, --log-format
-// CANARYD_LOG_FORMAT.
+// CANARYD_SHUTDOWN_TIMEOUT, --tls-cert CANARYD_TLS_CERT, --tls-key
+// CANARYD_TLS_KEY, --client-ca CANARYD_CLIENT_CA, --auth-tokens
+// CANARYD_AUTH_TOKENS, --reflection CANARYD_REFLECTION, --log-level
+// CANARYD_LOG_LEVEL, --log-format CANARYD_LOG_FORMAT.
 //
 // gRPC (default :7070) carries the API, grpc.health.v1 and server
 // reflection (`grpcurl -plaintext localhost:7070 list`); HTTP (default
@@ -104,6 +107,18 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		return n
 	}
 
+	envBool := func(name string, def bool) bool {
+		v := getenv(name)
+		if v == "" || err != nil {
+			return def
+		}
+		b, perr := strconv.ParseBool(v)
+		if perr != nil {
+			err = fmt.Errorf("%s: %w", name, perr)
+		}
+		return b
+	}
+
 	fs := flag.NewFlagSet("canaryd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", env("CANARYD_GRPC_ADDR", server.DefaultGRPCAddr),
@@ -124,6 +139,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		"largest ingest batch accepted, in observations [CANARYD_MAX_BATCH_SAMPLES]")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout),
 		"on SIGTERM, cut calls still running after this long [CANARYD_SHUTDOWN_TIMEOUT]")
+	fs.StringVar(&o.TLSCert, "tls-cert", env("CANARYD_TLS_CERT", ""),
+		"serve gRPC and HTTP over TLS with this PEM certificate (with --tls-key) [CANARYD_TLS_CERT]")
+	fs.StringVar(&o.TLSKey, "tls-key", env("CANARYD_TLS_KEY", ""), "PEM private key of --tls-cert [CANARYD_TLS_KEY]")
+	fs.StringVar(&o.ClientCA, "client-ca", env("CANARYD_CLIENT_CA", ""),
+		"require gRPC clients to present a certificate signed by a CA of this PEM file (mTLS); its subject CN, else its first DNS or URI SAN, names the caller [CANARYD_CLIENT_CA]")
+	fs.StringVar(&o.AuthTokens, "auth-tokens", env("CANARYD_AUTH_TOKENS", ""),
+		"YAML file of bearer tokens and mTLS names with their roles and services; without it and --client-ca the API is open [CANARYD_AUTH_TOKENS]")
+	reflection := fs.Bool("reflection", envBool("CANARYD_REFLECTION", true), "serve gRPC server reflection [CANARYD_REFLECTION]")
 	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
 	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
 	if err != nil {
@@ -132,6 +155,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	if perr := fs.Parse(args); perr != nil {
 		return o, lo, perr
 	}
+	o.DisableReflection = !*reflection
 	if fs.NArg() > 0 {
 		return o, lo, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
