@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math"
 	"slices"
 
 	"github.com/canaryd/canaryd/analysis"
@@ -28,7 +29,9 @@ const (
 //     false-rollback rate down to canaryd's (the comparison "at an equal
 //     false-rollback rate");
 //   - sequential: canaryd's judge with the anytime-valid tests
-//     (Options.Sequential) after every batch.
+//     (Options.Sequential) after every batch, with the canary's share of
+//     the traffic the run declares (Scenario.ExpectedShare) as
+//     Options.ExpectedShare — what a live run does.
 //
 // Another judging mode plugs in as one more PolicySpec whose New returns a
 // JudgePolicy with its own Options, as sequential does; a policy with state
@@ -38,30 +41,31 @@ func Policies() []PolicySpec {
 		{
 			Name:        PolicyFixed,
 			Description: "canaryd fixed-sample judge after every batch (BakeComplete with the last)",
-			New:         func(cfg *analysis.Config) Policy { return NewJudgePolicy(cfg, nil) },
+			New:         func(cfg *analysis.Config, _ *Scenario) Policy { return NewJudgePolicy(cfg, nil) },
 		},
 		{
 			Name:        PolicyFixedEnd,
 			Description: "canaryd fixed-sample judge, one look when the bake ends",
 			EndOnly:     true,
-			New:         func(cfg *analysis.Config) Policy { return NewJudgePolicy(cfg, nil) },
+			New:         func(cfg *analysis.Config, _ *Scenario) Policy { return NewJudgePolicy(cfg, nil) },
 		},
 		{
 			Name:        PolicyKayenta,
 			Description: "Kayenta-style: two-sided Mann-Whitney at 98% on per-minute aggregates of each metric, every minute, first failure rolls back, promote at the end",
-			New:         func(cfg *analysis.Config) Policy { return NewKayenta(cfg, KayentaConfidence) },
+			New:         func(cfg *analysis.Config, _ *Scenario) Policy { return NewKayenta(cfg, KayentaConfidence) },
 		},
 		{
 			Name:        PolicyKayentaStrict,
 			Description: "Kayenta-style at 99.9%: calibrated to a false-rollback rate of about 1% on independent A/A runs",
-			New:         func(cfg *analysis.Config) Policy { return NewKayenta(cfg, KayentaStrictConfidence) },
+			New:         func(cfg *analysis.Config, _ *Scenario) Policy { return NewKayenta(cfg, KayentaStrictConfidence) },
 		},
 		{
 			Name:        PolicySeq,
-			Description: "canaryd judge with anytime-valid tests (Options.Sequential) after every batch",
-			New: func(cfg *analysis.Config) Policy {
+			Description: "canaryd judge with anytime-valid tests (Options.Sequential) after every batch, given the run's declared canary share (Options.ExpectedShare) when the scenario has one",
+			New: func(cfg *analysis.Config, sc *Scenario) Policy {
+				share := sc.ExpectedShare
 				return NewJudgePolicy(cfg, func(b *Batch) analysis.Options {
-					return analysis.Options{BakeComplete: b.Last, Sequential: true}
+					return analysis.Options{BakeComplete: b.Last, Sequential: true, ExpectedShare: share}
 				})
 			},
 		},
@@ -95,8 +99,9 @@ func (p *JudgePolicy) Data() *analysis.Data { return p.data }
 
 // Observe adds a batch's samples as records (observations of distribution
 // and mean metrics after the warm-up go through Data.AddValues, the fast
-// path of the columnar ingest). Simulated samples are valid, so errors
-// cannot occur; one would be a bug of the simulator and panics.
+// path of the columnar ingest; a histogram is one record with
+// Record.Histogram). Simulated samples are valid, so errors cannot occur;
+// one would be a bug of the simulator and panics.
 func (p *JudgePolicy) Observe(b *Batch) {
 	warm := b.Time.Before(Start.Add(p.cfg.Warmup))
 	for i := range b.Samples {
@@ -105,6 +110,9 @@ func (p *JudgePolicy) Observe(b *Batch) {
 		p.rec = analysis.Record{Metric: m.Name, Cohort: s.Cohort, Time: b.Time, Instance: s.Instance}
 		var err error
 		switch {
+		case s.Histogram != nil:
+			p.rec.Histogram = s.Histogram
+			err = p.data.Add(&p.rec)
 		case m.Type == analysis.TypeRate:
 			p.rec.IsCount, p.rec.Count, p.rec.Total = true, s.Count, s.Total
 			err = p.data.Add(&p.rec)
@@ -155,6 +163,14 @@ const KayentaStrictConfidence = 0.999
 // with continuity correction and tie correction (R's wilcox.test with
 // exact = FALSE), which is what large-sample implementations use and keeps
 // a look cheap.
+//
+// A distribution metric known only through histograms (Sample.Histogram)
+// has as its minute's p50 the median of the cohort's histograms of the
+// minute, summed over its instances, estimated as Prometheus'
+// histogram_quantile(0.5, …) estimates it from the same buckets: by linear
+// interpolation within the bucket holding the median (histogramQuantile),
+// which is what a Kayenta reading p50 from Prometheus gets. The histograms'
+// Sum is not used (Kayenta compares the p50).
 type Kayenta struct {
 	cfg    *analysis.Config
 	alpha  float64
@@ -162,13 +178,16 @@ type Kayenta struct {
 	// scratch per metric and cohort within a minute
 	count, total [][2]float64
 	values       [][2][]float64
+	bounds       [][]float64    // per metric: the bounds of its histograms
+	buckets      [][2][]float64 // per metric and cohort: summed bucket counts
 }
 
 // NewKayenta returns the Kayenta-style policy at the given confidence.
 func NewKayenta(cfg *analysis.Config, confidence float64) *Kayenta {
 	n := len(cfg.Metrics)
 	return &Kayenta{cfg: cfg, alpha: 1 - confidence, series: make([][2][]analysis.Bin, n),
-		count: make([][2]float64, n), total: make([][2]float64, n), values: make([][2][]float64, n)}
+		count: make([][2]float64, n), total: make([][2]float64, n), values: make([][2][]float64, n),
+		bounds: make([][]float64, n), buckets: make([][2][]float64, n)}
 }
 
 // Observe reduces the batch to one value per metric and cohort.
@@ -179,23 +198,35 @@ func (k *Kayenta) Observe(b *Batch) {
 	for i := range k.count {
 		k.count[i], k.total[i] = [2]float64{}, [2]float64{}
 		k.values[i][0], k.values[i][1] = k.values[i][0][:0], k.values[i][1][:0]
+		k.buckets[i][0], k.buckets[i][1] = k.buckets[i][0][:0], k.buckets[i][1][:0]
 	}
 	for i := range b.Samples {
 		s := &b.Samples[i]
 		k.count[s.Metric][s.Cohort] += s.Count
 		k.total[s.Metric][s.Cohort] += s.Total
 		k.values[s.Metric][s.Cohort] = append(k.values[s.Metric][s.Cohort], s.Values...)
+		if h := s.Histogram; h != nil {
+			k.bounds[s.Metric] = h.Bounds
+			bs := &k.buckets[s.Metric][s.Cohort]
+			if len(*bs) == 0 {
+				*bs = slices.Grow(*bs, len(h.Counts))[:len(h.Counts)]
+				clear(*bs)
+			}
+			for j, n := range h.Counts {
+				(*bs)[j] += n
+			}
+		}
 	}
 	for i, m := range k.cfg.Metrics {
 		for c := range 2 {
 			var v float64
-			switch m.Type {
-			case analysis.TypeRate:
+			switch {
+			case m.Type == analysis.TypeRate:
 				if k.total[i][c] == 0 {
 					continue
 				}
 				v = k.count[i][c] / k.total[i][c]
-			case analysis.TypeMean:
+			case m.Type == analysis.TypeMean:
 				vs := k.values[i][c]
 				if len(vs) == 0 {
 					continue
@@ -204,6 +235,11 @@ func (k *Kayenta) Observe(b *Batch) {
 					v += x
 				}
 				v /= float64(len(vs))
+			case len(k.buckets[i][c]) > 0:
+				v = histogramQuantile(0.5, k.bounds[i], k.buckets[i][c])
+				if math.IsNaN(v) {
+					continue
+				}
 			default:
 				vs := k.values[i][c]
 				if len(vs) == 0 {
@@ -232,6 +268,49 @@ func (k *Kayenta) Decide(b *Batch) analysis.Decision {
 		return analysis.Promote
 	}
 	return analysis.Hold
+}
+
+// histogramQuantile estimates the q-quantile of the observations counted
+// in buckets with upper bounds bounds (the last may be +Inf) and counts
+// per bucket (not cumulative), as Prometheus' histogram_quantile does
+// (promql/quantile.go, bucketQuantile): with the cumulative counts C_i and
+// N = C_last, the rank r = q·N falls in the first bucket b with C_b >= r,
+// and
+//
+//	quantile = lower_b + (upper_b − lower_b)·(r − C_(b−1))/(C_b − C_(b−1))
+//
+// — the observations spread uniformly within the bucket — with lower_0 = 0
+// (values are >= 0; a first bound <= 0 is returned as is). When b is the
+// +Inf bucket, the largest finite bound is returned. No observations: NaN.
+func histogramQuantile(q float64, bounds, counts []float64) float64 {
+	var n float64
+	for _, c := range counts {
+		n += c
+	}
+	if n == 0 || len(bounds) == 0 {
+		return math.NaN()
+	}
+	rank, cum, b := q*n, 0.0, 0
+	for ; b < len(counts)-1; b++ {
+		if cum+counts[b] >= rank {
+			break
+		}
+		cum += counts[b]
+	}
+	if math.IsInf(bounds[b], 1) {
+		if b == 0 {
+			return math.NaN()
+		}
+		return bounds[b-1]
+	}
+	lower := 0.0
+	switch {
+	case b > 0:
+		lower = bounds[b-1]
+	case bounds[0] <= 0:
+		return bounds[0]
+	}
+	return lower + (bounds[b]-lower)*(rank-cum)/counts[b]
 }
 
 // median returns the median of vs (R's median: the mean of the two middle

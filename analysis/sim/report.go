@@ -18,6 +18,8 @@ type Report struct {
 	Scenarios []ScenarioInfo `json:"scenarios"`
 	Policies  []PolicySpec   `json:"policies"`
 	Cells     []Cell         `json:"cells"`
+	// Summary has one row per scenario and policy, in the order of Cells.
+	Summary []Summary `json:"summary"`
 }
 
 // ScenarioInfo describes a simulated scenario in the Report.
@@ -27,6 +29,12 @@ type ScenarioInfo struct {
 	Traffic     string  `json:"traffic"`
 	Target      string  `json:"target"`
 	Tolerance   float64 `json:"tolerance"`
+	Group       string  `json:"group,omitempty"`
+	// FalsePromoteEffect is Scenario.FalsePromoteEffect: from this effect
+	// multiple on a PROMOTE is false. BoundaryEffect is
+	// Scenario.BoundaryEffect: the tolerance boundary (1), 0 when none.
+	FalsePromoteEffect float64 `json:"false_promote_effect"`
+	BoundaryEffect     float64 `json:"boundary_effect"`
 }
 
 // Cell is the outcome of one policy on the runs of one scenario and effect.
@@ -45,6 +53,10 @@ type Cell struct {
 	Rollback  Rate `json:"rollback"`
 	Promote   Rate `json:"promote"`
 	NoVerdict Rate `json:"no_verdict"`
+	// FalsePromote is Promote where a PROMOTE is false: on cells whose
+	// effect is at least the scenario's FalsePromoteEffect (a canary worse
+	// than its tolerance plus its detectable effect); nil elsewhere.
+	FalsePromote *Rate `json:"false_promote,omitempty"`
 	// Correct is the fraction with the correct verdict: PROMOTE on A/A,
 	// ROLLBACK on a regression.
 	Correct Rate `json:"correct"`
@@ -52,6 +64,25 @@ type Cell struct {
 	// that reached it.
 	Minutes        Quantiles `json:"minutes_to_correct"`
 	CanaryRequests Quantiles `json:"canary_requests_to_correct"`
+}
+
+// Summary is one policy's decision quality on one scenario at a glance:
+// the false-rollback rates on A/A and at the tolerance boundary (1×: a
+// valid judge rolls back at most 1 − confidence there too), and the
+// detection and false-PROMOTE rates at the scenario's FalsePromoteEffect
+// (the tolerance plus the detectable effect: a valid gate promotes at most
+// 1 − power there). A rate whose effect was not simulated, or does not
+// exist (no boundary), is nil.
+type Summary struct {
+	Scenario              string  `json:"scenario"`
+	Policy                string  `json:"policy"`
+	FalseRollbackAA       *Rate   `json:"false_rollback_aa,omitempty"`
+	FalseRollbackBoundary *Rate   `json:"false_rollback_boundary,omitempty"`
+	DetectEffect          float64 `json:"detect_effect"`
+	Detection             *Rate   `json:"detection,omitempty"`
+	FalsePromote          *Rate   `json:"false_promote,omitempty"`
+	// Minutes to the ROLLBACK at DetectEffect, over the runs rolled back.
+	Minutes Quantiles `json:"minutes_to_detection"`
 }
 
 // Rate is a proportion with its Wilson score 95% interval.
@@ -133,10 +164,13 @@ func summarize(o *Options, outs []outcome) *Report {
 	for s := range o.Scenarios {
 		sc := &o.Scenarios[s]
 		cfg, _ := sc.Config() // validated by Run
-		tol := cfg.Metrics[cfg.Metric(sc.Target)].Tolerance
+		tol := sc.tolerance(cfg)
+		fp, bd := sc.FalsePromoteEffect(cfg), sc.BoundaryEffect(cfg)
 		rep.Scenarios = append(rep.Scenarios, ScenarioInfo{Name: sc.Name, Description: sc.Description,
-			Traffic: sc.Traffic(), Target: sc.Target, Tolerance: tol})
+			Traffic: sc.Traffic(), Target: sc.Target, Tolerance: tol, Group: sc.Group,
+			FalsePromoteEffect: fp, BoundaryEffect: bd})
 		for p := range nP {
+			sum := Summary{Scenario: sc.Name, Policy: o.Policies[p].Name, DetectEffect: fp}
 			for e, eff := range o.Effects {
 				var rb, pr, hd int
 				var mins, reqs []float64
@@ -159,13 +193,29 @@ func summarize(o *Options, outs []outcome) *Report {
 						reqs = append(reqs, out.canary)
 					}
 				}
-				rep.Cells = append(rep.Cells, Cell{
+				c := Cell{
 					Scenario: sc.Name, Policy: o.Policies[p].Name, Effect: eff, Regression: eff * tol, Runs: nR,
 					Rollback: Wilson(rb, nR), Promote: Wilson(pr, nR), NoVerdict: Wilson(hd, nR),
 					Correct: Wilson(len(mins), nR), Minutes: QuantilesOf(mins), CanaryRequests: QuantilesOf(reqs),
-				})
+				}
+				if fp > 0 && eff >= fp {
+					c.FalsePromote = ptr(c.Promote)
+				}
+				switch {
+				case eff == 0:
+					sum.FalseRollbackAA = ptr(c.Rollback)
+				case eff == bd:
+					sum.FalseRollbackBoundary = ptr(c.Rollback)
+				}
+				if eff == fp && fp > 0 {
+					sum.Detection, sum.FalsePromote, sum.Minutes = ptr(c.Rollback), ptr(c.Promote), c.Minutes
+				}
+				rep.Cells = append(rep.Cells, c)
 			}
+			rep.Summary = append(rep.Summary, sum)
 		}
 	}
 	return rep
 }
+
+func ptr(r Rate) *Rate { return &r }

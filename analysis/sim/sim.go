@@ -24,6 +24,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +56,10 @@ type Sample struct {
 	Instance string
 	// Values are the observations of a distribution or mean metric.
 	Values []float64
+	// Histogram, instead of Values, holds the observations of a
+	// distribution metric known only through buckets
+	// (Scenario.LatencyBuckets); policies must not modify it.
+	Histogram *analysis.Histogram
 	// Count and Total are the events and exposure of a rate metric.
 	Count, Total float64
 }
@@ -77,8 +82,10 @@ type PolicySpec struct {
 	// EndOnly makes the policy look once, at the last batch, instead of
 	// after every batch.
 	EndOnly bool `json:"end_only"`
-	// New returns the policy for one run judged with cfg.
-	New func(cfg *analysis.Config) Policy `json:"-"`
+	// New returns the policy for one run of scenario sc judged with cfg.
+	// A policy may use what a real run declares (sc.ExpectedShare), never
+	// how its data are generated.
+	New func(cfg *analysis.Config, sc *Scenario) Policy `json:"-"`
 }
 
 // Options configure Run.
@@ -92,14 +99,18 @@ type Options struct {
 	Scenarios []Scenario
 	Policies  []PolicySpec
 	// Effects are the regressions simulated, as multiples of the target
-	// metric's tolerance; 0 is the A/A run. Default DefaultEffects.
+	// metric's tolerance; 0 is the A/A run. Default DefaultEffects and
+	// every scenario's FalsePromoteEffect, in increasing order.
 	Effects []float64
 	// Workers is the number of goroutines; 0 means runtime.GOMAXPROCS.
 	// It does not change the Report.
 	Workers int
 }
 
-// DefaultEffects are A/A and regressions of 1×, 2× and 4× the tolerance.
+// DefaultEffects are A/A and regressions of 1× (the tolerance boundary),
+// 2× (the tolerance plus the default detectable effect: a PROMOTE there is
+// false) and 4× the tolerance. Run adds each scenario's
+// FalsePromoteEffect when it differs.
 var DefaultEffects = []float64{0, 1, 2, 4}
 
 // Errors returned by Options.validate.
@@ -139,9 +150,6 @@ type outcome struct {
 // Run simulates every scenario × effect × run and feeds the same data to
 // every policy. It returns early with ctx's error when ctx is done.
 func Run(ctx context.Context, opts Options) (*Report, error) {
-	if len(opts.Effects) == 0 {
-		opts.Effects = DefaultEffects
-	}
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -149,7 +157,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	nS, nE, nP, nR := len(opts.Scenarios), len(opts.Effects), len(opts.Policies), opts.Runs
+	nS := len(opts.Scenarios)
 	cfgs := make([]*analysis.Config, nS)
 	for i := range opts.Scenarios {
 		cfg, err := opts.Scenarios[i].Config()
@@ -158,6 +166,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		cfgs[i] = cfg
 	}
+	if len(opts.Effects) == 0 {
+		opts.Effects = slices.Clone(DefaultEffects)
+		for i := range opts.Scenarios {
+			if e := opts.Scenarios[i].FalsePromoteEffect(cfgs[i]); e > 0 && !slices.Contains(opts.Effects, e) {
+				opts.Effects = append(opts.Effects, e)
+			}
+		}
+		slices.Sort(opts.Effects)
+	}
+	nE, nP, nR := len(opts.Effects), len(opts.Policies), opts.Runs
 	// outcomes[((s*nE+e)*nR+r)*nP+p]
 	outcomes := make([]outcome, nS*nE*nR*nP)
 	jobs := make(chan int)
@@ -213,7 +231,7 @@ func simulate(sc *Scenario, cfg *analysis.Config, effect float64, rng *rand.Rand
 	g := sc.newRun(cfg, effect, rng)
 	pols := make([]Policy, len(specs))
 	for i := range specs {
-		pols[i] = specs[i].New(cfg)
+		pols[i] = specs[i].New(cfg, sc)
 		out[i] = outcome{decision: analysis.Hold, minutes: float64(sc.Minutes)}
 	}
 	active := len(pols)

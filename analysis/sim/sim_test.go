@@ -131,12 +131,20 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-// TestScenarios checks every built-in scenario's config and that a strong
-// regression is caught by the fixed judge (a smoke test of the generators
-// and of the effect's direction).
+// TestScenarios checks every classic built-in scenario's config and that a
+// strong regression is caught by the fixed judge (a smoke test of the
+// generators and of the effect's direction). The messy scenarios are the
+// conditions under which issue 9 found the judge failing: their figures
+// are the targets of SIMULATION.md, not asserted here; the generators'
+// behaviour is tested on the raw data (TestEffectDirection and below).
 func TestScenarios(t *testing.T) {
 	t.Parallel()
-	sc := Scenarios()
+	var sc []Scenario
+	for _, s := range Scenarios() {
+		if s.Group == GroupClassic {
+			sc = append(sc, s)
+		}
+	}
 	for i := range sc {
 		sc[i].Minutes = min(sc[i].Minutes, 12)
 		sc[i].RampStart, sc[i].RampMinutes = min(sc[i].RampStart, 2), min(sc[i].RampMinutes, 2)

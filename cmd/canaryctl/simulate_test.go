@@ -88,3 +88,83 @@ func TestSimulateFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateFalsePromote: the table has a false-PROMOTE column beside
+// detection and a summary with the A/A and boundary false rollbacks; by
+// default the effects include 2×, the tolerance plus the detectable effect,
+// and the printed command names them.
+func TestSimulateFalsePromote(t *testing.T) {
+	t.Parallel()
+	code, out, errs := runCLI(t, "", "simulate", "--runs", "2", "--scenario", "errors-zero", "--policy", "kayenta", "--minutes", "3")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr: %s", code, errs)
+	}
+	for _, s := range []string{
+		"--effects 0,1,2,4 --minutes 3",
+		"FALSE PROMOTE [95% CI]",
+		"A/A FALSE ROLLBACK", "1× FALSE ROLLBACK", "DETECT AT",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("table lacks %q:\n%s", s, out)
+		}
+	}
+	// The false-PROMOTE column is "-" below 2× and a rate from 2× on.
+	rows := 0
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || f[0] != "errors-zero" || !strings.HasSuffix(f[2], "×") && f[2] != "A/A" {
+			continue
+		}
+		// SCENARIO POLICY EFFECT [(change)] RUNS rate [lo, hi] FALSE-PROMOTE
+		col := 7
+		if f[2] != "A/A" {
+			col = 8
+		}
+		below := f[2] == "A/A" || f[2] == "1×"
+		if got := f[col] == "-"; got != below {
+			t.Errorf("effect %s: false PROMOTE column %q in %q", f[2], f[col], line)
+		}
+		rows++
+	}
+	if rows != 4 {
+		t.Errorf("%d rows of errors-zero, want 4:\n%s", rows, out)
+	}
+}
+
+// TestSimulateGroups: --scenario takes a group name; --help lists every
+// scenario with its group.
+func TestSimulateGroups(t *testing.T) {
+	t.Parallel()
+	code, out, errs := runCLI(t, "", "simulate", "--runs", "1", "--scenario", "messy,share-drop", "--policy", "kayenta", "--effects", "0", "--minutes", "2", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr: %s", code, errs)
+	}
+	var rep struct {
+		Scenarios []struct {
+			Name  string `json:"name"`
+			Group string `json:"group"`
+		} `json:"scenarios"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, s := range rep.Scenarios {
+		if s.Group != "messy" || seen[s.Name] {
+			t.Errorf("scenario %s of group %q (seen before: %v)", s.Name, s.Group, seen[s.Name])
+		}
+		seen[s.Name] = true
+	}
+	if len(seen) < 16 || !seen["share-drop"] || !seen["prom-buckets"] {
+		t.Errorf("messy selected %v", seen)
+	}
+	code, _, help := runCLI(t, "", "simulate", "--help")
+	if code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, s := range []string{"share-steps-burst", "[messy]", "latency-int-2ms", "prom-buckets-nosum", "[classic]", "false PROMOTE", "-effects"} {
+		if !strings.Contains(help, s) {
+			t.Errorf("--help lacks %q:\n%s", s, help)
+		}
+	}
+}
