@@ -129,6 +129,10 @@ func (s *Service) status(err error) error {
 	if errors.As(err, &ae) {
 		return ae.status().Err()
 	}
+	var jf *judgeFailed
+	if errors.As(err, &jf) {
+		return status.Error(codes.Internal, jf.Error()) // the panic was logged
+	}
 	code := codes.Internal
 	switch {
 	case errors.Is(err, context.Canceled):

@@ -112,10 +112,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				return
 			default:
 			}
-			b, err := s.prepare(ctx, req.GetBatch())
-			if err == nil {
-				err = s.beginAppend(ctx, b)
-			}
+			b, err := s.startBatch(ctx, req.GetBatch())
 			if err != nil {
 				if b == nil {
 					b = &batch{batchID: req.GetBatch().GetBatchId()}
@@ -186,6 +183,21 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 		return readErr // the stream's own status, as the transport saw it
 	}
 	return nil
+}
+
+// startBatch is prepare and beginAppend for the reader goroutine of
+// IngestStream, which the recovery interceptor does not cover: a panic (a
+// bug) becomes an error of the batch instead of a crash of the daemon.
+func (s *Service) startBatch(ctx context.Context, pb *canaryv1.Batch) (b *batch, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = s.recovered(canaryv1.CanaryService_IngestStream_FullMethodName, p)
+		}
+	}()
+	if b, err = s.prepare(ctx, pb); err == nil {
+		err = s.beginAppend(ctx, b)
+	}
+	return b, err
 }
 
 // batchError names the batch in err's message, keeping its code and field

@@ -78,10 +78,17 @@ func (m *metrics) observe(method string, err error, d time.Duration) {
 
 // unaryInterceptor counts and times unary calls. It also makes sure the
 // client never sees an error that is not a status: such an error (a bug)
-// becomes INTERNAL.
+// becomes INTERNAL, and so does a panic of the handler (see recover.go).
 func (s *Service) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	resp, err := handler(ctx, req)
+	resp, err := func() (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				resp, err = nil, s.recovered(info.FullMethod, p)
+			}
+		}()
+		return handler(ctx, req)
+	}()
 	err = s.ensureStatus(info.FullMethod, err)
 	s.metrics.observe(info.FullMethod, err, time.Since(start))
 	return resp, err
@@ -89,7 +96,15 @@ func (s *Service) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 
 func (s *Service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
-	err := s.ensureStatus(info.FullMethod, handler(srv, ss))
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = s.recovered(info.FullMethod, p)
+			}
+		}()
+		return handler(srv, ss)
+	}()
+	err = s.ensureStatus(info.FullMethod, err)
 	s.metrics.observe(info.FullMethod, err, time.Since(start))
 	return err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/canaryd/canaryd/analysis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -77,6 +78,10 @@ type Options struct {
 	// SnapshotEvery is the number of deltas appended to a run between two
 	// snapshots of its merged state; 0 means DefaultSnapshotEvery.
 	SnapshotEvery int
+	// Judge computes a verdict from a run's data; nil means analysis.Judge.
+	// A panic in it is recovered: the run's verdict is then an error
+	// (INTERNAL) and AbortRun still ends the run (see finishLocked).
+	Judge func(*analysis.Data, analysis.Options) analysis.Verdict
 }
 
 func (o *Options) validate() error {
@@ -112,6 +117,9 @@ func (o *Options) setDefaults() {
 	if o.SnapshotEvery == 0 {
 		o.SnapshotEvery = DefaultSnapshotEvery
 	}
+	if o.Judge == nil {
+		o.Judge = analysis.Judge
+	}
 }
 
 // Service implements canaryv1.CanaryServiceServer. Create it with New,
@@ -129,6 +137,7 @@ type Service struct {
 	idle        time.Duration
 	maxB        int
 	snapN       int
+	judge       func(*analysis.Data, analysis.Options) analysis.Verdict
 	metrics     *metrics
 
 	mu   sync.Mutex
@@ -162,6 +171,7 @@ func New(opts Options) (*Service, error) {
 		idle:        opts.IdleTimeout,
 		maxB:        opts.MaxBatchSamples,
 		snapN:       opts.SnapshotEvery,
+		judge:       opts.Judge,
 		runs:        map[string]*live{},
 		shutdown:    make(chan struct{}),
 		stop:        make(chan struct{}),
