@@ -79,6 +79,8 @@ func (m *metrics) observe(method string, err error, d time.Duration) {
 // unaryInterceptor counts and times unary calls. It also makes sure the
 // client never sees an error that is not a status: such an error (a bug)
 // becomes INTERNAL, and so does a panic of the handler (see recover.go).
+// A request that did not decode is answered INVALID_ARGUMENT (see
+// codec.go); the stream interceptor checks every message received.
 func (s *Service) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := func() (resp any, err error) {
@@ -87,6 +89,9 @@ func (s *Service) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 				resp, err = nil, s.recovered(info.FullMethod, p)
 			}
 		}()
+		if err := checkDecoded(req); err != nil {
+			return nil, err
+		}
 		return handler(ctx, req)
 	}()
 	err = s.ensureStatus(info.FullMethod, err)
@@ -102,7 +107,7 @@ func (s *Service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 				err = s.recovered(info.FullMethod, p)
 			}
 		}()
-		return handler(srv, ss)
+		return handler(srv, decodedStream{ss})
 	}()
 	err = s.ensureStatus(info.FullMethod, err)
 	s.metrics.observe(info.FullMethod, err, time.Since(start))

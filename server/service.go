@@ -191,9 +191,13 @@ func New(opts Options) (*Service, error) {
 }
 
 // ServerOptions returns the gRPC server options the service needs: its
-// metrics interceptors and a receive limit that fits MaxBatchSamples.
+// codec (a request that does not decode, e.g. invalid UTF-8, is answered
+// INVALID_ARGUMENT naming the field: see codec.go), its interceptors
+// (metrics, panic recovery, the codec's check; they must come first in the
+// chain) and a receive limit that fits MaxBatchSamples.
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		codecOption(),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(s.maxMessageSize()),
