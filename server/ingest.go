@@ -298,7 +298,7 @@ func (s *Service) settle(b *batch) {
 		close(lr.idle)
 		lr.idle = nil
 	}
-	if lr.sinceSnap >= s.snapN && lr.blocked == nil && lr.finishing == nil {
+	if b.err == nil && lr.sinceSnap >= s.snapN && lr.blocked == nil && lr.finishing == nil {
 		lr.blocked = make(chan struct{})
 		s.bg.Go(func() { s.snapshot(lr) })
 	}

@@ -288,7 +288,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		watchHealth(hctx, st, hs, opts.HealthInterval, log)
+		watchHealth(hctx, st, hs, opts.HealthInterval, svc.unavailable, log)
 	}()
 
 	var serveErr error
@@ -334,8 +334,11 @@ func stopGRPC(gs *grpc.Server, timeout time.Duration, log *slog.Logger) {
 }
 
 // watchHealth reports SERVING while the store is healthy and NOT_SERVING
-// while it is not, for the whole server and for canary.v1.CanaryService.
-func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every time.Duration, log *slog.Logger) {
+// while it is not, for the whole server and for canary.v1.CanaryService. It
+// checks every interval, and at once when a call found the store
+// unavailable (a write failed: the store stays unhealthy until one
+// succeeds again).
+func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every time.Duration, poke <-chan struct{}, log *slog.Logger) {
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	check := func() {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -367,6 +370,8 @@ func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every t
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			check()
+		case <-poke:
 			check()
 		}
 	}

@@ -147,6 +147,10 @@ type Service struct {
 	// judgeUnlocked while it judges without the run's lock.
 	judgeHook func()
 
+	// unavailable is signalled (without blocking) when a call fails with
+	// store.ErrUnavailable, so that Run checks the store's health at once.
+	unavailable chan struct{}
+
 	shutdown     chan struct{} // closed by Shutdown: watchers end
 	shutdownOnce sync.Once
 	stop         chan struct{} // closed by Close: the janitor ends
@@ -173,6 +177,7 @@ func New(opts Options) (*Service, error) {
 		snapN:       opts.SnapshotEvery,
 		judge:       opts.Judge,
 		runs:        map[string]*live{},
+		unavailable: make(chan struct{}, 1),
 		shutdown:    make(chan struct{}),
 		stop:        make(chan struct{}),
 		janitorDone: make(chan struct{}),

@@ -15,6 +15,7 @@ import (
 // Top-level buckets:
 //
 //	meta                       "schema" → schemaVersion
+//	                           "probe" → zeros, written and deleted by Healthy while writes fail
 //	configs/<name>/            version (uint32 BE) → ConfigVersion
 //	runs                       run id → Run
 //	requests                   request id → uvarint(len(run id)) run id fingerprint

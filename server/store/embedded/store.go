@@ -98,6 +98,8 @@ type Store struct {
 	done   chan struct{} // closed when the committer has exited
 	close  sync.Once
 	err    error // of Close
+
+	health writeHealth // see faults.go
 }
 
 var _ store.Store = (*Store)(nil)
@@ -159,10 +161,30 @@ func Open(path string, opts Options) (*Store, error) {
 // Path returns the path of the store's file.
 func (s *Store) Path() string { return s.db.Path() }
 
-// Healthy returns nil while the store is open.
+// Healthy returns nil while the store is open and takes writes. While
+// writes are failing (the file system is full: see faults.go) it probes
+// with a small write, and returns nil once one succeeds.
 func (s *Store) Healthy(ctx context.Context) error {
 	if s.closed() {
 		return errClosed
+	}
+	failing, size := s.health.failing()
+	if failing == nil {
+		return nil
+	}
+	if free, ok := freeBytes(s.db.Path()); ok && free < headroom(size) {
+		return fmt.Errorf("embedded store %s: %w: %d bytes free on its file system, want %d before writing again (last failure: %w)",
+			s.db.Path(), store.ErrUnavailable, free, headroom(size), failing)
+	}
+	err := s.update(ctx, size, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyProbe, make([]byte, size))
+	})
+	if err != nil {
+		return fmt.Errorf("embedded store %s: %w", s.db.Path(), err)
+	}
+	// Its pages are free again for the writes it stood for.
+	if err := s.update(ctx, 0, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyProbe) }); err != nil {
+		return fmt.Errorf("embedded store %s: %w", s.db.Path(), err)
 	}
 	return nil
 }
@@ -173,10 +195,11 @@ func (s *Store) Close() error {
 	s.close.Do(func() {
 		close(s.quit)
 		<-s.done
+		path := s.db.Path()
 		if err := s.db.Close(); err != nil {
-			s.err = fmt.Errorf("close store %s: %w", s.db.Path(), err)
+			s.err = fmt.Errorf("close store %s: %w", path, err)
 		}
-		s.opts.Logger.Info("embedded store closed", "path", s.db.Path())
+		s.opts.Logger.Info("embedded store closed", "path", path)
 	})
 	return s.err
 }
@@ -296,8 +319,19 @@ func (s *Store) commit(group []*write) {
 		return nil
 	})
 	if err == nil {
+		s.commitSucceeded()
 		for i, w := range group {
 			w.done <- results[i]
+		}
+		return
+	}
+	if isUnavailable(err) {
+		// The file system cannot take the group: it would not take its
+		// writes one by one either.
+		s.commitFailed(err, len(group), groupBytes(group))
+		err = unavailable(err)
+		for _, w := range group {
+			w.done <- err
 		}
 		return
 	}
@@ -308,11 +342,26 @@ func (s *Store) commit(group []*write) {
 		if len(group) > 1 {
 			err = s.db.Update(func(tx *bolt.Tx) error { return safeApply(w.apply, tx) })
 		}
-		if _, ok := err.(rejection); err != nil && !ok {
+		switch _, rejected := err.(rejection); {
+		case err == nil:
+			s.commitSucceeded()
+		case rejected:
+		case isUnavailable(err):
+			s.commitFailed(err, 1, w.size)
+			err = unavailable(err)
+		default:
 			s.opts.Logger.Error("write failed", "err", err)
 		}
 		w.done <- unreject(err)
 	}
+}
+
+func groupBytes(group []*write) int {
+	n := 0
+	for _, w := range group {
+		n += w.size
+	}
+	return n
 }
 
 func safeApply(apply func(tx *bolt.Tx) error, tx *bolt.Tx) (err error) {
