@@ -3,9 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +23,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/testfs"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -176,5 +181,129 @@ func TestRecoveryInterceptor(t *testing.T) {
 	c := canaryv1.NewCanaryServiceClient(conn)
 	if _, err := c.PutConfig(ctx, &canaryv1.PutConfigRequest{Source: &canaryv1.PutConfigRequest_Config{Config: testConfig("after")}}); err != nil {
 		t.Fatalf("PutConfig after the panics: %v", err)
+	}
+}
+
+// startRun serves Run with opts (free ports) until the end of the test and
+// returns a client connection and the HTTP address.
+func startRun(t *testing.T, opts RunOptions) (*grpc.ClientConn, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	opts.GRPCAddr, opts.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	ready := make(chan [2]string, 1)
+	opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, opts) }()
+	var addrs [2]string
+	select {
+	case addrs = <-ready:
+	case err := <-errc:
+		cancel()
+		t.Fatalf("run: %v", err)
+	case <-time.After(testTimeout):
+		cancel()
+		t.Fatal("not ready in time")
+	}
+	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return conn, addrs[1]
+}
+
+// TestRunDiskFull: on a full disk (a real tmpfs) ingest answers
+// UNAVAILABLE, not INTERNAL; grpc.health.v1 turns NOT_SERVING and /healthz
+// 503 at once; the logs stay short; once space is freed, health and ingest
+// come back without a restart.
+func TestRunDiskFull(t *testing.T) {
+	dir := testfs.Tmpfs(t, "8m")
+	var logs logBuffer
+	conn, httpAddr := startRun(t, RunOptions{
+		Store:          filepath.Join(dir, "canaryd.db"),
+		Logger:         logs.logger(),
+		HealthInterval: 3 * time.Second,
+	})
+	ctx := ctxT(t)
+	c := canaryv1.NewCanaryServiceClient(conn)
+	hc := healthpb.NewHealthClient(conn)
+	health := func() healthpb.HealthCheckResponse_ServingStatus {
+		t.Helper()
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: canaryv1.CanaryService_ServiceDesc.ServiceName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetStatus()
+	}
+	healthz := func() int {
+		t.Helper()
+		resp, err := http.Get("http://" + httpAddr + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cr, err := c.CreateRun(ctx, &canaryv1.CreateRunRequest{RequestId: "full", Service: "checkout", Stage: "s",
+		Config: &canaryv1.CreateRunRequest_InlineConfig{InlineConfig: testConfig("checkout")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := cr.GetRun().GetId()
+	ballast := filepath.Join(dir, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, 2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testfs.Fill(t, filepath.Join(dir, "filler"))
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	ingest := func(id string) error {
+		_, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, runID, id, scenario{latency: 1, errors: 1, n: 4000})})
+		return err
+	}
+	var failed error
+	for i := 0; i < 200 && failed == nil; i++ {
+		failed = ingest(fmt.Sprintf("b%d", i))
+	}
+	wantCode(t, failed, codes.Unavailable, "")
+	// The failure itself triggers the check (the interval is 3s).
+	for start := time.Now(); health() != healthpb.HealthCheckResponse_NOT_SERVING; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > time.Second {
+			t.Fatal("health still SERVING 1s after a failed write")
+		}
+	}
+	if code := healthz(); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz after a failed write = %d, want 503", code)
+	}
+	for i := range 100 {
+		wantCode(t, ingest(fmt.Sprintf("f%d", i)), codes.Unavailable, "")
+	}
+	if n := strings.Count(logs.String(), "level=ERROR") + strings.Count(logs.String(), "level=WARN"); n > 3 {
+		t.Errorf("%d error and warning lines for 101 failed writes, want at most 3:\n%s", n, logs.String())
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	if code := healthz(); code != http.StatusOK {
+		t.Errorf("/healthz after space was freed = %d, want 200", code)
+	}
+	// grpc.health.v1 follows at the next check.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ingest("after")
+		if err == nil && health() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving 10s after space was freed: ingest %v, health %v", err, health())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
