@@ -307,3 +307,49 @@ func TestRunDiskFull(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestStoreSpecs: a --store value with "://" is a URL of a known scheme or
+// an error, never a file name, and no error or log line holds its
+// password.
+func TestStoreSpecs(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cretPW"
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		spec, want string
+	}{
+		{"redis://:" + secret + "@127.0.0.1:26390x/0", `store redis://xxxxx@127.0.0.1:26390x/0: not a valid URL: invalid port ":26390x" after host`},
+		{"rediss://:" + secret + "@[::1/0", "not a valid URL"},
+		{"redis://u:" + secret + "@127.0.0.1:1/x", "invalid database number"},
+		{"redis://u:" + secret + "@127.0.0.1:1/0", "store unavailable"}, // nothing listens on port 1
+		{"s3://:" + secret + "@bucket/x", `unknown scheme "s3"`},
+		{"file://elsewhere/x", "names no host"},
+		{"://" + secret + "@x", "not a valid URL"},
+	} {
+		var logs logBuffer
+		err := Run(context.Background(), RunOptions{
+			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: tt.spec, Logger: logs.logger(),
+			StoreWait: 600 * time.Millisecond,
+		})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("store %q: %v, want an error with %q", tt.spec, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error()+logs.String(), secret) {
+			t.Errorf("store %q: the password is in the error or the logs:\n%v\n%s", tt.spec, err, logs.String())
+		}
+	}
+	// Nothing was created as a file named like a URL.
+	if m, _ := filepath.Glob("*:*"); len(m) > 0 {
+		t.Errorf("files created for URLs: %v", m)
+	}
+	// A file URL names the embedded store's file.
+	path := filepath.Join(dir, "via-url.db")
+	st, err := OpenStore(context.Background(), "file://"+path, StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("file URL: %v", err)
+	}
+}

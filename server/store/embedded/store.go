@@ -38,7 +38,8 @@ type Options struct {
 	// Now stamps new config versions; nil means time.Now.
 	Now func() time.Time
 	// LockTimeout bounds the wait for the file lock when another process
-	// holds the file open; 0 means 5s.
+	// holds the file open (another canaryd); 0 means DefaultLockTimeout.
+	// Open then fails with ErrLocked.
 	LockTimeout time.Duration
 	// InitialMmapSize is the size in bytes of the initial memory map of
 	// the file; 0 maps what the file needs. The map grows with the file,
@@ -77,7 +78,7 @@ func (o *Options) setDefaults() {
 		o.Now = time.Now
 	}
 	if o.LockTimeout == 0 {
-		o.LockTimeout = 5 * time.Second
+		o.LockTimeout = DefaultLockTimeout
 	}
 	if o.MaxGroupWrites == 0 {
 		o.MaxGroupWrites = 1024
@@ -86,6 +87,12 @@ func (o *Options) setDefaults() {
 		o.MaxGroupBytes = 64 << 20
 	}
 }
+
+// DefaultLockTimeout is the default of Options.LockTimeout.
+const DefaultLockTimeout = time.Second
+
+// ErrLocked: another process (another canaryd) holds the store's file.
+var ErrLocked = errors.New("locked by another process (another canaryd?)")
 
 // Store is the embedded backend. It implements store.Store and is safe for
 // concurrent use.
@@ -109,7 +116,7 @@ var errClosed = fmt.Errorf("embedded store closed: %w", store.ErrUnavailable)
 
 // Open opens the store in the file at path, creating it if needed. Only one
 // process can have a file open at a time; Open waits up to
-// Options.LockTimeout for the lock.
+// Options.LockTimeout for the lock, then fails with ErrLocked.
 func Open(path string, opts Options) (*Store, error) {
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -120,6 +127,9 @@ func Open(path string, opts Options) (*Store, error) {
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: opts.InitialMmapSize,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("store %s is %w: waited %v for its lock", path, ErrLocked, opts.LockTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
