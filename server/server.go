@@ -28,11 +28,11 @@ import (
 
 // Defaults of RunOptions.
 const (
-	DefaultGRPCAddr        = ":7070"
-	DefaultHTTPAddr        = ":7071"
-	DefaultStore           = "./canaryd.db"
-	DefaultShutdownTimeout = 10 * time.Second
-	DefaultHealthInterval  = 5 * time.Second
+	DefaultGRPCAddr       = ":7070"
+	DefaultHTTPAddr       = ":7071"
+	DefaultStore          = "./canaryd.db"
+	DefaultDrainTimeout   = 10 * time.Second
+	DefaultHealthInterval = 5 * time.Second
 )
 
 // RunOptions configure Run.
@@ -65,9 +65,9 @@ type RunOptions struct {
 	// its default).
 	IdleTimeout     time.Duration
 	MaxBatchSamples int
-	// ShutdownTimeout bounds the graceful stop on cancellation, after which
-	// calls still running are cut; 0 means DefaultShutdownTimeout.
-	ShutdownTimeout time.Duration
+	// DrainTimeout bounds the drain on cancellation (see Run), after which
+	// calls still running are cut; 0 means DefaultDrainTimeout.
+	DrainTimeout time.Duration
 	// Ready, if set, is called once both listeners are bound, with their
 	// actual addresses.
 	Ready func(grpcAddr, httpAddr string)
@@ -86,8 +86,8 @@ func (o *RunOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = DefaultShutdownTimeout
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = DefaultDrainTimeout
 	}
 	if o.HealthInterval == 0 {
 		o.HealthInterval = DefaultHealthInterval
@@ -100,8 +100,8 @@ func (o *RunOptions) validate() error {
 		return fmt.Errorf("idle timeout %v is negative", o.IdleTimeout)
 	case o.MaxBatchSamples < 0:
 		return fmt.Errorf("max batch samples %d is negative", o.MaxBatchSamples)
-	case o.ShutdownTimeout < 0:
-		return fmt.Errorf("shutdown timeout %v is negative", o.ShutdownTimeout)
+	case o.DrainTimeout < 0:
+		return fmt.Errorf("drain timeout %v is negative", o.DrainTimeout)
 	case o.Retention < 0:
 		return fmt.Errorf("retention %v is negative", o.Retention)
 	case o.VerdictRetention < 0:
@@ -304,10 +304,13 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // Run serves canaryd until ctx is cancelled: the CanaryService, gRPC
 // health (grpc.health.v1) and server reflection on GRPCAddr, and /metrics
-// and /healthz on HTTPAddr. On cancellation it reports NOT_SERVING, ends
-// the verdict watchers, stops gracefully (cutting calls still running after
-// ShutdownTimeout), writes the runs' counters back and closes the store.
-// It returns nil after a clean shutdown.
+// and /healthz on HTTPAddr. On cancellation it drains: it reports
+// NOT_SERVING, stops accepting connections and calls, lets the calls in
+// flight finish (the ingest streams acknowledge the batches they received,
+// then end, like the verdict watchers, with UNAVAILABLE "server shutting
+// down" so that clients retry elsewhere), and cuts what still runs after
+// DrainTimeout. Then it writes the runs' counters back and closes the
+// store. It returns nil after a clean shutdown.
 func Run(ctx context.Context, opts RunOptions) (err error) {
 	if err := opts.validate(); err != nil {
 		return err
@@ -399,16 +402,22 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	case serveErr = <-errc:
 		log.Error("server failed", "err", serveErr)
 	}
+	drainStart := time.Now()
 	stopHealth()
 	<-healthDone
 	hs.Shutdown()
-	svc.Shutdown()
-	stopGRPC(gs, opts.ShutdownTimeout, log)
-	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
 	defer cancel()
-	if err := httpSrv.Shutdown(sctx); err != nil {
-		httpSrv.Close()
-	}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			httpSrv.Close()
+		}
+	}()
+	drainGRPC(gs, svc, opts.DrainTimeout, log)
+	<-httpDone
+	log.Info("drained", "elapsed", time.Since(drainStart).Round(time.Millisecond))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
@@ -416,13 +425,16 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	return nil
 }
 
-// stopGRPC stops gs gracefully, and forcibly after timeout.
-func stopGRPC(gs *grpc.Server, timeout time.Duration, log *slog.Logger) {
+// drainGRPC stops gs gracefully: no new connection or call is accepted,
+// the streams of svc end (Service.Shutdown), and the calls in flight
+// finish; after timeout the remaining ones are cut.
+func drainGRPC(gs *grpc.Server, svc *Service, timeout time.Duration, log *slog.Logger) {
 	done := make(chan struct{})
 	go func() {
 		gs.GracefulStop()
 		close(done)
 	}()
+	svc.Shutdown()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {

@@ -220,8 +220,10 @@ func (s *Service) maxMessageSize() int {
 	return max(4<<20, s.maxB*64+1<<20)
 }
 
-// Shutdown ends every WatchVerdict stream with UNAVAILABLE so that a
-// graceful stop of the gRPC server does not wait for them. Other calls are
+// Shutdown starts the drain: every WatchVerdict stream ends, and every
+// IngestStream ends once it has acknowledged the batches it received, with
+// UNAVAILABLE "server shutting down" (clients retry elsewhere), so that a
+// graceful stop of the gRPC server does not wait for them. Unary calls are
 // not affected.
 func (s *Service) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -332,14 +331,13 @@ func (s *Service) waitChange(ctx context.Context, changed <-chan struct{}, until
 		defer t.Stop()
 		bakeC = t.C
 	}
-	shutdown := &apiError{code: codes.Unavailable, msg: "server shutting down"}
 	select {
 	case <-changed:
 	case <-bakeC:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.shutdown:
-		return shutdown
+		return errShuttingDown
 	}
 	if d := watchInterval - time.Since(lastSent); d > 0 {
 		t := time.NewTimer(d)
@@ -349,7 +347,7 @@ func (s *Service) waitChange(ctx context.Context, changed <-chan struct{}, until
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.shutdown:
-			return shutdown
+			return errShuttingDown
 		}
 	}
 	return nil

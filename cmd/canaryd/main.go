@@ -10,14 +10,15 @@
 // given: --grpc-addr CANARYD_GRPC_ADDR, --http-addr CANARYD_HTTP_ADDR,
 // --store CANARYD_STORE, --retention CANARYD_RETENTION, --verdict-retention
 // CANARYD_VERDICT_RETENTION, --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
-// --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --shutdown-timeout
-// CANARYD_SHUTDOWN_TIMEOUT, --log-level CANARYD_LOG_LEVEL, --log-format
-// CANARYD_LOG_FORMAT.
+// --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --drain-timeout
+// CANARYD_DRAIN_TIMEOUT (--shutdown-timeout and CANARYD_SHUTDOWN_TIMEOUT,
+// its former names, still work), --log-level CANARYD_LOG_LEVEL,
+// --log-format CANARYD_LOG_FORMAT.
 //
 // gRPC (default :7070) carries the API, grpc.health.v1 and server
 // reflection (`grpcurl -plaintext localhost:7070 list`); HTTP (default
-// :7071) serves /metrics and /healthz. SIGINT or SIGTERM stops it
-// gracefully and closes the store.
+// :7071) serves /metrics and /healthz. SIGINT or SIGTERM drains it (see
+// --drain-timeout) and closes the store.
 package main
 
 import (
@@ -122,8 +123,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		"drop runs without activity from memory after this long (reloaded on demand) [CANARYD_IDLE_TIMEOUT]")
 	fs.IntVar(&o.MaxBatchSamples, "max-batch-samples", envInt("CANARYD_MAX_BATCH_SAMPLES", server.DefaultMaxBatchSamples),
 		"largest ingest batch accepted, in observations [CANARYD_MAX_BATCH_SAMPLES]")
-	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout),
-		"on SIGTERM, cut calls still running after this long [CANARYD_SHUTDOWN_TIMEOUT]")
+	drain := envDuration("CANARYD_DRAIN_TIMEOUT", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultDrainTimeout))
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", drain,
+		"on SIGTERM, stop accepting, finish the calls in flight (ingest streams acknowledge what they received, then end with UNAVAILABLE), and cut what still runs after this long [CANARYD_DRAIN_TIMEOUT]")
+	fs.DurationVar(&o.DrainTimeout, "shutdown-timeout", drain,
+		"deprecated name of --drain-timeout [CANARYD_SHUTDOWN_TIMEOUT]")
 	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
 	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
 	if err != nil {
