@@ -54,6 +54,21 @@ type Options struct {
 	// into one transaction; a single larger write still goes through on
 	// its own. 0 means 64 MiB.
 	MaxGroupBytes int
+	// Retention is how long the raw data of a finished run (batch ids,
+	// deltas, snapshot) are kept after it finished; 0 means
+	// DefaultRetention. See maintain.go.
+	Retention time.Duration
+	// VerdictRetention is how long a final verdict, and the record of its
+	// run, are kept after the verdict's time; 0 keeps them forever.
+	VerdictRetention time.Duration
+	// MaintenanceInterval is the period of Maintain in the background (it
+	// also runs at Open); 0 means DefaultMaintenanceInterval, negative
+	// disables it.
+	MaintenanceInterval time.Duration
+	// CompactThreshold: Open compacts the file first when its free pages
+	// take at least this many bytes and a quarter of the file (see
+	// compact.go); 0 means DefaultCompactThreshold, negative never.
+	CompactThreshold int64
 }
 
 func (o *Options) validate() error {
@@ -66,6 +81,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("max group writes %d is negative", o.MaxGroupWrites)
 	case o.MaxGroupBytes < 0:
 		return fmt.Errorf("max group bytes %d is negative", o.MaxGroupBytes)
+	case o.Retention < 0:
+		return fmt.Errorf("retention %v is negative", o.Retention)
+	case o.VerdictRetention < 0:
+		return fmt.Errorf("verdict retention %v is negative", o.VerdictRetention)
 	}
 	return nil
 }
@@ -86,6 +105,15 @@ func (o *Options) setDefaults() {
 	if o.MaxGroupBytes == 0 {
 		o.MaxGroupBytes = 64 << 20
 	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.MaintenanceInterval == 0 {
+		o.MaintenanceInterval = DefaultMaintenanceInterval
+	}
+	if o.CompactThreshold == 0 {
+		o.CompactThreshold = DefaultCompactThreshold
+	}
 }
 
 // DefaultLockTimeout is the default of Options.LockTimeout.
@@ -103,8 +131,10 @@ type Store struct {
 	writes chan *write   // unbuffered: a send succeeds once the committer has taken the write
 	quit   chan struct{} // closed by Close
 	done   chan struct{} // closed when the committer has exited
-	close  sync.Once
-	err    error // of Close
+	// maintDone is closed when the maintenance loop has exited.
+	maintDone chan struct{}
+	close     sync.Once
+	err       error // of Close
 
 	health writeHealth // see faults.go
 }
@@ -146,7 +176,7 @@ func Open(path string, opts Options) (*Store, error) {
 		case string(v) != schemaVersion:
 			return fmt.Errorf("schema version %q, this canaryd reads %q", v, schemaVersion)
 		}
-		return nil
+		return indexFinished(tx, opts.Now())
 	})
 	if err != nil {
 		_ = db.Close()
@@ -158,8 +188,11 @@ func Open(path string, opts Options) (*Store, error) {
 		writes: make(chan *write),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		maintDone: make(chan struct{}),
 	}
 	go s.commitLoop()
+	go s.maintainLoop()
 	var size int64
 	if fi, err := os.Stat(path); err == nil {
 		size = fi.Size()
@@ -204,6 +237,7 @@ func (s *Store) Healthy(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.close.Do(func() {
 		close(s.quit)
+		<-s.maintDone
 		<-s.done
 		path := s.db.Path()
 		if err := s.db.Close(); err != nil {

@@ -1,0 +1,4 @@
+package embedded
+
+// DefaultCompactThreshold is the default of Options.CompactThreshold.
+const DefaultCompactThreshold = 64 << 20
