@@ -152,35 +152,54 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	opts.setDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         opts.LockTimeout,
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: opts.InitialMmapSize,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("store %s is %w: waited %v for its lock", path, ErrLocked, opts.LockTimeout)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range topLevelBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
+	open := func() (*bolt.DB, error) {
+		for attempt := 0; ; attempt++ {
+			db, err := bolt.Open(path, 0o600, &bolt.Options{
+				Timeout:         opts.LockTimeout,
+				FreelistType:    bolt.FreelistMapType,
+				InitialMmapSize: opts.InitialMmapSize,
+			})
+			if errors.Is(err, berrors.ErrTimeout) {
+				return nil, fmt.Errorf("store %s is %w: waited %v for its lock", path, ErrLocked, opts.LockTimeout)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("open store %s: %w", path, err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error {
+				if meta := tx.Bucket(bucketMeta); meta != nil && meta.Get(keyMoved) != nil {
+					return errMoved // compacted by another process while we waited: open the path again
+				}
+				for _, name := range topLevelBuckets {
+					if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+						return err
+					}
+				}
+				meta := tx.Bucket(bucketMeta)
+				switch v := meta.Get(keySchema); {
+				case v == nil:
+					if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
+						return err
+					}
+				case string(v) != schemaVersion:
+					return fmt.Errorf("schema version %q, this canaryd reads %q", v, schemaVersion)
+				}
+				return indexFinished(tx, opts.Now())
+			})
+			if err == nil {
+				return db, nil
+			}
+			_ = db.Close()
+			if !errors.Is(err, errMoved) || attempt >= 3 {
+				return nil, fmt.Errorf("open store %s: %w", path, err)
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			return meta.Put(keySchema, []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, this canaryd reads %q", v, schemaVersion)
-		}
-		return indexFinished(tx, opts.Now())
-	})
+	}
+	db, err := open()
 	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
+	}
+	if db, err = compactIfWorth(db, path, opts, open); err != nil {
+		return nil, err
 	}
 	s := &Store{
 		db:     db,
