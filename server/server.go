@@ -47,12 +47,16 @@ type RunOptions struct {
 	// DefaultStore), or a redis:// or rediss:// URL for the Redis backend
 	// shared by replicas (see OpenStore).
 	Store string
-	// Retention and VerdictRetention are passed to the Redis backend: how
-	// long the raw data of a finished run are kept (0 means
-	// redisstore.DefaultRetention) and how long final verdicts are kept
-	// (0 means forever). The embedded store ignores them.
+	// Retention and VerdictRetention are passed to the store: how long
+	// the raw data of a finished run are kept (0 means 7 days) and how long
+	// final verdicts are kept (0 means forever).
 	Retention        time.Duration
 	VerdictRetention time.Duration
+	// CompactThreshold is passed to the embedded store: it compacts its
+	// file at start when the free pages take this many bytes and a quarter
+	// of the file (0 means embedded.DefaultCompactThreshold, negative
+	// never).
+	CompactThreshold int64
 	// HealthInterval is the period of the store health check behind
 	// grpc.health.v1; 0 means DefaultHealthInterval.
 	HealthInterval time.Duration
@@ -117,9 +121,10 @@ type StoreOptions struct {
 	// Logger receives the store's logs (and, for Redis, the client's);
 	// nil discards them.
 	Logger *slog.Logger
-	// Retention and VerdictRetention: see RunOptions.
+	// Retention, VerdictRetention and CompactThreshold: see RunOptions.
 	Retention        time.Duration
 	VerdictRetention time.Duration
+	CompactThreshold int64
 }
 
 // OpenStore opens the store a --store value names: a file path (or
@@ -167,7 +172,12 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (store.Store, e
 				u.Redacted(), u.Scheme)
 		}
 	}
-	s, err := embedded.Open(path, embedded.Options{Logger: log})
+	s, err := embedded.Open(path, embedded.Options{
+		Logger:           log,
+		Retention:        o.Retention,
+		VerdictRetention: o.VerdictRetention,
+		CompactThreshold: o.CompactThreshold,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +272,7 @@ func openStoreWaiting(ctx context.Context, opts RunOptions) (store.Store, error)
 			Logger:           opts.Logger.With("component", "store"),
 			Retention:        opts.Retention,
 			VerdictRetention: opts.VerdictRetention,
+			CompactThreshold: opts.CompactThreshold,
 		})
 		cancel()
 		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {

@@ -9,7 +9,8 @@
 // Every flag has an environment equivalent, used when the flag is not
 // given: --grpc-addr CANARYD_GRPC_ADDR, --http-addr CANARYD_HTTP_ADDR,
 // --store CANARYD_STORE, --retention CANARYD_RETENTION, --verdict-retention
-// CANARYD_VERDICT_RETENTION, --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
+// CANARYD_VERDICT_RETENTION, --compact-threshold CANARYD_COMPACT_THRESHOLD,
+// --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
 // --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --drain-timeout
 // CANARYD_DRAIN_TIMEOUT (--shutdown-timeout and CANARYD_SHUTDOWN_TIMEOUT,
 // its former names, still work), --log-level CANARYD_LOG_LEVEL,
@@ -36,6 +37,7 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/server"
+	"github.com/canaryd/canaryd/server/store/embedded"
 	redisstore "github.com/canaryd/canaryd/server/store/redis"
 )
 
@@ -114,9 +116,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	fs.StringVar(&o.Store, "store", env("CANARYD_STORE", server.DefaultStore),
 		"store: a file path for the embedded store, or redis://host:port/db (rediss:// for TLS; password in the URL or CANARYD_REDIS_PASSWORD) for the Redis store replicas share [CANARYD_STORE]")
 	fs.DurationVar(&o.Retention, "retention", envDuration("CANARYD_RETENTION", redisstore.DefaultRetention),
-		"Redis store: keep the raw data of a finished run this long [CANARYD_RETENTION]")
+		"keep the raw data (batches, snapshots) of a finished run this long [CANARYD_RETENTION]")
 	fs.DurationVar(&o.VerdictRetention, "verdict-retention", envDuration("CANARYD_VERDICT_RETENTION", 0),
-		"Redis store: keep final verdicts (and their run records) this long; 0 keeps them forever [CANARYD_VERDICT_RETENTION]")
+		"keep final verdicts (and their run records) this long; 0 keeps them forever [CANARYD_VERDICT_RETENTION]")
+	compactMiB := fs.Int64("compact-threshold", int64(envInt("CANARYD_COMPACT_THRESHOLD", embedded.DefaultCompactThreshold>>20)),
+		"embedded store: at start, compact the file when its free pages take this many MiB and a quarter of it; 0 whenever a quarter is free, -1 never [CANARYD_COMPACT_THRESHOLD]")
 	fs.DurationVar(&o.StoreWait, "store-wait", envDuration("CANARYD_STORE_WAIT", 5*time.Minute),
 		"at start, keep retrying an unavailable store (Redis not up yet) this long [CANARYD_STORE_WAIT]")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", envDuration("CANARYD_IDLE_TIMEOUT", server.DefaultIdleTimeout),
@@ -138,6 +142,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	}
 	if fs.NArg() > 0 {
 		return o, lo, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case *compactMiB < 0:
+		o.CompactThreshold = -1
+	case *compactMiB == 0:
+		o.CompactThreshold = 1 // any free page (and a quarter of the file)
+	default:
+		o.CompactThreshold = *compactMiB << 20
 	}
 	if perr := lo.level.UnmarshalText([]byte(*level)); perr != nil {
 		return o, lo, fmt.Errorf("--log-level: %w", perr)
