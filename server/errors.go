@@ -129,6 +129,10 @@ func (s *Service) status(err error) error {
 	if errors.As(err, &ae) {
 		return ae.status().Err()
 	}
+	var jf *judgeFailed
+	if errors.As(err, &jf) {
+		return status.Error(codes.Internal, jf.Error()) // the panic was logged
+	}
 	code := codes.Internal
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -145,6 +149,10 @@ func (s *Service) status(err error) error {
 		return badField("page_token", "is not a token this server issued for this listing").status().Err()
 	case errors.Is(err, store.ErrUnavailable):
 		code = codes.Unavailable
+		select {
+		case s.unavailable <- struct{}{}:
+		default:
+		}
 	default:
 		if vs, ok := fieldViolations("", err); ok {
 			return invalid(vs...).status().Err()

@@ -86,6 +86,7 @@ type env struct {
 	store store.Store
 	clock *clock
 	reg   *prometheus.Registry
+	conn  *grpc.ClientConn
 	c     canaryv1.CanaryServiceClient
 }
 
@@ -119,6 +120,7 @@ func newEnvOn(t testing.TB, st store.Store, opt func(*Options)) *env {
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
+	e.conn = conn
 	e.c = canaryv1.NewCanaryServiceClient(conn)
 	t.Cleanup(func() {
 		conn.Close()

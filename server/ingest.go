@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
@@ -83,7 +85,9 @@ func (s *Service) Ingest(ctx context.Context, req *canaryv1.IngestRequest) (*can
 }
 
 // IngestStream stores batches as they arrive and acknowledges each one, in
-// order, once it is durable. A reader goroutine validates each batch and
+// order, once it is durable. When the server drains (Shutdown), it stops
+// reading, acknowledges the batches it received, and ends with
+// UNAVAILABLE "server shutting down". A reader goroutine validates each batch and
 // starts its append without waiting for the previous ones, so that up to
 // streamWindow appends are in flight and the store can commit them
 // together; this goroutine waits for them in order, merges them into their
@@ -112,10 +116,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				return
 			default:
 			}
-			b, err := s.prepare(ctx, req.GetBatch())
-			if err == nil {
-				err = s.beginAppend(ctx, b)
-			}
+			b, err := s.startBatch(ctx, req.GetBatch())
 			if err != nil {
 				if b == nil {
 					b = &batch{batchID: req.GetBatch().GetBatchId()}
@@ -150,8 +151,9 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 
 	// On an early return, the batches already started must still be
 	// settled, so that memory keeps matching the store.
+	stopReading := sync.OnceFunc(func() { close(quit) })
 	abandon := func() {
-		close(quit)
+		stopReading()
 		s.bg.Go(func() {
 			for b := range queue {
 				s.settle(b)
@@ -159,10 +161,9 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 		})
 	}
 	var sum canaryv1.IngestStreamResponse
-	for b := range queue {
+	ack := func(b *batch) error {
 		s.settle(b)
 		if b.err != nil {
-			abandon()
 			return s.status(batchError(b.batchID, b.err))
 		}
 		if b.dup {
@@ -171,21 +172,70 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 			sum.BatchesAccepted++
 			sum.Samples += b.total()
 		}
-		resp := &canaryv1.IngestStreamResponse{
+		return stream.Send(&canaryv1.IngestStreamResponse{
 			Ack:             b.ack(),
 			BatchesAccepted: sum.BatchesAccepted,
 			Duplicates:      sum.Duplicates,
 			Samples:         sum.Samples,
-		}
-		if err := stream.Send(resp); err != nil {
+		})
+	}
+	for {
+		select {
+		case b, ok := <-queue:
+			if !ok {
+				if readErr != nil {
+					return readErr // the stream's own status, as the transport saw it
+				}
+				return nil
+			}
+			if err := ack(b); err != nil {
+				abandon()
+				return err
+			}
+		case <-s.shutdown:
+			// Drain: take no new batch, acknowledge the ones received,
+			// then end the stream so that the client resends the rest
+			// elsewhere (a batch started meanwhile is stored, settled by
+			// abandon, and acknowledged as a duplicate when resent).
+			stopReading()
+			for more := true; more; {
+				select {
+				case b, ok := <-queue:
+					if !ok {
+						more = false
+						break
+					}
+					if err := ack(b); err != nil {
+						abandon()
+						return err
+					}
+				default:
+					more = false
+				}
+			}
 			abandon()
-			return err
+			return s.status(errShuttingDown)
 		}
 	}
-	if readErr != nil {
-		return readErr // the stream's own status, as the transport saw it
+}
+
+// errShuttingDown ends the streams (ingest and watch) when the server
+// drains: UNAVAILABLE, so that clients retry elsewhere.
+var errShuttingDown = &apiError{code: codes.Unavailable, msg: "server shutting down"}
+
+// startBatch is prepare and beginAppend for the reader goroutine of
+// IngestStream, which the recovery interceptor does not cover: a panic (a
+// bug) becomes an error of the batch instead of a crash of the daemon.
+func (s *Service) startBatch(ctx context.Context, pb *canaryv1.Batch) (b *batch, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = s.recovered(canaryv1.CanaryService_IngestStream_FullMethodName, p)
+		}
+	}()
+	if b, err = s.prepare(ctx, pb); err == nil {
+		err = s.beginAppend(ctx, b)
 	}
-	return nil
+	return b, err
 }
 
 // batchError names the batch in err's message, keeping its code and field
@@ -286,7 +336,7 @@ func (s *Service) settle(b *batch) {
 		close(lr.idle)
 		lr.idle = nil
 	}
-	if lr.sinceSnap >= s.snapN && lr.blocked == nil && lr.finishing == nil {
+	if b.err == nil && lr.sinceSnap >= s.snapN && lr.blocked == nil && lr.finishing == nil {
 		lr.blocked = make(chan struct{})
 		s.bg.Go(func() { s.snapshot(lr) })
 	}

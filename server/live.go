@@ -45,6 +45,11 @@ type live struct {
 	// judging is non-nil while a call judges a copy of data without mu
 	// (see verdictNow), and closed when it is done.
 	judging chan struct{}
+	// judgeErr is the failure of the judge on data version
+	// judgeErrVersion with bake state judgeErrBake (see judgeData).
+	judgeErr        error
+	judgeErrVersion uint64
+	judgeErrBake    bool
 
 	inflight  int           // appends started and not yet settled
 	idle      chan struct{} // closed when inflight drops to 0, if waited for

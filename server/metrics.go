@@ -78,10 +78,22 @@ func (m *metrics) observe(method string, err error, d time.Duration) {
 
 // unaryInterceptor counts and times unary calls. It also makes sure the
 // client never sees an error that is not a status: such an error (a bug)
-// becomes INTERNAL.
+// becomes INTERNAL, and so does a panic of the handler (see recover.go).
+// A request that did not decode is answered INVALID_ARGUMENT (see
+// codec.go); the stream interceptor checks every message received.
 func (s *Service) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	resp, err := handler(ctx, req)
+	resp, err := func() (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				resp, err = nil, s.recovered(info.FullMethod, p)
+			}
+		}()
+		if err := checkDecoded(req); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}()
 	err = s.ensureStatus(info.FullMethod, err)
 	s.metrics.observe(info.FullMethod, err, time.Since(start))
 	return resp, err
@@ -89,7 +101,15 @@ func (s *Service) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 
 func (s *Service) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
-	err := s.ensureStatus(info.FullMethod, handler(srv, ss))
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = s.recovered(info.FullMethod, p)
+			}
+		}()
+		return handler(srv, decodedStream{ss})
+	}()
+	err = s.ensureStatus(info.FullMethod, err)
 	s.metrics.observe(info.FullMethod, err, time.Since(start))
 	return err
 }

@@ -441,7 +441,15 @@ func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.Run
 			return nil, err
 		}
 		now := s.now()
-		v := s.judgeLocked(lr, now, state == canaryv1.RunState_RUN_STATE_COMPLETED)
+		v, err := s.judgeLocked(lr, now, state == canaryv1.RunState_RUN_STATE_COMPLETED)
+		if err != nil {
+			if state != canaryv1.RunState_RUN_STATE_ABORTED {
+				lr.mu.Unlock()
+				return nil, err
+			}
+			// A run whose data cannot be judged can always be aborted.
+			v = unjudgedVerdict(lr)
+		}
 		final = proto.Clone(v).(*canaryv1.Verdict)
 		final.Final = true
 		final.RunState = state
@@ -455,7 +463,6 @@ func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.Run
 		through := lr.cursor
 		lr.mu.Unlock()
 
-		var err error
 		if s.tail != nil {
 			// Only if no other replica appended a delta after through.
 			err = s.tail.FinishRunThrough(ctx, run, through)

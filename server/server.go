@@ -30,11 +30,11 @@ import (
 
 // Defaults of RunOptions.
 const (
-	DefaultGRPCAddr        = ":7070"
-	DefaultHTTPAddr        = ":7071"
-	DefaultStore           = "./canaryd.db"
-	DefaultShutdownTimeout = 10 * time.Second
-	DefaultHealthInterval  = 5 * time.Second
+	DefaultGRPCAddr       = ":7070"
+	DefaultHTTPAddr       = ":7071"
+	DefaultStore          = "./canaryd.db"
+	DefaultDrainTimeout   = 10 * time.Second
+	DefaultHealthInterval = 5 * time.Second
 )
 
 // RunOptions configure Run.
@@ -49,12 +49,16 @@ type RunOptions struct {
 	// DefaultStore), or a redis:// or rediss:// URL for the Redis backend
 	// shared by replicas (see OpenStore).
 	Store string
-	// Retention and VerdictRetention are passed to the Redis backend: how
-	// long the raw data of a finished run are kept (0 means
-	// redisstore.DefaultRetention) and how long final verdicts are kept
-	// (0 means forever). The embedded store ignores them.
+	// Retention and VerdictRetention are passed to the store: how long
+	// the raw data of a finished run are kept (0 means 7 days) and how long
+	// final verdicts are kept (0 means forever).
 	Retention        time.Duration
 	VerdictRetention time.Duration
+	// CompactThreshold is passed to the embedded store: it compacts its
+	// file at start when the free pages take this many bytes and a quarter
+	// of the file (0 means embedded.DefaultCompactThreshold, negative
+	// never).
+	CompactThreshold int64
 	// HealthInterval is the period of the store health check behind
 	// grpc.health.v1; 0 means DefaultHealthInterval.
 	HealthInterval time.Duration
@@ -67,9 +71,9 @@ type RunOptions struct {
 	// its default).
 	IdleTimeout     time.Duration
 	MaxBatchSamples int
-	// ShutdownTimeout bounds the graceful stop on cancellation, after which
-	// calls still running are cut; 0 means DefaultShutdownTimeout.
-	ShutdownTimeout time.Duration
+	// DrainTimeout bounds the drain on cancellation (see Run), after which
+	// calls still running are cut; 0 means DefaultDrainTimeout.
+	DrainTimeout time.Duration
 	// Ready, if set, is called once both listeners are bound, with their
 	// actual addresses.
 	Ready func(grpcAddr, httpAddr string)
@@ -101,8 +105,8 @@ func (o *RunOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = DefaultShutdownTimeout
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = DefaultDrainTimeout
 	}
 	if o.HealthInterval == 0 {
 		o.HealthInterval = DefaultHealthInterval
@@ -115,8 +119,8 @@ func (o *RunOptions) validate() error {
 		return fmt.Errorf("idle timeout %v is negative", o.IdleTimeout)
 	case o.MaxBatchSamples < 0:
 		return fmt.Errorf("max batch samples %d is negative", o.MaxBatchSamples)
-	case o.ShutdownTimeout < 0:
-		return fmt.Errorf("shutdown timeout %v is negative", o.ShutdownTimeout)
+	case o.DrainTimeout < 0:
+		return fmt.Errorf("drain timeout %v is negative", o.DrainTimeout)
 	case o.Retention < 0:
 		return fmt.Errorf("retention %v is negative", o.Retention)
 	case o.VerdictRetention < 0:
@@ -136,22 +140,30 @@ type StoreOptions struct {
 	// Logger receives the store's logs (and, for Redis, the client's);
 	// nil discards them.
 	Logger *slog.Logger
-	// Retention and VerdictRetention: see RunOptions.
+	// Retention, VerdictRetention and CompactThreshold: see RunOptions.
 	Retention        time.Duration
 	VerdictRetention time.Duration
+	CompactThreshold int64
 }
 
 // OpenStore opens the store a --store value names: a file path (or
 // file:// URL) opens the embedded store; a redis:// or rediss:// (TLS) URL,
 // redis://[[user]:password@]host[:port][/db], opens the Redis backend that
 // replicas share (password from the URL, else the environment variable
-// redisstore.PasswordEnv).
+// redisstore.PasswordEnv). A value that holds "://" is a URL: one that does
+// not parse, or of another scheme, is an error, never a file name. No
+// error or log line holds the URL's password.
 func OpenStore(ctx context.Context, spec string, o StoreOptions) (store.Store, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if u, err := url.Parse(spec); err == nil && u.Scheme != "" && strings.Contains(spec, "://") {
+	path := spec
+	if strings.Contains(spec, "://") {
+		u, err := parseStoreURL(spec)
+		if err != nil {
+			return nil, err
+		}
 		switch u.Scheme {
 		case "redis", "rediss":
 			// go-redis logs through a process-wide logger; route it to ours
@@ -164,21 +176,109 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (store.Store, e
 				VerdictRetention: o.VerdictRetention,
 			})
 			if err != nil {
-				return nil, fmt.Errorf("store %s: %w", u.Redacted(), err)
+				return nil, scrubbed(fmt.Errorf("store %s: %w", u.Redacted(), err), u)
 			}
 			return s, nil
 		case "file":
-			spec = u.Path
+			if u.Host != "" && u.Host != "localhost" {
+				return nil, fmt.Errorf("store %s: a file URL names no host (file:///path)", u.Redacted())
+			}
+			if path = u.Path; path == "" {
+				return nil, fmt.Errorf("store %s: no path", u.Redacted())
+			}
 		default:
-			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path or a redis:// URL", u.Redacted(), u.Scheme)
+			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path, file:///path or a redis:// or rediss:// URL",
+				u.Redacted(), u.Scheme)
 		}
 	}
-	s, err := embedded.Open(spec, embedded.Options{Logger: log})
+	s, err := embedded.Open(path, embedded.Options{
+		Logger:           log,
+		Retention:        o.Retention,
+		VerdictRetention: o.VerdictRetention,
+		CompactThreshold: o.CompactThreshold,
+	})
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// parseStoreURL parses a --store value that holds "://". Its errors hold
+// the value redacted (see redactStore), not net/url's message, which
+// quotes the whole URL, password included.
+func parseStoreURL(spec string) (*url.URL, error) {
+	u, err := url.Parse(spec)
+	if err != nil {
+		var ue *url.Error
+		reason := "not a valid URL"
+		if errors.As(err, &ue) {
+			reason = "not a valid URL: " + ue.Err.Error()
+		}
+		return nil, scrubbed(fmt.Errorf("store %s: %s", redactStore(spec), reason), nil, passwordOf(spec))
+	}
+	if u.Scheme == "" || u.Opaque != "" {
+		return nil, fmt.Errorf("store %s: not a valid URL (scheme://...)", redactStore(spec))
+	}
+	return u, nil
+}
+
+// passwordOf returns the password of a URL-like value, found without
+// parsing it, or "".
+func passwordOf(spec string) string {
+	auth, ok := authority(spec)
+	if !ok {
+		return ""
+	}
+	at := strings.LastIndex(auth, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(auth[:at], ":")
+	return pw
+}
+
+// authority returns the part of a URL-like value between "://" and the
+// next "/", "?" or "#".
+func authority(spec string) (string, bool) {
+	i := strings.Index(spec, "://")
+	if i < 0 {
+		return "", false
+	}
+	rest := spec[i+3:]
+	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+		rest = rest[:end]
+	}
+	return rest, true
+}
+
+// scrubbed returns err with every occurrence of the password of u, and of
+// the extra secrets, removed from its message; it still wraps err.
+func scrubbed(err error, u *url.URL, secrets ...string) error {
+	if u != nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			secrets = append(secrets, pw)
+		}
+	}
+	msg := err.Error()
+	for _, sec := range secrets {
+		if sec != "" {
+			msg = strings.ReplaceAll(msg, sec, "xxxxx")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &scrubbedError{msg: msg, err: err}
+}
+
+// scrubbedError is an error whose message had a secret removed.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // openStoreWaiting opens the store, retrying with backoff for up to
 // opts.StoreWait while it is unavailable, so that canaryd started before
@@ -191,6 +291,7 @@ func openStoreWaiting(ctx context.Context, opts RunOptions) (store.Store, error)
 			Logger:           opts.Logger.With("component", "store"),
 			Retention:        opts.Retention,
 			VerdictRetention: opts.VerdictRetention,
+			CompactThreshold: opts.CompactThreshold,
 		})
 		cancel()
 		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
@@ -205,12 +306,23 @@ func openStoreWaiting(ctx context.Context, opts RunOptions) (store.Store, error)
 	}
 }
 
-// redactStore returns a --store value without the password of a URL.
+// redactStore returns a --store value without the password of a URL
+// (u.Redacted), or, for one that does not parse, without its user
+// information.
 func redactStore(spec string) string {
 	if u, err := url.Parse(spec); err == nil && u.Scheme != "" {
 		return u.Redacted()
 	}
-	return spec
+	auth, ok := authority(spec)
+	if !ok {
+		return spec
+	}
+	at := strings.LastIndex(auth, "@")
+	if at < 0 {
+		return spec
+	}
+	i := strings.Index(spec, "://") + 3
+	return spec[:i] + "xxxxx" + spec[i+at:]
 }
 
 // redisLogger is the go-redis logger on slog.
@@ -224,10 +336,13 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 // health (grpc.health.v1) and server reflection on GRPCAddr, and /metrics
 // and /healthz on HTTPAddr, both over TLS with TLSCert; the CanaryService
 // authenticated and authorized with AuthTokens and ClientCA (health,
-// reflection, /metrics and /healthz stay open). On cancellation it reports NOT_SERVING, ends
-// the verdict watchers, stops gracefully (cutting calls still running after
-// ShutdownTimeout), writes the runs' counters back and closes the store.
-// It returns nil after a clean shutdown.
+// reflection, /metrics and /healthz stay open). On cancellation it drains:
+// it reports NOT_SERVING, stops accepting connections and calls, lets the
+// calls in flight finish (the ingest streams acknowledge the batches they
+// received, then end, like the verdict watchers, with UNAVAILABLE "server
+// shutting down" so that clients retry elsewhere), and cuts what still runs
+// after DrainTimeout. Then it writes the runs' counters back and closes the
+// store. It returns nil after a clean shutdown.
 func Run(ctx context.Context, opts RunOptions) (err error) {
 	if err := opts.validate(); err != nil {
 		return err
@@ -335,7 +450,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		watchHealth(hctx, st, hs, opts.HealthInterval, log)
+		watchHealth(hctx, st, hs, opts.HealthInterval, svc.unavailable, log)
 	}()
 
 	var serveErr error
@@ -345,16 +460,22 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	case serveErr = <-errc:
 		log.Error("server failed", "err", serveErr)
 	}
+	drainStart := time.Now()
 	stopHealth()
 	<-healthDone
 	hs.Shutdown()
-	svc.Shutdown()
-	stopGRPC(gs, opts.ShutdownTimeout, log)
-	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
 	defer cancel()
-	if err := httpSrv.Shutdown(sctx); err != nil {
-		httpSrv.Close()
-	}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			httpSrv.Close()
+		}
+	}()
+	drainGRPC(gs, svc, opts.DrainTimeout, log)
+	<-httpDone
+	log.Info("drained", "elapsed", time.Since(drainStart).Round(time.Millisecond))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
@@ -362,13 +483,16 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	return nil
 }
 
-// stopGRPC stops gs gracefully, and forcibly after timeout.
-func stopGRPC(gs *grpc.Server, timeout time.Duration, log *slog.Logger) {
+// drainGRPC stops gs gracefully: no new connection or call is accepted,
+// the streams of svc end (Service.Shutdown), and the calls in flight
+// finish; after timeout the remaining ones are cut.
+func drainGRPC(gs *grpc.Server, svc *Service, timeout time.Duration, log *slog.Logger) {
 	done := make(chan struct{})
 	go func() {
 		gs.GracefulStop()
 		close(done)
 	}()
+	svc.Shutdown()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -381,8 +505,11 @@ func stopGRPC(gs *grpc.Server, timeout time.Duration, log *slog.Logger) {
 }
 
 // watchHealth reports SERVING while the store is healthy and NOT_SERVING
-// while it is not, for the whole server and for canary.v1.CanaryService.
-func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every time.Duration, log *slog.Logger) {
+// while it is not, for the whole server and for canary.v1.CanaryService. It
+// checks every interval, and at once when a call found the store
+// unavailable (a write failed: the store stays unhealthy until one
+// succeeds again).
+func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every time.Duration, poke <-chan struct{}, log *slog.Logger) {
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	check := func() {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -414,6 +541,8 @@ func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every t
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			check()
+		case <-poke:
 			check()
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/canaryd/canaryd/analysis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/auth"
 	"github.com/canaryd/canaryd/server/store"
@@ -85,6 +86,10 @@ type Options struct {
 	// certificates (mTLS), which identify the callers. With neither Auth
 	// nor ClientCerts the service is open to every caller.
 	ClientCerts bool
+	// Judge computes a verdict from a run's data; nil means analysis.Judge.
+	// A panic in it is recovered: the run's verdict is then an error
+	// (INTERNAL) and AbortRun still ends the run (see finishLocked).
+	Judge func(*analysis.Data, analysis.Options) analysis.Verdict
 }
 
 func (o *Options) validate() error {
@@ -120,6 +125,9 @@ func (o *Options) setDefaults() {
 	if o.SnapshotEvery == 0 {
 		o.SnapshotEvery = DefaultSnapshotEvery
 	}
+	if o.Judge == nil {
+		o.Judge = analysis.Judge
+	}
 }
 
 // Service implements canaryv1.CanaryServiceServer. Create it with New,
@@ -137,6 +145,7 @@ type Service struct {
 	idle        time.Duration
 	maxB        int
 	snapN       int
+	judge       func(*analysis.Data, analysis.Options) analysis.Verdict
 	metrics     *metrics
 	guard       *auth.Guard
 
@@ -146,6 +155,10 @@ type Service struct {
 	// judgeHook, when set (by tests, before any call), is called by
 	// judgeUnlocked while it judges without the run's lock.
 	judgeHook func()
+
+	// unavailable is signalled (without blocking) when a call fails with
+	// store.ErrUnavailable, so that Run checks the store's health at once.
+	unavailable chan struct{}
 
 	shutdown     chan struct{} // closed by Shutdown: watchers end
 	shutdownOnce sync.Once
@@ -171,7 +184,9 @@ func New(opts Options) (*Service, error) {
 		idle:        opts.IdleTimeout,
 		maxB:        opts.MaxBatchSamples,
 		snapN:       opts.SnapshotEvery,
+		judge:       opts.Judge,
 		runs:        map[string]*live{},
+		unavailable: make(chan struct{}, 1),
 		shutdown:    make(chan struct{}),
 		stop:        make(chan struct{}),
 		janitorDone: make(chan struct{}),
@@ -196,11 +211,14 @@ func New(opts Options) (*Service, error) {
 }
 
 // ServerOptions returns the gRPC server options the service needs: its
-// metrics interceptors, then the auth guard's (authentication,
-// authorization and audit log; see package auth), and a receive limit
-// that fits MaxBatchSamples.
+// codec (a request that does not decode, e.g. invalid UTF-8, is answered
+// INVALID_ARGUMENT naming the field: see codec.go), its interceptors
+// (metrics, panic recovery, the codec's check; they must come first in the
+// chain), then the auth guard's (authentication, authorization and audit
+// log; see package auth), and a receive limit that fits MaxBatchSamples.
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		codecOption(),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.guard.Unary),
 		grpc.ChainStreamInterceptor(s.streamInterceptor, s.guard.Stream),
 		grpc.MaxRecvMsgSize(s.maxMessageSize()),
@@ -218,8 +236,10 @@ func (s *Service) maxMessageSize() int {
 	return max(4<<20, s.maxB*64+1<<20)
 }
 
-// Shutdown ends every WatchVerdict stream with UNAVAILABLE so that a
-// graceful stop of the gRPC server does not wait for them. Other calls are
+// Shutdown starts the drain: every WatchVerdict stream ends, and every
+// IngestStream ends once it has acknowledged the batches it received, with
+// UNAVAILABLE "server shutting down" (clients retry elsewhere), so that a
+// graceful stop of the gRPC server does not wait for them. Unary calls are
 // not affected.
 func (s *Service) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })

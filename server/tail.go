@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -267,7 +266,7 @@ func (s *Service) watchTail(ctx context.Context, id string, stream canaryv1.Cana
 	shutdownErr := func(err error) error {
 		select {
 		case <-s.shutdown:
-			return s.status(&apiError{code: codes.Unavailable, msg: "server shutting down"})
+			return s.status(errShuttingDown)
 		default:
 			return s.status(err)
 		}

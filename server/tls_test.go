@@ -26,15 +26,18 @@ import (
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
-// startRun serves Run with opts on free loopback ports until the test
-// ends, and returns the gRPC and HTTP addresses.
+// startRun serves Run with opts on free loopback ports (and a store in a
+// temporary directory unless opts names one) until the test ends, and
+// returns the gRPC and HTTP addresses.
 func startRun(t *testing.T, opts RunOptions) (grpcAddr, httpAddr string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	errc := make(chan error, 1)
 	opts.GRPCAddr, opts.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	opts.Store = filepath.Join(t.TempDir(), "canaryd.db")
+	if opts.Store == "" {
+		opts.Store = filepath.Join(t.TempDir(), "canaryd.db")
+	}
 	opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
 	go func() { errc <- Run(ctx, opts) }()
 	t.Cleanup(func() {

@@ -3,10 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -47,23 +48,69 @@ func (lr *live) cachedVerdict(bake bool) *canaryv1.Verdict {
 
 // judgeLocked returns the verdict of a running run at now, judged under
 // lr.mu (which finishLocked holds). The verdict is cached per data version
-// and bake state, so judging unchanged data is a lookup. Called with lr.mu
-// held.
-func (s *Service) judgeLocked(lr *live, now time.Time, bake bool) *canaryv1.Verdict {
+// and bake state, so judging unchanged data is a lookup; so is a failure of
+// the judge (see judgeData). Called with lr.mu held.
+func (s *Service) judgeLocked(lr *live, now time.Time, bake bool) (*canaryv1.Verdict, error) {
 	if v := lr.cachedVerdict(bake); v != nil {
-		return v
+		return v, nil
 	}
-	av := s.judgeData(lr.data, bake)
-	return s.installLocked(lr, &av, lr.version, bake, now)
+	if err := lr.cachedJudgeErr(bake); err != nil {
+		return nil, err
+	}
+	av, err := s.judgeData(lr.id, lr.data, bake)
+	if err != nil {
+		lr.judgeErr, lr.judgeErrVersion, lr.judgeErrBake = err, lr.version, bake
+		return nil, err
+	}
+	return s.installLocked(lr, &av, lr.version, bake, now), nil
+}
+
+// cachedJudgeErr returns the failure of the judge on the current data with
+// the same bake state, if it failed on them. Called with lr.mu held.
+func (lr *live) cachedJudgeErr(bake bool) error {
+	if lr.judgeErr != nil && lr.judgeErrVersion == lr.version && lr.judgeErrBake == bake {
+		return lr.judgeErr
+	}
+	return nil
+}
+
+// judgeFailed: the judge panicked on a run's data (a bug, or data it
+// cannot handle). The client gets INTERNAL with this message; the panic and
+// its stack are logged once per data version.
+type judgeFailed struct{ runID string }
+
+func (e *judgeFailed) Error() string {
+	return fmt.Sprintf("run %q: its verdict cannot be computed (internal error, logged); AbortRun still ends the run", e.runID)
 }
 
 // judgeData judges the data of a running run, live runs with anytime-valid
-// (sequential) tests since they are judged after every batch.
-func (s *Service) judgeData(d *analysis.Data, bake bool) analysis.Verdict {
+// (sequential) tests since they are judged after every batch. A panic of
+// the judge is recovered and returned as a *judgeFailed.
+func (s *Service) judgeData(id string, d *analysis.Data, bake bool) (av analysis.Verdict, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("judge panicked", "run", id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = &judgeFailed{runID: id}
+		}
+	}()
 	start := time.Now()
-	av := analysis.Judge(d, analysis.Options{BakeComplete: bake, Sequential: true})
+	av = s.judge(d, analysis.Options{BakeComplete: bake, Sequential: true})
 	s.metrics.judge.Observe(time.Since(start).Seconds())
-	return av
+	return av, nil
+}
+
+// unjudgedVerdict is the final verdict of a run aborted while its data
+// cannot be judged: HOLD (neither a promotion nor a rollback the data did
+// not show), with a reason that says so.
+func unjudgedVerdict(lr *live) *canaryv1.Verdict {
+	r := lr.run
+	return &canaryv1.Verdict{
+		RunId: r.GetId(), Service: r.GetService(), Stage: r.GetStage(),
+		ConfigName: r.GetConfigName(), ConfigVersion: r.GetConfigVersion(),
+		Decision:   canaryv1.Decision_DECISION_HOLD,
+		Reason:     "the final verdict could not be computed (judging the run's data failed: an internal error); the run was aborted",
+		Confidence: lr.cfg.Confidence,
+	}
 }
 
 // installLocked makes av, judged on data version with bake, the latest
@@ -90,10 +137,11 @@ func (s *Service) installLocked(lr *live, av *analysis.Verdict, version uint64, 
 // judgeUnlocked judges a copy of lr's data without holding lr.mu (see
 // Judging) and installs the verdict, unless the run was finished or is
 // being finished meanwhile, or a verdict on later data was installed: ok
-// is false then, and the caller looks again. Called with lr.mu held and
+// is false then, and the caller looks again. A failure of the judge is
+// returned (and cached for the data version). Called with lr.mu held and
 // lr.judging nil; it returns with lr.mu held, having released it while it
 // judged.
-func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1.Verdict, ok bool) {
+func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1.Verdict, ok bool, err error) {
 	done := make(chan struct{})
 	lr.judging = done
 	cp := analysis.NewData(lr.cfg)
@@ -103,20 +151,24 @@ func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1
 	if s.judgeHook != nil {
 		s.judgeHook()
 	}
-	av := s.judgeData(cp, bake)
+	av, err := s.judgeData(lr.id, cp, bake)
 	lr.mu.Lock()
 	lr.judging = nil
 	close(done)
+	if err != nil {
+		lr.judgeErr, lr.judgeErrVersion, lr.judgeErrBake = err, version, bake
+		return nil, false, err
+	}
 	switch {
 	case lr.finished(), lr.finishing != nil && lr.verdict != nil:
-		return nil, false
+		return nil, false, nil
 	case lr.verdict != nil && lr.verdictVersion > version:
 		// Only after a failed finish, which judged later data under the
 		// lock. The next look judges the current data (lr.version is
 		// never below lr.verdictVersion), so it ends.
-		return nil, false
+		return nil, false, nil
 	}
-	return s.installLocked(lr, &av, version, bake, now), true
+	return s.installLocked(lr, &av, version, bake, now), true, nil
 }
 
 // sameEvidence reports whether two verdicts differ only in their time and
@@ -152,6 +204,9 @@ func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
 		if v := lr.cachedVerdict(bake); v != nil {
 			return v, nil
 		}
+		if err := lr.cachedJudgeErr(bake); err != nil {
+			return nil, err
+		}
 		if ch := lr.judging; ch != nil {
 			// Another call is judging this run: its verdict may be the
 			// one wanted.
@@ -160,7 +215,11 @@ func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
 			lr.mu.Lock()
 			continue
 		}
-		if v, ok := s.judgeUnlocked(lr, now, bake); ok {
+		v, ok, err := s.judgeUnlocked(lr, now, bake)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			return v, nil
 		}
 	}
@@ -273,14 +332,13 @@ func (s *Service) waitChange(ctx context.Context, changed <-chan struct{}, until
 		defer t.Stop()
 		bakeC = t.C
 	}
-	shutdown := &apiError{code: codes.Unavailable, msg: "server shutting down"}
 	select {
 	case <-changed:
 	case <-bakeC:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.shutdown:
-		return shutdown
+		return errShuttingDown
 	}
 	if d := watchInterval - time.Since(lastSent); d > 0 {
 		t := time.NewTimer(d)
@@ -290,7 +348,7 @@ func (s *Service) waitChange(ctx context.Context, changed <-chan struct{}, until
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.shutdown:
-			return shutdown
+			return errShuttingDown
 		}
 	}
 	return nil

@@ -10,17 +10,19 @@
 // Every flag has an environment equivalent, used when the flag is not
 // given: --grpc-addr CANARYD_GRPC_ADDR, --http-addr CANARYD_HTTP_ADDR,
 // --store CANARYD_STORE, --retention CANARYD_RETENTION, --verdict-retention
-// CANARYD_VERDICT_RETENTION, --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
-// --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --shutdown-timeout
-// CANARYD_SHUTDOWN_TIMEOUT, --tls-cert CANARYD_TLS_CERT, --tls-key
+// CANARYD_VERDICT_RETENTION, --compact-threshold CANARYD_COMPACT_THRESHOLD,
+// --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
+// --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --drain-timeout
+// CANARYD_DRAIN_TIMEOUT (--shutdown-timeout and CANARYD_SHUTDOWN_TIMEOUT,
+// its former names, still work), --tls-cert CANARYD_TLS_CERT, --tls-key
 // CANARYD_TLS_KEY, --client-ca CANARYD_CLIENT_CA, --auth-tokens
 // CANARYD_AUTH_TOKENS, --reflection CANARYD_REFLECTION, --log-level
 // CANARYD_LOG_LEVEL, --log-format CANARYD_LOG_FORMAT.
 //
 // gRPC (default :7070) carries the API, grpc.health.v1 and server
 // reflection (`grpcurl -plaintext localhost:7070 list`); HTTP (default
-// :7071) serves /metrics and /healthz. SIGINT or SIGTERM stops it
-// gracefully and closes the store.
+// :7071) serves /metrics and /healthz. SIGINT or SIGTERM drains it (see
+// --drain-timeout) and closes the store.
 package main
 
 import (
@@ -38,6 +40,7 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/server"
+	"github.com/canaryd/canaryd/server/store/embedded"
 	redisstore "github.com/canaryd/canaryd/server/store/redis"
 )
 
@@ -128,17 +131,22 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	fs.StringVar(&o.Store, "store", env("CANARYD_STORE", server.DefaultStore),
 		"store: a file path for the embedded store, or redis://host:port/db (rediss:// for TLS; password in the URL or CANARYD_REDIS_PASSWORD) for the Redis store replicas share [CANARYD_STORE]")
 	fs.DurationVar(&o.Retention, "retention", envDuration("CANARYD_RETENTION", redisstore.DefaultRetention),
-		"Redis store: keep the raw data of a finished run this long [CANARYD_RETENTION]")
+		"keep the raw data (batches, snapshots) of a finished run this long [CANARYD_RETENTION]")
 	fs.DurationVar(&o.VerdictRetention, "verdict-retention", envDuration("CANARYD_VERDICT_RETENTION", 0),
-		"Redis store: keep final verdicts (and their run records) this long; 0 keeps them forever [CANARYD_VERDICT_RETENTION]")
+		"keep final verdicts (and their run records) this long; 0 keeps them forever [CANARYD_VERDICT_RETENTION]")
+	compactMiB := fs.Int64("compact-threshold", int64(envInt("CANARYD_COMPACT_THRESHOLD", embedded.DefaultCompactThreshold>>20)),
+		"embedded store: at start, compact the file when its free pages take this many MiB and a quarter of it; 0 whenever a quarter is free, -1 never [CANARYD_COMPACT_THRESHOLD]")
 	fs.DurationVar(&o.StoreWait, "store-wait", envDuration("CANARYD_STORE_WAIT", 5*time.Minute),
 		"at start, keep retrying an unavailable store (Redis not up yet) this long [CANARYD_STORE_WAIT]")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", envDuration("CANARYD_IDLE_TIMEOUT", server.DefaultIdleTimeout),
 		"drop runs without activity from memory after this long (reloaded on demand) [CANARYD_IDLE_TIMEOUT]")
 	fs.IntVar(&o.MaxBatchSamples, "max-batch-samples", envInt("CANARYD_MAX_BATCH_SAMPLES", server.DefaultMaxBatchSamples),
 		"largest ingest batch accepted, in observations [CANARYD_MAX_BATCH_SAMPLES]")
-	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout),
-		"on SIGTERM, cut calls still running after this long [CANARYD_SHUTDOWN_TIMEOUT]")
+	drain := envDuration("CANARYD_DRAIN_TIMEOUT", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultDrainTimeout))
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", drain,
+		"on SIGTERM, stop accepting, finish the calls in flight (ingest streams acknowledge what they received, then end with UNAVAILABLE), and cut what still runs after this long [CANARYD_DRAIN_TIMEOUT]")
+	fs.DurationVar(&o.DrainTimeout, "shutdown-timeout", drain,
+		"deprecated name of --drain-timeout [CANARYD_SHUTDOWN_TIMEOUT]")
 	fs.StringVar(&o.TLSCert, "tls-cert", env("CANARYD_TLS_CERT", ""),
 		"serve gRPC and HTTP over TLS with this PEM certificate (with --tls-key) [CANARYD_TLS_CERT]")
 	fs.StringVar(&o.TLSKey, "tls-key", env("CANARYD_TLS_KEY", ""), "PEM private key of --tls-cert [CANARYD_TLS_KEY]")
@@ -158,6 +166,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	o.DisableReflection = !*reflection
 	if fs.NArg() > 0 {
 		return o, lo, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case *compactMiB < 0:
+		o.CompactThreshold = -1
+	case *compactMiB == 0:
+		o.CompactThreshold = 1 // any free page (and a quarter of the file)
+	default:
+		o.CompactThreshold = *compactMiB << 20
 	}
 	if perr := lo.level.UnmarshalText([]byte(*level)); perr != nil {
 		return o, lo, fmt.Errorf("--log-level: %w", perr)

@@ -151,6 +151,9 @@ func (s *Store) Snapshot(ctx context.Context, runID string, n int, state []byte)
 		if err != nil {
 			return reject(err)
 		}
+		if rb.Get(keyExpired) != nil {
+			return nil // finished, and its raw data were deleted (retention): nothing to keep
+		}
 		deltas := rb.Bucket(bucketDeltas)
 		keys := make([][]byte, 0, n)
 		c := deltas.Cursor()

@@ -72,6 +72,20 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("Close: %v", err)
 			}
 			return openAt(t, path)
+		}),
+		storetest.Retention(func(t *testing.T, o storetest.RetentionOptions) store.Store {
+			s, err := Open(filepath.Join(t.TempDir(), "canaryd.db"), Options{
+				Logger: testLogger(t), Retention: o.Retention, VerdictRetention: o.VerdictRetention, Now: o.Now,
+				MaintenanceInterval: -1,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}, func(ctx context.Context, s store.Store) error {
+			_, err := s.(*Store).Maintain(ctx)
+			return err
 		}))
 }
 

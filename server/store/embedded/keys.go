@@ -15,15 +15,20 @@ import (
 // Top-level buckets:
 //
 //	meta                       "schema" → schemaVersion
+//	                           "probe" → zeros, written and deleted by Healthy while writes fail
+//	                           "finidx" → 0x01 once runs finished before "finished" existed are in it
 //	configs/<name>/            version (uint32 BE) → ConfigVersion
 //	runs                       run id → Run
 //	requests                   request id → uvarint(len(run id)) run id fingerprint
 //	data/<run id>/             "state" → RunState (1 byte)
 //	                           "snapshot" → 0x01 state (absent: no snapshot)
 //	                           "snapseq" → seq (uint64 BE) of the last delta folded
+//	                           "fin" → time (12 bytes) the run finished, by the store's clock
+//	                           "expired" → 0x01 once its raw data were deleted (retention)
 //	data/<run id>/ids/         batch id → seq (uint64 BE) of its delta
 //	data/<run id>/deltas/      seq (uint64 BE, from NextSequence) → delta
 //	verdicts                   run id → Verdict (final)
+//	finished                   time run-id → empty: finished runs whose raw data are kept (see maintain.go)
 //	vidx<m>  (m = 0..7)        filter(m) time run-id → empty
 //	ridx<m>  (m = 0..7)        filter(m) time run-id → empty
 //
@@ -46,6 +51,10 @@ var (
 	bucketRequests  = []byte("requests")
 	bucketData      = []byte("data")
 	bucketVerdicts  = []byte("verdicts")
+	bucketFinished  = []byte("finished")
+	keyFinished     = []byte("fin")
+	keyExpired      = []byte("expired")
+	keyFinIndexed   = []byte("finidx")
 	keySchema       = []byte("schema")
 	keyState        = []byte("state")
 	keySnapshot     = []byte("snapshot")
@@ -54,7 +63,7 @@ var (
 	bucketDeltas    = []byte("deltas")
 	verdictIndexes  = indexNames("vidx")
 	runIndexes      = indexNames("ridx")
-	topLevelBuckets = append([][]byte{bucketMeta, bucketConfigs, bucketRuns, bucketRequests, bucketData, bucketVerdicts},
+	topLevelBuckets = append([][]byte{bucketMeta, bucketConfigs, bucketRuns, bucketRequests, bucketData, bucketVerdicts, bucketFinished},
 		append(verdictIndexes[:], runIndexes[:]...)...)
 )
 

@@ -253,6 +253,7 @@ func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
 	if run.GetVerdict() == nil {
 		return fmt.Errorf("finish run %s: no verdict", id)
 	}
+	finKey := finishedKey(s.opts.Now(), id)
 	err := s.update(ctx, 0, func(tx *bolt.Tx) error {
 		stored, err := runningRun(tx, id)
 		if err != nil {
@@ -289,7 +290,15 @@ func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
 		if err := tx.Bucket(bucketRuns).Put([]byte(id), runData); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketData).Bucket([]byte(id)).Put(keyState, []byte{byte(state)}); err != nil {
+		rb := tx.Bucket(bucketData).Bucket([]byte(id))
+		if err := rb.Put(keyState, []byte{byte(state)}); err != nil {
+			return err
+		}
+		// Its raw data expire Retention from now (see maintain.go).
+		if err := rb.Put(keyFinished, finKey[:store.TimeLen]); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketFinished).Put(finKey, nil); err != nil {
 			return err
 		}
 		for m := range store.NumMasks {

@@ -38,7 +38,8 @@ type Options struct {
 	// Now stamps new config versions; nil means time.Now.
 	Now func() time.Time
 	// LockTimeout bounds the wait for the file lock when another process
-	// holds the file open; 0 means 5s.
+	// holds the file open (another canaryd); 0 means DefaultLockTimeout.
+	// Open then fails with ErrLocked.
 	LockTimeout time.Duration
 	// InitialMmapSize is the size in bytes of the initial memory map of
 	// the file; 0 maps what the file needs. The map grows with the file,
@@ -53,6 +54,21 @@ type Options struct {
 	// into one transaction; a single larger write still goes through on
 	// its own. 0 means 64 MiB.
 	MaxGroupBytes int
+	// Retention is how long the raw data of a finished run (batch ids,
+	// deltas, snapshot) are kept after it finished; 0 means
+	// DefaultRetention. See maintain.go.
+	Retention time.Duration
+	// VerdictRetention is how long a final verdict, and the record of its
+	// run, are kept after the verdict's time; 0 keeps them forever.
+	VerdictRetention time.Duration
+	// MaintenanceInterval is the period of Maintain in the background (it
+	// also runs at Open); 0 means DefaultMaintenanceInterval, negative
+	// disables it.
+	MaintenanceInterval time.Duration
+	// CompactThreshold: Open compacts the file first when its free pages
+	// take at least this many bytes and a quarter of the file (see
+	// compact.go); 0 means DefaultCompactThreshold, negative never.
+	CompactThreshold int64
 }
 
 func (o *Options) validate() error {
@@ -65,6 +81,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("max group writes %d is negative", o.MaxGroupWrites)
 	case o.MaxGroupBytes < 0:
 		return fmt.Errorf("max group bytes %d is negative", o.MaxGroupBytes)
+	case o.Retention < 0:
+		return fmt.Errorf("retention %v is negative", o.Retention)
+	case o.VerdictRetention < 0:
+		return fmt.Errorf("verdict retention %v is negative", o.VerdictRetention)
 	}
 	return nil
 }
@@ -77,7 +97,7 @@ func (o *Options) setDefaults() {
 		o.Now = time.Now
 	}
 	if o.LockTimeout == 0 {
-		o.LockTimeout = 5 * time.Second
+		o.LockTimeout = DefaultLockTimeout
 	}
 	if o.MaxGroupWrites == 0 {
 		o.MaxGroupWrites = 1024
@@ -85,7 +105,22 @@ func (o *Options) setDefaults() {
 	if o.MaxGroupBytes == 0 {
 		o.MaxGroupBytes = 64 << 20
 	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.MaintenanceInterval == 0 {
+		o.MaintenanceInterval = DefaultMaintenanceInterval
+	}
+	if o.CompactThreshold == 0 {
+		o.CompactThreshold = DefaultCompactThreshold
+	}
 }
+
+// DefaultLockTimeout is the default of Options.LockTimeout.
+const DefaultLockTimeout = time.Second
+
+// ErrLocked: another process (another canaryd) holds the store's file.
+var ErrLocked = errors.New("locked by another process (another canaryd?)")
 
 // Store is the embedded backend. It implements store.Store and is safe for
 // concurrent use.
@@ -96,8 +131,12 @@ type Store struct {
 	writes chan *write   // unbuffered: a send succeeds once the committer has taken the write
 	quit   chan struct{} // closed by Close
 	done   chan struct{} // closed when the committer has exited
-	close  sync.Once
-	err    error // of Close
+	// maintDone is closed when the maintenance loop has exited.
+	maintDone chan struct{}
+	close     sync.Once
+	err       error // of Close
+
+	health writeHealth // see faults.go
 }
 
 var _ store.Store = (*Store)(nil)
@@ -107,38 +146,60 @@ var errClosed = fmt.Errorf("embedded store closed: %w", store.ErrUnavailable)
 
 // Open opens the store in the file at path, creating it if needed. Only one
 // process can have a file open at a time; Open waits up to
-// Options.LockTimeout for the lock.
+// Options.LockTimeout for the lock, then fails with ErrLocked.
 func Open(path string, opts Options) (*Store, error) {
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	opts.setDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         opts.LockTimeout,
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: opts.InitialMmapSize,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range topLevelBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
+	open := func() (*bolt.DB, error) {
+		for attempt := 0; ; attempt++ {
+			db, err := bolt.Open(path, 0o600, &bolt.Options{
+				Timeout:         opts.LockTimeout,
+				FreelistType:    bolt.FreelistMapType,
+				InitialMmapSize: opts.InitialMmapSize,
+			})
+			if errors.Is(err, berrors.ErrTimeout) {
+				return nil, fmt.Errorf("store %s is %w: waited %v for its lock", path, ErrLocked, opts.LockTimeout)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("open store %s: %w", path, err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error {
+				if meta := tx.Bucket(bucketMeta); meta != nil && meta.Get(keyMoved) != nil {
+					return errMoved // compacted by another process while we waited: open the path again
+				}
+				for _, name := range topLevelBuckets {
+					if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+						return err
+					}
+				}
+				meta := tx.Bucket(bucketMeta)
+				switch v := meta.Get(keySchema); {
+				case v == nil:
+					if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
+						return err
+					}
+				case string(v) != schemaVersion:
+					return fmt.Errorf("schema version %q, this canaryd reads %q", v, schemaVersion)
+				}
+				return indexFinished(tx, opts.Now())
+			})
+			if err == nil {
+				return db, nil
+			}
+			_ = db.Close()
+			if !errors.Is(err, errMoved) || attempt >= 3 {
+				return nil, fmt.Errorf("open store %s: %w", path, err)
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			return meta.Put(keySchema, []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, this canaryd reads %q", v, schemaVersion)
-		}
-		return nil
-	})
+	}
+	db, err := open()
 	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
+	}
+	if db, err = compactIfWorth(db, path, opts, open); err != nil {
+		return nil, err
 	}
 	s := &Store{
 		db:     db,
@@ -146,8 +207,11 @@ func Open(path string, opts Options) (*Store, error) {
 		writes: make(chan *write),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		maintDone: make(chan struct{}),
 	}
 	go s.commitLoop()
+	go s.maintainLoop()
 	var size int64
 	if fi, err := os.Stat(path); err == nil {
 		size = fi.Size()
@@ -159,10 +223,30 @@ func Open(path string, opts Options) (*Store, error) {
 // Path returns the path of the store's file.
 func (s *Store) Path() string { return s.db.Path() }
 
-// Healthy returns nil while the store is open.
+// Healthy returns nil while the store is open and takes writes. While
+// writes are failing (the file system is full: see faults.go) it probes
+// with a small write, and returns nil once one succeeds.
 func (s *Store) Healthy(ctx context.Context) error {
 	if s.closed() {
 		return errClosed
+	}
+	failing, size := s.health.failing()
+	if failing == nil {
+		return nil
+	}
+	if free, ok := freeBytes(s.db.Path()); ok && free < headroom(size) {
+		return fmt.Errorf("embedded store %s: %w: %d bytes free on its file system, want %d before writing again (last failure: %w)",
+			s.db.Path(), store.ErrUnavailable, free, headroom(size), failing)
+	}
+	err := s.update(ctx, size, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyProbe, make([]byte, size))
+	})
+	if err != nil {
+		return fmt.Errorf("embedded store %s: %w", s.db.Path(), err)
+	}
+	// Its pages are free again for the writes it stood for.
+	if err := s.update(ctx, 0, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyProbe) }); err != nil {
+		return fmt.Errorf("embedded store %s: %w", s.db.Path(), err)
 	}
 	return nil
 }
@@ -172,11 +256,13 @@ func (s *Store) Healthy(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.close.Do(func() {
 		close(s.quit)
+		<-s.maintDone
 		<-s.done
+		path := s.db.Path()
 		if err := s.db.Close(); err != nil {
-			s.err = fmt.Errorf("close store %s: %w", s.db.Path(), err)
+			s.err = fmt.Errorf("close store %s: %w", path, err)
 		}
-		s.opts.Logger.Info("embedded store closed", "path", s.db.Path())
+		s.opts.Logger.Info("embedded store closed", "path", path)
 	})
 	return s.err
 }
@@ -296,8 +382,19 @@ func (s *Store) commit(group []*write) {
 		return nil
 	})
 	if err == nil {
+		s.commitSucceeded()
 		for i, w := range group {
 			w.done <- results[i]
+		}
+		return
+	}
+	if isUnavailable(err) {
+		// The file system cannot take the group: it would not take its
+		// writes one by one either.
+		s.commitFailed(err, len(group), groupBytes(group))
+		err = unavailable(err)
+		for _, w := range group {
+			w.done <- err
 		}
 		return
 	}
@@ -308,11 +405,26 @@ func (s *Store) commit(group []*write) {
 		if len(group) > 1 {
 			err = s.db.Update(func(tx *bolt.Tx) error { return safeApply(w.apply, tx) })
 		}
-		if _, ok := err.(rejection); err != nil && !ok {
+		switch _, rejected := err.(rejection); {
+		case err == nil:
+			s.commitSucceeded()
+		case rejected:
+		case isUnavailable(err):
+			s.commitFailed(err, 1, w.size)
+			err = unavailable(err)
+		default:
 			s.opts.Logger.Error("write failed", "err", err)
 		}
 		w.done <- unreject(err)
 	}
+}
+
+func groupBytes(group []*write) int {
+	n := 0
+	for _, w := range group {
+		n += w.size
+	}
+	return n
 }
 
 func safeApply(apply func(tx *bolt.Tx) error, tx *bolt.Tx) (err error) {

@@ -218,3 +218,44 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestHealthyWhenRedisRefusesWrites: a Redis that answers PING but refuses
+// writes (OOM at maxmemory with noeviction) makes AppendBatch fail with
+// ErrUnavailable and Healthy report it, until it takes writes again.
+func TestHealthyWhenRedisRefusesWrites(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartWith(t, testredis.Options{Private: true})
+	s := openStore(t, srv, Options{})
+	rc := srv.Client(t)
+	ctx := t.Context()
+	if _, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r", Service: "checkout"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Healthy(ctx); err != nil {
+		t.Fatalf("Healthy = %v before the limit", err)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING at maxmemory: %v (the test needs a Redis that still answers it)", err)
+	}
+	if _, err := s.AppendBatch(ctx, "r", "b1", []byte("delta")); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("AppendBatch at maxmemory = %v, want ErrUnavailable", err)
+	}
+	if err := s.Healthy(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Healthy at maxmemory = %v, want ErrUnavailable", err)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Healthy(ctx); err != nil {
+		t.Errorf("Healthy after the limit is lifted = %v", err)
+	}
+	if _, err := s.AppendBatch(ctx, "r", "b1", []byte("delta")); err != nil {
+		t.Errorf("AppendBatch after the limit is lifted = %v", err)
+	}
+}

@@ -42,6 +42,7 @@ import (
 //	P:{cfg:<name>}:v     list    ConfigVersion; version k at index k-1
 //	P:{cfgs}:names       zset    config names
 //	P:schema             string  schema version of the layout
+//	P:health             string  written by Healthy (a write probe), expires in a minute
 //
 // The sorted sets are lexicographic: every member has score 0 and Redis
 // orders members bytewise. time is the 12-byte order-preserving encoding of
@@ -65,6 +66,7 @@ const schemaVersion = "1"
 type keys struct{ p string }
 
 func (k keys) schema() string                 { return k.p + ":schema" }
+func (k keys) health() string                 { return k.p + ":health" }
 func (k keys) runTag(id string) string        { return k.p + ":{run:" + id + "}" }
 func (k keys) runMeta(id string) string       { return k.runTag(id) + ":m" }
 func (k keys) runIDs(id string) string        { return k.runTag(id) + ":ids" }

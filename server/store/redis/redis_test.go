@@ -98,6 +98,12 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("Close: %v", err)
 			}
 			return openStore(t, srv, Options{Prefix: prefix})
+		}),
+		storetest.Retention(func(t *testing.T, o storetest.RetentionOptions) store.Store {
+			return openStore(t, srv, Options{Retention: o.Retention, VerdictRetention: o.VerdictRetention, Now: o.Now})
+		}, func(ctx context.Context, s store.Store) error {
+			_, err := s.(*Store).Maintain(ctx)
+			return err
 		}))
 }
 

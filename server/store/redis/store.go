@@ -286,13 +286,15 @@ func (s *Store) checkEviction(ctx context.Context) {
 	}
 }
 
-// Healthy pings Redis.
+// Healthy reports whether Redis takes writes: it writes a small key
+// (P:health) rather than PING, which a Redis that refuses writes (OOM at
+// maxmemory, MISCONF when it cannot persist, READONLY) still answers.
 func (s *Store) Healthy(ctx context.Context) error {
 	if s.closed() {
 		return errClosed
 	}
-	if err := s.c.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis ping: %w", s.fail(ctx, err))
+	if err := s.c.Set(ctx, s.k.health(), time.Now().UnixMilli(), time.Minute).Err(); err != nil {
+		return fmt.Errorf("redis write probe: %w", s.fail(ctx, err))
 	}
 	return nil
 }

@@ -39,6 +39,9 @@ type Option func(*config)
 type config struct {
 	reopen func(t *testing.T, s store.Store) store.Store
 	serial bool
+
+	retentionOpen func(t *testing.T, o RetentionOptions) store.Store
+	maintain      func(ctx context.Context, s store.Store) error
 }
 
 // Reopen enables the persistence tests: reopen must close s and return a
@@ -85,6 +88,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"BadPageTokens", s.testBadPageTokens},
 		{"InvalidInput", s.testInvalidInput},
 		{"Persistence", s.testPersistence},
+		{"Retention/RawData", s.testRawRetention},
+		{"Retention/Verdicts", s.testVerdictRetention},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
