@@ -18,15 +18,16 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
-// Warm-up. A cohort's warm-up starts at the earlier of the run's creation
-// and the cohort's earliest timed observation: live samples (taken after
-// the run was created) are filtered from the run's creation, as a deploy
-// system expects, while a replayed samples file with older times is
-// filtered from its own first observation, as `canaryctl analyze` filters
-// the same file, so both give the same verdict. Samples without a time get
-// the time the server received them. The start only moves earlier, so a
-// batch of older samples arriving after newer ones does not exclude again
-// what was already counted.
+// Time. A run's data begin at its start (Run.start_time: its creation, or
+// an explicit earlier start for a run that replays recorded data), and its
+// warm-up counts from there, never from whichever sample arrives first: a
+// run's state is a function of its acknowledged batches only, whatever the
+// order in which they arrive. A sample timed more than the clock-skew
+// allowance (Options.ClockSkew) before the run's start or after the
+// present is rejected with INVALID_ARGUMENT naming its time: one sample
+// dated 1970 or 9999 would otherwise count in the warm-up, or move the
+// window tests. Samples without a time get the time the server received
+// them.
 
 // batch is a validated batch, folded into the delta to store.
 type batch struct {
@@ -442,21 +443,16 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 		lr.mu.Unlock()
 		return nil, failedPrecondition("run %q is %s: it takes no more samples", pb.GetRunId(), stateName(st))
 	}
-	start := [2]time.Time{lr.data.Start(analysis.Baseline), lr.data.Start(analysis.Canary)}
 	lr.mu.Unlock()
 
 	b := &batch{lr: lr, runID: pb.GetRunId(), batchID: pb.GetBatchId(), at: s.now()}
-	v := validator{cfg: lr.cfg, metrics: lr.metrics, check: analysis.NewData(lr.cfg), at: b.at}
+	v := validator{cfg: lr.cfg, metrics: lr.metrics, check: analysis.NewData(lr.cfg), at: b.at,
+		from: lr.start.Add(-s.skew), until: b.at.Add(s.skew), start: lr.start}
 	v.batch(pb)
 	if len(v.vs) > 0 {
 		return nil, invalid(v.vs...)
 	}
-	for c := range start {
-		if t := v.earliest[c]; !t.IsZero() && t.Before(start[c]) {
-			start[c] = t
-		}
-	}
-	b.delta, b.samples, err = v.fold(pb, start)
+	b.delta, b.samples, err = v.fold(pb)
 	if err == nil {
 		b.blob, err = encodeDelta(b.at, b.delta)
 	}
@@ -484,8 +480,10 @@ type validator struct {
 	check   *analysis.Data // for Check, which adds nothing
 	at      time.Time      // receive time, for samples without one
 	vs      []*errdetails.BadRequest_FieldViolation
-	// earliest is the earliest observation time per cohort.
-	earliest [2]time.Time
+	// Samples must be timed in [from, until]: the run's start and the
+	// present, widened by the clock-skew allowance.
+	from, until time.Time
+	start       time.Time // the run's start, for the warm-up
 }
 
 func (v *validator) bad(field, format string, args ...any) {
@@ -496,13 +494,8 @@ func (v *validator) bad(field, format string, args ...any) {
 
 func (v *validator) full() bool { return len(v.vs) >= maxViolations }
 
-func (v *validator) seen(c analysis.Cohort, t time.Time) {
-	if v.earliest[c].IsZero() || t.Before(v.earliest[c]) {
-		v.earliest[c] = t
-	}
-}
-
-// when returns the time of an observation: its own, or the receive time.
+// when returns the time of an observation: its own, or the receive time;
+// a time outside [from, until] is reported.
 func (v *validator) when(ts *timestamppb.Timestamp, field string) (time.Time, bool) {
 	if ts == nil {
 		return v.at, true
@@ -511,7 +504,18 @@ func (v *validator) when(ts *timestamppb.Timestamp, field string) (time.Time, bo
 		v.bad(field, "must be a valid timestamp: %v", err)
 		return time.Time{}, false
 	}
-	return ts.AsTime(), true
+	t := ts.AsTime()
+	switch {
+	case t.Before(v.from):
+		v.bad(field, "is %s, before the run's start %s less the clock-skew allowance of %s (a skewed clock?)",
+			t.Format(time.RFC3339), v.start.Format(time.RFC3339), v.until.Sub(v.at))
+		return t, false
+	case t.After(v.until):
+		v.bad(field, "is %s, later than the server's clock %s plus the clock-skew allowance of %s (a skewed clock?)",
+			t.Format(time.RFC3339), v.at.Format(time.RFC3339), v.until.Sub(v.at))
+		return t, false
+	}
+	return t, true
 }
 
 // metric resolves a metric and cohort, reporting unknown ones.
@@ -582,7 +586,6 @@ func (v *validator) sample(path string, smp *canaryv1.Sample) {
 		})
 		return
 	}
-	v.seen(c, t)
 }
 
 // recordError reports an error of analysis.Data.Check under the API path
@@ -634,9 +637,6 @@ func (v *validator) column(path string, col *canaryv1.MetricColumn) {
 		}
 		v.values(path, m.Name, c, t, vals)
 	}
-	if len(vals)+len(counts) > 0 {
-		v.seen(c, t)
-	}
 }
 
 // values checks a column of values. Check decides what is valid; to keep
@@ -676,16 +676,12 @@ func (v *validator) values(path, metric string, c analysis.Cohort, t time.Time, 
 }
 
 // fold builds the delta of a validated batch, with the cohorts' warm-up
-// starting at start.
-func (v *validator) fold(pb *canaryv1.Batch, start [2]time.Time) (*analysis.Data, [2]uint64, error) {
+// starting at the run's start.
+func (v *validator) fold(pb *canaryv1.Batch) (*analysis.Data, [2]uint64, error) {
 	var n [2]uint64
 	d := analysis.NewData(v.cfg)
-	d.SetStart(analysis.Baseline, start[analysis.Baseline])
-	d.SetStart(analysis.Canary, start[analysis.Canary])
-	warm := v.cfg.Warmup
-	inWarmup := func(c analysis.Cohort, t time.Time) bool {
-		return warm > 0 && t.Before(start[c].Add(warm))
-	}
+	d.SetStart(analysis.Baseline, v.start)
+	d.SetStart(analysis.Canary, v.start)
 	for _, smp := range pb.GetSamples() {
 		c, _ := apiconv.CohortFromProto(smp.GetCohort())
 		t := v.at
@@ -717,10 +713,6 @@ func (v *validator) fold(pb *canaryv1.Batch, start [2]time.Time) (*analysis.Data
 		}
 		vals := col.GetValues()
 		n[c] += uint64(len(vals))
-		if inWarmup(c, t) {
-			d.Metric(i).Cohorts[c].Warmup += uint64(len(vals))
-			continue
-		}
 		if err := d.AddValues(i, c, col.GetInstance(), t, vals); err != nil {
 			return nil, n, err
 		}

@@ -29,6 +29,8 @@ type live struct {
 	cfg     *analysis.Config
 	metrics map[string]int // metric name -> index in cfg.Metrics
 	service string         // the run's service
+	start   time.Time      // when the run's data begin (runStart)
+	share   float64        // the canary's declared share of traffic, 0 if none
 
 	mu sync.Mutex
 	// run is the record: as stored, plus the in-memory counters and latest
@@ -109,6 +111,8 @@ func (lr *live) init(run *canaryv1.Run, cfg *analysis.Config, now time.Time) {
 	}
 	lr.run = run
 	lr.service = run.GetService()
+	lr.start = runStart(run)
+	lr.share = run.GetCanaryTrafficShare()
 	lr.changed = make(chan struct{})
 	lr.lastUsed = now
 	lr.cfg = cfg
@@ -122,13 +126,24 @@ func (lr *live) init(run *canaryv1.Run, cfg *analysis.Config, now time.Time) {
 }
 
 // newData returns empty data for a run, its cohorts' warm-up starting at
-// the run's creation (see ingest.go for how older samples move it).
+// the run's start: the run's data are a function of its batches only,
+// whatever order they arrive in (a batch of older samples does not move
+// the start; ingest rejects samples timed too far before it).
 func newData(cfg *analysis.Config, run *canaryv1.Run) *analysis.Data {
 	d := analysis.NewData(cfg)
-	created := run.GetCreateTime().AsTime()
-	d.SetStart(analysis.Baseline, created)
-	d.SetStart(analysis.Canary, created)
+	start := runStart(run)
+	d.SetStart(analysis.Baseline, start)
+	d.SetStart(analysis.Canary, start)
 	return d
+}
+
+// runStart returns when a run's data begin: its start_time, else its
+// creation.
+func runStart(run *canaryv1.Run) time.Time {
+	if st := run.GetStartTime(); st != nil {
+		return st.AsTime()
+	}
+	return run.GetCreateTime().AsTime()
 }
 
 // get returns the run in memory, loading it from the store if needed (one
@@ -294,7 +309,7 @@ func cohortSamples(d *analysis.Data) (baseline, canary uint64) {
 	var n [2]uint64
 	for i := range d.Config().Metrics {
 		for c, cd := range d.Metric(i).Cohorts {
-			n[c] += cd.Dist.N() + uint64(cd.Moments.N) + cd.Records + cd.Warmup
+			n[c] += cd.Samples()
 		}
 	}
 	return n[analysis.Baseline], n[analysis.Canary]

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -48,6 +49,14 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 			vs = append(vs, violation("bake_time", "must be a valid duration: %v", err))
 		} else if bt.AsDuration() < 0 {
 			vs = append(vs, violation("bake_time", "must be >= 0"))
+		}
+	}
+	if st := req.GetStartTime(); st != nil {
+		if err := st.CheckValid(); err != nil {
+			vs = append(vs, violation("start_time", "must be a valid timestamp: %v", err))
+		} else if t := st.AsTime(); t.After(s.now().Add(s.skew)) {
+			vs = append(vs, violation("start_time", "is %s, later than the server's clock plus the clock-skew allowance of %s: a run cannot start in the future",
+				t.Format(time.RFC3339), s.skew))
 		}
 	}
 	if req.CanaryTrafficShare != nil {
@@ -124,6 +133,10 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		return nil, err
 	}
 	run.CreateTime = timestamppb.New(s.now())
+	run.StartTime = run.CreateTime
+	if st := req.GetStartTime(); st != nil {
+		run.StartTime = st
+	}
 	stored, created, err := s.store.CreateRun(ctx, run, fp)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, &apiError{code: codes.AlreadyExists, msg: fmt.Sprintf(

@@ -71,6 +71,8 @@ type RunOptions struct {
 	// its default).
 	IdleTimeout     time.Duration
 	MaxBatchSamples int
+	// ClockSkew is passed to the Service (0 means DefaultClockSkew).
+	ClockSkew time.Duration
 	// DrainTimeout bounds the drain on cancellation (see Run), after which
 	// calls still running are cut; 0 means DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -378,6 +380,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 		Registerer:      reg,
 		IdleTimeout:     opts.IdleTimeout,
 		MaxBatchSamples: opts.MaxBatchSamples,
+		ClockSkew:       opts.ClockSkew,
 		Auth:            policy,
 		ClientCerts:     opts.ClientCA != "",
 	})

@@ -37,6 +37,7 @@ const (
 	DefaultIdleTimeout     = 10 * time.Minute
 	DefaultMaxBatchSamples = 100_000
 	DefaultSnapshotEvery   = 256
+	DefaultClockSkew       = 5 * time.Minute
 )
 
 // Internal tunables.
@@ -86,6 +87,10 @@ type Options struct {
 	// certificates (mTLS), which identify the callers. With neither Auth
 	// nor ClientCerts the service is open to every caller.
 	ClientCerts bool
+	// ClockSkew is how far a sample's time may be before its run's start or
+	// after the server's clock (ingest rejects it beyond); 0 means
+	// DefaultClockSkew.
+	ClockSkew time.Duration
 	// Judge computes a verdict from a run's data; nil means analysis.Judge.
 	// A panic in it is recovered: the run's verdict is then an error
 	// (INTERNAL) and AbortRun still ends the run (see finishLocked).
@@ -102,6 +107,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("options: max batch samples %d is negative", o.MaxBatchSamples)
 	case o.SnapshotEvery < 0:
 		return fmt.Errorf("options: snapshot every %d is negative", o.SnapshotEvery)
+	case o.ClockSkew < 0:
+		return fmt.Errorf("options: clock skew %v is negative", o.ClockSkew)
 	}
 	return nil
 }
@@ -121,6 +128,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatchSamples == 0 {
 		o.MaxBatchSamples = DefaultMaxBatchSamples
+	}
+	if o.ClockSkew == 0 {
+		o.ClockSkew = DefaultClockSkew
 	}
 	if o.SnapshotEvery == 0 {
 		o.SnapshotEvery = DefaultSnapshotEvery
@@ -145,6 +155,7 @@ type Service struct {
 	idle        time.Duration
 	maxB        int
 	snapN       int
+	skew        time.Duration
 	judge       func(*analysis.Data, analysis.Options) analysis.Verdict
 	metrics     *metrics
 	guard       *auth.Guard
@@ -184,6 +195,7 @@ func New(opts Options) (*Service, error) {
 		idle:        opts.IdleTimeout,
 		maxB:        opts.MaxBatchSamples,
 		snapN:       opts.SnapshotEvery,
+		skew:        opts.ClockSkew,
 		judge:       opts.Judge,
 		runs:        map[string]*live{},
 		unavailable: make(chan struct{}, 1),

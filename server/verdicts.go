@@ -57,7 +57,7 @@ func (s *Service) judgeLocked(lr *live, now time.Time, bake bool) (*canaryv1.Ver
 	if err := lr.cachedJudgeErr(bake); err != nil {
 		return nil, err
 	}
-	av, err := s.judgeData(lr.id, lr.data, bake)
+	av, err := s.judgeData(lr, lr.data, bake)
 	if err != nil {
 		lr.judgeErr, lr.judgeErrVersion, lr.judgeErrBake = err, lr.version, bake
 		return nil, err
@@ -86,7 +86,8 @@ func (e *judgeFailed) Error() string {
 // judgeData judges the data of a running run, live runs with anytime-valid
 // (sequential) tests since they are judged after every batch. A panic of
 // the judge is recovered and returned as a *judgeFailed.
-func (s *Service) judgeData(id string, d *analysis.Data, bake bool) (av analysis.Verdict, err error) {
+func (s *Service) judgeData(lr *live, d *analysis.Data, bake bool) (av analysis.Verdict, err error) {
+	id := lr.id
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("judge panicked", "run", id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -94,7 +95,7 @@ func (s *Service) judgeData(id string, d *analysis.Data, bake bool) (av analysis
 		}
 	}()
 	start := time.Now()
-	av = s.judge(d, analysis.Options{BakeComplete: bake, Sequential: true})
+	av = s.judge(d, analysis.Options{BakeComplete: bake, Sequential: true, ExpectedShare: lr.share})
 	s.metrics.judge.Observe(time.Since(start).Seconds())
 	return av, nil
 }
@@ -151,7 +152,7 @@ func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1
 	if s.judgeHook != nil {
 		s.judgeHook()
 	}
-	av, err := s.judgeData(lr.id, cp, bake)
+	av, err := s.judgeData(lr, cp, bake)
 	lr.mu.Lock()
 	lr.judging = nil
 	close(done)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"github.com/canaryd/canaryd/analysis"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -62,8 +63,9 @@ func TestJudgeDecisions(t *testing.T) {
 			if tc.deciding != "" && !contains(fv.GetDecidingMetrics(), tc.deciding) {
 				t.Errorf("deciding metrics %v lack %s", fv.GetDecidingMetrics(), tc.deciding)
 			}
-			if len(fv.GetMetrics()) != 3 {
-				t.Fatalf("%d metric results, want 3", len(fv.GetMetrics()))
+			// Three metrics and the sample-ratio check.
+			if len(fv.GetMetrics()) != 4 || fv.GetMetrics()[3].GetName() != analysis.TrafficName {
+				t.Fatalf("%d metric results, want 3 and %s", len(fv.GetMetrics()), analysis.TrafficName)
 			}
 			lat := fv.GetMetrics()[0]
 			wantN := uint64(tc.batches * tc.sc.n)

@@ -163,10 +163,15 @@ const ZeroBaselineRef = 0.005
 const TargetTraffic = "traffic"
 
 // ShareDropUnit is the relative drop of the canary's share per unit of
-// effect when the Target is TargetTraffic: the "tolerance" that effect
-// multiples scale (effect k: share × (1 − k·ShareDropUnit)). A drop has no
-// tolerance: the judge should roll back any that the data show.
-const ShareDropUnit = 0.2
+// effect when the Target is TargetTraffic: the tolerance of the judge's
+// sample-ratio check (analysis.DefaultTrafficTolerance), so that effect 1
+// is a drop of half, the boundary the check tolerates (effect k: share ×
+// max(0, 1 − k·ShareDropUnit)).
+const ShareDropUnit = analysis.DefaultTrafficTolerance
+
+// ShareDropFalsePromote is the effect of a canary whose share drops to a
+// fifth of the expected one (a drop of 80%): promoting it is false.
+const ShareDropFalsePromote = 1.6
 
 // Groups of the built-in scenarios.
 const (
@@ -286,12 +291,12 @@ func (s *Scenario) tolerance(cfg *analysis.Config) float64 {
 // 1 + detectable_effect/tolerance (2 with the default detectable effect,
 // which equals the tolerance) — the regression the gate sizes samples to
 // catch with the config's power, so that a valid judge promotes it in at
-// most 1 − power of runs. For TargetTraffic it is 1: a drop of the
-// canary's share has no tolerance. 0 when the tolerance is 0 (effect
+// most 1 − power of runs. For TargetTraffic it is ShareDropFalsePromote,
+// a share dropped to a fifth. 0 when the tolerance is 0 (effect
 // multiples are then all A/A). cfg is the scenario's Config().
 func (s *Scenario) FalsePromoteEffect(cfg *analysis.Config) float64 {
 	if s.Target == TargetTraffic {
-		return 1
+		return ShareDropFalsePromote
 	}
 	m := &cfg.Metrics[cfg.Metric(s.Target)]
 	if m.Tolerance == 0 {
@@ -303,9 +308,9 @@ func (s *Scenario) FalsePromoteEffect(cfg *analysis.Config) float64 {
 // BoundaryEffect returns the effect multiple at the tolerance boundary, 1,
 // where a valid judge still rolls back at most 1 − confidence of runs
 // (the canary is exactly as bad as the config tolerates); 0 when there is
-// no boundary (TargetTraffic, or a tolerance of 0).
+// no boundary (a tolerance of 0).
 func (s *Scenario) BoundaryEffect(cfg *analysis.Config) float64 {
-	if s.Target == TargetTraffic || s.tolerance(cfg) == 0 {
+	if s.tolerance(cfg) == 0 {
 		return 0
 	}
 	return 1
@@ -488,7 +493,7 @@ func messy() []Scenario {
 	srm := errs(lat(base))
 	srm.Instances, srm.TotalRequestsPerMinute, srm.CanaryShare, srm.ExpectedShare = [2]int{9, 1}, 10000, []float64{0.1}, 0.1
 	srm.Target, srm.ShareDropMinute = TargetTraffic, 10
-	add(srm, "share-drop", "one-box with 10% of 10,000 req/min, declared (expected share 0.1); errors 0.5% and latency; from minute 10 the canary's share drops by k·20% (effect 4: to a fifth); A/A keeps it")
+	add(srm, "share-drop", "one-box with 10% of 10,000 req/min, declared (expected share 0.1); errors 0.5% and latency; from minute 10 the canary's share drops by k·50% (effect 1: by half, the tolerance of the sample-ratio check; 1.6: to a fifth); A/A keeps it")
 	return out
 }
 

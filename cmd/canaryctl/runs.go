@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -58,7 +60,8 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 	cfgRef := fs.String("config", "", "stored config: NAME or NAME@VERSION (latest by default, pinned by the run)")
 	cfgFile := fs.String("config-file", "", "inline config (YAML file; - for standard input) instead of --config")
 	bake := fs.Duration("bake", 0, "bake time: the judge promotes nothing before it ends")
-	share := fs.Float64("canary-share", 0, "canary's expected share of the traffic of both cohorts, in (0, 1) (optional)")
+	share := fs.Float64("canary-share", 0, "canary's expected share of the traffic of both cohorts, in (0, 1) (optional): the sample-ratio check tests it")
+	start := fs.String("start", "", "RFC 3339 time the run's data begin, for a run that replays recorded samples (default: now); the warm-up counts from it")
 	base, canary := labelsFlag{}, labelsFlag{}
 	fs.Var(base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
 	fs.Var(canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
@@ -87,6 +90,13 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 	}
 	if flagSet(fs, "canary-share") {
 		req.CanaryTrafficShare = share
+	}
+	if *start != "" {
+		t, err := time.Parse(time.RFC3339Nano, *start)
+		if err != nil {
+			return usagef("--start must be an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", *start)
+		}
+		req.StartTime = timestamppb.New(t)
 	}
 	if *cfgRef != "" {
 		name, version, err := parseConfigRef(*cfgRef)

@@ -91,8 +91,10 @@ func TestEndToEnd(t *testing.T) {
 	// Runs: promote and rollback will be completed, hold stays running
 	// across the restart.
 	create := func(stage, reqID string) string {
+		// The examples were recorded from 2026-11-22T10:00:00Z: the runs
+		// replay them.
 		args := []string{"run", "create", "--service", "checkout-api", "--stage", stage, "--config", "checkout-api",
-			"--bake", "30m", "--baseline-label", "version=1.4", "--canary-label", "version=1.5"}
+			"--bake", "30m", "--baseline-label", "version=1.4", "--canary-label", "version=1.5", "--start", "2026-11-22T10:00:00Z"}
 		if reqID != "" {
 			args = append(args, "--request-id", reqID)
 		}

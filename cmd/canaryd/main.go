@@ -12,7 +12,8 @@
 // --store CANARYD_STORE, --retention CANARYD_RETENTION, --verdict-retention
 // CANARYD_VERDICT_RETENTION, --compact-threshold CANARYD_COMPACT_THRESHOLD,
 // --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
-// --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --drain-timeout
+// --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --clock-skew
+// CANARYD_CLOCK_SKEW, --drain-timeout
 // CANARYD_DRAIN_TIMEOUT (--shutdown-timeout and CANARYD_SHUTDOWN_TIMEOUT,
 // its former names, still work), --tls-cert CANARYD_TLS_CERT, --tls-key
 // CANARYD_TLS_KEY, --client-ca CANARYD_CLIENT_CA, --auth-tokens
@@ -140,6 +141,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		"at start, keep retrying an unavailable store (Redis not up yet) this long [CANARYD_STORE_WAIT]")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", envDuration("CANARYD_IDLE_TIMEOUT", server.DefaultIdleTimeout),
 		"drop runs without activity from memory after this long (reloaded on demand) [CANARYD_IDLE_TIMEOUT]")
+	fs.DurationVar(&o.ClockSkew, "clock-skew", envDuration("CANARYD_CLOCK_SKEW", server.DefaultClockSkew),
+		"ingest rejects samples timed more than this before their run's start or after the present [CANARYD_CLOCK_SKEW]")
 	fs.IntVar(&o.MaxBatchSamples, "max-batch-samples", envInt("CANARYD_MAX_BATCH_SAMPLES", server.DefaultMaxBatchSamples),
 		"largest ingest batch accepted, in observations [CANARYD_MAX_BATCH_SAMPLES]")
 	drain := envDuration("CANARYD_DRAIN_TIMEOUT", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultDrainTimeout))

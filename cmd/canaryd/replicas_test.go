@@ -95,7 +95,7 @@ func TestReplicas(t *testing.T) {
 	}
 	ctlA.ok(ctx, 0, "config", "put", example("canary.yaml"))
 	id := strings.TrimSpace(ctlA.ok(ctx, 0, "run", "create", "--service", "checkout-api", "--stage", "replicas",
-		"--config", "checkout-api", "--bake", "0s"))
+		"--config", "checkout-api", "--bake", "0s", "--start", "2026-11-22T10:00:00Z"))
 
 	var sHead summary
 	ctlA.okJSON(ctx, &sHead, "ingest", "--run", id, "--samples", headF)

@@ -163,7 +163,7 @@ func MetricResultFromProto(pm *canaryv1.MetricResult) analysis.MetricResult {
 // SummaryToProto returns the API form of a cohort summary of a metric of
 // type t. It keeps the statistics that apply to the type (n, median, p99
 // and mean for distributions; count, total and rate for rates; n, mean and
-// stddev for means) and were computed: a NaN statistic, or one of a cohort
+// stddev for means; and stddev for distributions) and were computed: a NaN statistic, or one of a cohort
 // without observations (a rate without exposure, a stddev of fewer than
 // two), is left out.
 func SummaryToProto(t analysis.MetricType, s *analysis.Summary) *canaryv1.CohortSummary {
@@ -193,6 +193,9 @@ func SummaryToProto(t analysis.MetricType, s *analysis.Summary) *canaryv1.Cohort
 		if s.N > 0 {
 			ps.Median, ps.P99, ps.Mean = opt(s.Median), opt(s.P99), opt(s.Mean)
 			ps.NonZero = opt(float64(s.NonZero))
+		}
+		if s.N > 1 {
+			ps.Stddev = opt(s.SD)
 		}
 	}
 	return ps

@@ -1339,8 +1339,10 @@ type Run struct {
 	// rolls back at once); absent or zero: the bake is complete from the start.
 	BakeTime *durationpb.Duration `protobuf:"bytes,10,opt,name=bake_time,json=bakeTime,proto3" json:"bake_time,omitempty"`
 	// Canary's expected share of the traffic of both cohorts together, in
-	// (0, 1), if known. Informational: rate tests take each cohort's exposure
-	// from the samples (Counts.total).
+	// (0, 1), if known. The sample-ratio check (config traffic) tests the
+	// canary's share of requests against it; without it, against the
+	// canary's own share over the first 5 minutes after the warm-up. Rate
+	// tests take each cohort's exposure from the samples (Counts.total).
 	CanaryTrafficShare *float64 `protobuf:"fixed64,11,opt,name=canary_traffic_share,json=canaryTrafficShare,proto3,oneof" json:"canary_traffic_share,omitempty"`
 	// Life-cycle state.
 	State RunState `protobuf:"varint,12,opt,name=state,proto3,enum=canary.v1.RunState" json:"state,omitempty"`
@@ -1354,7 +1356,13 @@ type Run struct {
 	// first judgement.
 	Verdict *Verdict `protobuf:"bytes,16,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Ingest counters.
-	Counters      *RunCounters `protobuf:"bytes,17,opt,name=counters,proto3" json:"counters,omitempty"`
+	Counters *RunCounters `protobuf:"bytes,17,opt,name=counters,proto3" json:"counters,omitempty"`
+	// When the run's data begin: CreateRunRequest.start_time, else the
+	// creation. The warm-up counts from it (the bake from the creation), and
+	// ingest rejects
+	// samples timed more than the server's clock-skew allowance (default 5m)
+	// before it or after the present.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1508,6 +1516,13 @@ func (x *Run) GetCounters() *RunCounters {
 	return nil
 }
 
+func (x *Run) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
 // RunCounters counts what a run has ingested.
 type RunCounters struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1618,8 +1633,12 @@ type CreateRunRequest struct {
 	// Canary's expected share of the traffic of both cohorts together, in
 	// (0, 1), if known; see Run.canary_traffic_share.
 	CanaryTrafficShare *float64 `protobuf:"fixed64,10,opt,name=canary_traffic_share,json=canaryTrafficShare,proto3,oneof" json:"canary_traffic_share,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// When the run's data begin, for a run that replays data taken earlier;
+	// absent: its creation. Must not be later than the creation (plus the
+	// server's clock-skew allowance). See Run.start_time.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRunRequest) Reset() {
@@ -1733,6 +1752,13 @@ func (x *CreateRunRequest) GetCanaryTrafficShare() float64 {
 		return *x.CanaryTrafficShare
 	}
 	return 0
+}
+
+func (x *CreateRunRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
 }
 
 type isCreateRunRequest_Config interface {
@@ -3275,7 +3301,7 @@ func (x *MetricResult) GetSuperiority() float64 {
 
 // CohortSummary summarises one cohort's data for one metric, after the
 // warm-up filter. Which statistics are present depends on the metric type:
-// n, median, p99 and mean for distribution metrics; n, mean and stddev for
+// n, median, p99, mean and stddev for distribution metrics; n, mean and stddev for
 // mean metrics; count, total and rate for rate metrics.
 type CohortSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4024,7 +4050,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListConfigsResponse\x122\n" +
 	"\aconfigs\x18\x01 \x03(\v2\x18.canary.v1.ConfigVersionR\aconfigs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa9\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe4\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -4047,7 +4073,9 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"finishTime\x12#\n" +
 	"\rfinish_reason\x18\x0f \x01(\tR\ffinishReason\x12,\n" +
 	"\averdict\x18\x10 \x01(\v2\x12.canary.v1.VerdictR\averdict\x122\n" +
-	"\bcounters\x18\x11 \x01(\v2\x16.canary.v1.RunCountersR\bcounters\x1aA\n" +
+	"\bcounters\x18\x11 \x01(\v2\x16.canary.v1.RunCountersR\bcounters\x129\n" +
+	"\n" +
+	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
@@ -4060,7 +4088,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x11duplicate_batches\x18\x02 \x01(\x04R\x10duplicateBatches\x12)\n" +
 	"\x10baseline_samples\x18\x03 \x01(\x04R\x0fbaselineSamples\x12%\n" +
 	"\x0ecanary_samples\x18\x04 \x01(\x04R\rcanarySamples\x12D\n" +
-	"\x10last_ingest_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastIngestTime\"\xbf\x05\n" +
+	"\x10last_ingest_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastIngestTime\"\xfa\x05\n" +
 	"\x10CreateRunRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -4075,7 +4103,9 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\rcanary_labels\x18\b \x03(\v2-.canary.v1.CreateRunRequest.CanaryLabelsEntryR\fcanaryLabels\x126\n" +
 	"\tbake_time\x18\t \x01(\v2\x19.google.protobuf.DurationR\bbakeTime\x125\n" +
 	"\x14canary_traffic_share\x18\n" +
-	" \x01(\x01H\x01R\x12canaryTrafficShare\x88\x01\x01\x1aA\n" +
+	" \x01(\x01H\x01R\x12canaryTrafficShare\x88\x01\x01\x129\n" +
+	"\n" +
+	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
@@ -4393,79 +4423,81 @@ var file_canary_v1_canary_proto_depIdxs = []int32{
 	55, // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
 	39, // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
 	19, // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	55, // 22: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	11, // 23: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	7,  // 24: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	52, // 25: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	53, // 26: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	54, // 27: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	18, // 28: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	18, // 29: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,  // 30: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	18, // 31: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	18, // 32: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	18, // 33: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,  // 34: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	31, // 35: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	55, // 36: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,  // 37: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	55, // 38: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	30, // 39: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	32, // 40: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	33, // 41: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	34, // 42: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	33, // 43: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	34, // 44: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,  // 45: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	55, // 46: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	40, // 47: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,  // 48: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,  // 49: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,  // 50: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,  // 51: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,  // 52: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	41, // 53: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	41, // 54: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	42, // 55: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	43, // 56: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	42, // 57: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	39, // 58: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	39, // 59: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,  // 60: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	55, // 61: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	55, // 62: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	39, // 63: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	12, // 64: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	14, // 65: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	16, // 66: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	20, // 67: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	22, // 68: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	24, // 69: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	35, // 70: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	37, // 71: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	44, // 72: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	46, // 73: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	26, // 74: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	28, // 75: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	48, // 76: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	13, // 77: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	15, // 78: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	17, // 79: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	21, // 80: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	23, // 81: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	25, // 82: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	36, // 83: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	38, // 84: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	45, // 85: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	47, // 86: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	27, // 87: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	29, // 88: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	49, // 89: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	77, // [77:90] is the sub-list for method output_type
-	64, // [64:77] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	55, // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	55, // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	11, // 24: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	7,  // 25: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	52, // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	53, // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	54, // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	55, // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	18, // 30: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	18, // 31: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,  // 32: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	18, // 33: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	18, // 34: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	18, // 35: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,  // 36: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	31, // 37: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	55, // 38: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,  // 39: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	55, // 40: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	30, // 41: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	32, // 42: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	33, // 43: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	34, // 44: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	33, // 45: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	34, // 46: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,  // 47: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	55, // 48: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	40, // 49: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,  // 50: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,  // 51: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,  // 52: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,  // 53: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,  // 54: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	41, // 55: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	41, // 56: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	42, // 57: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	43, // 58: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	42, // 59: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	39, // 60: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	39, // 61: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,  // 62: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	55, // 63: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	55, // 64: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	39, // 65: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	12, // 66: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	14, // 67: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	16, // 68: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	20, // 69: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	22, // 70: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	24, // 71: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	35, // 72: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	37, // 73: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	44, // 74: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	46, // 75: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	26, // 76: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	28, // 77: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	48, // 78: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	13, // 79: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	15, // 80: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	17, // 81: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	21, // 82: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	23, // 83: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	25, // 84: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	36, // 85: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	38, // 86: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	45, // 87: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	47, // 88: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	27, // 89: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	29, // 90: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	49, // 91: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	79, // [79:92] is the sub-list for method output_type
+	66, // [66:79] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
