@@ -90,7 +90,7 @@ type evalSpec struct {
 	m      *Metric
 	cfg    *Config
 	seq    bool
-	alpha  float64 // one-sided level of the rollback test at its strictest (Holm's first step)
+	alpha  float64 // level of the metric's rollback test at its strictest (Holm's first step, and its share beside the windows)
 	beta   float64 // level of the promote test, 1 − power
 	n0     float64 // observations per cohort the sequential tests are tuned for
 	groups []group
@@ -99,12 +99,24 @@ type evalSpec struct {
 	phiMax float64 // the largest design effect used, for the reasons
 }
 
-// phi returns the design effect of the instances for a test at level a.
-func (s *evalSpec) phi(x, y *Instances, a float64) float64 {
+// phi returns the design effect of the instances summarized in x (canary)
+// and y (baseline) for a test at level a of the contrast X̄ − c·Ȳ.
+func (s *evalSpec) phi(x, y *Instances, a, c float64) float64 {
 	if s.kb+s.kc <= 2 { // fewer instances carry no between-instance variance
 		return 1
 	}
-	phi := DesignEffect(x.moments(), y.moments(), 1, a)
+	phi := DesignEffect(x.moments(), y.moments(), c, a)
+	s.phiMax = max(s.phiMax, phi)
+	return phi
+}
+
+// ratePhi is phi for a rate metric: the design effect of the instances'
+// event rates on the log scale (RateDesignEffect).
+func (s *evalSpec) ratePhi(x, y *Instances, a float64) float64 {
+	if s.kb+s.kc <= 2 {
+		return 1
+	}
+	phi := RateDesignEffect(x.moments(), y.moments(), a)
 	s.phiMax = max(s.phiMax, phi)
 	return phi
 }
@@ -211,56 +223,63 @@ func zeroShare(cd *CohortData) float64 {
 
 // distTest is one contrast of a distribution or mean metric: on the
 // values (a ratio of means) or on their logarithms (a ratio of geometric
-// means).
+// means), with the instances that give its design effects.
 type distTest struct {
-	k    contrast
-	kind string
-	phiA float64 // design effect at the rollback test's level
-	phiB float64 // and at the promote test's
-	phiC float64 // and at the interval's
+	k     contrast
+	kind  string
+	x, y  *Instances
+	level float64 // one-sided level of each direction's rollback test
+}
+
+// phi returns the test's design effect at level a for the contrast at
+// ratio c (a shift on logarithms, where the scale does not matter).
+func (t *distTest) phi(s *evalSpec, a, c float64) float64 {
+	if t.k.logs {
+		c = 1
+	}
+	return s.phi(t.x, t.y, a, c)
 }
 
 // run computes the one-sided rollback and promote p-values of every
 // direction, and the factor by which the sample must grow for the promote
 // test to pass (etaFactor).
 func (t *distTest) run(s *evalSpec) (p, pPromote, eta float64) {
+	if !t.k.ok() {
+		return 1, 1, math.Inf(1)
+	}
 	var ps []float64
 	pPromote, eta = 0, 1
 	for _, dir := range directions(s.m.BadDirection) {
 		null, alt := thresholds(s.m, dir)
-		ps = append(ps, t.k.p(null, alternativeOf(dir), t.phiA, s.seq, s.level(s.alpha), s.n0))
-		pp := t.k.p(alt, opposite(dir), t.phiB, s.seq, s.beta, s.n0)
+		ps = append(ps, t.k.p(null, alternativeOf(dir), t.phi(s, t.level, null), s.seq, t.level, s.n0))
+		phiB := t.phi(s, s.beta, alt)
+		pp := t.k.p(alt, opposite(dir), phiB, s.seq, s.beta, s.n0)
 		pPromote = max(pPromote, pp)
-		if pp > s.beta && t.k.ok() {
+		if pp > s.beta {
 			d, v, _, _, slack := t.k.at(alt)
 			if dir == Increase {
 				d = -d
 			}
-			z := (d - slack) / math.Sqrt(v*t.phiB)
+			z := (d - slack) / math.Sqrt(v*phiB)
 			eta = max(eta, etaFactor(z, s.zNeed(s.beta)))
 		}
-	}
-	if !t.k.ok() {
-		return 1, 1, math.Inf(1)
 	}
 	return combineP(ps), pPromote, eta
 }
 
 // effect returns the test's effect with its interval.
 func (t *distTest) effect(s *evalSpec) Effect {
-	est, lo, hi := t.k.effect(s.cfg.Confidence, t.phiC, s.seq, s.n0)
+	a := (1 - s.cfg.Confidence) / 2
+	est, lo, hi := t.k.effect(s.cfg.Confidence, t.phi(s, a, 1), s.seq, s.n0)
 	return Effect{Estimate: Float(est), Lower: Float(lo), Upper: Float(hi), ConfLevel: s.cfg.Confidence, Kind: t.kind}
 }
 
-// newDistTest prepares the contrast of the groups, with the design
-// effects of the instances summarized in x (canary) and y (baseline).
-func newDistTest(s *evalSpec, logs bool, x, y *Instances, kind string) *distTest {
-	return &distTest{
-		k: newContrast(s.groups, logs), kind: kind,
-		phiA: s.phi(x, y, s.level(s.alpha)),
-		phiB: s.phi(x, y, s.beta),
-		phiC: s.phi(x, y, (1-s.cfg.Confidence)/2),
-	}
+// newDistTest prepares the contrast of the groups, one of ntests the
+// metric's rollback p-value combines (by Bonferroni), with the instances
+// summarized in x (canary) and y (baseline).
+func newDistTest(s *evalSpec, logs bool, x, y *Instances, kind string, ntests int) *distTest {
+	return &distTest{k: newContrast(s.groups, logs), kind: kind, x: x, y: y,
+		level: s.level(s.alpha) / float64(ntests)}
 }
 
 // Effect kinds.
@@ -290,10 +309,13 @@ func evalDistribution(r *MetricResult, b, c *CohortData, s evalSpec) {
 		return
 	}
 	median := pooledMedian(bb, cb)
-	tests := []*distTest{newDistTest(&s, false, &c.Instances, &b.Instances, KindMeanRatio)}
 	coarse := coarseness(b, c, median)
+	tests := []*distTest{newDistTest(&s, false, &c.Instances, &b.Instances, KindMeanRatio, 1)}
 	if coarse == "" {
-		tests = append([]*distTest{newDistTest(&s, true, &c.LogInstances, &b.LogInstances, KindGeoMeanRatio)}, tests...)
+		tests = []*distTest{
+			newDistTest(&s, true, &c.LogInstances, &b.LogInstances, KindGeoMeanRatio, 2),
+			newDistTest(&s, false, &c.Instances, &b.Instances, KindMeanRatio, 2),
+		}
 	}
 	ps, pps, etas := make([]float64, len(tests)), make([]float64, len(tests)), make([]float64, len(tests))
 	for k, t := range tests {
@@ -414,7 +436,7 @@ func evalMean(r *MetricResult, b, c *CohortData, s evalSpec) {
 		}
 		return
 	}
-	t := newDistTest(&s, false, &c.Instances, &b.Instances, KindMeanRatio)
+	t := newDistTest(&s, false, &c.Instances, &b.Instances, KindMeanRatio, 1)
 	var eta float64
 	r.P, r.PromoteP, eta = t.run(&s)
 	if s.pOnly {
@@ -440,8 +462,8 @@ func evalRate(r *MetricResult, b, c *CohortData, s evalSpec) {
 	}
 	// Effective events: divided by the design effect (a quasi-Poisson
 	// dispersion), the same rates with less information.
-	phiA := s.phi(&c.Instances, &b.Instances, s.level(s.alpha))
-	phiB := s.phi(&c.Instances, &b.Instances, s.beta)
+	phiA := s.ratePhi(&c.Instances, &b.Instances, s.level(s.alpha))
+	phiB := s.ratePhi(&c.Instances, &b.Instances, s.beta)
 	ra, rb := newStratRate(s.groups, phiA), newStratRate(s.groups, phiB)
 	ps := make([]float64, 0, 2)
 	r.PromoteP = 0
@@ -479,7 +501,7 @@ func evalRate(r *MetricResult, b, c *CohortData, s evalSpec) {
 		return
 	}
 	r.Test = "stratified conditional test of the rate ratio (" + rateMode(s.seq) + ")" + s.instanceNote()
-	phiC := s.phi(&c.Instances, &b.Instances, (1-s.cfg.Confidence)/2)
+	phiC := s.ratePhi(&c.Instances, &b.Instances, (1-s.cfg.Confidence)/2)
 	rc := newStratRate(s.groups, phiC)
 	lo, hi := rc.ci(s.cfg.Confidence, s.seq)
 	r.Effect = Effect{Estimate: Float(rc.mle()), Lower: Float(lo), Upper: Float(hi), ConfLevel: s.cfg.Confidence, Kind: KindRateRatio}

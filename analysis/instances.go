@@ -90,15 +90,17 @@ func (in *Instances) moments() []Moments {
 // σ_w² is each cohort's pooled within-instance variance, and σ_b² the
 // method-of-moments (ANOVA) estimate pooled over both cohorts' instances,
 //
-//	σ̂_b² = max(0, Σ_cohorts [SSB − (k − 1) σ̂_w²] / Σ_cohorts (N − Σ_i n_i²/N)),   SSB = Σ_i n_i (x̄_i − X̄)²
+//	σ̂_b² = Σ_cohorts [SSB − (k − 1) σ̂_w²] / Σ_cohorts (N − Σ_i n_i²/N),   SSB = Σ_i n_i (x̄_i − X̄)²
 //
 // (Searle, Casella and McCulloch, "Variance Components", 1992, §3.5), which
 // assumes the instances of both cohorts are exchangeable: a canary on a
 // single instance (a one-box) takes its instance variance from the
 // baseline's instances. within is Σ_cohorts σ̂_w²/N and between is
 // σ̂_b² Σ_cohorts Σ_i (n_i/N)²; the clustered variance of d is
-// within + between. between is 0 when k ≤ 2: with one instance per cohort
-// σ_b cannot be estimated.
+// within + between (between is not truncated at 0: within + between is
+// then the variance the spread of the instance means implies, the
+// cluster-level estimate). between is 0 when k ≤ 2: with one instance per
+// cohort σ_b cannot be estimated.
 func clusteredContrast(x, y []Moments, c float64) (mx, my Moments, s2, within, between float64, k int) {
 	for _, m := range x {
 		mx.Merge(m)
@@ -139,7 +141,7 @@ func clusteredContrast(x, y []Moments, c float64) (mx, my Moments, s2, within, b
 		wsq += nsq / (tot.N * tot.N)
 	}
 	if k > 2 && den > 0 {
-		between = math.Max(0, num/den) * wsq
+		between = num / den * wsq // may be negative: the instances vary less than their samples
 	}
 	return mx, my, s2, within, between, k
 }
@@ -147,35 +149,41 @@ func clusteredContrast(x, y []Moments, c float64) (mx, my Moments, s2, within, b
 // DesignEffect returns the factor φ ≥ 1 by which grouping the observations
 // into instances inflates the variance of the contrast X̄ − c·Ȳ of two
 // cohorts (x the canary's instances, y the baseline's), against the
-// variance the tests assume for independent observations:
+// variance s2 the tests assume for independent observations:
 //
-//	φ = max(1, (within + f · between) / s2)
+//	φ = max(1, f · (within + between) / s2)
 //
-// with the terms of clusteredContrast (Kish's design effect, estimated
-// rather than assumed), and f ≥ 1 a small-sample allowance for the few
-// degrees of freedom of σ̂_b². With k instances in all, σ̂_b² has
-// d = k − 2 of them (k_x − 1 + k_y − 1); when the between-instance part
-// dominates, the contrast standardized by it is Student's t with d degrees
-// of freedom rather than normal (Satterthwaite's approximation; Cameron
-// and Miller, "A Practitioner's Guide to Cluster-Robust Inference", J.
-// Human Resources 50, 2015, §VI, on few clusters), and
+// with the terms of clusteredContrast: within + between is the
+// cluster-level variance of the contrast, the variance that the spread of
+// the instance means implies (Kish's design effect, estimated rather than
+// assumed), with d = k − 2 degrees of freedom for k instances in all
+// (k_x − 1 + k_y − 1). The contrast standardized by it is Student's t with
+// d degrees of freedom rather than normal (the cluster-level t-test;
+// Cameron and Miller, "A Practitioner's Guide to Cluster-Robust
+// Inference", J. Human Resources 50, 2015, §VI, on few clusters), and
 //
 //	f = (t_d(1 − alpha) / z(1 − alpha))²
 //
-// scales the variance so that any test at level alpha — the fixed-sample
-// t or normal test, or the mixture SPRT, whose boundary exceeds z(1 −
-// alpha) — needs t_d(1 − alpha)/z(1 − alpha) times the evidence it would
-// need with the between-instance variance known. With 2 + 2 instances
-// (d = 2) at alpha = 0.0033 that is 4.5 times (f = 20): few instances that
-// differ leave a regression within reach only when it is large, and the
-// HOLD reasons say that more instances help.
+// scales the variance so that a test at level alpha that compares the
+// standardized contrast with z(1 − alpha) — or with the mixture SPRT's
+// higher boundary — rejects no more often than the t-test. With φ = 1 the
+// test is the one for independent observations; so a test on the inflated
+// variance rejects only when both the independent and the cluster-level
+// tests would: it keeps the cluster-level test's level whether or not the
+// instances differ, and its power when many instances show that they do
+// not.
 //
-// Dividing both cohorts' sample sizes by φ (effective sample sizes), or
-// multiplying the contrast's variance by it, makes any test that assumes
-// independent observations account for the instances: a persistent
-// instance effect, which no amount of data averages away, then stops the
-// evidence from growing instead of eventually rolling back a canary that
-// differs only by its hosts.
+// The whole cluster-level variance is inflated, not only its part beyond
+// the within-instance variance: with two instances per cohort the spread
+// of their means is often, by chance, smaller than their samples' noise
+// alone would make it (P(χ²₂/2 < 0.05) = 5%), while the instances differ
+// far more; a correction that then fell back to the independent variance
+// rolled back 1.4% of runs at the tolerance boundary where the
+// cluster-level t-test rolls back 0.5% (2 + 2 instances of latency
+// differing by a log-sd of 0.05, 2,000 observations each, level 0.005).
+// The price is power with few instances: with 2 + 2 at alpha = 0.0033,
+// f = 20 (the standard error ×4.5); with 9 + 1, f = 1.8; with 20 + 20,
+// f = 1.1. The HOLD reasons say that more instances help.
 //
 // φ is 1 when there are fewer than three instances in all (no instance
 // names, or one per cohort: an instance effect cannot be told from a
@@ -186,17 +194,98 @@ func DesignEffect(x, y []Moments, c, alpha float64) float64 {
 	if k <= 2 || !(s2 > 0) || !(alpha > 0 && alpha < 0.5) || math.IsNaN(within+between) {
 		return 1
 	}
-	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(k - 2)}.Quantile(1 - alpha)
+	return inflate(max(0, within+between)/s2, k-2, alpha)
+}
+
+// inflate returns max(1, f·ratio) with DesignEffect's small-sample
+// allowance f for d degrees of freedom at level alpha.
+func inflate(ratio float64, d int, alpha float64) float64 {
+	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(d)}.Quantile(1 - alpha)
 	z := distuv.UnitNormal.Quantile(1 - alpha)
-	f := max(1, (t/z)*(t/z))
-	phi := (within + f*between) / s2
+	phi := max(1, (t/z)*(t/z)) * ratio
 	switch {
-	case math.IsInf(phi, 1) || math.IsNaN(phi):
+	case math.IsNaN(phi) || math.IsInf(phi, 1):
 		return math.MaxFloat64
 	case !(phi > 1):
 		return 1
 	}
 	return phi
+}
+
+// RateDesignEffect is DesignEffect for a rate metric, on the scale of its
+// test, the logarithm of the rate ratio: instance effects on error rates
+// are multiplicative (a host fails 30% more often than another), hence
+// skewed on the scale of the rates and nearly normal on that of their
+// logarithms. x and y hold one BernoulliMoments per instance of the canary
+// and the baseline (N the exposure, Mean the event rate). With count_i
+// events out of N_i for instance i of a cohort,
+//
+//	z_i = log((count_i + ½)/N_i),   v_i = 1/(count_i + ½),
+//
+// the between-instance variance τ² of the log rates is the
+// DerSimonian–Laird estimate pooled over both cohorts, each cohort's
+// instances around their own weighted mean (weights w_i = 1/v_i), not
+// truncated at 0 (see DesignEffect),
+//
+//	τ̂² = (Σ_cohorts Q − Σ_cohorts (k − 1)) / Σ_cohorts (Σw − Σw²/Σw),   Q = Σ w_i (z_i − z̄)²
+//
+// (DerSimonian and Laird, "Meta-analysis in clinical trials", Controlled
+// Clinical Trials 7, 1986). The variance of the log rate ratio is then
+// within + between, with within = 1/E_C + 1/E_B (Poisson, E the events of
+// a cohort) and between = τ̂² Σ_cohorts Σ_i (N_i/N)², and
+//
+//	φ = max(1, f · (within + between) / within),   f = (t_{k−2}(1 − alpha) / z(1 − alpha))²,
+//
+// with DesignEffect's small-sample allowance f for the k − 2 degrees of
+// freedom of τ̂². φ is 1 with fewer than three instances in all, or without
+// events in a cohort.
+func RateDesignEffect(x, y []Moments, alpha float64) float64 {
+	if !(alpha > 0 && alpha < 0.5) {
+		return 1
+	}
+	var within, between, q, cw float64
+	k, df := 0, 0
+	for _, ms := range [2][]Moments{x, y} {
+		var events, exposure, sw, swz, sw2 float64
+		n := 0
+		for _, m := range ms {
+			if m.N > 0 {
+				events += m.Mean * m.N
+				exposure += m.N
+				n++
+			}
+		}
+		if events == 0 || n == 0 {
+			return 1
+		}
+		within += 1 / events
+		k += n
+		df += n - 1
+		zs := make([]float64, 0, n)
+		ws := make([]float64, 0, n)
+		for _, m := range ms {
+			if !(m.N > 0) {
+				continue
+			}
+			c := m.Mean * m.N
+			z, w := math.Log((c+0.5)/m.N), c+0.5
+			zs, ws = append(zs, z), append(ws, w)
+			sw += w
+			swz += w * z
+			sw2 += w * w
+			between += (m.N / exposure) * (m.N / exposure)
+		}
+		mean := swz / sw
+		for j, z := range zs {
+			q += ws[j] * (z - mean) * (z - mean)
+		}
+		cw += sw - sw2/sw
+	}
+	if k <= 2 || !(cw > 0) || !(within > 0) {
+		return 1
+	}
+	between *= (q - float64(df)) / cw
+	return inflate(max(0, within+between)/within, k-2, alpha)
 }
 
 // SeqMeanBoundary returns the smallest standardized contrast |Δ̂|/s at

@@ -64,10 +64,10 @@ func directDesignEffect(x, y [][]float64, c, alpha float64) float64 {
 		within += sw2 / co.n
 		wsq += co.nsq / (co.n * co.n)
 	}
-	sb2 := math.Max(0, num/den)
+	sb2 := num / den
 	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: k - 2}.Quantile(1 - alpha)
 	f := math.Max(1, (t/zcrit)*(t/zcrit))
-	return math.Max(1, (within+f*sb2*wsq)/s2)
+	return math.Max(1, f*math.Max(0, within+sb2*wsq)/s2)
 }
 
 // instanceData draws k groups of n lognormal values whose log-means differ

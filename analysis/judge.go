@@ -69,7 +69,12 @@ func Judge(d *Data, opts Options) Verdict {
 		windows = windowStarts(d, cfg.Window)
 	}
 	for i := range cfg.Metrics {
-		r := evaluate(d, i, opts.Sequential, share, time.Time{}, false)
+		// Beside windows, the whole run has half of the metric's level.
+		level := share
+		if len(windows) > 0 {
+			level /= 2
+		}
+		r := evaluate(d, i, opts.Sequential, level, time.Time{}, false)
 		if len(windows) > 0 {
 			withWindows(&r, d, i, windows, share)
 		}
@@ -206,9 +211,13 @@ func withWindows(r *MetricResult, d *Data, i int, starts []time.Time, share floa
 	run := d.runStart()
 	w := d.Config().Window
 	best, bestAt := min(1, 2*r.P), time.Time{}
-	for _, from := range starts {
+	weight := func(from time.Time) float64 {
 		j := float64(from.Sub(run) / w)
-		p := min(1, 2*j*(j+1)*evaluate(d, i, true, share, from, true).P)
+		return 2 * j * (j + 1)
+	}
+	for _, from := range starts {
+		k := weight(from)
+		p := min(1, k*evaluate(d, i, true, share/k, from, true).P)
 		if p < best {
 			best, bestAt = p, from
 		}
@@ -217,7 +226,7 @@ func withWindows(r *MetricResult, d *Data, i int, starts []time.Time, share floa
 	if bestAt.IsZero() {
 		return
 	}
-	wr := evaluate(d, i, true, share, bestAt, false)
+	wr := evaluate(d, i, true, share/weight(bestAt), bestAt, false)
 	r.Effect, r.Effects = wr.Effect, wr.Effects
 	r.Test += fmt.Sprintf("; smallest p on the window since %s (effect of that window)", bestAt.Format(time.RFC3339))
 }

@@ -19,7 +19,7 @@ metrics:
 `
 
 // orderRecords returns 40 minutes of records of both cohorts from 4+2
-// instances, the canary 30% slower from minute 25, with a share of traffic
+// instances, the canary 60% slower from minute 20, with a share of traffic
 // that steps up.
 func orderRecords(rng *rand.Rand, start time.Time) []Record {
 	var out []Record
@@ -33,8 +33,8 @@ func orderRecords(rng *rand.Rand, start time.Time) []Record {
 			for i := range k {
 				inst := string(rune('a'+i)) + Cohort(c).String()
 				f := 1.0
-				if Cohort(c) == Canary && m >= 25 {
-					f = 1.3
+				if Cohort(c) == Canary && m >= 20 {
+					f = 1.6
 				}
 				for range int(30 * share) {
 					out = append(out, Record{Metric: "latency", Cohort: Cohort(c), Time: at, Instance: inst,
