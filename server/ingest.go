@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
@@ -87,12 +89,18 @@ func (s *Service) Ingest(ctx context.Context, req *canaryv1.IngestRequest) (*can
 // starts its append without waiting for the previous ones, so that up to
 // streamWindow appends are in flight and the store can commit them
 // together; this goroutine waits for them in order, merges them into their
-// runs and sends the acknowledgements.
+// runs and sends the acknowledgements. A stream that stays idle for
+// Options.StreamIdleTimeout (no complete message received, every batch
+// acknowledged) is ended with DEADLINE_EXCEEDED.
 func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer) error {
 	ctx := stream.Context()
 	queue := make(chan *batch, streamWindow)
 	quit := make(chan struct{})
 	var readErr error // written before queue is closed
+	// lastActive is when the last complete message arrived or the last
+	// acknowledgement was sent (UnixNano).
+	var lastActive atomic.Int64
+	lastActive.Store(time.Now().UnixNano())
 	go func() {
 		defer close(queue)
 		// A batch resent while its first copy is still being appended
@@ -107,6 +115,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				}
 				return
 			}
+			lastActive.Store(time.Now().UnixNano())
 			select {
 			case <-quit:
 				return
@@ -158,8 +167,31 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 			}
 		})
 	}
+	// The idle timer runs while this goroutine waits for a batch, i.e.
+	// while every batch received is acknowledged; it is checked against
+	// lastActive, which also covers a batch received and being validated.
+	idle := time.NewTimer(s.streamIdle)
+	defer idle.Stop()
 	var sum canaryv1.IngestStreamResponse
-	for b := range queue {
+	for {
+		var (
+			b  *batch
+			ok bool
+		)
+		select {
+		case b, ok = <-queue:
+		case <-idle.C:
+			if d := s.streamIdle - time.Since(time.Unix(0, lastActive.Load())); d > 0 {
+				idle.Reset(d)
+				continue
+			}
+			abandon()
+			return s.status(&apiError{code: codes.DeadlineExceeded, msg: fmt.Sprintf(
+				"ingest stream idle: no batch received for %v (--stream-idle-timeout); open a new stream to send more", s.streamIdle)})
+		}
+		if !ok {
+			break
+		}
 		s.settle(b)
 		if b.err != nil {
 			abandon()
@@ -181,6 +213,8 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 			abandon()
 			return err
 		}
+		lastActive.Store(max(lastActive.Load(), time.Now().UnixNano()))
+		idle.Reset(s.streamIdle)
 	}
 	if readErr != nil {
 		return readErr // the stream's own status, as the transport saw it

@@ -65,6 +65,12 @@ type RunOptions struct {
 	// its default).
 	IdleTimeout     time.Duration
 	MaxBatchSamples int
+	// StreamIdleTimeout, MaxConcurrentStreams, KeepaliveMinTime and
+	// JudgeConcurrency are passed to the Service (0 means its default).
+	StreamIdleTimeout    time.Duration
+	MaxConcurrentStreams uint32
+	KeepaliveMinTime     time.Duration
+	JudgeConcurrency     int
 	// ShutdownTimeout bounds the graceful stop on cancellation, after which
 	// calls still running are cut; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -108,6 +114,12 @@ func (o *RunOptions) validate() error {
 		return fmt.Errorf("verdict retention %v is negative", o.VerdictRetention)
 	case o.HealthInterval < 0:
 		return fmt.Errorf("health interval %v is negative", o.HealthInterval)
+	case o.StreamIdleTimeout < 0:
+		return fmt.Errorf("stream idle timeout %v is negative", o.StreamIdleTimeout)
+	case o.KeepaliveMinTime < 0:
+		return fmt.Errorf("keepalive min time %v is negative", o.KeepaliveMinTime)
+	case o.JudgeConcurrency < 0:
+		return fmt.Errorf("judge concurrency %d is negative", o.JudgeConcurrency)
 	}
 	return nil
 }
@@ -232,6 +244,11 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 		Registerer:      reg,
 		IdleTimeout:     opts.IdleTimeout,
 		MaxBatchSamples: opts.MaxBatchSamples,
+
+		StreamIdleTimeout:    opts.StreamIdleTimeout,
+		MaxConcurrentStreams: opts.MaxConcurrentStreams,
+		KeepaliveMinTime:     opts.KeepaliveMinTime,
+		JudgeConcurrency:     opts.JudgeConcurrency,
 	})
 	if err != nil {
 		return err

@@ -20,11 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
@@ -47,8 +49,6 @@ const (
 	watchInterval = 200 * time.Millisecond
 	// maxViolations bounds the field violations reported for one request.
 	maxViolations = 100
-	// maxIDLen bounds request ids, batch ids, services, stages and labels.
-	maxIDLen = 256
 	// backgroundTimeout bounds the store calls the service makes on its
 	// own (snapshots, flushing counters, loading a run).
 	backgroundTimeout = time.Minute
@@ -77,6 +77,29 @@ type Options struct {
 	// SnapshotEvery is the number of deltas appended to a run between two
 	// snapshots of its merged state; 0 means DefaultSnapshotEvery.
 	SnapshotEvery int
+	// StreamIdleTimeout ends an IngestStream (DEADLINE_EXCEEDED) on which
+	// the client sent no complete message for this long while every batch
+	// it sent was acknowledged: gRPC messages count, not bytes, so a
+	// stream that trickles a batch byte by byte is idle. 0 means
+	// DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
+	// MaxConcurrentStreams bounds the calls in progress on one client
+	// connection; 0 means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
+	// KeepaliveMinTime is the shortest interval between client pings the
+	// server accepts; 0 means DefaultKeepaliveMinTime.
+	KeepaliveMinTime time.Duration
+	// JudgeConcurrency bounds the judges computed at the same time, over
+	// all runs (a judge of a large run is CPU-bound for up to seconds):
+	// the others wait for a slot, so that health checks and ingest keep a
+	// CPU. 0 means DefaultJudgeConcurrency().
+	JudgeConcurrency int
+}
+
+// DefaultJudgeConcurrency is one judge per CPU (GOMAXPROCS) but one, and
+// at least one.
+func DefaultJudgeConcurrency() int {
+	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
 func (o *Options) validate() error {
@@ -89,6 +112,12 @@ func (o *Options) validate() error {
 		return fmt.Errorf("options: max batch samples %d is negative", o.MaxBatchSamples)
 	case o.SnapshotEvery < 0:
 		return fmt.Errorf("options: snapshot every %d is negative", o.SnapshotEvery)
+	case o.StreamIdleTimeout < 0:
+		return fmt.Errorf("options: stream idle timeout %v is negative", o.StreamIdleTimeout)
+	case o.KeepaliveMinTime < 0:
+		return fmt.Errorf("options: keepalive min time %v is negative", o.KeepaliveMinTime)
+	case o.JudgeConcurrency < 0:
+		return fmt.Errorf("options: judge concurrency %d is negative", o.JudgeConcurrency)
 	}
 	return nil
 }
@@ -112,6 +141,18 @@ func (o *Options) setDefaults() {
 	if o.SnapshotEvery == 0 {
 		o.SnapshotEvery = DefaultSnapshotEvery
 	}
+	if o.StreamIdleTimeout == 0 {
+		o.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if o.KeepaliveMinTime == 0 {
+		o.KeepaliveMinTime = DefaultKeepaliveMinTime
+	}
+	if o.JudgeConcurrency == 0 {
+		o.JudgeConcurrency = DefaultJudgeConcurrency()
+	}
 }
 
 // Service implements canaryv1.CanaryServiceServer. Create it with New,
@@ -129,7 +170,15 @@ type Service struct {
 	idle        time.Duration
 	maxB        int
 	snapN       int
+	streamIdle  time.Duration
+	maxStreams  uint32
+	pingMin     time.Duration
 	metrics     *metrics
+	// judges holds a token per judge being computed (JudgeConcurrency).
+	judges chan struct{}
+	// maxListBytes bounds the items of one page of a listing (see
+	// boundedPage); maxListBytes unless a test lowers it before any call.
+	maxListBytes int
 
 	mu   sync.Mutex
 	runs map[string]*live // runs in memory, by id
@@ -166,6 +215,12 @@ func New(opts Options) (*Service, error) {
 		shutdown:    make(chan struct{}),
 		stop:        make(chan struct{}),
 		janitorDone: make(chan struct{}),
+
+		streamIdle:   opts.StreamIdleTimeout,
+		maxStreams:   opts.MaxConcurrentStreams,
+		pingMin:      opts.KeepaliveMinTime,
+		judges:       make(chan struct{}, opts.JudgeConcurrency),
+		maxListBytes: maxListBytes,
 	}
 	if t, ok := opts.Store.(store.Tailer); ok {
 		s.tail = t
@@ -181,12 +236,27 @@ func New(opts Options) (*Service, error) {
 }
 
 // ServerOptions returns the gRPC server options the service needs: its
-// metrics interceptors and a receive limit that fits MaxBatchSamples.
+// metrics interceptors, a receive limit that fits MaxBatchSamples, and the
+// connection limits (see limits.go): MaxConcurrentStreams, the keepalive
+// enforcement policy and parameters, and bounds on handshakes and
+// metadata.
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(s.maxMessageSize()),
+		grpc.MaxConcurrentStreams(s.maxStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             s.pingMin,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: maxConnectionIdle,
+			Time:              keepaliveTime,
+			Timeout:           keepaliveTimeout,
+		}),
+		grpc.ConnectionTimeout(connectionTimeout),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
 	}
 }
 

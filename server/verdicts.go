@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -297,10 +296,9 @@ func (s *Service) waitChange(ctx context.Context, changed <-chan struct{}, until
 
 // ListVerdicts queries the history; see the API.
 func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRequest) (*canaryv1.ListVerdictsResponse, error) {
-	var vs []*errdetails.BadRequest_FieldViolation
-	if req.GetPageSize() < 0 {
-		vs = append(vs, violation("page_size", "must be >= 0"))
-	}
+	vs := checkPage(req.GetPageSize(), req.GetPageToken())
+	vs = append(vs, checkFilter("service", req.GetService())...)
+	vs = append(vs, checkFilter("stage", req.GetStage())...)
 	if _, ok := canaryv1.Decision_name[int32(req.GetDecision())]; !ok {
 		vs = append(vs, violation("decision", "unknown decision %d", req.GetDecision()))
 	}
@@ -325,7 +323,9 @@ func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRe
 	if len(vs) > 0 {
 		return nil, s.status(invalid(vs...))
 	}
-	verdicts, next, err := s.store.ListVerdicts(ctx, f, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	verdicts, next, err := boundedPage(s.maxListBytes, int(req.GetPageSize()), func(size int) ([]*canaryv1.Verdict, string, error) {
+		return s.store.ListVerdicts(ctx, f, store.Page{Size: size, Token: req.GetPageToken()})
+	}, nil)
 	if err != nil {
 		return nil, s.status(err)
 	}

@@ -12,7 +12,10 @@
 // CANARYD_VERDICT_RETENTION, --store-wait CANARYD_STORE_WAIT, --idle-timeout CANARYD_IDLE_TIMEOUT,
 // --max-batch-samples CANARYD_MAX_BATCH_SAMPLES, --shutdown-timeout
 // CANARYD_SHUTDOWN_TIMEOUT, --log-level CANARYD_LOG_LEVEL, --log-format
-// CANARYD_LOG_FORMAT.
+// CANARYD_LOG_FORMAT, --stream-idle-timeout CANARYD_STREAM_IDLE_TIMEOUT,
+// --max-concurrent-streams CANARYD_MAX_CONCURRENT_STREAMS,
+// --keepalive-min-time CANARYD_KEEPALIVE_MIN_TIME, --judge-concurrency
+// CANARYD_JUDGE_CONCURRENCY. README.md ("Limits") lists every limit.
 //
 // gRPC (default :7070) carries the API, grpc.health.v1 and server
 // reflection (`grpcurl -plaintext localhost:7070 list`); HTTP (default
@@ -27,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -124,6 +128,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		"largest ingest batch accepted, in observations [CANARYD_MAX_BATCH_SAMPLES]")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout),
 		"on SIGTERM, cut calls still running after this long [CANARYD_SHUTDOWN_TIMEOUT]")
+	fs.DurationVar(&o.StreamIdleTimeout, "stream-idle-timeout", envDuration("CANARYD_STREAM_IDLE_TIMEOUT", server.DefaultStreamIdleTimeout),
+		"end an ingest stream that sent no batch for this long [CANARYD_STREAM_IDLE_TIMEOUT]")
+	maxStreams := fs.Uint("max-concurrent-streams", uint(envInt("CANARYD_MAX_CONCURRENT_STREAMS", server.DefaultMaxConcurrentStreams)),
+		"calls in progress per client connection; more wait in the client [CANARYD_MAX_CONCURRENT_STREAMS]")
+	fs.DurationVar(&o.KeepaliveMinTime, "keepalive-min-time", envDuration("CANARYD_KEEPALIVE_MIN_TIME", server.DefaultKeepaliveMinTime),
+		"disconnect clients that ping more often than this [CANARYD_KEEPALIVE_MIN_TIME]")
+	fs.IntVar(&o.JudgeConcurrency, "judge-concurrency", envInt("CANARYD_JUDGE_CONCURRENCY", server.DefaultJudgeConcurrency()),
+		"judges computed at the same time; more wait for a slot [CANARYD_JUDGE_CONCURRENCY]")
 	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
 	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
 	if err != nil {
@@ -134,6 +146,13 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	}
 	if fs.NArg() > 0 {
 		return o, lo, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *maxStreams < 1 || *maxStreams > math.MaxUint32 {
+		return o, lo, fmt.Errorf("--max-concurrent-streams must be in [1, %d] (got %d)", uint32(math.MaxUint32), *maxStreams)
+	}
+	o.MaxConcurrentStreams = uint32(*maxStreams)
+	if o.JudgeConcurrency < 1 {
+		return o, lo, fmt.Errorf("--judge-concurrency must be >= 1 (got %d)", o.JudgeConcurrency)
 	}
 	if perr := lo.level.UnmarshalText([]byte(*level)); perr != nil {
 		return o, lo, fmt.Errorf("--log-level: %w", perr)
