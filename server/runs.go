@@ -414,6 +414,12 @@ func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.Run
 		run   *canaryv1.Run
 		final *canaryv1.Verdict
 	)
+	// The final verdict is judged under lr.mu: take a judge slot first,
+	// without it.
+	if err := s.acquireJudge(ctx); err != nil {
+		return nil, err
+	}
+	defer s.releaseJudge()
 	if err := waitIdle(ctx, lr); err != nil {
 		return nil, err
 	}

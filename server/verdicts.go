@@ -88,12 +88,25 @@ func (s *Service) installLocked(lr *live, av *analysis.Verdict, version uint64, 
 // judgeUnlocked judges a copy of lr's data without holding lr.mu (see
 // Judging) and installs the verdict, unless the run was finished or is
 // being finished meanwhile, or a verdict on later data was installed: ok
-// is false then, and the caller looks again. Called with lr.mu held and
-// lr.judging nil; it returns with lr.mu held, having released it while it
-// judged.
-func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1.Verdict, ok bool) {
+// is false then, and the caller looks again. The copy and the judge take
+// one of the service's judge slots (Options.JudgeConcurrency), waited for
+// without lr.mu; err is ctx's error if it ends first. Called with lr.mu
+// held and lr.judging nil; it returns with lr.mu held, having released it
+// while it waited and judged.
+func (s *Service) judgeUnlocked(ctx context.Context, lr *live, now time.Time, bake bool) (v *canaryv1.Verdict, ok bool, err error) {
 	done := make(chan struct{})
 	lr.judging = done
+	lr.mu.Unlock()
+	err = s.acquireJudge(ctx)
+	lr.mu.Lock()
+	if err != nil || lr.finished() {
+		if err == nil {
+			s.releaseJudge()
+		}
+		lr.judging = nil
+		close(done)
+		return nil, false, err
+	}
 	cp := analysis.NewData(lr.cfg)
 	cp.Merge(lr.data)
 	version := lr.version
@@ -102,20 +115,42 @@ func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1
 		s.judgeHook()
 	}
 	av := s.judgeData(cp, bake)
+	s.releaseJudge()
 	lr.mu.Lock()
 	lr.judging = nil
 	close(done)
 	switch {
 	case lr.finished(), lr.finishing != nil && lr.verdict != nil:
-		return nil, false
+		return nil, false, nil
 	case lr.verdict != nil && lr.verdictVersion > version:
 		// Only after a failed finish, which judged later data under the
 		// lock. The next look judges the current data (lr.version is
 		// never below lr.verdictVersion), so it ends.
-		return nil, false
+		return nil, false, nil
 	}
-	return s.installLocked(lr, &av, version, bake, now), true
+	return s.installLocked(lr, &av, version, bake, now), true, nil
 }
+
+// acquireJudge waits for a judge slot (see Options.JudgeConcurrency).
+// The caller must not hold a run's lock.
+func (s *Service) acquireJudge(ctx context.Context) error {
+	select {
+	case s.judges <- struct{}{}:
+		return nil
+	default:
+	}
+	start := time.Now()
+	defer func() { s.metrics.judgeWait.Observe(time.Since(start).Seconds()) }()
+	select {
+	case s.judges <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// releaseJudge returns a slot taken by acquireJudge.
+func (s *Service) releaseJudge() { <-s.judges }
 
 // sameEvidence reports whether two verdicts differ only in their time and
 // sequence.
@@ -131,7 +166,7 @@ func sameEvidence(a, b *canaryv1.Verdict) bool {
 // release it meanwhile (see Judging), so the caller must read whatever it
 // needs to be consistent with the verdict after it returns (or before it
 // is called, for what must not be newer than the verdict's data).
-func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
+func (s *Service) verdictNow(ctx context.Context, lr *live) (*canaryv1.Verdict, error) {
 	for {
 		if lr.finished() {
 			if lr.verdict == nil {
@@ -154,12 +189,18 @@ func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
 			// Another call is judging this run: its verdict may be the
 			// one wanted.
 			lr.mu.Unlock()
-			<-ch
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				lr.mu.Lock()
+				return nil, ctx.Err()
+			}
 			lr.mu.Lock()
 			continue
 		}
-		if v, ok := s.judgeUnlocked(lr, now, bake); ok {
-			return v, nil
+		v, ok, err := s.judgeUnlocked(ctx, lr, now, bake)
+		if err != nil || ok {
+			return v, err
 		}
 	}
 }
@@ -170,7 +211,7 @@ func (s *Service) Judge(ctx context.Context, req *canaryv1.JudgeRequest) (*canar
 	if err != nil {
 		return nil, s.status(err)
 	}
-	v, err := s.verdictNow(lr)
+	v, err := s.verdictNow(ctx, lr)
 	lr.mu.Unlock()
 	if err != nil {
 		return nil, s.status(err)
@@ -246,7 +287,7 @@ type watchSent struct {
 // last; final reports that the run has finished (the stream's end). Errors
 // are gRPC statuses.
 func (s *Service) judgeAndSend(stream canaryv1.CanaryService_WatchVerdictServer, lr *live, w *watchSent) (final bool, err error) {
-	v, err := s.verdictNow(lr)
+	v, err := s.verdictNow(stream.Context(), lr)
 	final = lr.finished()
 	lr.mu.Unlock()
 	if err != nil {
