@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store/embedded"
@@ -229,6 +231,25 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	cancels[0]()
 	if _, err := c.GetRun(ctx, &canaryv1.GetRunRequest{RunId: id}); err != nil {
 		t.Fatalf("with one watcher ended: %v", err)
+	}
+}
+
+// TestMaxHeaderListSize: a call whose metadata exceed maxHeaderListSize is
+// refused (a gRPC client refuses to send it, as the server's SETTINGS
+// announce); just under it, it is served.
+func TestMaxHeaderListSize(t *testing.T) {
+	t.Parallel()
+	_, addr := tcpServer(t, nil)
+	c := dialT(t, addr)
+	for _, tc := range []struct {
+		n    int
+		code codes.Code
+	}{{maxHeaderListSize - 1024, codes.OK}, {maxHeaderListSize, codes.Internal}} {
+		ctx := metadata.AppendToOutgoingContext(ctxT(t), "x-padding", strings.Repeat("a", tc.n))
+		_, err := c.ListConfigs(ctx, &canaryv1.ListConfigsRequest{})
+		if got := status.Code(err); got != tc.code {
+			t.Fatalf("%d bytes of metadata: %v, want %v", tc.n, err, tc.code)
+		}
 	}
 }
 
