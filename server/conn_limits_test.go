@@ -111,38 +111,80 @@ func TestIngestStreamIdle(t *testing.T) {
 	wantCode(t, err, codes.DeadlineExceeded, "")
 }
 
-// TestIngestStreamTrickle: a client that trickles a batch one byte at a
-// time, faster than the idle timeout, never completes a message: the
-// stream is idle and ended with DEADLINE_EXCEEDED (gRPC status 4 in the
-// trailers), over a raw HTTP/2 connection.
-func TestIngestStreamTrickle(t *testing.T) {
+// TestTrickle: a client that trickles a request one byte at a time,
+// faster than the idle timeout, never completes a message: the call is
+// ended after the timeout, over a raw HTTP/2 connection. An IngestStream
+// is idle (DEADLINE_EXCEEDED, its own timeout); a unary call or a watch
+// is cancelled while the server reads its request (see tapRequest).
+func TestTrickle(t *testing.T) {
 	t.Parallel()
 	const idle = 300 * time.Millisecond
 	_, addr := tcpServer(t, func(o *Options) { o.StreamIdleTimeout = idle })
-	c := dialH2(t, addr)
-	c.headers(1, "/canary.v1.CanaryService/IngestStream")
-	// A message announced as 1,000 bytes long, sent a byte every 20 ms.
-	msg := make([]byte, 5, 1005)
-	binary.BigEndian.PutUint32(msg[1:], 1000)
-	msg = append(msg, bytes.Repeat([]byte{0}, 1000)...)
-	deadline := time.Now().Add(testTimeout)
-	for i := 0; ; i++ {
-		if st, ok := c.grpcStatus(1); ok {
-			if st != strconv.Itoa(int(codes.DeadlineExceeded)) {
-				t.Fatalf("grpc-status %s, want %d", st, codes.DeadlineExceeded)
+	for _, tc := range []struct {
+		method string
+		code   codes.Code
+	}{
+		{canaryv1.CanaryService_IngestStream_FullMethodName, codes.DeadlineExceeded},
+		{canaryv1.CanaryService_GetRun_FullMethodName, codes.Canceled},
+		{canaryv1.CanaryService_WatchVerdict_FullMethodName, codes.Canceled},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			t.Parallel()
+			c := dialH2(t, addr)
+			c.headers(1, tc.method)
+			// A message announced as 1,000 bytes long, sent a byte every
+			// 20 ms.
+			msg := make([]byte, 5, 1005)
+			binary.BigEndian.PutUint32(msg[1:], 1000)
+			msg = append(msg, bytes.Repeat([]byte{0}, 1000)...)
+			deadline := time.Now().Add(testTimeout)
+			for i := 0; ; i++ {
+				if st, ok := c.grpcStatus(1); ok {
+					if st != strconv.Itoa(int(tc.code)) {
+						t.Fatalf("grpc-status %s, want %d (%v)", st, tc.code, tc.code)
+					}
+					t.Logf("ended after %d bytes", i)
+					return
+				}
+				if i == len(msg) || time.Now().After(deadline) {
+					t.Fatalf("call still open after %d bytes trickled", i)
+				}
+				if err := c.data(1, msg[i:i+1]); err != nil {
+					// The server may reset the stream while we write; the
+					// status is read above.
+					t.Logf("write: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
-			t.Logf("ended after %d bytes", i)
-			return
-		}
-		if i == len(msg) || time.Now().After(deadline) {
-			t.Fatalf("stream still open after %d bytes trickled", i)
-		}
-		if err := c.data(1, msg[i:i+1]); err != nil {
-			// The server may reset the stream while we write; the status
-			// is read above.
-			t.Logf("write: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		})
+	}
+}
+
+// TestRequestTimerStops: the bound on receiving a request does not bound
+// the call: a Judge slower than StreamIdleTimeout answers, and a watch
+// stays open beyond it.
+func TestRequestTimerStops(t *testing.T) {
+	t.Parallel()
+	const idle = 200 * time.Millisecond
+	e := newEnv(t, func(o *Options) { o.StreamIdleTimeout = idle })
+	ctx := ctxT(t)
+	e.svc.judgeHook = func() { time.Sleep(2 * idle) }
+	run := e.createRun(ctx, "slow", testConfig("checkout"), time.Hour)
+	e.judge(ctx, run.GetId())
+
+	w, err := e.c.WatchVerdict(ctx, &canaryv1.WatchVerdictRequest{RunId: run.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * idle)
+	e.ingest(ctx, &canaryv1.Batch{RunId: run.GetId(), BatchId: "1", Columns: []*canaryv1.MetricColumn{
+		{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Values: []float64{80}},
+	}})
+	if _, err := w.Recv(); err != nil {
+		t.Fatalf("watch after %v: %v", 2*idle, err)
 	}
 }
 

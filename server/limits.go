@@ -1,13 +1,19 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"time"
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
 
@@ -208,4 +214,63 @@ func varintLen(n int) int {
 		l++
 	}
 	return l
+}
+
+// Requests trickled byte by byte. The server reads the request message of
+// a unary or server-streaming call before the handler runs, so no handler
+// can bound that read: tapRequest (a grpc.InTapHandle) starts a timer with
+// each call that cancels it unless its first message is complete within
+// StreamIdleTimeout, and the interceptors below stop the timer once it is.
+// IngestStream has an idle timeout of its own (see IngestStream).
+
+// requestTimerKey is the context key of the timer of tapRequest.
+type requestTimerKey struct{}
+
+func (s *Service) tapRequest(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName == canaryv1.CanaryService_IngestStream_FullMethodName {
+		return ctx, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	t := time.AfterFunc(s.streamIdle, cancel)
+	return context.WithValue(ctx, requestTimerKey{}, t), nil
+}
+
+// requestReceived stops the timer of tapRequest, and reports false if it
+// had fired: the call is cancelled.
+func requestReceived(ctx context.Context) bool {
+	t, ok := ctx.Value(requestTimerKey{}).(*time.Timer)
+	return !ok || t.Stop()
+}
+
+// unaryReceived is the interceptor of tapRequest for unary calls, which
+// it reaches once their request is decoded.
+func (s *Service) unaryReceived(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !requestReceived(ctx) {
+		return nil, status.Errorf(codes.DeadlineExceeded, "request not received within %v (--stream-idle-timeout)", s.streamIdle)
+	}
+	return handler(ctx, req)
+}
+
+// streamReceived is the interceptor of tapRequest for streaming calls: it
+// stops the timer after the first message is received.
+func (s *Service) streamReceived(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, ok := ss.Context().Value(requestTimerKey{}).(*time.Timer); !ok {
+		return handler(srv, ss)
+	}
+	return handler(srv, &receivedStream{ServerStream: ss})
+}
+
+// receivedStream stops the timer of tapRequest after its first message.
+type receivedStream struct {
+	grpc.ServerStream
+	received bool
+}
+
+func (r *receivedStream) RecvMsg(m any) error {
+	err := r.ServerStream.RecvMsg(m)
+	if !r.received {
+		r.received = true
+		requestReceived(r.Context())
+	}
+	return err
 }

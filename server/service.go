@@ -238,8 +238,8 @@ func New(opts Options) (*Service, error) {
 // ServerOptions returns the gRPC server options the service needs: its
 // metrics interceptors, a receive limit that fits MaxBatchSamples, and the
 // connection limits (see limits.go): MaxConcurrentStreams, the keepalive
-// enforcement policy and parameters, and bounds on handshakes and
-// metadata.
+// enforcement policy and parameters, bounds on handshakes and metadata,
+// and on the time to receive a request (tapRequest).
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
@@ -257,6 +257,9 @@ func (s *Service) ServerOptions() []grpc.ServerOption {
 		}),
 		grpc.ConnectionTimeout(connectionTimeout),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.InTapHandle(s.tapRequest),
+		grpc.ChainUnaryInterceptor(s.unaryReceived),
+		grpc.ChainStreamInterceptor(s.streamReceived),
 	}
 }
 
