@@ -505,7 +505,7 @@ func (v *validator) metric(path, name string, pc canaryv1.Cohort) (int, analysis
 		if name == "" {
 			v.bad(path+".metric", "is required")
 		} else {
-			v.bad(path+".metric", "%q is not a metric of config %q", name, v.cfg.Name)
+			v.bad(path+".metric", "%s is not a metric of config %q", quoteShort(name), v.cfg.Name)
 		}
 	}
 	c, cok := apiconv.CohortFromProto(pc)

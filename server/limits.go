@@ -127,9 +127,9 @@ func checkLabels(baseline, canary map[string]string) []*errdetails.BadRequest_Fi
 	return vs
 }
 
-// quoteShort quotes s for a message, cut to its first 32 bytes.
+// quoteShort quotes s for a message, cut to its first 64 bytes.
 func quoteShort(s string) string {
-	const n = 32
+	const n = 64
 	if len(s) <= n {
 		return fmt.Sprintf("%q", s)
 	}
