@@ -61,6 +61,9 @@ const (
 	// MaxMetrics bounds the metrics of one config: each extra metric costs
 	// power, and the SRE workbook advises about a dozen.
 	MaxMetrics = 50
+	// MaxUnitLen bounds Metric.Unit and Metric.ExposureUnit, in bytes:
+	// they are copied into every run and reason.
+	MaxUnitLen = 64
 )
 
 // Config says how to judge a canary: which metrics, how, and with what
@@ -347,7 +350,7 @@ func (p parser) metric(path string, n *yaml.Node, m *Metric) {
 func (c *Config) Normalize() error {
 	var errs FieldErrors
 	if !nameRE.MatchString(c.Name) {
-		errs.add("name", "must be 1-128 letters, digits or . _ : / - (got %q)", c.Name)
+		errs.add("name", "must be 1-128 letters, digits or . _ : / - (got %q)", shorten(c.Name))
 	}
 	if c.Warmup < 0 {
 		errs.add("warmup", "must be >= 0")
@@ -413,7 +416,12 @@ func UnsetMetric() Metric {
 
 func (m *Metric) normalize(path string, errs *FieldErrors) {
 	if !nameRE.MatchString(m.Name) {
-		errs.add(path+".name", "must be 1-128 letters, digits or . _ : / - (got %q)", m.Name)
+		errs.add(path+".name", "must be 1-128 letters, digits or . _ : / - (got %q)", shorten(m.Name))
+	}
+	for _, u := range []struct{ field, v string }{{"unit", m.Unit}, {"exposure_unit", m.ExposureUnit}} {
+		if len(u.v) > MaxUnitLen {
+			errs.add(path+"."+u.field, "is %d bytes, more than %d", len(u.v), MaxUnitLen)
+		}
 	}
 	switch m.Category {
 	case Stability, Performance, Business:
@@ -497,6 +505,14 @@ func (m *Metric) normalize(path string, errs *FieldErrors) {
 			errs.add(path+".min_samples", "must be >= 2")
 		}
 	}
+}
+
+// shorten cuts a rejected name to 140 bytes for an error message.
+func shorten(s string) string {
+	if len(s) > 140 {
+		return s[:140] + "…"
+	}
+	return s
 }
 
 // Metric returns the index of the named metric, or -1.

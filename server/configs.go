@@ -18,9 +18,6 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
-// maxYAMLLen bounds a config sent as YAML text.
-const maxYAMLLen = 1 << 20
-
 // PutConfig stores a new version of a config; see the API. Field
 // violations name the request field the config came in ("config" or
 // "yaml") followed by the config path, e.g. "config.metrics[1].tolerance"
@@ -146,10 +143,14 @@ func (s *Service) GetConfig(ctx context.Context, req *canaryv1.GetConfigRequest)
 
 // ListConfigs lists configs; see the API.
 func (s *Service) ListConfigs(ctx context.Context, req *canaryv1.ListConfigsRequest) (*canaryv1.ListConfigsResponse, error) {
-	if req.GetPageSize() < 0 {
-		return nil, s.status(badField("page_size", "must be >= 0"))
+	vs := checkPage(req.GetPageSize(), req.GetPageToken())
+	vs = append(vs, checkFilter("name", req.GetName())...)
+	if len(vs) > 0 {
+		return nil, s.status(invalid(vs...))
 	}
-	cs, next, err := s.store.ListConfigs(ctx, req.GetName(), store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	cs, next, err := boundedPage(s.maxListBytes, int(req.GetPageSize()), func(size int) ([]*canaryv1.ConfigVersion, string, error) {
+		return s.store.ListConfigs(ctx, req.GetName(), store.Page{Size: size, Token: req.GetPageToken()})
+	}, nil)
 	if err != nil {
 		return nil, s.status(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -92,12 +93,18 @@ func (s *Service) Ingest(ctx context.Context, req *canaryv1.IngestRequest) (*can
 // starts its append without waiting for the previous ones, so that up to
 // streamWindow appends are in flight and the store can commit them
 // together; this goroutine waits for them in order, merges them into their
-// runs and sends the acknowledgements.
+// runs and sends the acknowledgements. A stream that stays idle for
+// Options.StreamIdleTimeout (no complete message received, every batch
+// acknowledged) is ended with DEADLINE_EXCEEDED.
 func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer) error {
 	ctx := stream.Context()
 	queue := make(chan *batch, streamWindow)
 	quit := make(chan struct{})
 	var readErr error // written before queue is closed
+	// lastActive is when the last complete message arrived or the last
+	// acknowledgement was sent (UnixNano).
+	var lastActive atomic.Int64
+	lastActive.Store(time.Now().UnixNano())
 	go func() {
 		defer close(queue)
 		// A batch resent while its first copy is still being appended
@@ -112,6 +119,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				}
 				return
 			}
+			lastActive.Store(time.Now().UnixNano())
 			select {
 			case <-quit:
 				return
@@ -173,13 +181,20 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 			sum.BatchesAccepted++
 			sum.Samples += b.total()
 		}
-		return stream.Send(&canaryv1.IngestStreamResponse{
+		err := stream.Send(&canaryv1.IngestStreamResponse{
 			Ack:             b.ack(),
 			BatchesAccepted: sum.BatchesAccepted,
 			Duplicates:      sum.Duplicates,
 			Samples:         sum.Samples,
 		})
+		lastActive.Store(max(lastActive.Load(), time.Now().UnixNano()))
+		return err
 	}
+	// The idle timer runs while this goroutine waits for a batch, i.e.
+	// while every batch received is acknowledged; it is checked against
+	// lastActive, which also covers a batch received and being validated.
+	idle := time.NewTimer(s.streamIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case b, ok := <-queue:
@@ -193,6 +208,15 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				abandon()
 				return err
 			}
+			idle.Reset(s.streamIdle)
+		case <-idle.C:
+			if d := s.streamIdle - time.Since(time.Unix(0, lastActive.Load())); d > 0 {
+				idle.Reset(d)
+				continue
+			}
+			abandon()
+			return s.status(&apiError{code: codes.DeadlineExceeded, msg: fmt.Sprintf(
+				"ingest stream idle: no batch received for %v (--stream-idle-timeout); open a new stream to send more", s.streamIdle)})
 		case <-s.shutdown:
 			// Drain: take no new batch, acknowledge the ones received,
 			// then end the stream so that the client resends the rest
@@ -525,7 +549,7 @@ func (v *validator) metric(path, name string, pc canaryv1.Cohort) (int, analysis
 		if name == "" {
 			v.bad(path+".metric", "is required")
 		} else {
-			v.bad(path+".metric", "%q is not a metric of config %q", name, v.cfg.Name)
+			v.bad(path+".metric", "%s is not a metric of config %q", quoteShort(name), v.cfg.Name)
 		}
 	}
 	c, cok := apiconv.CohortFromProto(pc)

@@ -19,6 +19,8 @@ type metrics struct {
 	batches  *prometheus.CounterVec // result: accepted | duplicate
 	verdicts *prometheus.CounterVec // decision, final
 	judge    prometheus.Histogram
+	// judgeWait: time judges waited for a slot (Options.JudgeConcurrency).
+	judgeWait prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, liveRuns func() float64) (*metrics, error) {
@@ -51,12 +53,17 @@ func newMetrics(reg prometheus.Registerer, liveRuns func() float64) (*metrics, e
 			Help:    "Time to judge a run (cache misses only).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02, .05, .1, .25, 1},
 		}),
+		judgeWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "canaryd_judge_wait_seconds",
+			Help:    "Time judges waited for one of the --judge-concurrency slots (only those that waited).",
+			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
 	}
 	runs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "canaryd_runs_in_memory",
 		Help: "Runs held in memory (running runs in use, and recently finished ones).",
 	}, liveRuns)
-	for _, c := range []prometheus.Collector{m.rpcs, m.rpcTime, m.samples, m.batches, m.verdicts, m.judge, runs} {
+	for _, c := range []prometheus.Collector{m.rpcs, m.rpcTime, m.samples, m.batches, m.verdicts, m.judge, m.judgeWait, runs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

@@ -42,8 +42,7 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 			vs = append(vs, violation(f.name, "%s", msg))
 		}
 	}
-	vs = append(vs, checkLabels("baseline_labels", req.GetBaselineLabels())...)
-	vs = append(vs, checkLabels("canary_labels", req.GetCanaryLabels())...)
+	vs = append(vs, checkLabels(req.GetBaselineLabels(), req.GetCanaryLabels())...)
 	if bt := req.GetBakeTime(); bt != nil {
 		if err := bt.CheckValid(); err != nil {
 			vs = append(vs, violation("bake_time", "must be a valid duration: %v", err))
@@ -109,6 +108,10 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		}
 		cfg = c
 	case *canaryv1.CreateRunRequest_InlineYaml:
+		if len(src.InlineYaml) > maxYAMLLen {
+			vs = append(vs, violation("inline_yaml", "is %d bytes, more than %d", len(src.InlineYaml), maxYAMLLen))
+			break
+		}
 		c, err := analysis.ParseConfig([]byte(src.InlineYaml))
 		if err != nil {
 			vs = append(vs, yamlViolations("inline_yaml", err)...)
@@ -206,19 +209,6 @@ func checkText(v string) string {
 	return ""
 }
 
-func checkLabels(field string, labels map[string]string) []*errdetails.BadRequest_FieldViolation {
-	var vs []*errdetails.BadRequest_FieldViolation
-	for k, v := range labels {
-		if msg := checkText(k); msg != "" {
-			vs = append(vs, violation(field, "label key %q %s", k, msg))
-		}
-		if len(v) > maxIDLen || !utf8.ValidString(v) {
-			vs = append(vs, violation(fmt.Sprintf("%s[%q]", field, k), "must be valid UTF-8 of at most %d bytes", maxIDLen))
-		}
-	}
-	return vs
-}
-
 // GetRun returns a run; see the API. A running run is loaded into memory
 // (if it is not there already), whose counters and latest verdict are
 // fresher than the stored record's: those are written back only with
@@ -306,10 +296,9 @@ const listFreshers = 8
 // replica's deltas, as by GetRun (see fresher); up to listFreshers at a
 // time.
 func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (*canaryv1.ListRunsResponse, error) {
-	var vs []*errdetails.BadRequest_FieldViolation
-	if req.GetPageSize() < 0 {
-		vs = append(vs, violation("page_size", "must be >= 0"))
-	}
+	vs := checkPage(req.GetPageSize(), req.GetPageToken())
+	vs = append(vs, checkFilter("service", req.GetService())...)
+	vs = append(vs, checkFilter("stage", req.GetStage())...)
 	if _, ok := canaryv1.RunState_name[int32(req.GetState())]; !ok {
 		vs = append(vs, violation("state", "unknown run state %d", req.GetState()))
 	}
@@ -318,13 +307,24 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 	}
 	svc, scope := listService(ctx, req.GetService())
 	f := store.RunFilter{Service: svc, Stage: req.GetStage(), State: req.GetState()}
-	runs, next, err := listScoped(scope, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()},
-		(*canaryv1.Run).GetService, func(p store.Page) ([]*canaryv1.Run, string, error) {
-			return s.store.ListRuns(ctx, f, p)
-		})
+	fetch := func(size int) ([]*canaryv1.Run, string, error) {
+		return listScoped(scope, store.Page{Size: size, Token: req.GetPageToken()},
+			(*canaryv1.Run).GetService, func(p store.Page) ([]*canaryv1.Run, string, error) {
+				return s.store.ListRuns(ctx, f, p)
+			})
+	}
+	runs, next, err := boundedPage(s.maxListBytes, int(req.GetPageSize()), fetch, func(runs []*canaryv1.Run) error {
+		return s.freshen(ctx, runs)
+	})
 	if err != nil {
 		return nil, s.status(err)
 	}
+	return &canaryv1.ListRunsResponse{Runs: runs, NextPageToken: next}, nil
+}
+
+// freshen replaces the runs of a page by their fresher records (see
+// fresher), up to listFreshers at a time.
+func (s *Service) freshen(ctx context.Context, runs []*canaryv1.Run) error {
 	var (
 		wg   sync.WaitGroup
 		sem  = make(chan struct{}, listFreshers)
@@ -340,10 +340,10 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return nil, s.status(err)
+			return err
 		}
 	}
-	return &canaryv1.ListRunsResponse{Runs: runs, NextPageToken: next}, nil
+	return nil
 }
 
 // CompleteRun ends a run with its final verdict judged as if the bake time
@@ -367,8 +367,6 @@ func (s *Service) AbortRun(ctx context.Context, req *canaryv1.AbortRunRequest) (
 	}
 	return &canaryv1.AbortRunResponse{Run: run}, nil
 }
-
-const maxReasonLen = 4096
 
 // finish completes or aborts a run: new appends are refused, the ones in
 // flight are drained, the final verdict is computed on everything
@@ -435,6 +433,12 @@ func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.Run
 		run   *canaryv1.Run
 		final *canaryv1.Verdict
 	)
+	// The final verdict is judged under lr.mu: take a judge slot first,
+	// without it.
+	if err := s.acquireJudge(ctx); err != nil {
+		return nil, err
+	}
+	defer s.releaseJudge()
 	if err := waitIdle(ctx, lr); err != nil {
 		return nil, err
 	}

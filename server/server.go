@@ -73,6 +73,12 @@ type RunOptions struct {
 	MaxBatchSamples int
 	// ClockSkew is passed to the Service (0 means DefaultClockSkew).
 	ClockSkew time.Duration
+	// StreamIdleTimeout, MaxConcurrentStreams, KeepaliveMinTime and
+	// JudgeConcurrency are passed to the Service (0 means its default).
+	StreamIdleTimeout    time.Duration
+	MaxConcurrentStreams uint32
+	KeepaliveMinTime     time.Duration
+	JudgeConcurrency     int
 	// DrainTimeout bounds the drain on cancellation (see Run), after which
 	// calls still running are cut; 0 means DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -133,6 +139,12 @@ func (o *RunOptions) validate() error {
 		return errors.New("tls: a certificate and its key go together (--tls-cert and --tls-key)")
 	case o.ClientCA != "" && o.TLSCert == "":
 		return errors.New("tls: a client CA (mTLS) needs a server certificate (--tls-cert and --tls-key)")
+	case o.StreamIdleTimeout < 0:
+		return fmt.Errorf("stream idle timeout %v is negative", o.StreamIdleTimeout)
+	case o.KeepaliveMinTime < 0:
+		return fmt.Errorf("keepalive min time %v is negative", o.KeepaliveMinTime)
+	case o.JudgeConcurrency < 0:
+		return fmt.Errorf("judge concurrency %d is negative", o.JudgeConcurrency)
 	}
 	return nil
 }
@@ -380,9 +392,13 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 		Registerer:      reg,
 		IdleTimeout:     opts.IdleTimeout,
 		MaxBatchSamples: opts.MaxBatchSamples,
-		ClockSkew:       opts.ClockSkew,
-		Auth:            policy,
-		ClientCerts:     opts.ClientCA != "",
+		ClockSkew:            opts.ClockSkew,
+		Auth:                 policy,
+		ClientCerts:          opts.ClientCA != "",
+		StreamIdleTimeout:    opts.StreamIdleTimeout,
+		MaxConcurrentStreams: opts.MaxConcurrentStreams,
+		KeepaliveMinTime:     opts.KeepaliveMinTime,
+		JudgeConcurrency:     opts.JudgeConcurrency,
 	})
 	if err != nil {
 		return err

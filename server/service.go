@@ -20,11 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/canaryd/canaryd/analysis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -50,8 +52,6 @@ const (
 	watchInterval = 200 * time.Millisecond
 	// maxViolations bounds the field violations reported for one request.
 	maxViolations = 100
-	// maxIDLen bounds request ids, batch ids, services, stages and labels.
-	maxIDLen = 256
 	// backgroundTimeout bounds the store calls the service makes on its
 	// own (snapshots, flushing counters, loading a run).
 	backgroundTimeout = time.Minute
@@ -95,6 +95,29 @@ type Options struct {
 	// A panic in it is recovered: the run's verdict is then an error
 	// (INTERNAL) and AbortRun still ends the run (see finishLocked).
 	Judge func(*analysis.Data, analysis.Options) analysis.Verdict
+	// StreamIdleTimeout ends an IngestStream (DEADLINE_EXCEEDED) on which
+	// the client sent no complete message for this long while every batch
+	// it sent was acknowledged: gRPC messages count, not bytes, so a
+	// stream that trickles a batch byte by byte is idle. 0 means
+	// DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
+	// MaxConcurrentStreams bounds the calls in progress on one client
+	// connection; 0 means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
+	// KeepaliveMinTime is the shortest interval between client pings the
+	// server accepts; 0 means DefaultKeepaliveMinTime.
+	KeepaliveMinTime time.Duration
+	// JudgeConcurrency bounds the judges computed at the same time, over
+	// all runs (a judge of a large run is CPU-bound for up to seconds):
+	// the others wait for a slot, so that health checks and ingest keep a
+	// CPU. 0 means DefaultJudgeConcurrency().
+	JudgeConcurrency int
+}
+
+// DefaultJudgeConcurrency is one judge per CPU (GOMAXPROCS) but one, and
+// at least one.
+func DefaultJudgeConcurrency() int {
+	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
 func (o *Options) validate() error {
@@ -109,6 +132,12 @@ func (o *Options) validate() error {
 		return fmt.Errorf("options: snapshot every %d is negative", o.SnapshotEvery)
 	case o.ClockSkew < 0:
 		return fmt.Errorf("options: clock skew %v is negative", o.ClockSkew)
+	case o.StreamIdleTimeout < 0:
+		return fmt.Errorf("options: stream idle timeout %v is negative", o.StreamIdleTimeout)
+	case o.KeepaliveMinTime < 0:
+		return fmt.Errorf("options: keepalive min time %v is negative", o.KeepaliveMinTime)
+	case o.JudgeConcurrency < 0:
+		return fmt.Errorf("options: judge concurrency %d is negative", o.JudgeConcurrency)
 	}
 	return nil
 }
@@ -138,6 +167,18 @@ func (o *Options) setDefaults() {
 	if o.Judge == nil {
 		o.Judge = analysis.Judge
 	}
+	if o.StreamIdleTimeout == 0 {
+		o.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if o.KeepaliveMinTime == 0 {
+		o.KeepaliveMinTime = DefaultKeepaliveMinTime
+	}
+	if o.JudgeConcurrency == 0 {
+		o.JudgeConcurrency = DefaultJudgeConcurrency()
+	}
 }
 
 // Service implements canaryv1.CanaryServiceServer. Create it with New,
@@ -157,8 +198,16 @@ type Service struct {
 	snapN       int
 	skew        time.Duration
 	judge       func(*analysis.Data, analysis.Options) analysis.Verdict
+	streamIdle  time.Duration
+	maxStreams  uint32
+	pingMin     time.Duration
 	metrics     *metrics
 	guard       *auth.Guard
+	// judges holds a token per judge being computed (JudgeConcurrency).
+	judges chan struct{}
+	// maxListBytes bounds the items of one page of a listing (see
+	// boundedPage); maxListBytes unless a test lowers it before any call.
+	maxListBytes int
 
 	mu   sync.Mutex
 	runs map[string]*live // runs in memory, by id
@@ -202,6 +251,12 @@ func New(opts Options) (*Service, error) {
 		shutdown:    make(chan struct{}),
 		stop:        make(chan struct{}),
 		janitorDone: make(chan struct{}),
+
+		streamIdle:   opts.StreamIdleTimeout,
+		maxStreams:   opts.MaxConcurrentStreams,
+		pingMin:      opts.KeepaliveMinTime,
+		judges:       make(chan struct{}, opts.JudgeConcurrency),
+		maxListBytes: maxListBytes,
 	}
 	if t, ok := opts.Store.(store.Tailer); ok {
 		s.tail = t
@@ -227,13 +282,31 @@ func New(opts Options) (*Service, error) {
 // INVALID_ARGUMENT naming the field: see codec.go), its interceptors
 // (metrics, panic recovery, the codec's check; they must come first in the
 // chain), then the auth guard's (authentication, authorization and audit
-// log; see package auth), and a receive limit that fits MaxBatchSamples.
+// log; see package auth), a receive limit that fits MaxBatchSamples, and
+// the connection limits (see limits.go): MaxConcurrentStreams, the
+// keepalive enforcement policy and parameters, bounds on handshakes and
+// metadata, and on the time to receive a request (tapRequest).
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		codecOption(),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.guard.Unary),
 		grpc.ChainStreamInterceptor(s.streamInterceptor, s.guard.Stream),
 		grpc.MaxRecvMsgSize(s.maxMessageSize()),
+		grpc.MaxConcurrentStreams(s.maxStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             s.pingMin,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: maxConnectionIdle,
+			Time:              keepaliveTime,
+			Timeout:           keepaliveTimeout,
+		}),
+		grpc.ConnectionTimeout(connectionTimeout),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.InTapHandle(s.tapRequest),
+		grpc.ChainUnaryInterceptor(s.unaryReceived),
+		grpc.ChainStreamInterceptor(s.streamReceived),
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -138,13 +137,26 @@ func (s *Service) installLocked(lr *live, av *analysis.Verdict, version uint64, 
 // judgeUnlocked judges a copy of lr's data without holding lr.mu (see
 // Judging) and installs the verdict, unless the run was finished or is
 // being finished meanwhile, or a verdict on later data was installed: ok
-// is false then, and the caller looks again. A failure of the judge is
-// returned (and cached for the data version). Called with lr.mu held and
-// lr.judging nil; it returns with lr.mu held, having released it while it
-// judged.
-func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1.Verdict, ok bool, err error) {
+// is false then, and the caller looks again. The copy and the judge take
+// one of the service's judge slots (Options.JudgeConcurrency), waited for
+// without lr.mu; err is ctx's error if it ends first. A failure of the
+// judge is returned (and cached for the data version). Called with lr.mu
+// held and lr.judging nil; it returns with lr.mu held, having released it
+// while it waited and judged.
+func (s *Service) judgeUnlocked(ctx context.Context, lr *live, now time.Time, bake bool) (v *canaryv1.Verdict, ok bool, err error) {
 	done := make(chan struct{})
 	lr.judging = done
+	lr.mu.Unlock()
+	err = s.acquireJudge(ctx)
+	lr.mu.Lock()
+	if err != nil || lr.finished() {
+		if err == nil {
+			s.releaseJudge()
+		}
+		lr.judging = nil
+		close(done)
+		return nil, false, err
+	}
 	cp := analysis.NewData(lr.cfg)
 	cp.Merge(lr.data)
 	version := lr.version
@@ -153,6 +165,7 @@ func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1
 		s.judgeHook()
 	}
 	av, err := s.judgeData(lr, cp, bake)
+	s.releaseJudge()
 	lr.mu.Lock()
 	lr.judging = nil
 	close(done)
@@ -172,6 +185,27 @@ func (s *Service) judgeUnlocked(lr *live, now time.Time, bake bool) (v *canaryv1
 	return s.installLocked(lr, &av, version, bake, now), true, nil
 }
 
+// acquireJudge waits for a judge slot (see Options.JudgeConcurrency).
+// The caller must not hold a run's lock.
+func (s *Service) acquireJudge(ctx context.Context) error {
+	select {
+	case s.judges <- struct{}{}:
+		return nil
+	default:
+	}
+	start := time.Now()
+	defer func() { s.metrics.judgeWait.Observe(time.Since(start).Seconds()) }()
+	select {
+	case s.judges <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// releaseJudge returns a slot taken by acquireJudge.
+func (s *Service) releaseJudge() { <-s.judges }
+
 // sameEvidence reports whether two verdicts differ only in their time and
 // sequence.
 func sameEvidence(a, b *canaryv1.Verdict) bool {
@@ -186,7 +220,7 @@ func sameEvidence(a, b *canaryv1.Verdict) bool {
 // release it meanwhile (see Judging), so the caller must read whatever it
 // needs to be consistent with the verdict after it returns (or before it
 // is called, for what must not be newer than the verdict's data).
-func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
+func (s *Service) verdictNow(ctx context.Context, lr *live) (*canaryv1.Verdict, error) {
 	for {
 		if lr.finished() {
 			if lr.verdict == nil {
@@ -212,16 +246,18 @@ func (s *Service) verdictNow(lr *live) (*canaryv1.Verdict, error) {
 			// Another call is judging this run: its verdict may be the
 			// one wanted.
 			lr.mu.Unlock()
-			<-ch
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				lr.mu.Lock()
+				return nil, ctx.Err()
+			}
 			lr.mu.Lock()
 			continue
 		}
-		v, ok, err := s.judgeUnlocked(lr, now, bake)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return v, nil
+		v, ok, err := s.judgeUnlocked(ctx, lr, now, bake)
+		if err != nil || ok {
+			return v, err
 		}
 	}
 }
@@ -232,7 +268,7 @@ func (s *Service) Judge(ctx context.Context, req *canaryv1.JudgeRequest) (*canar
 	if err != nil {
 		return nil, s.status(err)
 	}
-	v, err := s.verdictNow(lr)
+	v, err := s.verdictNow(ctx, lr)
 	lr.mu.Unlock()
 	if err != nil {
 		return nil, s.status(err)
@@ -308,7 +344,7 @@ type watchSent struct {
 // last; final reports that the run has finished (the stream's end). Errors
 // are gRPC statuses.
 func (s *Service) judgeAndSend(stream canaryv1.CanaryService_WatchVerdictServer, lr *live, w *watchSent) (final bool, err error) {
-	v, err := s.verdictNow(lr)
+	v, err := s.verdictNow(stream.Context(), lr)
 	final = lr.finished()
 	lr.mu.Unlock()
 	if err != nil {
@@ -359,10 +395,9 @@ func (s *Service) waitChange(ctx context.Context, changed <-chan struct{}, until
 // some services (package auth) sees only theirs (see listScoped for the
 // page size).
 func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRequest) (*canaryv1.ListVerdictsResponse, error) {
-	var vs []*errdetails.BadRequest_FieldViolation
-	if req.GetPageSize() < 0 {
-		vs = append(vs, violation("page_size", "must be >= 0"))
-	}
+	vs := checkPage(req.GetPageSize(), req.GetPageToken())
+	vs = append(vs, checkFilter("service", req.GetService())...)
+	vs = append(vs, checkFilter("stage", req.GetStage())...)
 	if _, ok := canaryv1.Decision_name[int32(req.GetDecision())]; !ok {
 		vs = append(vs, violation("decision", "unknown decision %d", req.GetDecision()))
 	}
@@ -389,10 +424,12 @@ func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRe
 	}
 	var scope *auth.Caller
 	f.Service, scope = listService(ctx, f.Service)
-	verdicts, next, err := listScoped(scope, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()},
-		(*canaryv1.Verdict).GetService, func(p store.Page) ([]*canaryv1.Verdict, string, error) {
-			return s.store.ListVerdicts(ctx, f, p)
-		})
+	verdicts, next, err := boundedPage(s.maxListBytes, int(req.GetPageSize()), func(size int) ([]*canaryv1.Verdict, string, error) {
+		return listScoped(scope, store.Page{Size: size, Token: req.GetPageToken()},
+			(*canaryv1.Verdict).GetService, func(p store.Page) ([]*canaryv1.Verdict, string, error) {
+				return s.store.ListVerdicts(ctx, f, p)
+			})
+	}, nil)
 	if err != nil {
 		return nil, s.status(err)
 	}

@@ -17,8 +17,12 @@
 // CANARYD_DRAIN_TIMEOUT (--shutdown-timeout and CANARYD_SHUTDOWN_TIMEOUT,
 // its former names, still work), --tls-cert CANARYD_TLS_CERT, --tls-key
 // CANARYD_TLS_KEY, --client-ca CANARYD_CLIENT_CA, --auth-tokens
-// CANARYD_AUTH_TOKENS, --reflection CANARYD_REFLECTION, --log-level
-// CANARYD_LOG_LEVEL, --log-format CANARYD_LOG_FORMAT.
+// CANARYD_AUTH_TOKENS, --reflection CANARYD_REFLECTION, --stream-idle-timeout
+// CANARYD_STREAM_IDLE_TIMEOUT, --max-concurrent-streams
+// CANARYD_MAX_CONCURRENT_STREAMS, --keepalive-min-time
+// CANARYD_KEEPALIVE_MIN_TIME, --judge-concurrency CANARYD_JUDGE_CONCURRENCY,
+// --log-level CANARYD_LOG_LEVEL, --log-format CANARYD_LOG_FORMAT. README.md
+// ("Limits") lists every limit.
 //
 // gRPC (default :7070) carries the API, grpc.health.v1 and server
 // reflection (`grpcurl -plaintext localhost:7070 list`); HTTP (default
@@ -33,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -158,6 +163,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 	fs.StringVar(&o.AuthTokens, "auth-tokens", env("CANARYD_AUTH_TOKENS", ""),
 		"YAML file of bearer tokens and mTLS names with their roles and services; without it and --client-ca the API is open [CANARYD_AUTH_TOKENS]")
 	reflection := fs.Bool("reflection", envBool("CANARYD_REFLECTION", true), "serve gRPC server reflection [CANARYD_REFLECTION]")
+	fs.DurationVar(&o.StreamIdleTimeout, "stream-idle-timeout", envDuration("CANARYD_STREAM_IDLE_TIMEOUT", server.DefaultStreamIdleTimeout),
+		"end an ingest stream that sent no batch for this long [CANARYD_STREAM_IDLE_TIMEOUT]")
+	maxStreams := fs.Uint("max-concurrent-streams", uint(envInt("CANARYD_MAX_CONCURRENT_STREAMS", server.DefaultMaxConcurrentStreams)),
+		"calls in progress per client connection; more wait in the client [CANARYD_MAX_CONCURRENT_STREAMS]")
+	fs.DurationVar(&o.KeepaliveMinTime, "keepalive-min-time", envDuration("CANARYD_KEEPALIVE_MIN_TIME", server.DefaultKeepaliveMinTime),
+		"disconnect clients that ping more often than this [CANARYD_KEEPALIVE_MIN_TIME]")
+	fs.IntVar(&o.JudgeConcurrency, "judge-concurrency", envInt("CANARYD_JUDGE_CONCURRENCY", server.DefaultJudgeConcurrency()),
+		"judges computed at the same time; more wait for a slot [CANARYD_JUDGE_CONCURRENCY]")
 	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
 	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
 	if err != nil {
@@ -177,6 +190,13 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		o.CompactThreshold = 1 // any free page (and a quarter of the file)
 	default:
 		o.CompactThreshold = *compactMiB << 20
+	}
+	if *maxStreams < 1 || *maxStreams > math.MaxUint32 {
+		return o, lo, fmt.Errorf("--max-concurrent-streams must be in [1, %d] (got %d)", uint32(math.MaxUint32), *maxStreams)
+	}
+	o.MaxConcurrentStreams = uint32(*maxStreams)
+	if o.JudgeConcurrency < 1 {
+		return o, lo, fmt.Errorf("--judge-concurrency must be >= 1 (got %d)", o.JudgeConcurrency)
 	}
 	if perr := lo.level.UnmarshalText([]byte(*level)); perr != nil {
 		return o, lo, fmt.Errorf("--log-level: %w", perr)
