@@ -387,11 +387,11 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc, err := New(Options{
-		Store:           st,
-		Logger:          log,
-		Registerer:      reg,
-		IdleTimeout:     opts.IdleTimeout,
-		MaxBatchSamples: opts.MaxBatchSamples,
+		Store:                st,
+		Logger:               log,
+		Registerer:           reg,
+		IdleTimeout:          opts.IdleTimeout,
+		MaxBatchSamples:      opts.MaxBatchSamples,
 		ClockSkew:            opts.ClockSkew,
 		Auth:                 policy,
 		ClientCerts:          opts.ClientCA != "",
