@@ -131,6 +131,20 @@ func (d *Dist) AddN(v float64, c uint64) error {
 	return nil
 }
 
+// Zeros returns the number of observations equal to 0.
+func (d *Dist) Zeros() uint64 {
+	if d.binned {
+		return d.zeros
+	}
+	var n uint64
+	for _, v := range d.exact {
+		if v == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // N returns the number of observations.
 func (d *Dist) N() uint64 { return d.n }
 

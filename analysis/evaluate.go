@@ -198,16 +198,16 @@ func opposite(dir Direction) Alternative {
 // at a 2 ms median: log(R(1.1x)) − log(R(x)) is not log 1.1); many zeros,
 // which have no logarithm.
 func coarseness(b, c *CohortData, median float64) string {
-	switch {
-	case b.Censored+c.Censored > 0:
+	if b.Censored+c.Censored > 0 {
 		return "values known only up to histogram buckets"
-	case b.NonInteger+c.NonInteger == 0 && median < 50:
-		return fmt.Sprintf("whole numbers with a median of %s", strconv.FormatFloat(median, 'g', 4, 64))
 	}
 	for _, cd := range [2]*CohortData{b, c} {
-		if n := cd.Moments.N; n > 0 && zeroShare(cd) > 0.05 {
-			return fmt.Sprintf("%s zeros", percent(math.Round(1000*zeroShare(cd))/1000))
+		if z := zeroShare(cd); z > 0.05 {
+			return fmt.Sprintf("%s zeros in a cohort", percent(math.Round(1000*z)/1000))
 		}
+	}
+	if b.NonInteger+c.NonInteger == 0 && median < 50 {
+		return fmt.Sprintf("whole numbers with a median of %s", strconv.FormatFloat(median, 'g', 4, 64))
 	}
 	return ""
 }
@@ -218,7 +218,7 @@ func zeroShare(cd *CohortData) float64 {
 	if n == 0 {
 		return 0
 	}
-	return float64(cd.Dist.zeros) / n
+	return float64(cd.Dist.Zeros()) / n
 }
 
 // distTest is one contrast of a distribution or mean metric: on the

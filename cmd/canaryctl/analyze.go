@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/canaryd/canaryd/analysis"
@@ -22,6 +24,7 @@ func runAnalyze(ctx context.Context, e *env, args []string) error {
 	out := outputFlag(fs)
 	live := fs.Bool("bake-incomplete", false, "judge as a live run whose bake time has not ended (non-critical regressions hold)")
 	seq := fs.Bool("sequential", false, "use the anytime-valid tests of live runs instead of the fixed-sample tests")
+	maxGap := fs.Duration("max-gap", time.Hour, "samples timed more than this apart from the rest, and fewer than 1% of them, are excluded as skewed clocks")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,9 +51,13 @@ func runAnalyze(ctx context.Context, e *env, args []string) error {
 		defer f.Close()
 		in = f
 	}
-	data, err := loadSamples(cfg, in)
+	data, skewed, err := loadSamples(cfg, in, *maxGap)
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", *samplesPath, err)}
+	}
+	if len(skewed.records) > 0 {
+		fmt.Fprintf(e.stderr, "canaryctl analyze: excluded %d samples timed outside %s – %s, more than %v from the rest (a skewed clock?): %s\n",
+			len(skewed.records), skewed.lo.Format(time.RFC3339), skewed.hi.Format(time.RFC3339), *maxGap, skewed.examples())
 	}
 	v := analysis.Judge(data, analysis.Options{BakeComplete: !*live, Sequential: *seq})
 	if err := printVerdict(e.stdout, *out, &v); err != nil {
@@ -60,34 +67,113 @@ func runAnalyze(ctx context.Context, e *env, args []string) error {
 }
 
 // loadSamples reads every record, validates it against the config, and
-// accumulates it. Each cohort's warm-up counts from its earliest sample, so
-// the records are read whole before any is added.
-func loadSamples(cfg *analysis.Config, in io.Reader) (*analysis.Data, error) {
+// accumulates it. Records timed far from all the others — in a group of
+// fewer than 1% of the timed records, separated from the rest by more than
+// maxGap, like a sample dated 1970 or 9999 by a skewed clock — are excluded
+// and returned in skewed. Each cohort's warm-up counts from its earliest
+// kept sample, so the records are read whole before any is added.
+func loadSamples(cfg *analysis.Config, in io.Reader, maxGap time.Duration) (*analysis.Data, skewedSamples, error) {
 	data := analysis.NewData(cfg)
 	var recs []analysis.Record
-	var start [2]time.Time
 	err := jsonl.Read(in, func(r analysis.Record) error {
 		if err := data.Check(&r); err != nil {
 			return err
-		}
-		if t := r.Time; !t.IsZero() && (start[r.Cohort].IsZero() || t.Before(start[r.Cohort])) {
-			start[r.Cohort] = t
 		}
 		recs = append(recs, r)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, skewedSamples{}, err
 	}
 	if len(recs) == 0 {
-		return nil, errors.New("no samples")
+		return nil, skewedSamples{}, errors.New("no samples")
 	}
+	lo, hi := timeRange(recs, maxGap)
+	var skewed skewedSamples
+	var start [2]time.Time
+	kept := recs[:0]
+	for i, r := range recs {
+		if t := r.Time; !t.IsZero() {
+			if t.Before(lo) || t.After(hi) {
+				skewed.records = append(skewed.records, i+1)
+				skewed.times = append(skewed.times, t)
+				continue
+			}
+			if start[r.Cohort].IsZero() || t.Before(start[r.Cohort]) {
+				start[r.Cohort] = t
+			}
+		}
+		kept = append(kept, r)
+	}
+	skewed.lo, skewed.hi = lo, hi
 	data.SetStart(analysis.Baseline, start[analysis.Baseline])
 	data.SetStart(analysis.Canary, start[analysis.Canary])
-	for i := range recs {
-		if err := data.Add(&recs[i]); err != nil {
-			return nil, err
+	for i := range kept {
+		if err := data.Add(&kept[i]); err != nil {
+			return nil, skewedSamples{}, err
 		}
 	}
-	return data, nil
+	return data, skewed, nil
+}
+
+// skewedSamples are the records loadSamples excluded (1-based record
+// numbers, and their times), and the range of the times it kept.
+type skewedSamples struct {
+	records []int
+	times   []time.Time
+	lo, hi  time.Time
+}
+
+// examples names the first few excluded records.
+func (s skewedSamples) examples() string {
+	var parts []string
+	for i, n := range s.records {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(s.records)-5))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("record %d (%s)", n, s.times[i].Format(time.RFC3339)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// timeRange returns the range of the timed records' times once the groups
+// of fewer than 1% of them, separated from the others by more than
+// maxGap, are left out: the groups of times with no gap above maxGap,
+// kept from the largest outwards while they hold 1% or more.
+func timeRange(recs []analysis.Record, maxGap time.Duration) (lo, hi time.Time) {
+	var ts []time.Time
+	for _, r := range recs {
+		if !r.Time.IsZero() {
+			ts = append(ts, r.Time)
+		}
+	}
+	if len(ts) == 0 {
+		return time.Time{}, time.Time{}
+	}
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	// Groups [from, to) of consecutive times.
+	type group struct{ from, to int }
+	var groups []group
+	from := 0
+	for i := 1; i <= len(ts); i++ {
+		if i == len(ts) || ts[i].Sub(ts[i-1]) > maxGap {
+			groups = append(groups, group{from, i})
+			from = i
+		}
+	}
+	minSize := max(1, len(ts)/100)
+	first, last := -1, -1
+	for k, g := range groups {
+		if g.to-g.from >= minSize {
+			if first < 0 {
+				first = k
+			}
+			last = k
+		}
+	}
+	if first < 0 { // every group is small: keep everything
+		return ts[0], ts[len(ts)-1]
+	}
+	return ts[groups[first].from], ts[groups[last].to-1]
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -92,5 +93,31 @@ func TestAnalyzeErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, errs, tc.want)
 			}
 		})
+	}
+}
+
+// TestAnalyzeSkewedClock: samples dated far from all the others (1970,
+// 9999: a skewed clock) are excluded and counted on stderr, and the verdict
+// is the one without them. One such sample used to start a cohort's
+// warm-up in 1970 (the spike counted) or move the window tests.
+func TestAnalyzeSkewedClock(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("../../examples/rollback.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	skewed := string(src) +
+		`{"metric":"latency_ms","cohort":"canary","value":80,"time":"1970-01-01T00:00:00Z"}` + "\n" +
+		`{"metric":"latency_ms","cohort":"baseline","value":500,"time":"9999-12-31T00:00:00Z"}` + "\n"
+	for _, seq := range []string{"--sequential=false", "--sequential"} {
+		_, want, _ := runCLI(t, string(src), "analyze", "--config", "../../examples/canary.yaml", "--samples", "-", "-o", "json", seq)
+		code, got, errs := runCLI(t, skewed, "analyze", "--config", "../../examples/canary.yaml", "--samples", "-", "-o", "json", seq)
+		if code != 20 || got != want {
+			t.Errorf("%s: exit %d, verdict differs from the one without the skewed samples:\n%s\nwant\n%s", seq, code, got, want)
+		}
+		if !strings.Contains(errs, "excluded 2 samples timed outside 2026-11-22T10:00:00Z – 2026-11-22T10:29:50Z") ||
+			!strings.Contains(errs, "(1970-01-01T00:00:00Z)") || !strings.Contains(errs, "(9999-12-31T00:00:00Z)") {
+			t.Errorf("%s: stderr %q does not report the skewed samples", seq, errs)
+		}
 	}
 }
