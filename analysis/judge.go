@@ -37,11 +37,12 @@ type Options struct {
 //     covers the recent windows (withWindows); and the sample-ratio check
 //     of the canary's share of traffic (traffic.go) is one more test;
 //  2. the rollback p-values are adjusted with Holm's step-down procedure
-//     over all tests, so that the probability of rolling back a canary
+//     over all metrics, at 99% of the level, the sample-ratio check taking
+//     the last 1%, so that the probability of rolling back a canary
 //     identical to its baseline is at most 1 − confidence across all its
-//     metrics together (Holm 1979); a metric whose adjusted p-value is
-//     ≤ 1 − confidence regressed, once both cohorts reached its floor
-//     (min_samples / min_total);
+//     metrics together (Holm 1979; Bonferroni between the two); a metric
+//     whose adjusted p-value is ≤ 1 − confidence regressed, once both
+//     cohorts reached its floor (min_samples / min_total);
 //  3. a metric passes when its floor is met, its promote test rejects at
 //     level 1 − power, and its reported interval does not lie beyond the
 //     tolerance: the data show the canary is not worse than the tolerance
@@ -57,13 +58,17 @@ func Judge(d *Data, opts Options) Verdict {
 	cfg := d.Config()
 	alpha := cfg.Alpha()
 	traffic, hasTraffic := trafficMetric(cfg)
-	tests := len(cfg.Metrics)
+	// The sample-ratio check gets a small share of the level (a collapse
+	// of the traffic is overwhelming evidence within minutes), the metrics
+	// the rest, adjusted with Holm's procedure; by Bonferroni's inequality
+	// the family-wise level is their sum.
+	metricsLevel := alpha
 	if hasTraffic {
-		tests++
+		metricsLevel *= 1 - trafficLevelShare
 	}
-	// Holm's first step: each test's share of the level.
-	share := alpha / float64(tests)
-	results := make([]MetricResult, 0, tests)
+	// Holm's first step: each metric's share of the level.
+	share := metricsLevel / float64(len(cfg.Metrics))
+	results := make([]MetricResult, 0, len(cfg.Metrics)+1)
 	var windows []time.Time
 	if opts.Sequential && cfg.Window > 0 {
 		windows = windowStarts(d, cfg.Window)
@@ -80,14 +85,22 @@ func Judge(d *Data, opts Options) Verdict {
 		}
 		results = append(results, r)
 	}
-	if hasTraffic {
-		results = append(results, evalTraffic(d, traffic, opts, share))
-	}
 	ps := make([]float64, len(results))
 	for i := range results {
 		ps[i] = results[i].P
 	}
-	for i, q := range Holm(ps) {
+	// Adjusted p-values on the scale of alpha: a test regressed when its
+	// adjusted p-value is at most alpha.
+	adjusted := Holm(ps)
+	for i := range adjusted {
+		adjusted[i] = min(1, adjusted[i]*alpha/metricsLevel)
+	}
+	if hasTraffic {
+		r := evalTraffic(d, traffic, opts, alpha*trafficLevelShare)
+		results = append(results, r)
+		adjusted = append(adjusted, min(1, r.P/trafficLevelShare))
+	}
+	for i, q := range adjusted {
 		r := &results[i]
 		r.AdjustedP = q
 		null, _ := thresholds(&Metric{Tolerance: r.Tolerance}, Increase)
@@ -191,6 +204,10 @@ func windowStarts(d *Data, w time.Duration) []time.Time {
 // MaxWindows is the number of most recent windows tested (see
 // Config.Window).
 const MaxWindows = 4
+
+// trafficLevelShare is the share of the family-wise level the
+// sample-ratio check takes (see Judge).
+const trafficLevelShare = 0.01
 
 // withWindows combines the anytime p-value of metric i on the whole run
 // with those of the same tests on the samples since the start of each of
