@@ -46,20 +46,23 @@ func BenchmarkAddValues(b *testing.B) {
 
 // BenchmarkJudge measures one judgement of k distribution metrics with n
 // observations per cohort each, with the fixed-sample and the sequential
-// tests; "windows" adds 15-minute window tests over 60 minutes of samples
-// from 9+1 instances (a one-box): 4 windows and the design effect.
+// tests; "windows" adds 15-minute window tests over the minutes (60, or
+// 720: a 12-hour bake, 360 two-minute strata) of samples from 9+1
+// instances (a one-box): 4 windows and the design effect. Without windows
+// the samples have no time (one stratum).
 func BenchmarkJudge(b *testing.B) {
 	for _, size := range []struct {
 		k, n     int
 		seq, win bool
-	}{{1, 1000, false, false}, {20, 4000, false, false}, {20, 10000, false, false}, {20, 1000000, false, false},
-		{20, 4000, true, false}, {20, 1000000, true, false}, {20, 1000000, true, true}} {
+		minutes  int
+	}{{1, 1000, false, false, 60}, {20, 4000, false, false, 60}, {20, 10000, false, false, 60}, {20, 1000000, false, false, 60},
+		{20, 4000, true, false, 60}, {20, 1000000, true, false, 60}, {20, 1000000, true, true, 60}, {20, 1000000, true, true, 720}} {
 		mode := "fixed"
 		if size.seq {
 			mode = "sequential"
 		}
 		if size.win {
-			mode += "+windows"
+			mode += fmt.Sprintf("+windows/minutes=%d", size.minutes)
 		}
 		b.Run(fmt.Sprintf("%s/metrics=%d/n=%d", mode, size.k, size.n), func(b *testing.B) {
 			cfg := benchConfig(b, size.k)
@@ -76,9 +79,9 @@ func BenchmarkJudge(b *testing.B) {
 					d.AddValues(i, Canary, "", time.Time{}, canary)
 					continue
 				}
-				for m := range 60 {
+				for m := range size.minutes {
 					at := start.Add(time.Duration(m) * time.Minute)
-					lo, hi := m*size.n/60, (m+1)*size.n/60
+					lo, hi := m*size.n/size.minutes, (m+1)*size.n/size.minutes
 					d.AddValues(i, Baseline, fmt.Sprint("b", m%9), at, base[lo:hi])
 					d.AddValues(i, Canary, "c", at, canary[lo:hi])
 				}
@@ -93,16 +96,21 @@ func BenchmarkJudge(b *testing.B) {
 }
 
 // BenchmarkRunState judges the run of examples/canary.yaml (4 metrics)
-// after 60 minutes at 1,000 requests per minute and cohort from 10
-// instances, with and without its 15-minute window, and reports the size
-// of the encoded state (what a snapshot stores).
+// after 60 minutes, or a 12-hour bake (720 minutes), at 1,000 requests per
+// minute and cohort from 10 instances, with and without its 15-minute
+// window, and reports the size of the encoded state (what a snapshot
+// stores).
 func BenchmarkRunState(b *testing.B) {
 	src, err := os.ReadFile("../examples/canary.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, win := range []time.Duration{0, 15 * time.Minute} {
-		b.Run(fmt.Sprintf("window=%v", win), func(b *testing.B) {
+	for _, tc := range []struct {
+		win     time.Duration
+		minutes int
+	}{{0, 60}, {15 * time.Minute, 60}, {15 * time.Minute, 720}} {
+		win := tc.win
+		b.Run(fmt.Sprintf("window=%v/minutes=%d", win, tc.minutes), func(b *testing.B) {
 			cfg, err := ParseConfig(src)
 			if err != nil {
 				b.Fatal(err)
@@ -111,7 +119,7 @@ func BenchmarkRunState(b *testing.B) {
 			d := NewData(cfg)
 			rng := rand.New(rand.NewPCG(1, 1))
 			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			for m := range 60 {
+			for m := range tc.minutes {
 				at := t0.Add(time.Duration(m) * time.Minute)
 				for c := range 2 {
 					for i := range 10 {
