@@ -437,17 +437,49 @@ func (d *Data) AddValues(i int, c Cohort, instance string, t time.Time, vs []flo
 
 // summarize returns the Moments of vs and, with logs, of the logarithms of
 // its positive values and the number of positive values that are not
-// whole numbers.
+// whole numbers, in one pass over the data shifted by the first value (and
+// the first logarithm): the shifted-data algorithm (Chan, Golub and
+// LeVeque 1983, §3), which keeps the variance's precision as long as the
+// shift is a typical value, as the first value of a column is.
 func summarize(vs []float64, logs bool) (raw, lm Moments, nonInt uint64) {
-	raw = momentsOf(vs)
-	if logs {
-		lm = logMomentsOf(vs)
+	if len(vs) == 0 {
+		return Moments{}, Moments{}, 0
+	}
+	k := vs[0]
+	var s, ss float64
+	if !logs {
 		for _, v := range vs {
+			d := v - k
+			s += d
+			ss += d * d
+		}
+	} else {
+		var kl, ls, lss, ln float64
+		for _, v := range vs {
+			d := v - k
+			s += d
+			ss += d * d
 			if v != math.Trunc(v) {
 				nonInt++
 			}
+			if !(v > 0) {
+				continue
+			}
+			l := math.Log(v)
+			if ln == 0 {
+				kl = l
+			}
+			dl := l - kl
+			ln++
+			ls += dl
+			lss += dl * dl
+		}
+		if ln > 0 {
+			lm = Moments{N: ln, Mean: kl + ls/ln, M2: max(0, lss-ls*ls/ln)}
 		}
 	}
+	n := float64(len(vs))
+	raw = Moments{N: n, Mean: k + s/n, M2: max(0, ss-s*s/n)}
 	return raw, lm, nonInt
 }
 
