@@ -25,7 +25,9 @@ type Config struct {
 // the line numbers of its errors are those of the YAML without them).
 // Its errors are analysis.FieldErrors naming the field
 // ("source.prometheus.url", "metrics[1].query.count"). A config without
-// either gives a nil Config and the YAML unchanged.
+// either gives a nil Config and the YAML unchanged. Whether a config that
+// has queries needs a source is the caller's to say (the service's
+// promconfig.CheckSource; `canaryctl analyze --prometheus URL` gives one).
 func ParseConfig(src []byte) (*Config, []byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
@@ -40,7 +42,6 @@ func ParseConfig(src []byte) (*Config, []byte, error) {
 	}
 	root := doc.Content[0]
 	var source *promconfig.Source
-	var queries []*promconfig.Query
 	var metrics []*yaml.Node
 	changed := false
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -57,7 +58,6 @@ func ParseConfig(src []byte) (*Config, []byte, error) {
 		}
 	}
 	cfg := &Config{}
-	queries = make([]*promconfig.Query, len(metrics))
 	for i, m := range metrics {
 		if m.Kind != yaml.MappingNode {
 			continue
@@ -79,7 +79,6 @@ func ParseConfig(src []byte) (*Config, []byte, error) {
 			q := promconfig.ParseQuery(path, m.Content[j+1], report)
 			if q != nil {
 				q.Check(path, typ, report)
-				queries[i] = q
 				cfg.Metrics = append(cfg.Metrics, Metric{Name: name, Type: analysis.MetricType(typ), Query: *q})
 			}
 			m.Content = append(m.Content[:j], m.Content[j+2:]...)
@@ -87,7 +86,6 @@ func ParseConfig(src []byte) (*Config, []byte, error) {
 			changed = true
 		}
 	}
-	promconfig.CheckSource(source, queries, report)
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}

@@ -29,6 +29,7 @@
 package promconfig
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
@@ -154,19 +155,28 @@ func parsePrometheus(path string, n *yaml.Node, report Reporter) *Prometheus {
 }
 
 func checkURL(path, s string, report Reporter) {
+	if err := CheckURL(s); err != nil {
+		report(path, "%v", err)
+	}
+}
+
+// CheckURL checks the URL of a Prometheus: the base URL of its HTTP API,
+// http:// or https://, without credentials, query or fragment.
+func CheckURL(s string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		report(path, "must be a URL such as http://prometheus:9090: %v", err)
+		return fmt.Errorf("must be a URL such as http://prometheus:9090: %w", err)
 	case u.Scheme != "http" && u.Scheme != "https":
-		report(path, "must be an http:// or https:// URL (got %q)", s)
+		return fmt.Errorf("must be an http:// or https:// URL (got %q)", s)
 	case u.Host == "":
-		report(path, "must name a host, e.g. http://prometheus:9090 (got %q)", s)
+		return fmt.Errorf("must name a host, e.g. http://prometheus:9090 (got %q)", s)
 	case u.User != nil:
-		report(path, "must not hold credentials: use bearer_token_file")
+		return errors.New("must not hold credentials: use bearer_token_file")
 	case u.RawQuery != "" || u.Fragment != "":
-		report(path, "must be the base URL of the API, without a query or fragment (got %q)", s)
+		return fmt.Errorf("must be the base URL of the API, without a query or fragment (got %q)", s)
 	}
+	return nil
 }
 
 // ParseQuery parses a metric's `query:` block at path. Which queries a
