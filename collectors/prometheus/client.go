@@ -117,6 +117,9 @@ func NewClient(src *promconfig.Prometheus, o ClientOptions) (*Client, error) {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: o.QueryTimeout + 5*time.Second,
+		// The answers are small (a cohort's series of one metric): gzip
+		// cost more CPU than it saved (BENCHMARKS.md).
+		DisableCompression: true,
 	}
 	if src.TLSCAFile != "" {
 		pem, err := os.ReadFile(src.TLSCAFile)
