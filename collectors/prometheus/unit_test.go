@@ -356,3 +356,33 @@ func TestParseConfig(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseConfig checks that ParseConfig never panics, and that what it
+// accepts renders: every query of a metric whose type takes it makes a
+// collector.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(issueConfig))
+	f.Add([]byte("name: x\nsource: {prometheus: {url: 'http://p:9090', interval: 1s, lag: 0}}\nmetrics: [{name: m, type: mean, query: {count: '{{.Selector}}[{{.Range}}]', sum: 'a{ {{.Selector}} }[{{.Range}}]', scale: 2}}]\n"))
+	f.Add([]byte("source: []\nmetrics: [1, {query: 3}]\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		cfg, rest, err := ParseConfig(src)
+		if err != nil || cfg == nil {
+			return
+		}
+		if rest == nil {
+			t.Fatal("no YAML left for the analysis config")
+		}
+		for _, m := range cfg.Metrics {
+			switch m.Type {
+			case analysis.TypeRate, analysis.TypeDistribution, analysis.TypeMean:
+			default:
+				continue
+			}
+			_, err := NewCollector(nil, Target{Interval: time.Minute, Metrics: []Metric{m},
+				Baseline: map[string]string{"v": "1"}, Canary: map[string]string{"v": "2"}})
+			if err != nil {
+				t.Fatalf("metric %+v was accepted but makes no collector: %v", m, err)
+			}
+		}
+	})
+}
