@@ -83,7 +83,7 @@ func TestAnalyzeErrors(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		{"no flags", "", []string{"analyze"}, "--config and --samples are required"},
+		{"no flags", "", []string{"analyze"}, "--config and one of --samples or --prometheus are required"},
 		{"bad output", "", []string{"analyze", "--config", "x", "--samples", "y", "-o", "xml"}, "-o must be table or json"},
 		{"missing config", "", []string{"analyze", "--config", "nope.yaml", "--samples", "-"}, "read config"},
 		{"unknown metric", `{"metric":"cpu","cohort":"canary","value":1}`, []string{"analyze", "--config", "../../examples/canary.yaml", "--samples", "-"}, `line 1: metric: "cpu" is not a metric`},

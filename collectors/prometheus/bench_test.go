@@ -71,7 +71,7 @@ func BenchmarkCollect(b *testing.B) {
 				b.StopTimer()
 				n := float64(b.N * queries)
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/query")
-				b.ReportMetric(float64((cpuTime(b) - cpu0).Nanoseconds())/n, "cpu-ns/query")
+				b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/n, "cpu-ns/query")
 			})
 			b.Run(fmt.Sprintf("pods=%d/metric=%s/parallel", pods, m.Name), func(b *testing.B) {
 				b.ReportAllocs()
@@ -86,7 +86,7 @@ func BenchmarkCollect(b *testing.B) {
 				b.StopTimer()
 				n := float64(b.N * queries)
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/query")
-				b.ReportMetric(float64((cpuTime(b) - cpu0).Nanoseconds())/n, "cpu-ns/query")
+				b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/n, "cpu-ns/query")
 			})
 		}
 		client.Close()

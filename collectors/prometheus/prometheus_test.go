@@ -231,8 +231,8 @@ func TestCollectLive(t *testing.T) {
 		}
 	}
 	srv := testprom.Start(t, testprom.Options{Targets: targets})
-	runStart := time.Now()
 	srv.WaitFor(t, `http_requests_total{code="500",service="rb"}`, 6)
+	runStart := time.Now()
 	cfg, pc := shop(t, 5*time.Second, 2*time.Second)
 	rb := collector(t, srv.URL(), pc, cohort("rb", "v1"), cohort("rb", "v2"))
 	aa := collector(t, srv.URL(), pc, cohort("aa", "v1"), cohort("aa", "v2"))
@@ -240,11 +240,8 @@ func TestCollectLive(t *testing.T) {
 	// Read four intervals, each once it is due, as the service will.
 	var rbResults, aaResults []Result
 	for end := rb.FirstEnd(runStart); len(rbResults) < 4*2; end = end.Add(rb.Interval()) {
-		for rb.LatestEnd(time.Now()).Before(end) {
-			time.Sleep(100 * time.Millisecond)
-		}
-		rbResults = append(rbResults, rb.Collect(t.Context(), end)...)
-		aaResults = append(aaResults, aa.Collect(t.Context(), end)...)
+		rbResults = append(rbResults, collectDue(t, rb, end)...)
+		aaResults = append(aaResults, collectDue(t, aa, end)...)
 	}
 	v := judge(t, cfg, rbResults)
 	if v.Decision != analysis.Rollback {
@@ -261,6 +258,29 @@ func TestCollectLive(t *testing.T) {
 	b := rbResults[0].Batch()
 	if b == nil || b.GetBatchId() != rbResults[0].BatchID || len(b.GetSamples()) != len(rbResults[0].Records) || b.GetSamples()[0].GetCounts() == nil {
 		t.Errorf("batch %v of %+v", b, rbResults[0])
+	}
+}
+
+// collectDue reads the interval ending at end once it is due, and again
+// while a cohort has no data yet (a scrape delayed on a loaded machine),
+// for up to 20 s, as the service retries an interval before it gives up.
+func collectDue(t *testing.T, c *Collector, end time.Time) []Result {
+	t.Helper()
+	for c.LatestEnd(time.Now()).Before(end) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rs := c.Collect(t.Context(), end)
+		retry := false
+		for _, r := range rs {
+			retry = retry || errors.Is(r.Err, ErrNoData)
+		}
+		if !retry || time.Now().After(deadline) {
+			return rs
+		}
+		t.Logf("interval ending %v: %v; reading it again", end.Format(time.TimeOnly), rs[0].Err)
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -374,8 +394,8 @@ func TestNativeHistograms(t *testing.T) {
 		targets = append(targets, testprom.StartPod(t, w).Target(cohort("nh", version)))
 	}
 	srv := testprom.Start(t, testprom.Options{Targets: targets, NativeHistograms: true})
-	runStart := time.Now()
 	srv.WaitFor(t, `http_request_duration_seconds{service="nh"}`, 2)
+	runStart := time.Now()
 	client, err := NewClient(&promconfig.Prometheus{URL: srv.URL()}, ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -394,11 +414,7 @@ func TestNativeHistograms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := c.FirstEnd(runStart).Add(c.Interval())
-	for c.LatestEnd(time.Now()).Before(end) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	rs := c.Collect(t.Context(), end)
+	rs := collectDue(t, c, c.FirstEnd(runStart))
 	for _, r := range rs {
 		if r.Err != nil {
 			t.Fatal(r.Err)
