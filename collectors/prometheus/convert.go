@@ -292,4 +292,3 @@ func sortedBounds(m map[float64]float64) []float64 {
 	sort.Float64s(out)
 	return out
 }
-
