@@ -12,11 +12,14 @@ import (
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/collectors/jsonl"
+	"github.com/canaryd/canaryd/collectors/prometheus"
 )
 
 // runAnalyze judges a finished data set offline with the fixed-sample
 // tests (the whole file is one look, so the bake is complete), or with
-// --sequential the anytime-valid tests a live run is judged with.
+// --sequential the anytime-valid tests a live run is judged with. The data
+// set is a samples file, or with --prometheus a past window read from
+// Prometheus with the config's queries.
 func runAnalyze(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "analyze")
 	cfgPath := fs.String("config", "", "canary config (YAML)")
@@ -25,22 +28,42 @@ func runAnalyze(ctx context.Context, e *env, args []string) error {
 	live := fs.Bool("bake-incomplete", false, "judge as a live run whose bake time has not ended (non-critical regressions hold)")
 	seq := fs.Bool("sequential", false, "use the anytime-valid tests of live runs instead of the fixed-sample tests")
 	maxGap := fs.Duration("max-gap", time.Hour, "samples timed more than this apart from the rest, and fewer than 1% of them, are excluded as skewed clocks")
+	var pf promFlags
+	pf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	if *cfgPath == "" || *samplesPath == "" {
-		return usagef("--config and --samples are required")
+	if *cfgPath == "" || (*samplesPath == "") == (pf.url == "") {
+		return usagef("--config and one of --samples or --prometheus are required")
 	}
 	src, err := os.ReadFile(*cfgPath)
 	if err != nil {
 		return usageError{fmt.Errorf("read config: %w", err)}
 	}
-	cfg, err := analysis.ParseConfig(src)
+	pcfg, rest, err := prometheus.ParseConfig(src)
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", *cfgPath, err)}
+	}
+	cfg, err := analysis.ParseConfig(rest)
+	if err != nil {
+		return usageError{fmt.Errorf("%s: %w", *cfgPath, err)}
+	}
+	judge := func(data *analysis.Data) error {
+		v := analysis.Judge(data, analysis.Options{BakeComplete: !*live, Sequential: *seq})
+		if err := printVerdict(e.stdout, *out, &v); err != nil {
+			return err
+		}
+		return exitCodeError{v.Decision.ExitCode()}
+	}
+	if pf.url != "" {
+		data, err := pf.load(ctx, e, cfg, pcfg)
+		if err != nil {
+			return err
+		}
+		return judge(data)
 	}
 	var in io.Reader = e.stdin
 	if *samplesPath != "-" {
@@ -59,11 +82,7 @@ func runAnalyze(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "canaryctl analyze: excluded %d samples timed outside %s – %s, more than %v from the rest (a skewed clock?): %s\n",
 			len(skewed.records), skewed.lo.Format(time.RFC3339), skewed.hi.Format(time.RFC3339), *maxGap, skewed.examples())
 	}
-	v := analysis.Judge(data, analysis.Options{BakeComplete: !*live, Sequential: *seq})
-	if err := printVerdict(e.stdout, *out, &v); err != nil {
-		return err
-	}
-	return exitCodeError{v.Decision.ExitCode()}
+	return judge(data)
 }
 
 // loadSamples reads every record, validates it against the config, and

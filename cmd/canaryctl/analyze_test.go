@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -77,7 +83,7 @@ func TestAnalyzeErrors(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		{"no flags", "", []string{"analyze"}, "--config and --samples are required"},
+		{"no flags", "", []string{"analyze"}, "--config and one of --samples or --prometheus are required"},
 		{"bad output", "", []string{"analyze", "--config", "x", "--samples", "y", "-o", "xml"}, "-o must be table or json"},
 		{"missing config", "", []string{"analyze", "--config", "nope.yaml", "--samples", "-"}, "read config"},
 		{"unknown metric", `{"metric":"cpu","cohort":"canary","value":1}`, []string{"analyze", "--config", "../../examples/canary.yaml", "--samples", "-"}, `line 1: metric: "cpu" is not a metric`},
@@ -119,5 +125,101 @@ func TestAnalyzeSkewedClock(t *testing.T) {
 			!strings.Contains(errs, "(1970-01-01T00:00:00Z)") || !strings.Contains(errs, "(9999-12-31T00:00:00Z)") {
 			t.Errorf("%s: stderr %q does not report the skewed samples", seq, errs)
 		}
+	}
+}
+
+// histogramConfig is a config with one distribution metric, fed by
+// histograms.
+const histogramConfig = `name: histograms
+metrics:
+  - name: latency_ms
+    category: performance
+    type: distribution
+    tolerance: 0.10
+    critical: true
+    unit: ms
+`
+
+// writeHistogramSamples writes 30 minutes of latency histograms, one per
+// pod and 30 s, on Prometheus' default buckets (in ms): 4 baseline and 2
+// canary pods of 10 requests/s each, lognormal latencies of median 80 ms,
+// the canary's multiplied by slowdown. With sum, each record carries the
+// sum of its observations (Prometheus' _sum).
+func writeHistogramSamples(t *testing.T, seed uint64, slowdown float64, sum bool) string {
+	t.Helper()
+	bounds := []float64{5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
+	rng := rand.New(rand.NewPCG(seed, 12))
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	for step := 0; step < 60; step++ {
+		at := t0.Add(time.Duration(step+1) * 30 * time.Second).Format(time.RFC3339)
+		for pod := 0; pod < 6; pod++ {
+			cohort, f := "baseline", 1.0
+			if pod >= 4 {
+				cohort, f = "canary", slowdown
+			}
+			cum := make([]int, len(bounds)+1)
+			s := 0.0
+			for i := 0; i < 300; i++ {
+				v := 80 * f * math.Exp(0.5*rng.NormFloat64())
+				s += v
+				k := sort.SearchFloat64s(bounds, v) // first bound >= v
+				for j := k; j <= len(bounds); j++ {
+					cum[j]++
+				}
+			}
+			fmt.Fprintf(&b, `{"metric":"latency_ms","cohort":%q,"instance":"pod-%d","time":%q,"buckets":[`, cohort, pod, at)
+			for k, ub := range bounds {
+				fmt.Fprintf(&b, `{"le":%v,"count":%d},`, ub, cum[k])
+			}
+			fmt.Fprintf(&b, `{"le":"+Inf","count":%d}]`, cum[len(bounds)])
+			if sum {
+				fmt.Fprintf(&b, `,"sum":%.3f`, s)
+			}
+			b.WriteString("}\n")
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "samples.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "canary.yaml"), []byte(histogramConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestAnalyzeHistograms judges latency known only through Prometheus'
+// default buckets: an A/A canary is promoted with the sums, and without
+// them held, never rolled back (without the sum, observations in the +Inf
+// bucket leave the mean unbounded above, so no amount of data shows the
+// canary within its tolerance); a canary twice the tolerance slower (1.2×)
+// is rolled back.
+func TestAnalyzeHistograms(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		slowdown float64
+		sum      bool
+		code     int
+	}{
+		{"A/A with sums", 1, true, 0},
+		{"A/A without sums", 1, false, 10},
+		{"1.2x slower with sums", 1.2, true, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for seed := uint64(1); seed <= 3; seed++ {
+				path := writeHistogramSamples(t, seed, tc.slowdown, tc.sum)
+				code, out, errs := runCLI(t, "", "analyze", "--config", filepath.Join(filepath.Dir(path), "canary.yaml"), "--samples", path)
+				if code != tc.code {
+					t.Errorf("seed %d: exit %d, want %d; stderr %s\n%s", seed, code, tc.code, errs, out)
+				}
+				if tc.code == 20 && !strings.Contains(out, "ratio of means") {
+					t.Errorf("seed %d: the rollback is not decided on the ratio of means:\n%s", seed, out)
+				}
+			}
+		})
 	}
 }

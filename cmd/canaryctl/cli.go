@@ -31,7 +31,7 @@ type command struct {
 
 // commands lists the subcommands by name.
 var commands = map[string]command{
-	"analyze":  {"judge a finished data set offline: --config FILE --samples FILE", runAnalyze},
+	"analyze":  {"judge a finished data set offline: --config FILE --samples FILE | --prometheus URL --start T --end T --baseline-labels k=v --canary-labels k=v", runAnalyze},
 	"config":   {"manage named, versioned configs: put FILE | get NAME[@VERSION] | list [NAME]", group("config", configCommands)},
 	"run":      {"manage runs: create | get ID | list | complete ID | abort ID", group("run", runCommands)},
 	"ingest":   {"stream samples into a run: --run ID --samples FILE (- for standard input)", runIngest},

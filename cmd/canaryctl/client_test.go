@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -256,6 +257,9 @@ func TestBuildBatch(t *testing.T) {
 		{Metric: "latency_ms", Cohort: analysis.Canary, Value: 5},
 		{Metric: "latency_ms", Cohort: analysis.Canary, Value: 6, Time: t0, Instance: "pod-1"},
 		{Metric: "latency_ms", Cohort: analysis.Canary, Value: 7, Time: t0},
+		{Metric: "latency_ms", Cohort: analysis.Canary, Time: t0, Instance: "pod-1", Histogram: &analysis.Histogram{Bounds: []float64{1, 2}, Counts: []float64{3, 4}}},
+		{Metric: "latency_ms", Cohort: analysis.Baseline, Time: t0, Instance: "pod-2", Histogram: &analysis.Histogram{Bounds: []float64{5}, Counts: []float64{6}, Sum: 7, HasSum: true}},
+		{Metric: "latency_ms", Cohort: analysis.Baseline, Time: t0, Instance: "pod-2", Histogram: &analysis.Histogram{Bounds: []float64{8, math.Inf(1)}, Counts: []float64{0, 9}}},
 	}
 	ts := timestamppb.New(t0)
 	want := &canaryv1.Batch{
@@ -265,10 +269,17 @@ func TestBuildBatch(t *testing.T) {
 			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Observation: &canaryv1.Sample_Value{Value: 4}, Time: timestamppb.New(t0.Add(time.Second))},
 			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Observation: &canaryv1.Sample_Value{Value: 5}},
 			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Observation: &canaryv1.Sample_Value{Value: 6}, Time: ts, Instance: "pod-1"},
+			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Time: ts, Instance: "pod-1", Observation: &canaryv1.Sample_Histogram{Histogram: &canaryv1.Histogram{
+				Buckets: &canaryv1.Histogram_Explicit{Explicit: &canaryv1.ExplicitBuckets{UpperBounds: []float64{1, 2}, CumulativeCounts: []float64{3, 7}}},
+			}}},
 		},
 		Columns: []*canaryv1.MetricColumn{
 			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Values: []float64{1, 2, 7}, Time: ts},
 			{Metric: "errors", Cohort: canaryv1.Cohort_COHORT_CANARY, Counts: []float64{1, 2}, Totals: []float64{10, 20}, Time: ts},
+			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Time: ts, Instance: "pod-2", Histograms: []*canaryv1.Histogram{
+				{Buckets: &canaryv1.Histogram_Explicit{Explicit: &canaryv1.ExplicitBuckets{UpperBounds: []float64{5}, CumulativeCounts: []float64{6}}}, Sum: proto.Float64(7)},
+				{Buckets: &canaryv1.Histogram_Explicit{Explicit: &canaryv1.ExplicitBuckets{UpperBounds: []float64{8, math.Inf(1)}, CumulativeCounts: []float64{0, 9}}}},
+			}},
 		},
 	}
 	if got := buildBatch("r", "b", recs); !proto.Equal(got, want) {

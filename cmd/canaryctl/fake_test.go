@@ -271,7 +271,7 @@ func (f *fakeService) IngestStream(stream canaryv1.CanaryService_IngestStreamSer
 func batchObservations(b *canaryv1.Batch) uint64 {
 	n := uint64(len(b.GetSamples()))
 	for _, c := range b.GetColumns() {
-		n += uint64(len(c.GetValues()) + len(c.GetCounts()))
+		n += uint64(len(c.GetValues()) + len(c.GetCounts()) + len(c.GetHistograms()))
 	}
 	return n
 }

@@ -342,8 +342,10 @@ func readBatches(ctx context.Context, cr *countingReader, runID string, size int
 		n     int
 		buf   []byte
 	)
+	weight := 0 // of recs: a record each, a histogram its buckets
 	emit := func() error {
 		n++
+		weight = 0
 		sum := h.Sum(nil)
 		b := &outBatch{
 			id:        fmt.Sprintf("%x-%d", sum[:12], n),
@@ -374,7 +376,7 @@ func readBatches(ctx context.Context, cr *countingReader, runID string, size int
 		buf = appendRecord(buf[:0], &r)
 		h.Write(buf)
 		recs = append(recs, r)
-		if len(recs) == size {
+		if weight += recordWeight(&r); weight >= size {
 			return emit()
 		}
 		return nil
@@ -391,16 +393,40 @@ func readBatches(ctx context.Context, cr *countingReader, runID string, size int
 	return nil
 }
 
+// recordWeight is what a record counts toward --batch-size: one, or the
+// buckets of a histogram, which weigh on the message size as many values
+// do.
+func recordWeight(r *analysis.Record) int {
+	if r.Histogram != nil {
+		return max(1, len(r.Histogram.Bounds))
+	}
+	return 1
+}
+
 // appendRecord appends the canonical encoding of r that batch ids hash.
 func appendRecord(b []byte, r *analysis.Record) []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.Metric)))
 	b = append(b, r.Metric...)
 	b = append(b, byte(r.Cohort))
-	if r.IsCount {
+	switch h := r.Histogram; {
+	case r.IsCount:
 		b = append(b, 1)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.Count))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.Total))
-	} else {
+	case h != nil:
+		b = append(b, 2)
+		b = binary.AppendUvarint(b, uint64(len(h.Bounds)))
+		for k := range h.Bounds {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.Bounds[k]))
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.Counts[k]))
+		}
+		if h.HasSum {
+			b = append(b, 1)
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.Sum))
+		} else {
+			b = append(b, 0)
+		}
+	default:
 		b = append(b, 0)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.Value))
 	}
@@ -414,11 +440,18 @@ func appendRecord(b []byte, r *analysis.Record) []byte {
 	return append(b, r.Instance...)
 }
 
+// Kinds of records, for columnKey.
+const (
+	kindValue = iota
+	kindCount
+	kindHistogram
+)
+
 // columnKey groups the records that can share a MetricColumn.
 type columnKey struct {
 	metric   string
 	cohort   analysis.Cohort
-	isCount  bool
+	kind     int
 	hasTime  bool
 	time     int64
 	instance string
@@ -426,18 +459,25 @@ type columnKey struct {
 
 // buildBatch converts records into a batch: records of the same metric,
 // cohort, kind, time and instance become one MetricColumn (a packed array
-// of values, or of counts and totals); a record alone in its group is sent
-// as a Sample.
+// of values, of counts and totals, or a list of histograms); a record
+// alone in its group is sent as a Sample.
 func buildBatch(runID, batchID string, recs []analysis.Record) *canaryv1.Batch {
 	type group struct {
 		rec                    *analysis.Record // the first
 		values, counts, totals []float64
+		histograms             []*canaryv1.Histogram
 	}
 	var groups []*group
 	index := map[columnKey]*group{}
 	for i := range recs {
 		r := &recs[i]
-		k := columnKey{metric: r.Metric, cohort: r.Cohort, isCount: r.IsCount, instance: r.Instance}
+		k := columnKey{metric: r.Metric, cohort: r.Cohort, kind: kindValue, instance: r.Instance}
+		switch {
+		case r.IsCount:
+			k.kind = kindCount
+		case r.Histogram != nil:
+			k.kind = kindHistogram
+		}
 		if !r.Time.IsZero() {
 			k.hasTime, k.time = true, r.Time.UnixNano()
 		}
@@ -447,10 +487,13 @@ func buildBatch(runID, batchID string, recs []analysis.Record) *canaryv1.Batch {
 			index[k] = g
 			groups = append(groups, g)
 		}
-		if r.IsCount {
+		switch k.kind {
+		case kindCount:
 			g.counts = append(g.counts, r.Count)
 			g.totals = append(g.totals, r.Total)
-		} else {
+		case kindHistogram:
+			g.histograms = append(g.histograms, apiconv.HistogramToProto(r.Histogram))
+		default:
 			g.values = append(g.values, r.Value)
 		}
 	}
@@ -461,24 +504,28 @@ func buildBatch(runID, batchID string, recs []analysis.Record) *canaryv1.Batch {
 		if !r.Time.IsZero() {
 			ts = timestamppb.New(r.Time)
 		}
-		if len(g.values)+len(g.counts) == 1 {
+		if len(g.values)+len(g.counts)+len(g.histograms) == 1 {
 			s := &canaryv1.Sample{Metric: r.Metric, Cohort: cohortToProto(r.Cohort), Time: ts, Instance: r.Instance}
-			if r.IsCount {
+			switch {
+			case r.IsCount:
 				s.Observation = &canaryv1.Sample_Counts{Counts: &canaryv1.Counts{Count: r.Count, Total: r.Total}}
-			} else {
+			case r.Histogram != nil:
+				s.Observation = &canaryv1.Sample_Histogram{Histogram: g.histograms[0]}
+			default:
 				s.Observation = &canaryv1.Sample_Value{Value: r.Value}
 			}
 			b.Samples = append(b.Samples, s)
 			continue
 		}
 		b.Columns = append(b.Columns, &canaryv1.MetricColumn{
-			Metric:   r.Metric,
-			Cohort:   cohortToProto(r.Cohort),
-			Values:   g.values,
-			Counts:   g.counts,
-			Totals:   g.totals,
-			Time:     ts,
-			Instance: r.Instance,
+			Metric:     r.Metric,
+			Cohort:     cohortToProto(r.Cohort),
+			Values:     g.values,
+			Counts:     g.counts,
+			Totals:     g.totals,
+			Histograms: g.histograms,
+			Time:       ts,
+			Instance:   r.Instance,
 		})
 	}
 	return b

@@ -3,9 +3,14 @@
 //
 //	{"metric":"latency_ms","cohort":"canary","value":87.5,"time":"2026-11-22T10:00:05Z"}
 //	{"metric":"errors","cohort":"baseline","count":3,"total":1000}
+//	{"metric":"latency_ms","cohort":"canary","buckets":[{"le":25,"count":310},{"le":50,"count":402},{"le":"+Inf","count":410}],"sum":12345.6,"instance":"pod-a"}
 //
-// A record is one observation (value) or events out of an exposure (count
-// out of total). time (RFC 3339) and instance are optional.
+// A record is one observation (value), events out of an exposure (count
+// out of total), or a histogram of a distribution metric: buckets with
+// cumulative counts, as Prometheus' `le` buckets (count observations are
+// <= le; le is a number or a string such as "+Inf" or "0.005"), and
+// optionally the sum of the observations. time (RFC 3339) and instance are
+// optional.
 package jsonl
 
 import (
@@ -15,9 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/apiconv"
 )
 
 // MaxLine bounds the length of one line.
@@ -29,8 +37,35 @@ type wire struct {
 	Value    *float64 `json:"value"`
 	Count    *float64 `json:"count"`
 	Total    *float64 `json:"total"`
+	Buckets  []bucket `json:"buckets"`
+	Sum      *float64 `json:"sum"`
 	Time     string   `json:"time"`
 	Instance string   `json:"instance"`
+}
+
+// bucket is one bucket of a histogram record: Count observations <= Le.
+type bucket struct {
+	Le    *le      `json:"le"`
+	Count *float64 `json:"count"`
+}
+
+// le is a bucket's upper bound: a JSON number, or a string as Prometheus'
+// le label spells it ("+Inf", "0.005").
+type le float64
+
+func (l *le) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) {
+		return fmt.Errorf("le must be a number or a string such as \"+Inf\" (got %s)", b)
+	}
+	*l = le(v)
+	return nil
 }
 
 // Parse decodes one line into a record. It checks the record's shape; the
@@ -55,6 +90,16 @@ func Parse(line []byte) (analysis.Record, error) {
 	}
 	r.Metric, r.Cohort, r.Instance = w.Metric, c, w.Instance
 	switch {
+	case w.Buckets != nil && (w.Value != nil || w.Count != nil || w.Total != nil):
+		return r, errors.New("buckets: a record has either value, count and total, or buckets")
+	case w.Sum != nil && w.Buckets == nil:
+		return r, errors.New("sum: is the sum of a histogram's observations: it goes with buckets")
+	case w.Buckets != nil:
+		h, err := histogram(w.Buckets, w.Sum)
+		if err != nil {
+			return r, err
+		}
+		r.Histogram = h
 	case w.Value != nil && (w.Count != nil || w.Total != nil):
 		return r, errors.New("value: a record has either value, or count and total, not both")
 	case w.Value != nil:
@@ -66,7 +111,7 @@ func Parse(line []byte) (analysis.Record, error) {
 	case w.Total != nil:
 		return r, errors.New("count: is required with total")
 	default:
-		return r, errors.New("value: a record needs value, or count and total")
+		return r, errors.New("value: a record needs value, count and total, or buckets")
 	}
 	if w.Time != "" {
 		t, err := time.Parse(time.RFC3339Nano, w.Time)
@@ -76,6 +121,27 @@ func Parse(line []byte) (analysis.Record, error) {
 		r.Time = t
 	}
 	return r, nil
+}
+
+// histogram converts the cumulative buckets of a record.
+func histogram(bs []bucket, sum *float64) (*analysis.Histogram, error) {
+	les := make([]float64, len(bs))
+	counts := make([]float64, len(bs))
+	for k, b := range bs {
+		switch {
+		case b.Le == nil:
+			return nil, fmt.Errorf("buckets[%d].le: is required", k)
+		case b.Count == nil:
+			return nil, fmt.Errorf("buckets[%d].count: is required", k)
+		}
+		les[k], counts[k] = float64(*b.Le), *b.Count
+	}
+	h, err := apiconv.HistogramFromBuckets(les, counts, sum)
+	var fes analysis.FieldErrors
+	if errors.As(err, &fes) && len(fes) > 0 {
+		return nil, fes[0] // the first problem, as for the other fields
+	}
+	return h, err
 }
 
 // Read calls fn with every record of r, in order. Blank lines are skipped.

@@ -55,6 +55,14 @@ func CohortFromProto(c canaryv1.Cohort) (_ analysis.Cohort, ok bool) {
 	return 0, false
 }
 
+// CohortToProto returns the API form of a cohort.
+func CohortToProto(c analysis.Cohort) canaryv1.Cohort {
+	if c == analysis.Canary {
+		return canaryv1.Cohort_COHORT_CANARY
+	}
+	return canaryv1.Cohort_COHORT_BASELINE
+}
+
 // The tables, one per enum: each states its mapping once, for both
 // directions. They are never written to.
 var (

@@ -88,8 +88,9 @@ type MetricType int32
 const (
 	// Not set; invalid in a config.
 	MetricType_METRIC_TYPE_UNSPECIFIED MetricType = 0
-	// One observation per sample (Sample.value); compared by Mann-Whitney U
-	// with a Hodges-Lehmann shift, reported relative to the baseline.
+	// One observation per sample (Sample.value), or many known up to buckets
+	// (Sample.histogram); compared by Mann-Whitney U with a Hodges-Lehmann
+	// shift, reported relative to the baseline.
 	MetricType_METRIC_TYPE_DISTRIBUTION MetricType = 1
 	// Events out of an exposure (Sample.counts), e.g. errors per request;
 	// compared by an exact test of the rate ratio.
@@ -2266,7 +2267,8 @@ func (x *AbortRunResponse) GetRun() *Run {
 }
 
 // Sample is one record of a samples file (the JSON Lines of `canaryctl
-// analyze`): one observation, or events out of an exposure.
+// analyze`): one observation, events out of an exposure, or many
+// observations known up to buckets (a histogram).
 type Sample struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Metric name; must be a metric of the run's config.
@@ -2279,6 +2281,7 @@ type Sample struct {
 	//
 	//	*Sample_Value
 	//	*Sample_Counts
+	//	*Sample_Histogram
 	Observation isSample_Observation `protobuf_oneof:"observation"`
 	// When the observation was made; absent means when the server received it.
 	// Used by the warm-up filter.
@@ -2359,6 +2362,15 @@ func (x *Sample) GetCounts() *Counts {
 	return nil
 }
 
+func (x *Sample) GetHistogram() *Histogram {
+	if x != nil {
+		if x, ok := x.Observation.(*Sample_Histogram); ok {
+			return x.Histogram
+		}
+	}
+	return nil
+}
+
 func (x *Sample) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
@@ -2388,9 +2400,18 @@ type Sample_Counts struct {
 	Counts *Counts `protobuf:"bytes,4,opt,name=counts,proto3,oneof"`
 }
 
+type Sample_Histogram struct {
+	// Many observations of a distribution metric, known up to buckets:
+	// what a Prometheus or OpenTelemetry histogram counted over an
+	// interval (the increase of its counters), e.g. from one instance.
+	Histogram *Histogram `protobuf:"bytes,7,opt,name=histogram,proto3,oneof"`
+}
+
 func (*Sample_Value) isSample_Observation() {}
 
 func (*Sample_Counts) isSample_Observation() {}
+
+func (*Sample_Histogram) isSample_Observation() {}
 
 // Counts is a number of events out of an exposure: errors out of requests,
 // conversions out of sessions, crashes out of instance-hours.
@@ -2453,8 +2474,8 @@ func (x *Counts) GetTotal() float64 {
 // 10,000 observations encode in about 80 KB and decode as one memory copy,
 // with no per-value message overhead.
 //
-// A column carries either values (distribution and mean metrics) or counts
-// and totals (rate metrics), not both.
+// A column carries one kind: values (distribution and mean metrics),
+// counts and totals (rate metrics), or histograms (distribution metrics).
 type MetricColumn struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Metric name; must be a metric of the run's config.
@@ -2474,7 +2495,10 @@ type MetricColumn struct {
 	// as several columns.
 	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
 	// Instance that produced the observations; optional.
-	Instance      string `protobuf:"bytes,7,opt,name=instance,proto3" json:"instance,omitempty"`
+	Instance string `protobuf:"bytes,7,opt,name=instance,proto3" json:"instance,omitempty"`
+	// Histograms of a distribution metric; the same rules as
+	// Sample.histogram.
+	Histograms    []*Histogram `protobuf:"bytes,8,rep,name=histograms,proto3" json:"histograms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2558,6 +2582,362 @@ func (x *MetricColumn) GetInstance() string {
 	return ""
 }
 
+func (x *MetricColumn) GetHistograms() []*Histogram {
+	if x != nil {
+		return x.Histograms
+	}
+	return nil
+}
+
+// Histogram is many observations of a distribution metric (>= 0: latency,
+// sizes) known only up to buckets, in one of the two forms Prometheus and
+// OpenTelemetry keep: explicit bucket bounds (Prometheus classic
+// histograms, OpenTelemetry explicit-bucket histograms) or exponential
+// buckets (Prometheus native histograms, OpenTelemetry exponential
+// histograms). Send what was counted over an interval (the increase of the
+// counters), not the counters since the process started.
+//
+// The judge compares the cohorts' means from histograms (exactly with the
+// sum, conservatively without: an observation may lie anywhere in its
+// bucket), so send the sum when you have it.
+type Histogram struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The buckets. Required.
+	//
+	// Types that are valid to be assigned to Buckets:
+	//
+	//	*Histogram_Explicit
+	//	*Histogram_Exponential
+	Buckets isHistogram_Buckets `protobuf_oneof:"buckets"`
+	// Sum of the observations (Prometheus' _sum, OpenTelemetry's sum); finite
+	// and >= 0. Optional, but it makes the mean exact.
+	Sum           *float64 `protobuf:"fixed64,3,opt,name=sum,proto3,oneof" json:"sum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Histogram) Reset() {
+	*x = Histogram{}
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Histogram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Histogram) ProtoMessage() {}
+
+func (x *Histogram) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
+func (*Histogram) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Histogram) GetBuckets() isHistogram_Buckets {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+func (x *Histogram) GetExplicit() *ExplicitBuckets {
+	if x != nil {
+		if x, ok := x.Buckets.(*Histogram_Explicit); ok {
+			return x.Explicit
+		}
+	}
+	return nil
+}
+
+func (x *Histogram) GetExponential() *ExponentialBuckets {
+	if x != nil {
+		if x, ok := x.Buckets.(*Histogram_Exponential); ok {
+			return x.Exponential
+		}
+	}
+	return nil
+}
+
+func (x *Histogram) GetSum() float64 {
+	if x != nil && x.Sum != nil {
+		return *x.Sum
+	}
+	return 0
+}
+
+type isHistogram_Buckets interface {
+	isHistogram_Buckets()
+}
+
+type Histogram_Explicit struct {
+	// Explicit upper bounds with cumulative counts.
+	Explicit *ExplicitBuckets `protobuf:"bytes,1,opt,name=explicit,proto3,oneof"`
+}
+
+type Histogram_Exponential struct {
+	// Exponential buckets.
+	Exponential *ExponentialBuckets `protobuf:"bytes,2,opt,name=exponential,proto3,oneof"`
+}
+
+func (*Histogram_Explicit) isHistogram_Buckets() {}
+
+func (*Histogram_Exponential) isHistogram_Buckets() {}
+
+// ExplicitBuckets are buckets with explicit upper bounds and cumulative
+// counts, as Prometheus classic histograms expose them: cumulative_counts[i]
+// observations are <= upper_bounds[i] (the `le` label). For an
+// OpenTelemetry explicit-bucket histogram, upper_bounds are its
+// explicit_bounds followed by +Inf, and cumulative_counts the running sums
+// of its bucket_counts.
+type ExplicitBuckets struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Upper bounds, inclusive, strictly increasing, at most 1e15; the last
+	// may be +Inf (as Prometheus' le="+Inf"; without it, no observation lies
+	// above the last bound). Bounds <= 0 are accepted: observations are >= 0,
+	// so they count zeros (a bucket of bound 0) or nothing (a bound below 0).
+	// At most 1,024 bounds.
+	UpperBounds []float64 `protobuf:"fixed64,1,rep,packed,name=upper_bounds,json=upperBounds,proto3" json:"upper_bounds,omitempty"`
+	// Observations <= each bound: whole numbers, never decreasing; the same
+	// length as upper_bounds.
+	CumulativeCounts []float64 `protobuf:"fixed64,2,rep,packed,name=cumulative_counts,json=cumulativeCounts,proto3" json:"cumulative_counts,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ExplicitBuckets) Reset() {
+	*x = ExplicitBuckets{}
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplicitBuckets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplicitBuckets) ProtoMessage() {}
+
+func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
+func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ExplicitBuckets) GetUpperBounds() []float64 {
+	if x != nil {
+		return x.UpperBounds
+	}
+	return nil
+}
+
+func (x *ExplicitBuckets) GetCumulativeCounts() []float64 {
+	if x != nil {
+		return x.CumulativeCounts
+	}
+	return nil
+}
+
+// ExponentialBuckets are buckets whose bounds are powers of
+// base = 2^(2^-schema), as Prometheus' native histograms define them
+// (model/histogram): the bucket of index i holds the observations in
+// (base^(i-1), base^i], and the zero bucket those in [0, zero_threshold].
+// Bucket counts are absolute (as in Prometheus' FloatHistogram and
+// OpenTelemetry), not delta-encoded as in Prometheus' integer Histogram.
+//
+// OpenTelemetry's ExponentialHistogramDataPoint maps onto it directly:
+// schema is its scale, and since its bucket of index i is (base^i,
+// base^(i+1)], the first span's offset is its positive.offset + 1, with one
+// span of length len(positive.bucket_counts).
+type ExponentialBuckets struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resolution: base = 2^(2^-schema). From -10 to 20 (Prometheus uses -4
+	// to 8; OpenTelemetry's scale goes from -10 to 20).
+	Schema int32 `protobuf:"zigzag32,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	// Upper bound of the zero bucket; >= 0, finite.
+	ZeroThreshold float64 `protobuf:"fixed64,2,opt,name=zero_threshold,json=zeroThreshold,proto3" json:"zero_threshold,omitempty"`
+	// Observations in [0, zero_threshold]: a whole number >= 0.
+	ZeroCount float64 `protobuf:"fixed64,3,opt,name=zero_count,json=zeroCount,proto3" json:"zero_count,omitempty"`
+	// Runs of consecutive buckets of positive observations, as Prometheus
+	// encodes them: the first span starts at bucket index offset; each next
+	// one offset buckets after the end of the previous one (offset >= 0 after
+	// the first). Their lengths add up to len(positive_counts).
+	PositiveSpans []*BucketSpan `protobuf:"bytes,4,rep,name=positive_spans,json=positiveSpans,proto3" json:"positive_spans,omitempty"`
+	// Observations per bucket of the spans, in order: whole numbers >= 0.
+	// The spans cover at most 8,192 buckets; when more than 1,024 hold
+	// observations, the judge lowers the schema (merging neighbours) until
+	// they fit in 1,024.
+	PositiveCounts []float64 `protobuf:"fixed64,5,rep,packed,name=positive_counts,json=positiveCounts,proto3" json:"positive_counts,omitempty"`
+	// Buckets of negative observations, as positive_spans. A distribution
+	// metric holds values >= 0: a negative bucket with a count > 0 is
+	// rejected; empty ones are accepted, so that a histogram can be copied as
+	// it is.
+	NegativeSpans []*BucketSpan `protobuf:"bytes,6,rep,name=negative_spans,json=negativeSpans,proto3" json:"negative_spans,omitempty"`
+	// Observations per negative bucket; must be 0.
+	NegativeCounts []float64 `protobuf:"fixed64,7,rep,packed,name=negative_counts,json=negativeCounts,proto3" json:"negative_counts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ExponentialBuckets) Reset() {
+	*x = ExponentialBuckets{}
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExponentialBuckets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExponentialBuckets) ProtoMessage() {}
+
+func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
+func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ExponentialBuckets) GetSchema() int32 {
+	if x != nil {
+		return x.Schema
+	}
+	return 0
+}
+
+func (x *ExponentialBuckets) GetZeroThreshold() float64 {
+	if x != nil {
+		return x.ZeroThreshold
+	}
+	return 0
+}
+
+func (x *ExponentialBuckets) GetZeroCount() float64 {
+	if x != nil {
+		return x.ZeroCount
+	}
+	return 0
+}
+
+func (x *ExponentialBuckets) GetPositiveSpans() []*BucketSpan {
+	if x != nil {
+		return x.PositiveSpans
+	}
+	return nil
+}
+
+func (x *ExponentialBuckets) GetPositiveCounts() []float64 {
+	if x != nil {
+		return x.PositiveCounts
+	}
+	return nil
+}
+
+func (x *ExponentialBuckets) GetNegativeSpans() []*BucketSpan {
+	if x != nil {
+		return x.NegativeSpans
+	}
+	return nil
+}
+
+func (x *ExponentialBuckets) GetNegativeCounts() []float64 {
+	if x != nil {
+		return x.NegativeCounts
+	}
+	return nil
+}
+
+// BucketSpan is a run of consecutive buckets of an exponential histogram
+// (Prometheus' histogram.Span).
+type BucketSpan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index of the first bucket of the span: absolute for the first span,
+	// relative to the end of the previous span for the others.
+	Offset int32 `protobuf:"zigzag32,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Number of consecutive buckets.
+	Length        uint32 `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketSpan) Reset() {
+	*x = BucketSpan{}
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketSpan) ProtoMessage() {}
+
+func (x *BucketSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
+func (*BucketSpan) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *BucketSpan) GetOffset() int32 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BucketSpan) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 // Batch is a unit of ingestion: samples of one run, identified by a
 // client-chosen id so that a retried batch is counted once. Records and
 // columns may be mixed; each observation counts once toward the batch size.
@@ -2581,7 +2961,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2973,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2986,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Batch) GetRunId() string {
@@ -2654,7 +3034,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +3046,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +3059,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -2721,7 +3101,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +3113,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +3126,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -2767,7 +3147,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +3159,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +3172,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -2813,7 +3193,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +3205,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +3218,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -2866,7 +3246,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +3258,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +3271,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -2964,7 +3344,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3356,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3369,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3145,7 +3525,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3537,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3550,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MetricResult) GetName() string {
@@ -3335,7 +3715,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +3727,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +3740,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -3466,7 +3846,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3478,7 +3858,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3491,7 +3871,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -3563,7 +3943,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3575,7 +3955,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3588,7 +3968,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Gate) GetReady() bool {
@@ -3644,7 +4024,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +4036,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +4049,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -3690,7 +4070,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3702,7 +4082,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3715,7 +4095,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -3736,7 +4116,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3748,7 +4128,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3761,7 +4141,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -3782,7 +4162,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3794,7 +4174,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3807,7 +4187,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -3842,7 +4222,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3854,7 +4234,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3867,7 +4247,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -3932,7 +4312,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3944,7 +4324,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3957,7 +4337,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4139,18 +4519,19 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"4\n" +
 	"\x10AbortRunResponse\x12 \n" +
-	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\"\xeb\x01\n" +
+	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\"\xa1\x02\n" +
 	"\x06Sample\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12)\n" +
 	"\x06cohort\x18\x02 \x01(\x0e2\x11.canary.v1.CohortR\x06cohort\x12\x16\n" +
 	"\x05value\x18\x03 \x01(\x01H\x00R\x05value\x12+\n" +
-	"\x06counts\x18\x04 \x01(\v2\x11.canary.v1.CountsH\x00R\x06counts\x12.\n" +
+	"\x06counts\x18\x04 \x01(\v2\x11.canary.v1.CountsH\x00R\x06counts\x124\n" +
+	"\thistogram\x18\a \x01(\v2\x14.canary.v1.HistogramH\x00R\thistogram\x12.\n" +
 	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
 	"\binstance\x18\x06 \x01(\tR\binstanceB\r\n" +
 	"\vobservation\"4\n" +
 	"\x06Counts\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x01R\x05count\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x01R\x05total\"\xe5\x01\n" +
+	"\x05total\x18\x02 \x01(\x01R\x05total\"\x9b\x02\n" +
 	"\fMetricColumn\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12)\n" +
 	"\x06cohort\x18\x02 \x01(\x0e2\x11.canary.v1.CohortR\x06cohort\x12\x16\n" +
@@ -4158,7 +4539,32 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x06counts\x18\x04 \x03(\x01R\x06counts\x12\x16\n" +
 	"\x06totals\x18\x05 \x03(\x01R\x06totals\x12.\n" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
-	"\binstance\x18\a \x01(\tR\binstance\"\x99\x01\n" +
+	"\binstance\x18\a \x01(\tR\binstance\x124\n" +
+	"\n" +
+	"histograms\x18\b \x03(\v2\x14.canary.v1.HistogramR\n" +
+	"histograms\"\xb2\x01\n" +
+	"\tHistogram\x128\n" +
+	"\bexplicit\x18\x01 \x01(\v2\x1a.canary.v1.ExplicitBucketsH\x00R\bexplicit\x12A\n" +
+	"\vexponential\x18\x02 \x01(\v2\x1d.canary.v1.ExponentialBucketsH\x00R\vexponential\x12\x15\n" +
+	"\x03sum\x18\x03 \x01(\x01H\x01R\x03sum\x88\x01\x01B\t\n" +
+	"\abucketsB\x06\n" +
+	"\x04_sum\"a\n" +
+	"\x0fExplicitBuckets\x12!\n" +
+	"\fupper_bounds\x18\x01 \x03(\x01R\vupperBounds\x12+\n" +
+	"\x11cumulative_counts\x18\x02 \x03(\x01R\x10cumulativeCounts\"\xc0\x02\n" +
+	"\x12ExponentialBuckets\x12\x16\n" +
+	"\x06schema\x18\x01 \x01(\x11R\x06schema\x12%\n" +
+	"\x0ezero_threshold\x18\x02 \x01(\x01R\rzeroThreshold\x12\x1d\n" +
+	"\n" +
+	"zero_count\x18\x03 \x01(\x01R\tzeroCount\x12<\n" +
+	"\x0epositive_spans\x18\x04 \x03(\v2\x15.canary.v1.BucketSpanR\rpositiveSpans\x12'\n" +
+	"\x0fpositive_counts\x18\x05 \x03(\x01R\x0epositiveCounts\x12<\n" +
+	"\x0enegative_spans\x18\x06 \x03(\v2\x15.canary.v1.BucketSpanR\rnegativeSpans\x12'\n" +
+	"\x0fnegative_counts\x18\a \x03(\x01R\x0enegativeCounts\"<\n" +
+	"\n" +
+	"BucketSpan\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x11R\x06offset\x12\x16\n" +
+	"\x06length\x18\x02 \x01(\rR\x06length\"\x99\x01\n" +
 	"\x05Batch\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
 	"\bbatch_id\x18\x02 \x01(\tR\abatchId\x12+\n" +
@@ -4341,7 +4747,7 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
 	(MetricType)(0),               // 1: canary.v1.MetricType
@@ -4376,61 +4782,65 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(*Sample)(nil),                // 30: canary.v1.Sample
 	(*Counts)(nil),                // 31: canary.v1.Counts
 	(*MetricColumn)(nil),          // 32: canary.v1.MetricColumn
-	(*Batch)(nil),                 // 33: canary.v1.Batch
-	(*IngestAck)(nil),             // 34: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 35: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 36: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 37: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 38: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 39: canary.v1.Verdict
-	(*MetricResult)(nil),          // 40: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 41: canary.v1.CohortSummary
-	(*Effect)(nil),                // 42: canary.v1.Effect
-	(*Gate)(nil),                  // 43: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 44: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 45: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 46: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 47: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 48: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 49: canary.v1.ListVerdictsResponse
-	nil,                           // 50: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 51: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 52: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 53: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	(*durationpb.Duration)(nil),   // 54: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 55: google.protobuf.Timestamp
+	(*Histogram)(nil),             // 33: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),       // 34: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),    // 35: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),            // 36: canary.v1.BucketSpan
+	(*Batch)(nil),                 // 37: canary.v1.Batch
+	(*IngestAck)(nil),             // 38: canary.v1.IngestAck
+	(*IngestRequest)(nil),         // 39: canary.v1.IngestRequest
+	(*IngestResponse)(nil),        // 40: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),   // 41: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),  // 42: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),               // 43: canary.v1.Verdict
+	(*MetricResult)(nil),          // 44: canary.v1.MetricResult
+	(*CohortSummary)(nil),         // 45: canary.v1.CohortSummary
+	(*Effect)(nil),                // 46: canary.v1.Effect
+	(*Gate)(nil),                  // 47: canary.v1.Gate
+	(*JudgeRequest)(nil),          // 48: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),         // 49: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),   // 50: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),  // 51: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),   // 52: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),  // 53: canary.v1.ListVerdictsResponse
+	nil,                           // 54: canary.v1.Run.BaselineLabelsEntry
+	nil,                           // 55: canary.v1.Run.CanaryLabelsEntry
+	nil,                           // 56: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                           // 57: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	(*durationpb.Duration)(nil),   // 58: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 59: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	54, // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	58, // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
 	9,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	54, // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	58, // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
 	8,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
 	0,  // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
 	1,  // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
 	2,  // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
 	7,  // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	55, // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	59, // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
 	10, // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
 	10, // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
 	10, // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
 	7,  // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	50, // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	51, // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	54, // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	54, // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	55, // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	58, // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
 	3,  // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
-	55, // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	55, // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	39, // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	59, // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	59, // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	43, // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
 	19, // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	55, // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	55, // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	59, // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	59, // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
 	11, // 24: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
 	7,  // 25: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	52, // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	53, // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	54, // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	55, // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	56, // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	57, // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	58, // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	59, // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
 	18, // 30: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
 	18, // 31: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
 	3,  // 32: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
@@ -4439,65 +4849,71 @@ var file_canary_v1_canary_proto_depIdxs = []int32{
 	18, // 35: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
 	4,  // 36: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
 	31, // 37: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	55, // 38: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,  // 39: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	55, // 40: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	30, // 41: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	32, // 42: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	33, // 43: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	34, // 44: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	33, // 45: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	34, // 46: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,  // 47: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	55, // 48: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	40, // 49: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,  // 50: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,  // 51: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,  // 52: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,  // 53: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,  // 54: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	41, // 55: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	41, // 56: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	42, // 57: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	43, // 58: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	42, // 59: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	39, // 60: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	39, // 61: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,  // 62: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	55, // 63: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	55, // 64: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	39, // 65: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	12, // 66: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	14, // 67: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	16, // 68: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	20, // 69: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	22, // 70: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	24, // 71: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	35, // 72: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	37, // 73: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	44, // 74: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	46, // 75: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	26, // 76: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	28, // 77: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	48, // 78: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	13, // 79: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	15, // 80: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	17, // 81: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	21, // 82: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	23, // 83: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	25, // 84: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	36, // 85: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	38, // 86: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	45, // 87: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	47, // 88: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	27, // 89: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	29, // 90: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	49, // 91: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	79, // [79:92] is the sub-list for method output_type
-	66, // [66:79] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	33, // 38: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	59, // 39: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,  // 40: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	59, // 41: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	33, // 42: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	34, // 43: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	35, // 44: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	36, // 45: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	36, // 46: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	30, // 47: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	32, // 48: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	37, // 49: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	38, // 50: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	37, // 51: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	38, // 52: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,  // 53: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	59, // 54: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	44, // 55: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,  // 56: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,  // 57: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,  // 58: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,  // 59: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,  // 60: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	45, // 61: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	45, // 62: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	46, // 63: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	47, // 64: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	46, // 65: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	43, // 66: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	43, // 67: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,  // 68: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	59, // 69: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	59, // 70: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	43, // 71: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	12, // 72: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	14, // 73: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	16, // 74: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	20, // 75: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	22, // 76: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	24, // 77: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	39, // 78: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	41, // 79: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	48, // 80: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	50, // 81: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	26, // 82: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	28, // 83: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	52, // 84: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	13, // 85: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	15, // 86: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	17, // 87: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	21, // 88: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	23, // 89: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	25, // 90: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	40, // 91: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	42, // 92: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	49, // 93: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	51, // 94: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	27, // 95: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	29, // 96: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	53, // 97: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	85, // [85:98] is the sub-list for method output_type
+	72, // [72:85] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -4521,16 +4937,21 @@ func file_canary_v1_canary_proto_init() {
 	file_canary_v1_canary_proto_msgTypes[23].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
+		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[33].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[34].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[26].OneofWrappers = []any{
+		(*Histogram_Explicit)(nil),
+		(*Histogram_Exponential)(nil),
+	}
+	file_canary_v1_canary_proto_msgTypes[37].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[38].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   47,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

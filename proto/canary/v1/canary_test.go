@@ -32,10 +32,28 @@ func TestBatchRoundTrip(t *testing.T) {
 				Cohort:      canaryv1.Cohort_COHORT_BASELINE,
 				Observation: &canaryv1.Sample_Counts{Counts: &canaryv1.Counts{Count: 3, Total: 1000}},
 			},
+			{
+				Metric: "latency_ms",
+				Cohort: canaryv1.Cohort_COHORT_CANARY,
+				Observation: &canaryv1.Sample_Histogram{Histogram: &canaryv1.Histogram{
+					Buckets: &canaryv1.Histogram_Explicit{Explicit: &canaryv1.ExplicitBuckets{
+						UpperBounds: []float64{25, 50, math.Inf(1)}, CumulativeCounts: []float64{310, 402, 410},
+					}},
+					Sum: proto.Float64(12345.6),
+				}},
+				Instance: "pod-a",
+			},
 		},
 		Columns: []*canaryv1.MetricColumn{
 			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Values: []float64{1, 2.5, math.MaxFloat64, 0}},
 			{Metric: "errors", Cohort: canaryv1.Cohort_COHORT_CANARY, Counts: []float64{0, 1}, Totals: []float64{100, 200}, Time: at},
+			{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Histograms: []*canaryv1.Histogram{
+				{Buckets: &canaryv1.Histogram_Exponential{Exponential: &canaryv1.ExponentialBuckets{
+					Schema: -2, ZeroThreshold: 1e-3, ZeroCount: 2,
+					PositiveSpans:  []*canaryv1.BucketSpan{{Offset: -3, Length: 2}, {Offset: 4, Length: 1}},
+					PositiveCounts: []float64{1, 0, 7},
+				}}},
+			}},
 		},
 	}
 	b, err := proto.Marshal(in)
