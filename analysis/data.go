@@ -204,6 +204,8 @@ func checkSample(m *Metric, r *Record) error {
 	switch {
 	case m.Type == TypeRate:
 		switch {
+		case r.Histogram != nil:
+			return bad("histogram", "metric %q is a rate: send count and total, not a histogram", m.Name)
 		case !r.IsCount:
 			return bad("value", "metric %q is a rate: send count and total, not value", m.Name)
 		case !inRange(r.Count) || r.Count != math.Trunc(r.Count):

@@ -447,9 +447,15 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 	if err := checkID(pb.GetBatchId()); err != "" {
 		vs = append(vs, violation("batch.batch_id", "%s", err))
 	}
-	size := len(pb.GetSamples())
+	size := 0
+	for _, smp := range pb.GetSamples() {
+		size += max(1, histogramSize(smp.GetHistogram()))
+	}
 	for _, c := range pb.GetColumns() {
 		size += len(c.GetValues()) + len(c.GetCounts())
+		for _, h := range c.GetHistograms() {
+			size += histogramSize(h)
+		}
 	}
 	if size > s.maxB {
 		vs = append(vs, violation("batch", "has %d observations, more than the limit of %d: split it", size, s.maxB))
@@ -575,15 +581,60 @@ func (v *validator) batch(pb *canaryv1.Batch) {
 }
 
 // record returns the analysis record of a sample.
-func sampleRecord(smp *canaryv1.Sample, c analysis.Cohort, t time.Time) analysis.Record {
+// A histogram's conversion error (apiconv.HistogramFromProto) names fields
+// relative to the histogram.
+func sampleRecord(smp *canaryv1.Sample, c analysis.Cohort, t time.Time) (analysis.Record, error) {
 	r := analysis.Record{Metric: smp.GetMetric(), Cohort: c, Time: t, Instance: smp.GetInstance()}
 	switch o := smp.GetObservation().(type) {
 	case *canaryv1.Sample_Value:
 		r.Value = o.Value
 	case *canaryv1.Sample_Counts:
 		r.IsCount, r.Count, r.Total = true, o.Counts.GetCount(), o.Counts.GetTotal()
+	case *canaryv1.Sample_Histogram:
+		h, err := apiconv.HistogramFromProto(o.Histogram)
+		if err != nil {
+			return r, err
+		}
+		r.Histogram = h
 	}
-	return r
+	return r, nil
+}
+
+// histogramSize is what a histogram counts toward the batch limit: its
+// buckets.
+func histogramSize(h *canaryv1.Histogram) int {
+	if h == nil {
+		return 0
+	}
+	if e := h.GetExplicit(); e != nil {
+		return len(e.GetUpperBounds())
+	}
+	return len(h.GetExponential().GetPositiveCounts()) + len(h.GetExponential().GetNegativeCounts())
+}
+
+// observations returns how many observations a record carries.
+func observations(r *analysis.Record) uint64 {
+	if r.Histogram == nil {
+		return 1
+	}
+	n := 0.0
+	for _, c := range r.Histogram.Counts {
+		n += c
+	}
+	return uint64(n)
+}
+
+// histogramErrors reports the errors of a histogram's conversion under
+// prefix.
+func (v *validator) histogramErrors(err error, prefix string) {
+	var fes analysis.FieldErrors
+	if errors.As(err, &fes) {
+		for _, fe := range fes {
+			v.bad(prefix+"."+fe.Field, "%s", fe.Msg)
+		}
+		return
+	}
+	v.bad(prefix, "%v", err)
 }
 
 func (v *validator) sample(path string, smp *canaryv1.Sample) {
@@ -593,10 +644,14 @@ func (v *validator) sample(path string, smp *canaryv1.Sample) {
 		return
 	}
 	if smp.GetObservation() == nil {
-		v.bad(path+".value", "is required: a value, or counts for a rate metric")
+		v.bad(path+".value", "is required: a value, counts for a rate metric, or a histogram")
 		return
 	}
-	r := sampleRecord(smp, c, t)
+	r, err := sampleRecord(smp, c, t)
+	if err != nil {
+		v.histogramErrors(err, path+".histogram")
+		return
+	}
 	if err := v.check.Check(&r); err != nil {
 		v.recordError(err, path, func(field string) string {
 			switch field {
@@ -630,7 +685,26 @@ func (v *validator) column(path string, col *canaryv1.MetricColumn) {
 		return
 	}
 	m := &v.cfg.Metrics[i]
-	vals, counts, totals := col.GetValues(), col.GetCounts(), col.GetTotals()
+	vals, counts, totals, hists := col.GetValues(), col.GetCounts(), col.GetTotals(), col.GetHistograms()
+	if len(hists) > 0 {
+		if len(vals)+len(counts)+len(totals) > 0 {
+			v.bad(path+".histograms", "a column carries values, counts and totals, or histograms: not several")
+			return
+		}
+		for k, ph := range hists {
+			hp := fmt.Sprintf("%s.histograms[%d]", path, k)
+			h, err := apiconv.HistogramFromProto(ph)
+			if err != nil {
+				v.histogramErrors(err, hp)
+			} else if err := v.check.Check(&analysis.Record{Metric: m.Name, Cohort: c, Time: t, Histogram: h}); err != nil {
+				v.recordError(err, hp, func(string) string { return hp })
+			}
+			if v.full() {
+				return
+			}
+		}
+		return
+	}
 	if m.Type == analysis.TypeRate {
 		switch {
 		case len(vals) > 0:
@@ -712,11 +786,14 @@ func (v *validator) fold(pb *canaryv1.Batch) (*analysis.Data, [2]uint64, error) 
 		if smp.GetTime() != nil {
 			t = smp.GetTime().AsTime()
 		}
-		r := sampleRecord(smp, c, t)
+		r, err := sampleRecord(smp, c, t)
+		if err != nil {
+			return nil, n, err
+		}
 		if err := d.Add(&r); err != nil {
 			return nil, n, err
 		}
-		n[c]++
+		n[c] += observations(&r)
 	}
 	for _, col := range pb.GetColumns() {
 		i := v.metrics[col.GetMetric()]
@@ -724,6 +801,20 @@ func (v *validator) fold(pb *canaryv1.Batch) (*analysis.Data, [2]uint64, error) 
 		t := v.at
 		if col.GetTime() != nil {
 			t = col.GetTime().AsTime()
+		}
+		if hists := col.GetHistograms(); len(hists) > 0 {
+			for _, ph := range hists {
+				h, err := apiconv.HistogramFromProto(ph)
+				if err != nil {
+					return nil, n, err
+				}
+				r := analysis.Record{Metric: col.GetMetric(), Cohort: c, Time: t, Instance: col.GetInstance(), Histogram: h}
+				if err := d.Add(&r); err != nil {
+					return nil, n, err
+				}
+				n[c] += observations(&r)
+			}
+			continue
 		}
 		if counts, totals := col.GetCounts(), col.GetTotals(); len(counts) > 0 {
 			for k := range counts {

@@ -374,3 +374,50 @@ func violationsOf(st *status.Status) []*errdetails.BadRequest_FieldViolation {
 	}
 	return out
 }
+
+// TestIngestHistograms: histograms (Prometheus classic buckets, as samples
+// and as a column) are folded as their observations; malformed ones and
+// histograms of a rate metric are rejected naming the field, storing
+// nothing.
+func TestIngestHistograms(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	run := e.createRun(ctx, "hist", testConfig("checkout"), time.Hour)
+	hist := func(counts ...float64) *canaryv1.Histogram {
+		return &canaryv1.Histogram{Sum: ptr(1234.5), Buckets: &canaryv1.Histogram_Explicit{Explicit: &canaryv1.ExplicitBuckets{
+			UpperBounds: []float64{25, 50, 100, math.Inf(1)}, CumulativeCounts: counts}}}
+	}
+	ok := &canaryv1.Batch{RunId: run.GetId(), BatchId: "1", Samples: []*canaryv1.Sample{
+		{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_CANARY, Observation: &canaryv1.Sample_Histogram{Histogram: hist(10, 30, 35, 36)}},
+	}, Columns: []*canaryv1.MetricColumn{
+		{Metric: "latency_ms", Cohort: canaryv1.Cohort_COHORT_BASELINE, Instance: "pod-a", Histograms: []*canaryv1.Histogram{hist(1, 2, 3, 4), hist(5, 5, 5, 5)}},
+	}}
+	if a := e.ingest(ctx, ok); a.GetSamples() != 36+4+5 {
+		t.Errorf("ack counts %d observations, want 45", a.GetSamples())
+	}
+	v := e.judge(ctx, run.GetId())
+	if lat := v.GetMetrics()[0]; lat.GetCanary().GetN() != 36 || lat.GetBaseline().GetN() != 9 {
+		t.Errorf("latency n %d + %d, want 9 + 36", lat.GetBaseline().GetN(), lat.GetCanary().GetN())
+	}
+	for _, tc := range []struct {
+		b     *canaryv1.Batch
+		field string
+	}{
+		{&canaryv1.Batch{Samples: []*canaryv1.Sample{{Metric: "latency_ms", Cohort: 1, Observation: &canaryv1.Sample_Histogram{Histogram: hist(10, 5, 35, 36)}}}},
+			"batch.samples[0].histogram.explicit.cumulative_counts[1]"},
+		{&canaryv1.Batch{Samples: []*canaryv1.Sample{{Metric: "errors", Cohort: 1, Observation: &canaryv1.Sample_Histogram{Histogram: hist(1, 2, 3, 4)}}}},
+			"batch.samples[0].histogram"},
+		{&canaryv1.Batch{Columns: []*canaryv1.MetricColumn{{Metric: "latency_ms", Cohort: 1, Values: []float64{1}, Histograms: []*canaryv1.Histogram{hist(1, 2, 3, 4)}}}},
+			"batch.columns[0].histograms"},
+		{&canaryv1.Batch{Columns: []*canaryv1.MetricColumn{{Metric: "latency_ms", Cohort: 1, Histograms: []*canaryv1.Histogram{hist(1, 2, 3, 4), {}}}}},
+			"batch.columns[0].histograms[1].buckets"},
+	} {
+		tc.b.RunId, tc.b.BatchId = run.GetId(), "bad"
+		_, err := e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: tc.b})
+		wantCode(t, err, codes.InvalidArgument, tc.field)
+	}
+	if c := e.getRun(ctx, run.GetId()).GetCounters(); c.GetBatches() != 1 {
+		t.Errorf("counters %v: a rejected batch was stored", c)
+	}
+}
