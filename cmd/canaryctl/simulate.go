@@ -185,7 +185,7 @@ scenarios (--scenario NAME,... or a group name, or all):
 	for _, s := range sim.Scenarios() {
 		fmt.Fprintf(w, "  %-22s [%s] %s; regresses %s\n", s.Name, s.Group, s.Description, s.Target)
 	}
-	fmt.Fprintf(w, "  (target %s: the regression is the canary's share of the traffic itself, multiplied by 1 − %g·k from the\n   scenario's drop minute on; k = 4 leaves a fifth; any drop promoted is a false PROMOTE)\n", sim.TargetTraffic, sim.ShareDropUnit)
+	fmt.Fprintf(w, "  (target %s: the regression is the canary's share of the traffic itself, multiplied by max(0, 1 − %g·k) from the\n   scenario's drop minute on: k = 1 halves it, the sample-ratio check's tolerance; k = %g leaves a fifth, and a\n   PROMOTE from there on is false)\n", sim.TargetTraffic, sim.ShareDropUnit, sim.ShareDropFalsePromote)
 	fmt.Fprintln(w, "\npolicies (--policy NAME,... or all):")
 	for _, p := range sim.Policies() {
 		fmt.Fprintf(w, "  %-22s %s\n", p.Name, p.Description)
