@@ -30,9 +30,10 @@ import (
 // c times the baseline at every time), D(c) has a mean ≤ 0 whatever the
 // baseline does over time and whatever each group's share of either
 // cohort: a change shared by both cohorts cancels within its group.
-// With one group this is Welch's contrast test (WelchContrastTest, R's
-// t.test(x, c*y)); the weights are van Elteren's (1960) for the stratified
-// Wilcoxon test and Mantel and Haenszel's (1959) for the 2×2×K tables.
+// With one group this is Welch's test of the contrast (R's
+// t.test(x, c*y), scipy's ttest_ind(x, c*y, equal_var=False)); the weights
+// are van Elteren's (1960) for the stratified Wilcoxon test and Mantel and
+// Haenszel's (1959) for the 2×2×K tables.
 //
 // A single extreme value cannot make D(c)/√V(c) large: it enters its
 // group's mean and that group's variance alike, so its contribution to

@@ -7,7 +7,7 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
-// MWUMethod selects how MannWhitney and HodgesLehmann obtain the null
+// MWUMethod selects how MannWhitney obtains the null
 // distribution of the Mann-Whitney statistic.
 type MWUMethod int
 
@@ -20,7 +20,7 @@ const (
 	// MWUExact asks for the exact distribution (R's exact = TRUE). As in R
 	// it falls back to the normal approximation when there are ties; unlike
 	// R it also falls back when nx·ny > MWUExactMaxPairs. MWUResult.Exact
-	// and HLResult.Exact report what was used.
+	// reports what was used.
 	MWUExact
 	// MWUAsymptotic always uses the normal approximation (R's exact = FALSE).
 	MWUAsymptotic
@@ -266,24 +266,6 @@ func mwuMerge(x, y []Bin, shift float64) mwuMerged {
 	return r
 }
 
-// mwuTieTermWithin is N³ - Σ t³ when the tie groups are the bins of x and
-// of y separately: the tie term of x - d and y for any shift d at which no
-// x - d equals a y.
-func mwuTieTermWithin(x, y []Bin) float64 {
-	var d, sum float64
-	for _, s := range [2][]Bin{x, y} {
-		for k := 0; k < len(s); {
-			t := s[k].Count
-			for k++; k < len(s) && s[k].Value == s[k-1].Value; k++ {
-				t += s[k].Count // equal adjacent bins are one tie group
-			}
-			d += 3 * t * sum * (sum + t)
-			sum += t
-		}
-	}
-	return d
-}
-
 // mwuExactP is the exact p-value of U = u for sample sizes m and n.
 func mwuExactP(u float64, m, n int, alt Alternative) float64 {
 	dist := newMWUNull(m, n)
@@ -400,29 +382,6 @@ func (d *mwuNull) cdf(q int) float64 {
 
 // sf returns P(U ≥ w) = P(U ≤ mn - w).
 func (d *mwuNull) sf(w int) float64 { return d.cdf(d.mn - w) }
-
-// quantile is R's qwilcox(p, m, n) for 0 < p < 1: the smallest q with
-// P(U ≤ q) ≥ p, with R's fuzz of 10 machine epsilons against rounding.
-func (d *mwuNull) quantile(p float64) int {
-	const fuzz = 10 * 0x1p-52
-	var cum float64
-	if p <= 0.5 {
-		p -= fuzz
-		for q := 0; ; q++ {
-			cum += d.at(q) / d.total
-			if cum >= p || q >= d.mn {
-				return q
-			}
-		}
-	}
-	p = 1 - p + fuzz
-	for q := 0; ; q++ {
-		cum += d.at(q) / d.total
-		if cum > p || q >= d.mn {
-			return d.mn - q
-		}
-	}
-}
 
 // mwuCheckBins panics unless b is a valid sample and returns its number of
 // observations.

@@ -57,7 +57,7 @@ func (m *Moments) Merge(o Moments) {
 //	s² = M2 / (N − 1),
 //
 // as R's var and gonum's stat.Variance. It returns 0 when N < 2, where the
-// variance is not estimable; WelchTest treats such samples separately.
+// variance is not estimable.
 func (m Moments) Variance() float64 {
 	if m.N < 2 {
 		return 0

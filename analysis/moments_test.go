@@ -6,19 +6,41 @@ import (
 	"testing"
 )
 
+// momentsVectors is testdata/moments_vectors.json, written by
+// testdata/gen/rate_student.py: R's mean and var of seeded samples.
+type momentsVectors struct {
+	Tolerance struct {
+		Rel float64 `json:"rel"`
+	} `json:"tolerance"`
+	Samples map[string][]float64 `json:"samples"`
+	Moments []struct {
+		Sample       string
+		N, Mean, Var rwNum
+	} `json:"moments"`
+}
+
+// rwMoments accumulates a sample with Moments.Add.
+func rwMoments(xs []float64) Moments {
+	var m Moments
+	for _, x := range xs {
+		m.Add(x)
+	}
+	return m
+}
+
 // TestMomentsVectors compares Moments.Add with R's mean and var on the
-// samples of testdata/welch_vectors.json (1e-12 relative).
+// samples of testdata/moments_vectors.json (1e-12 relative).
 func TestMomentsVectors(t *testing.T) {
 	t.Parallel()
-	var v rwWelchVectors
-	rwLoad(t, "welch_vectors.json", &v)
+	var v momentsVectors
+	rwLoad(t, "moments_vectors.json", &v)
 	if len(v.Moments) == 0 {
 		t.Fatal("no moments")
 	}
 	for _, s := range v.Moments {
 		m := rwMoments(v.Samples[s.Sample])
-		if m.N != float64(s.N) || !rwClose(m.Mean, float64(s.Mean), v.Tolerance.MomentsRel) ||
-			!rwClose(m.Variance(), float64(s.Var), v.Tolerance.MomentsRel) {
+		if m.N != float64(s.N) || !rwClose(m.Mean, float64(s.Mean), v.Tolerance.Rel) ||
+			!rwClose(m.Variance(), float64(s.Var), v.Tolerance.Rel) {
 			t.Errorf("%s: got n=%g mean=%.17g var=%.17g, R n=%g mean=%.17g var=%.17g", s.Sample,
 				m.N, m.Mean, m.Variance(), float64(s.N), float64(s.Mean), float64(s.Var))
 		}
@@ -84,5 +106,16 @@ func TestMomentsMerge(t *testing.T) {
 	}
 	if math.IsNaN(all.Variance()) {
 		t.Error("NaN variance")
+	}
+}
+
+// TestBernoulliMoments checks the moments of 0/1 observations.
+func TestBernoulliMoments(t *testing.T) {
+	t.Parallel()
+	if m := BernoulliMoments(5, 1000); m.N != 1000 || m.Mean != 0.005 || !rwClose(m.Variance(), 0.005*0.995*1000/999, 1e-12) {
+		t.Errorf("BernoulliMoments(5, 1000) = %+v", m)
+	}
+	if m := BernoulliMoments(0, 0); m != (Moments{}) {
+		t.Errorf("BernoulliMoments(0, 0) = %+v", m)
 	}
 }

@@ -134,29 +134,6 @@ func rateFromLogit(eta, eB, eC float64) float64 {
 	return r
 }
 
-// BinomialTest returns the p-value of the exact binomial test of
-// H0: π = p for k successes in n trials:
-//
-//	Greater:  Pr(X ≥ k)
-//	Less:     Pr(X ≤ k)
-//	TwoSided: Σ Pr(X = i) over the i with Pr(X = i) ≤ Pr(X = k)·(1 + 10⁻⁷)
-//
-// with X ~ Binomial(n, p). It matches R's binom.test(k, n, p)$p.value and
-// scipy.stats.binomtest(k, n, p).pvalue, computed with O(log n) density
-// and two tail evaluations (see RateTest). k and n are rounded to integers;
-// k must be in [0, n] and p in [0, 1], otherwise BinomialTest panics.
-func BinomialTest(k, n, p float64, alt Alternative) float64 {
-	mustTestArgs("BinomialTest", alt, 0.5)
-	k, n = math.Round(k), math.Round(n)
-	if !(n >= 0) || !(k >= 0) || k > n || math.IsInf(n, 1) || !(p >= 0 && p <= 1) {
-		panic("analysis: BinomialTest: need 0 ≤ k ≤ n finite and 0 ≤ p ≤ 1")
-	}
-	if n == 0 {
-		return 1
-	}
-	return binomTestPQ(k, n, p, 1-p, alt)
-}
-
 // BinomialTail returns a tail probability of X ~ Binomial(n, p):
 //
 //	Less:    Pr(X ≤ k)
@@ -168,7 +145,7 @@ func BinomialTest(k, n, p float64, alt Alternative) float64 {
 // to about 1e-12 relative or better for n ≤ 1e7 however small it is (see
 // RateTest for the method), and the larger as its complement. n is rounded to an
 // integer and k to the nearest integer. BinomialTail panics if alt is
-// TwoSided (use BinomialTest), if n is negative or not finite, or if p is
+// TwoSided (see RateTest for the two-sided test), if n is negative or not finite, or if p is
 // not in [0, 1].
 func BinomialTail(k, n, p float64, alt Alternative) float64 {
 	k, n = math.Round(k), math.Round(n)
@@ -222,8 +199,16 @@ func mustTestArgs(fn string, alt Alternative, confLevel float64) {
 	}
 }
 
-// binomTestPQ is BinomialTest with q = 1 − p given separately, so that a p
-// close to 1 loses nothing.
+// binomTestPQ returns the p-value of the exact binomial test of H0: π = p
+// for x successes in n trials, q = 1 − p given separately so that a p
+// close to 1 loses nothing:
+//
+//	Greater:  Pr(X ≥ x)
+//	Less:     Pr(X ≤ x)
+//	TwoSided: Σ Pr(X = i) over the i with Pr(X = i) ≤ Pr(X = x)·(1 + 10⁻⁷)
+//
+// with X ~ Binomial(n, p), as R's binom.test(x, n, p)$p.value and
+// scipy.stats.binomtest(x, n, p).pvalue.
 func binomTestPQ(x, n, p, q float64, alt Alternative) float64 {
 	switch alt {
 	case Less:

@@ -9,7 +9,7 @@ import "math"
 // confidence sequence [lo, hi] for Δ at level 1 − alpha (half-infinite
 // for the one-sided alternatives, as the fixed-sample tests' intervals).
 // With c = 1 + tolerance and Greater, it tests the canary against the
-// tolerance boundary as evaluate.go's Welch contrast test does.
+// tolerance boundary as the fixed-sample contrast test does.
 //
 // With Δ̂ = x̄ − c ȳ, s² = s_x²/n_x + c² s_y²/n_y (plug-in variances) and
 // the mixing distribution N(0, τ²) on Δ,
@@ -52,7 +52,7 @@ import "math"
 //   - n_x < 2 or n_y < 2, or a summary with a NaN or infinite field: e = 1
 //     and the interval is (−Inf, +Inf).
 //   - Both streams essentially constant (s ≤ 10ε·max(|x̄|, |c ȳ|)), as in
-//     WelchTest: e = +Inf if Δ̂ ≠ 0 lies on the side of the alternative,
+//     the fixed-sample tests: e = +Inf if Δ̂ ≠ 0 lies on the side of the alternative,
 //     else 1, and the interval shrinks to Δ̂.
 //   - e overflows to +Inf for overwhelming evidence.
 //
@@ -68,7 +68,7 @@ import "math"
 func SeqMean(x, y Moments, c float64, alt Alternative, alpha, n0 float64) (e, lo, hi float64) {
 	mustSeqMean("SeqMean", c, alt, alpha, n0)
 	inf := math.Inf(1)
-	if !welchFinite(x) || !welchFinite(y) || x.N < 2 || y.N < 2 {
+	if !finiteMoments(x) || !finiteMoments(y) || x.N < 2 || y.N < 2 {
 		return 1, -inf, inf
 	}
 	vx, vy := x.Variance(), c*c*y.Variance()
@@ -155,47 +155,10 @@ func seqBisectIncreasing(g func(float64) float64, a, b float64) float64 {
 	return a + (b-a)/2
 }
 
-// SeqMeanInstances is SeqMean for observations grouped by instance
-// (host, pod), with a cluster-robust variance, for when instances differ
-// persistently (one host is slower than the others for the whole run).
-// x and y hold one Moments per instance of the canary and the baseline.
-//
-// The contrast's variance is the larger of SeqMean's s² and the clustered
-// variance of clusteredContrast (one-way random-effects model, ANOVA
-// estimate of the between-instance variance pooled over both cohorts),
-// and the rest is SeqMean's, with τ from the pooled moments. Because the
-// between-instance part does not shrink with time, the e-value no longer
-// grows without bound when the cohorts differ only by their instances: the
-// test then behaves as a fixed-sample z-test at about the mixture's
-// boundary (|z| ≳ 3 for α = 0.01), with k_x + k_y − 2 degrees of freedom
-// in σ̂_b². This is an asymptotic device in the number of instances, not
-// an exact e-process; with fewer than about six instances in all its
-// variance estimate is rough (the judge adds DesignEffect's small-sample
-// allowance). With one instance per cohort σ_b cannot be estimated (an
-// instance effect cannot be told from a regression) and the result is
-// SeqMean's on the merged moments.
-//
-// A rate metric with per-instance counts fits here through
-// BernoulliMoments: one Moments per instance from its errors and requests.
-//
-// Special cases are SeqMean's, for the merged moments. SeqMeanInstances
-// panics where SeqMean does.
-func SeqMeanInstances(x, y []Moments, c float64, alt Alternative, alpha, n0 float64) (e, lo, hi float64) {
-	mustSeqMean("SeqMeanInstances", c, alt, alpha, n0)
-	inf := math.Inf(1)
-	mx, my, s2, within, between, _ := clusteredContrast(x, y, c)
-	if !welchFinite(mx) || !welchFinite(my) || mx.N < 2 || my.N < 2 {
-		return 1, -inf, inf
-	}
-	s2 = math.Max(s2, within+between)
-	scale := math.Max(math.Abs(mx.Mean), math.Abs(my.Mean))
-	return seqMeanFrom(mx.Mean-my.Mean, s2, mx.Variance()+my.Variance(), scale, alt, alpha, n0)
-}
-
 // BernoulliMoments returns the Moments of count successes in trials 0/1
 // observations (errors out of requests): N = trials, Mean = count/trials,
-// M2 = count·(1 − count/trials). It lets SeqMean and SeqMeanInstances
-// judge proportions and per-instance error rates. It returns the zero
+// M2 = count·(1 − count/trials). It lets SeqMean judge proportions
+// and the judge summarize per-instance error rates. It returns the zero
 // Moments when trials is 0, and panics unless 0 ≤ count ≤ trials.
 func BernoulliMoments(count, trials float64) Moments {
 	if !(count >= 0) || !(count <= trials) || math.IsInf(trials, 1) {
@@ -206,4 +169,11 @@ func BernoulliMoments(count, trials float64) Moments {
 	}
 	p := count / trials
 	return Moments{N: trials, Mean: p, M2: count * (1 - p)}
+}
+
+// finiteMoments reports whether m holds usable numbers: a finite count,
+// mean and M2, M2 ≥ 0.
+func finiteMoments(m Moments) bool {
+	return !math.IsNaN(m.N) && !math.IsInf(m.N, 0) && !math.IsNaN(m.Mean) && !math.IsInf(m.Mean, 0) &&
+		m.M2 >= 0 && !math.IsInf(m.M2, 0)
 }
