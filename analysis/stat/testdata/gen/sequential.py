@@ -2,7 +2,7 @@
 """Reference vectors for the anytime-valid statistics: the normal-mixture
 SPRT and the beta-mixture e-value of a binomial proportion.
 
-Writes analysis/testdata/sequential_vectors.json with
+Writes analysis/stat/testdata/sequential_vectors.json with
 
     beta_mixture   the beta-mixture e-value (log E) of x successes and y
                    failures against the proportion p0, prior Beta(a, b)
@@ -13,15 +13,16 @@ Writes analysis/testdata/sequential_vectors.json with
                    by numerical integration of the likelihood ratio over
                    the prior (scipy.integrate.quad; the prior centred at
                    the null, as the sample-ratio check uses it);
-    mean_msprt     the (one- and two-sided) normal-mixture SPRT, from its
-                   closed form with scipy.stats.norm.logcdf and brentq for
-                   the one-sided confidence bound.
+    mean_msprt     the (one- and two-sided) normal-mixture SPRT of a
+                   contrast of two means, from its closed form with
+                   scipy.stats.norm.logcdf, and the two-sided confidence
+                   sequence.
 
 All formulas are re-derived here from the papers, not from the Go code.
 Run from the repository root with Debian's python3-scipy (the pyenv
 python3 on PATH has no scipy):
 
-    /usr/bin/python3 analysis/testdata/gen/sequential.py
+    /usr/bin/python3 analysis/stat/testdata/gen/sequential.py
 
 Non-finite numbers are written as the JSON strings "Inf", "-Inf", "NaN".
 """
@@ -34,7 +35,6 @@ import platform
 import numpy as np
 import scipy
 from scipy import special, stats
-from scipy.optimize import brentq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTDATA = os.path.dirname(HERE)
@@ -144,6 +144,8 @@ def beta_mixture_cases():
 # --- means -----------------------------------------------------------------
 
 def msprt(x, y, c, alt, alpha, n0):
+    """The e-value of the contrast mean_x - c mean_y and, for two.sided, its
+    confidence sequence."""
     (nx, mx, m2x), (ny, my, m2y) = x, y
     vx, vy = m2x / (nx - 1), c * c * m2y / (ny - 1)
     d = mx - c * my
@@ -151,19 +153,14 @@ def msprt(x, y, c, alt, alpha, n0):
     la = math.log(1 / alpha)
     L = la if alt == "two.sided" else math.log(1 / (2 * alpha))
     tau2 = (vx + vy) * (2 * L + math.log(1 + 2 * L)) / n0
-    def log_lambda(dd):
-        return 0.5 * math.log(s2 / (s2 + tau2)) + tau2 * dd * dd / (2 * s2 * (s2 + tau2))
-    def log_one(dd):  # one-sided mixture over the half-normal, at contrast dd
-        return math.log(2) + log_lambda(dd) + stats.norm.logcdf(dd * math.sqrt(tau2) / math.sqrt(s2 * (s2 + tau2)))
-    half = math.sqrt(s2 * (s2 + tau2) / tau2 * (2 * la + math.log((s2 + tau2) / s2)))
+    log_lambda = 0.5 * math.log(s2 / (s2 + tau2)) + tau2 * d * d / (2 * s2 * (s2 + tau2))
     if alt == "two.sided":
-        return math.exp(log_lambda(d)), d - half, d + half
+        half = math.sqrt(s2 * (s2 + tau2) / tau2 * (2 * la + math.log((s2 + tau2) / s2)))
+        return math.exp(log_lambda), d - half, d + half
     sign = 1 if alt == "greater" else -1
-    e = math.exp(log_one(sign * d))
-    w = brentq(lambda dd: log_one(dd) - la, 0, half, xtol=1e-15, rtol=1e-15)
-    if alt == "greater":
-        return e, d - w, math.inf
-    return e, -math.inf, d + w
+    # the mixture over the half-normal on the alternative side
+    e = math.exp(math.log(2) + log_lambda + stats.norm.logcdf(sign * d * math.sqrt(tau2) / math.sqrt(s2 * (s2 + tau2))))
+    return e, None, None
 
 
 def mean_cases():
@@ -182,14 +179,16 @@ def mean_cases():
         x = (nx, mx, sx * sx * (nx - 1))
         y = (ny, my, sy * sy * (ny - 1))
         e, lo, hi = msprt(x, y, c, alt, alpha, n0)
-        out.append(dict(x=list(x), y=list(y), c=c, alt=alt, alpha=alpha, n0=n0,
-                        e=num(e), lo=num(lo), hi=num(hi)))
+        case = dict(x=list(x), y=list(y), c=c, alt=alt, alpha=alpha, n0=n0, e=num(e))
+        if lo is not None:
+            case.update(lo=num(lo), hi=num(hi))
+        out.append(case)
     return out
 
 
 def main():
     doc = {
-        "generator": "analysis/testdata/gen/sequential.py",
+        "generator": "analysis/stat/testdata/gen/sequential.py",
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__},
         "beta_mixture": beta_mixture_cases(),
         "mean_msprt": mean_cases(),

@@ -1,4 +1,4 @@
-package analysis
+package stat
 
 import (
 	"math"
@@ -26,8 +26,8 @@ type studentVectors struct {
 	} `json:"qt"`
 }
 
-// TestStudentVectors compares studentUpper with R's pt(t, df, lower.tail =
-// FALSE) and studentCrit with qt(p, df, lower.tail = FALSE), from df = 1 to
+// TestStudentVectors compares StudentUpper with R's pt(t, df, lower.tail =
+// FALSE) and StudentUpperQuantile with qt(p, df, lower.tail = FALSE), from df = 1 to
 // 1e9 and tails down to 1e-300, and both with mpmath, to the tolerances
 // the vectors record (R only where R itself agrees with mpmath: its qt
 // loses digits below p = 1e-200 for few degrees of freedom).
@@ -41,14 +41,14 @@ func TestStudentVectors(t *testing.T) {
 	tol := v.Tolerance
 	worst := [2]float64{}
 	for _, c := range v.PT {
-		got := studentUpper(c.T, c.DF)
+		got := StudentUpper(c.T, c.DF)
 		if c.ROK && !rwClose(got, float64(c.R), tol.RelR) || !rwClose(got, float64(c.Mpmath), tol.RelMpmath) {
 			t.Errorf("Pr(T > %g; df %g) = %.17g, R %.17g, mpmath %.17g", c.T, c.DF, got, float64(c.R), float64(c.Mpmath))
 		}
 		worst[0] = max(worst[0], math.Abs(got-float64(c.Mpmath))/float64(c.Mpmath))
 	}
 	for _, c := range v.QT {
-		got := studentCrit(c.P, c.DF)
+		got := StudentUpperQuantile(c.P, c.DF)
 		want := float64(c.Mpmath)
 		if c.ROK && !rwClose(got, float64(c.R), tol.RelR) || !rwClose(got, want, tol.RelMpmath) {
 			t.Errorf("upper %g quantile (df %g) = %.17g, R %.17g, mpmath %.17g", c.P, c.DF, got, float64(c.R), want)

@@ -1,4 +1,4 @@
-package analysis
+package stat
 
 import (
 	"encoding/json"
@@ -591,7 +591,7 @@ func TestMannWhitneyPanics(t *testing.T) {
 		func() {
 			defer func() {
 				r := recover()
-				if s, _ := r.(string); !strings.HasPrefix(s, "analysis: MannWhitney: ") {
+				if s, _ := r.(string); !strings.HasPrefix(s, "stat: MannWhitney: ") {
 					t.Errorf("%s: recovered %v, want an analysis: MannWhitney panic", tc.name, r)
 				}
 			}()

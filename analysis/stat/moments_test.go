@@ -1,4 +1,4 @@
-package analysis
+package stat
 
 import (
 	"math"
@@ -117,5 +117,45 @@ func TestBernoulliMoments(t *testing.T) {
 	}
 	if m := BernoulliMoments(0, 0); m != (Moments{}) {
 		t.Errorf("BernoulliMoments(0, 0) = %+v", m)
+	}
+}
+
+// TestMomentsOf checks the batch moments against Welford's updates, on
+// data with a large mean (where a naive sum of squares cancels).
+func TestMomentsOf(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{0, 1, 2, 17, 10000} {
+		vs := make([]float64, n)
+		var w Moments
+		for i := range vs {
+			vs[i] = 1e9 + rng.NormFloat64()
+			w.Add(vs[i])
+		}
+		got := MomentsOf(vs)
+		if got.N != w.N || math.Abs(got.Mean-w.Mean) > 1e-15*math.Abs(w.Mean) || math.Abs(got.M2-w.M2) > 1e-6*math.Max(1, w.M2) {
+			t.Errorf("n=%d: %+v, Welford %+v", n, got, w)
+		}
+	}
+}
+
+// TestLogMomentsOf checks the moments of log values against Welford's
+// updates, zeros left out.
+func TestLogMomentsOf(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(6, 6))
+	vs := []float64{0, 0}
+	var w Moments
+	for range 5000 {
+		v := 1e6 * math.Exp(0.5*rng.NormFloat64())
+		vs = append(vs, v, 0, math.NaN(), -v)
+		w.Add(math.Log(v))
+	}
+	got := LogMomentsOf(vs)
+	if got.N != w.N || math.Abs(got.Mean-w.Mean) > 1e-13*math.Abs(w.Mean) || math.Abs(got.M2-w.M2) > 1e-10*w.M2 {
+		t.Errorf("%+v, Welford %+v", got, w)
+	}
+	if m := LogMomentsOf([]float64{0, 0}); m != (Moments{}) {
+		t.Errorf("zeros only: %+v", m)
 	}
 }

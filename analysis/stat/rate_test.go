@@ -1,4 +1,4 @@
-package analysis
+package stat
 
 import (
 	"encoding/json"
@@ -352,8 +352,8 @@ func TestRatePanics(t *testing.T) {
 		func() {
 			defer func() {
 				r := recover()
-				if s, ok := r.(string); !ok || !strings.HasPrefix(s, "analysis: ") {
-					t.Errorf("%s: recovered %v, want an analysis panic", name, r)
+				if s, ok := r.(string); !ok || !strings.HasPrefix(s, "stat: ") {
+					t.Errorf("%s: recovered %v, want a stat panic", name, r)
 				}
 			}()
 			f()

@@ -1,14 +1,14 @@
 #!/usr/bin/env Rscript
-# Reference vectors for analysis/mannwhitney.go.
+# Reference vectors for analysis/stat/mannwhitney.go.
 #
-# Writes analysis/testdata/mwu_vectors.json with R's wilcox.test (two-sample)
+# Writes analysis/stat/testdata/mwu_vectors.json with R's wilcox.test (two-sample)
 # results on fixed, seeded data sets:
 #   - exact and normal-approximation p-values, correct = TRUE/FALSE,
 #     all three alternatives, mu = 0 and mu != 0;
 #   - pwilcox values for the exact null distribution.
 #
 # Run from the repository root with Debian's R 4.2 (r-base-core):
-#   Rscript analysis/testdata/gen/mwu.R
+#   Rscript analysis/stat/testdata/gen/mwu.R
 # No packages beyond base R are needed (the JSON is written by hand).
 
 if (R.version$major != "4" || !startsWith(R.version$minor, "2")) {
@@ -18,7 +18,7 @@ if (R.version$major != "4" || !startsWith(R.version$minor, "2")) {
 }
 
 out <- if (length(commandArgs(TRUE)) > 0) commandArgs(TRUE)[1] else
-  "analysis/testdata/mwu_vectors.json"
+  "analysis/stat/testdata/mwu_vectors.json"
 
 set.seed(20240601)
 
@@ -126,7 +126,7 @@ tol <- obj(
   p_value = num(1e-11))
 
 json <- paste0("{\n",
-  "\"generator\":", str("analysis/testdata/gen/mwu.R"), ",\n",
+  "\"generator\":", str("analysis/stat/testdata/gen/mwu.R"), ",\n",
   "\"r_version\":", str(R.version.string), ",\n",
   "\"tolerances\":", tol, ",\n",
   "\"datasets\":[\n", paste(dsjson, collapse = ",\n"), "],\n",

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Reference vectors for analysis/mannwhitney.go from scipy.
+"""Reference vectors for analysis/stat/mannwhitney.go from scipy.
 
-Writes analysis/testdata/mwu_scipy_vectors.json with
+Writes analysis/stat/testdata/mwu_scipy_vectors.json with
 scipy.stats.mannwhitneyu(x, y, alternative=..., method=..., use_continuity=...)
 on fixed, seeded data sets: method='exact' on small untied samples (scipy's
 exact distribution ignores ties, so tied data only get 'asymptotic'), and
@@ -10,7 +10,7 @@ tied, large and heavily tied samples.
 
 Run from the repository root with Debian's python3-scipy (the pyenv python3
 on PATH has no scipy):
-    /usr/bin/python3 analysis/testdata/gen/mwu.py
+    /usr/bin/python3 analysis/stat/testdata/gen/mwu.py
 """
 
 import json
@@ -20,7 +20,7 @@ import numpy as np
 import scipy
 from scipy import stats
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else "analysis/testdata/mwu_scipy_vectors.json"
+OUT = sys.argv[1] if len(sys.argv) > 1 else "analysis/stat/testdata/mwu_scipy_vectors.json"
 
 rng = np.random.default_rng(20240601)
 
@@ -68,7 +68,7 @@ for d in datasets:
                               "statistic": float(r.statistic), "p_value": float(r.pvalue)})
 
 doc = {
-    "generator": "analysis/testdata/gen/mwu.py",
+    "generator": "analysis/stat/testdata/gen/mwu.py",
     "scipy_version": scipy.__version__,
     "numpy_version": np.__version__,
     "python_version": sys.version.split()[0],

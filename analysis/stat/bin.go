@@ -1,10 +1,10 @@
-package analysis
+package stat
 
 // Bin is one distinct value, or one histogram bin represented by its
-// midpoint, together with the number of observations it holds. The
-// rank-based tests take samples as slices of Bins sorted by Value
-// ascending, with distinct Values and positive Counts; a raw sample is
-// the special case where every Count is 1 (or counts ties).
+// midpoint, together with the number of observations it holds: a weighted
+// observation. The rank-based tests take samples as slices of Bins sorted
+// by Value ascending, with distinct Values and positive Counts; a raw
+// sample is the special case where every Count is 1 (or counts ties).
 type Bin struct {
 	Value float64
 	Count float64
@@ -34,4 +34,11 @@ func (a Alternative) String() string {
 		return "less"
 	}
 	return "unknown"
+}
+
+// mustAlternative panics, naming fn, unless alt is a known alternative.
+func mustAlternative(fn string, alt Alternative) {
+	if alt != TwoSided && alt != Greater && alt != Less {
+		panic("stat: " + fn + ": unknown alternative")
+	}
 }

@@ -1,4 +1,4 @@
-package analysis
+package stat
 
 import (
 	"math"
@@ -45,13 +45,13 @@ func seqBinomDraw(rng *rand.Rand, n, p float64) float64 {
 	return distuv.Binomial{N: n, P: p, Src: rng}.Rand()
 }
 
-// TestSeqMeanAAContinuous: canary observations are the baseline's
+// TestMixtureSPRTAAContinuous: canary observations are the baseline's
 // distribution scaled by 1 + tolerance (so the means are exactly at the
 // boundary), lognormal with σ = 1 (skewed, as revenue or latency) or
 // normal, judged from the gate n0 = 100 after every batch up to 5,000
 // observations per cohort, with the canary getting 10% or 50% of the
 // observations.
-func TestSeqMeanAAContinuous(t *testing.T) {
+func TestMixtureSPRTAAContinuous(t *testing.T) {
 	t.Parallel()
 	runs := 300
 	if testing.Short() {
@@ -82,7 +82,8 @@ func TestSeqMeanAAContinuous(t *testing.T) {
 				if x.N < n0 || y.N < n0 {
 					continue
 				}
-				if e, _, _ := SeqMean(x, y, c, Greater, alpha, n0); e >= 1/alpha {
+				d, v, sz2, scale := msprtOf(x, y, c)
+				if MixtureSPRT(d, v, sz2, scale, Greater, alpha, n0) >= 1/alpha {
 					rejected++
 					break
 				}
@@ -92,10 +93,10 @@ func TestSeqMeanAAContinuous(t *testing.T) {
 	}
 }
 
-// TestSeqMeanPower: lognormal σ = 0.5, canary mean 1.2× the baseline's
+// TestMixtureSPRTPower: lognormal σ = 0.5, canary mean 1.2× the baseline's
 // against the null 1.1×: detected within 5,000 observations per cohort
 // in at least 90% of runs.
-func TestSeqMeanPower(t *testing.T) {
+func TestMixtureSPRTPower(t *testing.T) {
 	t.Parallel()
 	runs := 100
 	if testing.Short() {
@@ -114,7 +115,8 @@ func TestSeqMeanPower(t *testing.T) {
 			if x.N < n0 {
 				continue
 			}
-			if e, _, _ := SeqMean(x, y, 1.1, Greater, alpha, n0); e >= 1/alpha {
+			d, v, sz2, scale := msprtOf(x, y, 1.1)
+			if MixtureSPRT(d, v, sz2, scale, Greater, alpha, n0) >= 1/alpha {
 				when = append(when, x.N)
 				break
 			}
@@ -126,13 +128,15 @@ func TestSeqMeanPower(t *testing.T) {
 	}
 }
 
-// TestRateBoundaryAAContinuous: the judge's rate e-value (prior centred
-// at the null boundary, RateBoundaryK) on a canary whose error rate is
-// exactly at the boundary 1 ± tolerance, with a constant canary share (as
-// the closed form assumes) and a baseline error rate that moves with time
-// (shared by both cohorts), judged after each of 60 batches on the
-// cumulative counts.
-func TestRateBoundaryAAContinuous(t *testing.T) {
+// TestBetaMixtureAAContinuous: the beta-mixture e-value of a rate ratio
+// (the canary's events out of both cohorts', the prior Beta(k p0,
+// k (1 − p0)) centred at the null p0, k = 20 as the judge's sample-ratio
+// check uses it) on a canary whose error rate is exactly at the boundary
+// 1 ± tolerance, with a constant canary share (so that the canary's share
+// of events is binomial with p0) and a baseline error rate that moves
+// with time (shared by both cohorts), judged after each of 60 batches on
+// the cumulative counts.
+func TestBetaMixtureAAContinuous(t *testing.T) {
 	t.Parallel()
 	runs := 500
 	if testing.Short() {
@@ -150,6 +154,7 @@ func TestRateBoundaryAAContinuous(t *testing.T) {
 		{"rate ×0.8, Less, canary 50%", 0.5, 1 - tol, Less},
 	} {
 		rng := rand.New(rand.NewPCG(201, 202))
+		p0 := tc.rho * tc.r0 / (1 - tc.rho + tc.rho*tc.r0)
 		rejected := 0
 		for range runs {
 			var cb, cc float64
@@ -159,7 +164,7 @@ func TestRateBoundaryAAContinuous(t *testing.T) {
 				nB, nC := math.Round(2000*(1-tc.rho)), math.Round(2000*tc.rho)
 				cb += seqBinomDraw(rng, nB, p)
 				cc += seqBinomDraw(rng, nC, p*tc.r0)
-				if RateBoundaryEValue(cb, cc, tc.rho, RateBoundaryK, tc.r0, tc.alt) >= 1/alpha {
+				if BetaMixtureLogE(cc, cb, p0, 20*p0, 20*(1-p0), tc.alt) >= math.Log(1/alpha) {
 					rejected++
 					break
 				}

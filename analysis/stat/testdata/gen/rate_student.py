@@ -1,19 +1,19 @@
 #!/usr/bin/python3
-"""Reference vectors for analysis/rate.go, analysis/student.go and
-analysis/moments.go.
+"""Reference vectors for analysis/stat/rate.go, analysis/stat/student.go and
+analysis/stat/moments.go.
 
 Writes
-    analysis/testdata/rate_vectors.json     R poisson.test + pbinom, scipy binomtest
-    analysis/testdata/student_vectors.json  R pt and qt (upper tail), and the same
+    analysis/stat/testdata/rate_vectors.json     R poisson.test + pbinom, scipy binomtest
+    analysis/stat/testdata/student_vectors.json  R pt and qt (upper tail), and the same
                                             to 40 digits with mpmath
-    analysis/testdata/moments_vectors.json  R mean and var of seeded samples
+    analysis/stat/testdata/moments_vectors.json  R mean and var of seeded samples
 
 The cases are defined here; the R values come from rate_student.R, which
 this script runs on CSV files in a scratch directory (no R packages
 needed). Run from the repository root with Debian's python3-scipy,
 python3-mpmath and r-base-core (the pyenv python3 on PATH has no scipy):
 
-    /usr/bin/python3 analysis/testdata/gen/rate_student.py
+    /usr/bin/python3 analysis/stat/testdata/gen/rate_student.py
 
 Sample data come from numpy's default_rng(20240601), so reruns reproduce
 the files exactly given the same numpy, scipy, mpmath and R.
@@ -267,7 +267,7 @@ def main():
         tails.append({"k": k, "n": n, "p": p, "r_lower": num(r["lower"]), "r_upper": num(r["upper"]),
                       "scipy_lower": num(stats.binom.cdf(k, n, p)), "scipy_upper": num(stats.binom.sf(k - 1, n, p))})
     dump(os.path.join(TESTDATA, "rate_vectors.json"), {
-        "generator": "analysis/testdata/gen/rate_student.py (R values by rate_student.R)",
+        "generator": "analysis/stat/testdata/gen/rate_student.py (R values by rate_student.R)",
         "tools": tools(r_version),
         "source": "r: poisson.test(c(count_c, count_b), c(exposure_c, exposure_b), r = ratio0, alternative = alt, "
                   "conf.level = conf); scipy: binomtest(count_c, count_b + count_c, theta0, alternative) with "
@@ -292,7 +292,7 @@ def main():
         r, mp = qt_r[id_]["q"], mp_upper_quantile(p, df)
         qt.append({"p": p, "df": df, "r": num(r), "mpmath": num(mp), "r_ok": r_agrees(r, mp)})
     dump(os.path.join(TESTDATA, "student_vectors.json"), {
-        "generator": "analysis/testdata/gen/rate_student.py (R values by rate_student.R)",
+        "generator": "analysis/stat/testdata/gen/rate_student.py (R values by rate_student.R)",
         "tools": tools(r_version),
         "source": "pt: Pr(T > t) for Student's t with df degrees of freedom, R's pt(t, df, lower.tail = FALSE) "
                   "and 1/2 I_{df/(df+t^2)}(df/2, 1/2) by mpmath.betainc at 60 digits; qt: the t with "
@@ -310,7 +310,7 @@ def main():
     moments = [{"sample": s, "n": moments_r[s]["n"], "mean": num(moments_r[s]["mean"]),
                 "var": num(moments_r[s]["var"])} for s in samples]
     dump(os.path.join(TESTDATA, "moments_vectors.json"), {
-        "generator": "analysis/testdata/gen/rate_student.py (R values by rate_student.R)",
+        "generator": "analysis/stat/testdata/gen/rate_student.py (R values by rate_student.R)",
         "tools": tools(r_version),
         "source": "mean() and var() of each sample in R",
         "tolerance": {"rel": 1e-12},

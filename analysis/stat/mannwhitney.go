@@ -1,4 +1,4 @@
-package analysis
+package stat
 
 import (
 	"fmt"
@@ -137,7 +137,7 @@ func MannWhitney(x, y []Bin, opts MWUOptions) MWUResult {
 	mwuCheckAlternative(fn, opts.Alternative)
 	mwuCheckMethod(fn, opts.Method)
 	if math.IsNaN(opts.Mu) || math.IsInf(opts.Mu, 0) {
-		panic(fmt.Sprintf("analysis: %s: Mu must be finite, got %v", fn, opts.Mu))
+		panic(fmt.Sprintf("stat: %s: Mu must be finite, got %v", fn, opts.Mu))
 	}
 
 	res := MWUResult{NX: nx, NY: ny, P: 1}
@@ -389,13 +389,13 @@ func mwuCheckBins(fn, name string, b []Bin) float64 {
 	var n float64
 	for k, bin := range b {
 		if math.IsNaN(bin.Value) {
-			panic(fmt.Sprintf("analysis: %s: %s[%d].Value is NaN", fn, name, k))
+			panic(fmt.Sprintf("stat: %s: %s[%d].Value is NaN", fn, name, k))
 		}
 		if k > 0 && !(b[k-1].Value <= bin.Value) {
-			panic(fmt.Sprintf("analysis: %s: %s bins not sorted by Value at index %d", fn, name, k))
+			panic(fmt.Sprintf("stat: %s: %s bins not sorted by Value at index %d", fn, name, k))
 		}
 		if !(bin.Count > 0) || math.IsInf(bin.Count, 1) {
-			panic(fmt.Sprintf("analysis: %s: %s[%d].Count = %v, want positive and finite", fn, name, k, bin.Count))
+			panic(fmt.Sprintf("stat: %s: %s[%d].Count = %v, want positive and finite", fn, name, k, bin.Count))
 		}
 		n += bin.Count
 	}
@@ -404,12 +404,12 @@ func mwuCheckBins(fn, name string, b []Bin) float64 {
 
 func mwuCheckAlternative(fn string, a Alternative) {
 	if a != TwoSided && a != Greater && a != Less {
-		panic(fmt.Sprintf("analysis: %s: unknown Alternative %d", fn, int(a)))
+		panic(fmt.Sprintf("stat: %s: unknown Alternative %d", fn, int(a)))
 	}
 }
 
 func mwuCheckMethod(fn string, m MWUMethod) {
 	if m != MWUAuto && m != MWUExact && m != MWUAsymptotic {
-		panic(fmt.Sprintf("analysis: %s: unknown MWUMethod %d", fn, int(m)))
+		panic(fmt.Sprintf("stat: %s: unknown MWUMethod %d", fn, int(m)))
 	}
 }

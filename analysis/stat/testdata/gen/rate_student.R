@@ -1,10 +1,10 @@
 #!/usr/bin/env Rscript
-# R half of the reference vectors for analysis/rate.go, analysis/student.go
-# and analysis/moments.go.
+# R half of the reference vectors for analysis/stat/rate.go, analysis/stat/student.go
+# and analysis/stat/moments.go.
 #
-# Not run by hand: analysis/testdata/gen/rate_student.py writes the cases as
+# Not run by hand: analysis/stat/testdata/gen/rate_student.py writes the cases as
 # CSV files into a scratch directory, runs
-#   Rscript analysis/testdata/gen/rate_student.R <dir>
+#   Rscript analysis/stat/testdata/gen/rate_student.R <dir>
 # and merges the CSV files this script writes into the JSON vectors, next
 # to scipy's and mpmath's values. Numbers travel as %.17g text, so nothing
 # is rounded.
