@@ -2,6 +2,7 @@ package stat
 
 import (
 	"math"
+	"sort"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -62,11 +63,11 @@ type RateResult struct {
 // continued fraction with that prefactor, or, when θ₀ or 1 − θ₀ is below
 // 0.01, a sum from the observed count outward; both agree with R to about
 // 1e-12 relative at N = 1e7 (better for smaller N), tiny tails included.
-// The far end of the two-sided sum is found by bisection on the density,
-// and each interval end by Newton's method on the logit scale, so the work
-// grows as log N plus O(√N) continued-fraction or summation terms, never
-// as N. 1 − θ₀ is formed as exposureB/(ratio0·exposureC + exposureB), not
-// by subtraction.
+// The far end of the two-sided sum is found by binary search on the
+// density (sort.Search), and each interval end by Root on the logit scale,
+// so the work grows as log N plus O(√N) continued-fraction or summation
+// terms, never as N. 1 − θ₀ is formed as exposureB/(ratio0·exposureC +
+// exposureB), not by subtraction.
 //
 // Special cases:
 //   - Counts are rounded to the nearest integer.
@@ -171,8 +172,8 @@ func BinomialTail(k, n, p float64, alt Alternative) float64 {
 //
 // where B(q; a, b) is the q-quantile of the Beta(a, b) distribution, the
 // lower bound being 0 when k = 0 and the upper 1 when k = n. It matches
-// binom.test(k, n)$conf.int in R. Each bound is found by Newton's method
-// on the logit scale, on which the log of the binomial tail is concave.
+// binom.test(k, n)$conf.int in R. Each bound is found by Root on the
+// logit scale, from the normal approximation there.
 // k and n are rounded; ClopperPearson panics unless 0 ≤ k ≤ n, n ≥ 1 and
 // confLevel is in (0, 1).
 //
@@ -233,32 +234,16 @@ func binomTestPQ(x, n, p, q float64, alt Alternative) float64 {
 		// The density is non-increasing on [ceil(m), n]: find the first
 		// j there with f(j) <= ld; the tail from j on is the other side.
 		j := n + 1
-		if lo, hi := math.Ceil(m), n; f(hi) <= ld {
-			for lo < hi {
-				mid := math.Floor(lo + (hi-lo)/2)
-				if f(mid) <= ld {
-					hi = mid
-				} else {
-					lo = mid + 1
-				}
-			}
-			j = lo
+		if lo := math.Ceil(m); f(n) <= ld {
+			j = lo + float64(sort.Search(int(n-lo), func(i int) bool { return f(lo+float64(i)) <= ld }))
 		}
 		pv = binomLowerTail(x, n, p, q) + binomUpperTail(j, n, p, q)
 	} else {
 		// The density is non-decreasing on [0, floor(m)]: find the last
-		// j there with f(j) <= ld.
+		// j there with f(j) <= ld, before the first with f(j) > ld.
 		j := -1.0
-		if lo, hi := 0.0, math.Floor(m); f(lo) <= ld {
-			for lo < hi {
-				mid := math.Ceil(lo + (hi-lo)/2)
-				if f(mid) <= ld {
-					lo = mid
-				} else {
-					hi = mid - 1
-				}
-			}
-			j = lo
+		if f(0) <= ld {
+			j = float64(sort.Search(int(math.Floor(m))+1, func(i int) bool { return f(float64(i)) > ld })) - 1
 		}
 		pv = binomLowerTail(j, n, p, q) + binomUpperTail(x, n, p, q)
 	}
@@ -372,15 +357,14 @@ func cpLowerLogit(x, n, alpha float64) float64 {
 		t := la / n
 		return t - math.Log(-math.Expm1(t))
 	}
-	f := func(eta float64) (g, dg float64) {
-		th, ph := expit(eta), expit(-eta)
-		_, lu := binomTailsLog(x-1, n, th, ph)
-		// d/dη Pr(X ≥ x) = x (1−θ) Pr(X = x).
-		return lu - la, math.Exp(math.Log(x*ph) + binomLogPMF(x, n, th, ph) - lu)
+	g := func(eta float64) float64 { // increasing in η
+		_, lu := binomTailsLog(x-1, n, expit(eta), expit(-eta))
+		return lu - la
 	}
+	// Start from the normal approximation on the logit scale.
+	se := math.Sqrt(n / (x * (n - x)))
 	z := distuv.UnitNormal.Quantile(1 - alpha)
-	eta0 := math.Log(x/(n-x)) - z*math.Sqrt(n/(x*(n-x)))
-	return newtonIncreasing(f, eta0)
+	return rootIncreasing(g, math.Log(x/(n-x))-z*se, se/4)
 }
 
 // cpUpperLogit solves Pr(X ≤ x; θ) = 1 − I_θ(x+1, n−x) = alpha for η = logit θ.
@@ -393,63 +377,33 @@ func cpUpperLogit(x, n, alpha float64) float64 {
 		t := la / n
 		return math.Log(-math.Expm1(t)) - t
 	}
-	f := func(eta float64) (g, dg float64) {
-		th, ph := expit(eta), expit(-eta)
-		ll, _ := binomTailsLog(x, n, th, ph)
-		// d/dη Pr(X ≤ x) = −(n−x) θ Pr(X = x); negated so that g increases.
-		return la - ll, math.Exp(math.Log((n-x)*th) + binomLogPMF(x, n, th, ph) - ll)
+	g := func(eta float64) float64 { // increasing in η
+		ll, _ := binomTailsLog(x, n, expit(eta), expit(-eta))
+		return la - ll
 	}
+	se := math.Sqrt(n / (x * (n - x)))
 	z := distuv.UnitNormal.Quantile(1 - alpha)
-	eta0 := math.Log(x/(n-x)) + z*math.Sqrt(n/(x*(n-x)))
-	return newtonIncreasing(f, eta0)
+	return rootIncreasing(g, math.Log(x/(n-x))+z*se, se/4)
 }
 
-// newtonIncreasing finds the root of an increasing function g, given by f
-// as (g(η), g'(η)), starting from eta. Newton steps are kept inside the
-// bracket established so far and replaced by bisection (or, while the
-// bracket is open on one side, by a doubling step) when they leave it or
-// the derivative is unusable. For concave g (the log of a binomial tail on
-// the logit scale) or convex g (minus the log of a Student t tail on the
-// log scale), Newton's method converges monotonically after the first step.
-func newtonIncreasing(f func(float64) (g, dg float64), eta float64) float64 {
-	lo, hi := math.Inf(-1), math.Inf(1)
-	step := 1.0
-	for range 200 {
-		g, dg := f(eta)
-		if g == 0 {
-			return eta
+// rootIncreasing returns the root of an increasing function g near the
+// guess x0: RootOutward from x0 with the first step h, rightward when
+// g(x0) < 0, then Root to 1e-14 (absolute below 1, relative above). A NaN
+// of g, which only an underflow far in a tail could produce, counts as
+// that tail's side; 2000 away from x0 (on the logit or log scale, θ or t
+// beyond e^±2000) the search stops.
+func rootIncreasing(g func(float64) float64, x0, h float64) float64 {
+	f := func(x float64) float64 {
+		v := g(x)
+		if math.IsNaN(v) {
+			return math.Copysign(math.Inf(1), x-x0)
 		}
-		if g < 0 || math.IsNaN(g) { // NaN: far out in the left tail
-			lo = eta
-		} else {
-			hi = eta
-		}
-		next := eta - g/dg
-		if math.Abs(next-eta) <= 1e-13*math.Max(1, math.Abs(eta)) {
-			return next // also when rounding puts next on the bracket
-		}
-		if !(next > lo && next < hi) { // also catches NaN
-			switch {
-			case !math.IsInf(lo, 0) && !math.IsInf(hi, 0):
-				next = lo + (hi-lo)/2
-			case math.IsInf(hi, 1):
-				step = 2 * math.Max(step, math.Abs(next-eta))
-				if math.IsInf(step, 0) || math.IsNaN(step) {
-					step = 2
-				}
-				next = eta + step
-			default:
-				step = 2 * math.Max(step, math.Abs(next-eta))
-				if math.IsInf(step, 0) || math.IsNaN(step) {
-					step = 2
-				}
-				next = eta - step
-			}
-		}
-		if math.Abs(next-eta) <= 1e-13*math.Max(1, math.Abs(eta)) {
-			return next
-		}
-		eta = next
+		return v
 	}
-	return eta
+	f0 := f(x0)
+	if f0 > 0 {
+		h = -h
+	}
+	x, _ := rootOutward(f, x0, f0, h, 2000, 1e-14)
+	return x
 }

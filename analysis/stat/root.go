@@ -65,7 +65,11 @@ func Root(f func(float64) float64, a, b, tol float64) (float64, error) {
 	if !(tol > 0) || math.IsInf(tol, 1) {
 		panic("stat: Root: tol must be positive and finite")
 	}
-	fa, fb := f(a), f(b)
+	return root(f, a, b, f(a), f(b), tol)
+}
+
+// root is Root with f(a) and f(b) given.
+func root(f func(float64) float64, a, b, fa, fb, tol float64) (float64, error) {
 	switch {
 	case math.IsNaN(fa) || math.IsNaN(fb):
 		return math.NaN(), ErrNaN
@@ -161,7 +165,14 @@ func RootOutward(f func(float64) float64, x0, step, limit, tol float64) (float64
 	if !finite(x0) || step == 0 || !finite(step) || !(limit >= math.Abs(step)) || math.IsInf(limit, 1) {
 		panic("stat: RootOutward: need finite x0, step ≠ 0 finite and |step| ≤ limit finite")
 	}
-	f0 := f(x0)
+	if !(tol > 0) || math.IsInf(tol, 1) {
+		panic("stat: RootOutward: tol must be positive and finite")
+	}
+	return rootOutward(f, x0, f(x0), step, limit, tol)
+}
+
+// rootOutward is RootOutward with f(x0) = f0 given.
+func rootOutward(f func(float64) float64, x0, f0, step, limit, tol float64) (float64, error) {
 	switch {
 	case math.IsNaN(f0):
 		return math.NaN(), ErrNaN
@@ -169,7 +180,7 @@ func RootOutward(f func(float64) float64, x0, step, limit, tol float64) (float64
 		return x0, nil
 	}
 	dir, s := math.Copysign(1, step), math.Abs(step)
-	inner := x0
+	inner, fi := x0, f0
 	for {
 		outer := x0 + dir*s
 		v := f(outer)
@@ -177,11 +188,11 @@ func RootOutward(f func(float64) float64, x0, step, limit, tol float64) (float64
 		case math.IsNaN(v):
 			return math.NaN(), ErrNaN
 		case v == 0 || (v > 0) != (f0 > 0):
-			return Root(f, inner, outer, tol)
+			return root(f, inner, outer, fi, v, tol)
 		case s >= limit:
 			return outer, ErrNoSignChange
 		}
-		inner = outer
+		inner, fi = outer, v
 		s = math.Min(2*s, limit)
 	}
 }
