@@ -63,8 +63,8 @@ func TestBetaMixtureVectors(t *testing.T) {
 }
 
 // TestBetaMixtureKnownValues checks Netflix's figures for the prior
-// Beta(10, 90) at p0 = 0.1 (ρ = 0.1, k = 100, r0 = 1), two-sided, as
-// STATS-NOTES.md quotes them, and that no trials give E = 1.
+// Beta(10, 90) at p0 = 0.1 (ρ = 0.1, k = 100, r0 = 1), two-sided, to the
+// four figures quoted, and that no trials give E = 1.
 func TestBetaMixtureKnownValues(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ x, y, e float64 }{{25, 90, 31.23}, {130, 900, 7.717}} {

@@ -2,16 +2,7 @@ package stat
 
 import "math"
 
-// expit is the logistic function 1/(1 + e^−η).
-func expit(eta float64) float64 {
-	if eta >= 0 {
-		return 1 / (1 + math.Exp(-eta))
-	}
-	e := math.Exp(eta)
-	return e / (1 + e)
-}
-
-// Special functions.
+// Special functions behind the tests.
 //
 // The binomial density follows Loader (2000): writing it as
 //
@@ -267,4 +258,13 @@ func lbeta(a, b float64) float64 {
 	lb, _ := math.Lgamma(b)
 	lab, _ := math.Lgamma(a + b)
 	return la + lb - lab
+}
+
+// expit is the logistic function 1/(1 + e^−η).
+func expit(eta float64) float64 {
+	if eta >= 0 {
+		return 1 / (1 + math.Exp(-eta))
+	}
+	e := math.Exp(eta)
+	return e / (1 + e)
 }
