@@ -2,6 +2,8 @@ package analysis
 
 import (
 	"math"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // Contrast is the time-stratified comparison of a canary's mean with its
@@ -30,9 +32,10 @@ import (
 // c times the baseline at every time), D(c) has a mean ≤ 0 whatever the
 // baseline does over time and whatever each group's share of either
 // cohort: a change shared by both cohorts cancels within its group.
-// With one group this is Welch's contrast test (WelchContrastTest, R's
-// t.test(x, c*y)); the weights are van Elteren's (1960) for the stratified
-// Wilcoxon test and Mantel and Haenszel's (1959) for the 2×2×K tables.
+// With one group this is Welch's test of the contrast (R's
+// t.test(x, c*y), scipy's ttest_ind(x, c*y, equal_var=False)); the weights
+// are van Elteren's (1960) for the stratified Wilcoxon test and Mantel and
+// Haenszel's (1959) for the 2×2×K tables.
 //
 // A single extreme value cannot make D(c)/√V(c) large: it enters its
 // group's mean and that group's variance alike, so its contribution to
@@ -129,15 +132,16 @@ func (k *contrast) at(c float64) (d, v, df, sz2, slack float64) {
 
 // p returns the p-value of H0 "canary ≤ c·baseline" (alt Greater) or
 // "canary ≥ c·baseline" (Less): the fixed-sample t-test of D(c), or with
-// seq the mixture SPRT (SeqMean's e-value on D(c), tuned for level alpha
-// and n0 observations per cohort); phi is the design effect by which the
-// variance is inflated. The slack moves D(c) against the alternative.
-func (k *contrast) p(c float64, alt Alternative, phi float64, seq bool, alpha, n0 float64) float64 {
+// seq the mixture SPRT (stat.MixtureSPRT's e-value of D(c), tuned for
+// level alpha and n0 observations per cohort); phi is the design effect
+// by which the variance is inflated. The slack moves D(c) against the
+// alternative.
+func (k *contrast) p(c float64, alt stat.Alternative, phi float64, seq bool, alpha, n0 float64) float64 {
 	if !k.ok() {
 		return 1
 	}
 	d, v, df, sz2, slack := k.at(c)
-	if alt == Greater {
+	if alt == stat.Greater {
 		d -= slack
 	} else {
 		d += slack
@@ -150,21 +154,20 @@ func (k *contrast) p(c float64, alt Alternative, phi float64, seq bool, alpha, n
 		if min(k.nx, k.ny) < n0 {
 			return 1
 		}
-		e, _, _ := seqMeanFrom(d, v, sz2*phi, max(k.scale, math.Abs(d)), alt, alpha, n0)
-		return min(1, 1/e)
+		return min(1, 1/stat.MixtureSPRT(d, v, sz2*phi, max(k.scale, math.Abs(d)), alt, alpha, n0))
 	}
 	se := math.Sqrt(v)
-	if se <= 10*dblEpsilon*max(k.scale, 1e-300) {
-		if (alt == Greater && d > 0) || (alt == Less && d < 0) {
+	if se <= 10*dblEpsilon*max(k.scale, 1e-300) { // essentially constant data, as in R's t.test
+		if (alt == stat.Greater && d > 0) || (alt == stat.Less && d < 0) {
 			return 0
 		}
 		return 1
 	}
 	t := d / se
-	if alt == Less {
+	if alt == stat.Less {
 		t = -t
 	}
-	return studentUpper(t, df)
+	return stat.StudentUpper(t, df)
 }
 
 // effect returns the ratio the contrast estimates — the ratio of the
@@ -183,9 +186,9 @@ func (k *contrast) effect(confLevel, phi float64, seq bool, n0 float64) (est, lo
 	alpha := 1 - confLevel
 	crit := func(v, df, sz2 float64) float64 {
 		if seq {
-			return seqHalfFactor(v, sz2, alpha, n0)
+			return stat.MixtureSPRTRadius(v, sz2, alpha, n0)
 		}
-		return studentCrit(alpha/2, df)
+		return stat.StudentUpperQuantile(alpha/2, df)
 	}
 	if k.logs {
 		d, v, df, sz2, _ := k.at(1)
@@ -226,18 +229,8 @@ func (k *contrast) effect(confLevel, phi float64, seq bool, n0 float64) (est, lo
 	return est, lo, hi
 }
 
-// seqHalfFactor returns the half-width of SeqMean's two-sided confidence
-// sequence in units of the standard error, for the variance v of the
-// contrast and the per-observation variance sz2 (see seqMeanFrom).
-func seqHalfFactor(v, sz2, alpha, n0 float64) float64 {
-	la := math.Log(1 / alpha)
-	tau2 := sz2 * (2*la + math.Log1p(2*la)) / n0
-	r := tau2 / v
-	if !(r > 0) || math.IsInf(r, 1) {
-		return math.Inf(1)
-	}
-	return math.Sqrt((1 + r) / r * (2*la + math.Log1p(r)))
-}
+// dblEpsilon is R's .Machine$double.eps, 2⁻⁵².
+const dblEpsilon = 0x1p-52
 
 // etaFactor estimates how many times the current sample a test needs
 // before its standardized statistic z reaches zNeed, if the estimate stays

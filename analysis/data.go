@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // Cohort is the side of the comparison an observation belongs to.
@@ -105,7 +107,7 @@ type CohortData struct {
 	// quantiles (reports, plots); the tests use the strata.
 	Dist Dist
 	// Moments summarizes the values of a distribution or mean metric.
-	Moments Moments
+	Moments stat.Moments
 	// Count and Total are the events and exposure of a rate metric, and
 	// Records the number of count records that made them.
 	Count, Total float64
@@ -288,7 +290,7 @@ func (d *Data) Add(r *Record) error {
 		c.Count += r.Count
 		c.Total += r.Total
 		c.Records++
-		c.Instances.Add(key, BernoulliMoments(r.Count, r.Total))
+		c.Instances.Add(key, stat.BernoulliMoments(r.Count, r.Total))
 		st.count += r.Count
 		st.total += r.Total
 		st.records++
@@ -311,7 +313,7 @@ func (d *Data) Add(r *Record) error {
 		if m.Type == TypeDistribution {
 			c.Dist.Add(v)
 			if v > 0 {
-				l := Moments{N: 1, Mean: math.Log(v)}
+				l := stat.Moments{N: 1, Mean: math.Log(v)}
 				c.LogInstances.Add(key, l)
 				st.log.Merge(l)
 			}
@@ -319,7 +321,7 @@ func (d *Data) Add(r *Record) error {
 				c.NonInteger++
 			}
 		}
-		one := Moments{N: 1, Mean: v}
+		one := stat.Moments{N: 1, Mean: v}
 		c.Moments.Merge(one)
 		c.Instances.Add(key, one)
 		st.raw.Merge(one)
@@ -367,7 +369,7 @@ func bucketPoint(lo, hi float64) float64 {
 // correction, the other way round: Kendall and Stuart, "The Advanced
 // Theory of Statistics", vol. 1, §3.18): an estimate, where only the mean
 // can be exact.
-func histogramMoments(h *Histogram) (m Moments, slack float64) {
+func histogramMoments(h *Histogram) (m stat.Moments, slack float64) {
 	var n, s float64
 	for k, c := range h.Counts {
 		if c == 0 {
@@ -383,7 +385,7 @@ func histogramMoments(h *Histogram) (m Moments, slack float64) {
 		}
 	}
 	if n == 0 {
-		return Moments{}, 0
+		return stat.Moments{}, 0
 	}
 	mean := s / n
 	if h.HasSum {
@@ -401,7 +403,7 @@ func histogramMoments(h *Histogram) (m Moments, slack float64) {
 			m2 += c * (hi - lo) * (hi - lo) / 12
 		}
 	}
-	return Moments{N: n, Mean: mean, M2: m2}, slack
+	return stat.Moments{N: n, Mean: mean, M2: m2}, slack
 }
 
 // AddValues adds already validated observations of metric i (a
@@ -443,9 +445,9 @@ func (d *Data) AddValues(i int, c Cohort, instance string, t time.Time, vs []flo
 // the first logarithm): the shifted-data algorithm (Chan, Golub and
 // LeVeque 1983, §3), which keeps the variance's precision as long as the
 // shift is a typical value, as the first value of a column is.
-func summarize(vs []float64, logs bool) (raw, lm Moments, nonInt uint64) {
+func summarize(vs []float64, logs bool) (raw, lm stat.Moments, nonInt uint64) {
 	if len(vs) == 0 {
-		return Moments{}, Moments{}, 0
+		return stat.Moments{}, stat.Moments{}, 0
 	}
 	k := vs[0]
 	var s, ss float64
@@ -477,61 +479,12 @@ func summarize(vs []float64, logs bool) (raw, lm Moments, nonInt uint64) {
 			lss += dl * dl
 		}
 		if ln > 0 {
-			lm = Moments{N: ln, Mean: kl + ls/ln, M2: max(0, lss-ls*ls/ln)}
+			lm = stat.Moments{N: ln, Mean: kl + ls/ln, M2: max(0, lss-ls*ls/ln)}
 		}
 	}
 	n := float64(len(vs))
-	raw = Moments{N: n, Mean: k + s/n, M2: max(0, ss-s*s/n)}
+	raw = stat.Moments{N: n, Mean: k + s/n, M2: max(0, ss-s*s/n)}
 	return raw, lm, nonInt
-}
-
-// logMomentsOf returns the Moments of the logarithms of the positive
-// values of vs, in one pass with the data shifted by the first logarithm
-// (the shifted-data algorithm: Chan, Golub and LeVeque 1983, §3), which
-// keeps the precision of the variance since log values vary little
-// around their shift.
-func logMomentsOf(vs []float64) Moments {
-	var n, s, ss, k float64
-	for _, v := range vs {
-		if !(v > 0) {
-			continue
-		}
-		l := math.Log(v)
-		if n == 0 {
-			k = l
-		}
-		d := l - k
-		n++
-		s += d
-		ss += d * d
-	}
-	if n == 0 {
-		return Moments{}
-	}
-	return Moments{N: n, Mean: k + s/n, M2: max(0, ss-s*s/n)}
-}
-
-// momentsOf returns the Moments of vs by the corrected two-pass algorithm
-// (Chan, Golub and LeVeque 1983, eq. 1.7): the mean, then the squared
-// deviations from it, less the rounding error of the mean. It has no
-// division per value, unlike Moments.Add, and is as accurate.
-func momentsOf(vs []float64) Moments {
-	if len(vs) == 0 {
-		return Moments{}
-	}
-	n := float64(len(vs))
-	s := 0.0
-	for _, v := range vs {
-		s += v
-	}
-	mean := s / n
-	var m2, c float64
-	for _, v := range vs {
-		d := v - mean
-		m2 += d * d
-		c += d
-	}
-	return Moments{N: n, Mean: mean + c/n, M2: max(0, m2-c*c/n)}
 }
 
 // inWarmup reports whether a sample of cohort c taken at t falls in the

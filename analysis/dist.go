@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // Resolution of the binned representation of a Dist.
@@ -234,33 +236,33 @@ func (d *Dist) grow(i int32) {
 // Bins returns the observations as bins sorted by value: the distinct raw
 // values with their multiplicities while the Dist is exact, the non-empty
 // bins at their midpoints after. The result is a fresh slice.
-func (d *Dist) Bins() []Bin {
+func (d *Dist) Bins() []stat.Bin {
 	if !d.binned {
 		d.sortExact()
-		out := make([]Bin, 0, len(d.exact))
+		out := make([]stat.Bin, 0, len(d.exact))
 		for _, v := range d.exact {
 			if k := len(out) - 1; k >= 0 && out[k].Value == v {
 				out[k].Count++
 				continue
 			}
-			out = append(out, Bin{Value: v, Count: 1})
+			out = append(out, stat.Bin{Value: v, Count: 1})
 		}
 		return out
 	}
-	out := make([]Bin, 0, 64)
+	out := make([]stat.Bin, 0, 64)
 	if d.zeros > 0 {
-		out = append(out, Bin{Value: 0, Count: float64(d.zeros)})
+		out = append(out, stat.Bin{Value: 0, Count: float64(d.zeros)})
 	}
 	if d.under > 0 {
-		out = append(out, Bin{Value: d.min, Count: float64(d.under)})
+		out = append(out, stat.Bin{Value: d.min, Count: float64(d.under)})
 	}
 	for j, c := range d.counts {
 		if c > 0 {
-			out = append(out, Bin{Value: binValue(d.base + int32(j)), Count: float64(c)})
+			out = append(out, stat.Bin{Value: binValue(d.base + int32(j)), Count: float64(c)})
 		}
 	}
 	if d.over > 0 {
-		out = append(out, Bin{Value: d.max, Count: float64(d.over)})
+		out = append(out, stat.Bin{Value: d.max, Count: float64(d.over)})
 	}
 	return out
 }
@@ -269,8 +271,8 @@ func (d *Dist) Bins() []Bin {
 // its Dist bin and equal midpoints merged: the binned view of an exact
 // sample, at the resolution of a binned Dist. Bins of a binned Dist are
 // returned unchanged in value.
-func rebin(bins []Bin) []Bin {
-	out := make([]Bin, 0, len(bins))
+func rebin(bins []stat.Bin) []stat.Bin {
+	out := make([]stat.Bin, 0, len(bins))
 	for _, b := range bins {
 		v := b.Value
 		if v >= BinLow && v < BinHigh {
@@ -280,7 +282,7 @@ func rebin(bins []Bin) []Bin {
 			out[k].Count += b.Count
 			continue
 		}
-		out = append(out, Bin{Value: v, Count: b.Count})
+		out = append(out, stat.Bin{Value: v, Count: b.Count})
 	}
 	return out
 }
@@ -356,7 +358,7 @@ func (d *Dist) Quantile(p float64) float64 {
 }
 
 // quantile is Quantile over sorted bins.
-func quantile(bins []Bin, p float64) float64 {
+func quantile(bins []stat.Bin, p float64) float64 {
 	var n float64
 	for _, b := range bins {
 		n += b.Count

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 func TestDistExactUntilCap(t *testing.T) {
@@ -15,7 +17,7 @@ func TestDistExactUntilCap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := []Bin{{0, 1}, {1, 1}, {2, 2}, {3, 1}}
+	want := []stat.Bin{{Value: 0, Count: 1}, {Value: 1, Count: 1}, {Value: 2, Count: 2}, {Value: 3, Count: 1}}
 	if got := d.Bins(); !slices.Equal(got, want) {
 		t.Errorf("Bins() = %v, want %v", got, want)
 	}
@@ -235,7 +237,7 @@ func TestDistBinsMatchBruteForce(t *testing.T) {
 }
 
 func TestRebin(t *testing.T) {
-	in := []Bin{{0, 2}, {1, 1}, {1.001, 1}, {1.5, 1}, {100, 3}}
+	in := []stat.Bin{{Value: 0, Count: 2}, {Value: 1, Count: 1}, {Value: 1.001, Count: 1}, {Value: 1.5, Count: 1}, {Value: 100, Count: 3}}
 	got := rebin(in)
 	var total float64
 	for i, b := range got {
@@ -244,7 +246,7 @@ func TestRebin(t *testing.T) {
 			t.Fatalf("rebin not strictly sorted: %v", got)
 		}
 	}
-	if total != 8 || len(got) != 4 || got[0] != (Bin{0, 2}) || got[1].Count != 2 {
+	if total != 8 || len(got) != 4 || got[0] != (stat.Bin{Value: 0, Count: 2}) || got[1].Count != 2 {
 		t.Errorf("rebin(%v) = %v: want zeros kept and 1, 1.001 merged", in, got)
 	}
 	if again := rebin(got); !slices.Equal(again, got) {

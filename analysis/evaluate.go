@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // evaluate computes the evidence of one metric: summaries, effect, the
@@ -41,8 +43,9 @@ import (
 // and for the run (an intersection-union test needs no split of the level;
 // Berger 1982). Absence of evidence of a regression is never enough.
 //
-// With seq, both p-values are anytime-valid (sequential*.go, the mixture
-// SPRT of contrast.go, the mixture e-value of ratestrat.go): rejecting
+// With seq, both p-values are anytime-valid (the mixture SPRT of
+// contrast.go, stat.MixtureSPRT; the mixture e-value of ratestrat.go; see
+// the package notes of analysis/stat): rejecting
 // whenever p ≤ α at any look keeps the level under continuous judging.
 //
 // Requests of one instance are not independent. When the samples name
@@ -144,7 +147,7 @@ func (s *evalSpec) level(a float64) float64 {
 // the normal quantile, or the smallest boundary of the mixture SPRT.
 func (s *evalSpec) zNeed(a float64) float64 {
 	if s.seq {
-		return SeqMeanBoundary(min(0.5, 2*a))
+		return stat.MixtureSPRTBoundary(min(0.5, 2*a))
 	}
 	return distuv.UnitNormal.Quantile(1 - a)
 }
@@ -177,19 +180,19 @@ func combineP(ps []float64) float64 {
 	return p
 }
 
-func alternativeOf(dir Direction) Alternative {
+func alternativeOf(dir Direction) stat.Alternative {
 	if dir == Decrease {
-		return Less
+		return stat.Less
 	}
-	return Greater
+	return stat.Greater
 }
 
 // opposite returns the alternative of the promote test of a direction.
-func opposite(dir Direction) Alternative {
+func opposite(dir Direction) stat.Alternative {
 	if dir == Decrease {
-		return Greater
+		return stat.Greater
 	}
-	return Less
+	return stat.Less
 }
 
 // coarseness says why the logarithms of a distribution's values would
@@ -357,8 +360,8 @@ func evalDistribution(r *MetricResult, b, c *CohortData, s evalSpec) {
 }
 
 // pooledMedian returns the median of both cohorts' observations together.
-func pooledMedian(bb, cb []Bin) float64 {
-	all := make([]Bin, 0, len(bb)+len(cb))
+func pooledMedian(bb, cb []stat.Bin) float64 {
+	all := make([]stat.Bin, 0, len(bb)+len(cb))
 	i, j := 0, 0
 	for i < len(bb) || j < len(cb) {
 		switch {
@@ -369,7 +372,7 @@ func pooledMedian(bb, cb []Bin) float64 {
 			all = append(all, cb[j])
 			j++
 		default:
-			all = append(all, Bin{Value: bb[i].Value, Count: bb[i].Count + cb[j].Count})
+			all = append(all, stat.Bin{Value: bb[i].Value, Count: bb[i].Count + cb[j].Count})
 			i++
 			j++
 		}
@@ -380,7 +383,7 @@ func pooledMedian(bb, cb []Bin) float64 {
 // superiority returns P(X > Y) + ½ P(X = Y) for a canary observation X
 // and a baseline observation Y (the Mann-Whitney U over n_x n_y, the
 // "probability of superiority"), from sorted bins.
-func superiority(x, y []Bin) float64 {
+func superiority(x, y []stat.Bin) float64 {
 	var nx, ny, u, below float64
 	for _, b := range y {
 		ny += b.Count
@@ -411,7 +414,7 @@ func testMode(seq bool) string {
 	return "Welch–Satterthwaite t"
 }
 
-func distSummary(cd *CohortData, bins []Bin) Summary {
+func distSummary(cd *CohortData, bins []stat.Bin) Summary {
 	s := Summary{N: float64(cd.Dist.N()), Median: quantile(bins, 0.5), P99: quantile(bins, 0.99),
 		Mean: cd.Moments.Mean, SD: math.Sqrt(cd.Moments.Variance()), Warmup: cd.Warmup}
 	if s.N > 0 {

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // MaxInstances bounds the instances kept apart per metric and cohort.
@@ -30,7 +32,7 @@ func InstanceKey(name string) uint16 {
 // the exposure (rate metrics).
 type InstanceStat struct {
 	Key uint16
-	Moments
+	stat.Moments
 }
 
 // Instances holds one InstanceStat per instance slot of one metric in one
@@ -40,7 +42,7 @@ type Instances struct {
 }
 
 // Add merges m into the slot key.
-func (in *Instances) Add(key uint16, m Moments) {
+func (in *Instances) Add(key uint16, m stat.Moments) {
 	if m.N == 0 {
 		return
 	}
@@ -65,8 +67,8 @@ func (in *Instances) Len() int { return len(in.s) }
 func (in *Instances) Stats() []InstanceStat { return in.s }
 
 // moments returns the Moments of every slot.
-func (in *Instances) moments() []Moments {
-	out := make([]Moments, len(in.s))
+func (in *Instances) moments() []stat.Moments {
+	out := make([]stat.Moments, len(in.s))
 	for i, s := range in.s {
 		out[i] = s.Moments
 	}
@@ -101,19 +103,19 @@ func (in *Instances) moments() []Moments {
 // then the variance the spread of the instance means implies, the
 // cluster-level estimate). between is 0 when k ≤ 2: with one instance per
 // cohort σ_b cannot be estimated.
-func clusteredContrast(x, y []Moments, c float64) (mx, my Moments, s2, within, between float64, k int) {
+func clusteredContrast(x, y []stat.Moments, c float64) (mx, my stat.Moments, s2, within, between float64, k int) {
 	for _, m := range x {
 		mx.Merge(m)
 	}
 	for _, m := range y {
-		my.Merge(Moments{N: m.N, Mean: c * m.Mean, M2: c * c * m.M2})
+		my.Merge(stat.Moments{N: m.N, Mean: c * m.Mean, M2: c * c * m.M2})
 	}
 	if mx.N < 2 || my.N < 2 {
 		return mx, my, 0, 0, 0, 0
 	}
 	s2 = mx.Variance()/mx.N + my.Variance()/my.N
 	var num, den, wsq float64
-	for ci, ms := range [2][]Moments{x, y} {
+	for ci, ms := range [2][]stat.Moments{x, y} {
 		tot, sc := mx, 1.0
 		if ci == 1 {
 			tot, sc = my, c
@@ -189,7 +191,7 @@ func clusteredContrast(x, y []Moments, c float64) (mx, my Moments, s2, within, b
 // names, or one per cohort: an instance effect cannot be told from a
 // regression, and the tolerance must cover it), and when alpha is not in
 // (0, 0.5).
-func DesignEffect(x, y []Moments, c, alpha float64) float64 {
+func DesignEffect(x, y []stat.Moments, c, alpha float64) float64 {
 	_, _, s2, within, between, k := clusteredContrast(x, y, c)
 	if k <= 2 || !(s2 > 0) || !(alpha > 0 && alpha < 0.5) || math.IsNaN(within+between) {
 		return 1
@@ -239,13 +241,13 @@ func inflate(ratio float64, d int, alpha float64) float64 {
 // with DesignEffect's small-sample allowance f for the k − 2 degrees of
 // freedom of τ̂². φ is 1 with fewer than three instances in all, or without
 // events in a cohort.
-func RateDesignEffect(x, y []Moments, alpha float64) float64 {
+func RateDesignEffect(x, y []stat.Moments, alpha float64) float64 {
 	if !(alpha > 0 && alpha < 0.5) {
 		return 1
 	}
 	var within, between, q, cw float64
 	k, df := 0, 0
-	for _, ms := range [2][]Moments{x, y} {
+	for _, ms := range [2][]stat.Moments{x, y} {
 		var events, exposure, sw, swz, sw2 float64
 		n := 0
 		for _, m := range ms {
@@ -286,36 +288,4 @@ func RateDesignEffect(x, y []Moments, alpha float64) float64 {
 	}
 	between *= (q - float64(df)) / cw
 	return inflate(max(0, within+between)/within, k-2, alpha)
-}
-
-// SeqMeanBoundary returns the smallest standardized contrast |Δ̂|/s at
-// which the two-sided mixture SPRT of SeqMean rejects at level alpha, over
-// every mixing variance: with r = τ²/s²,
-//
-//	z*(alpha) = min_{r>0} √( (1 + r)/r · (2 log(1/alpha) + log(1 + r)) ),
-//
-// (Johari et al. 2022; the boundary of SeqMean's two-sided sequence). The
-// one-sided tests at level alpha reject at about z*(2·alpha). It is found
-// by golden-section search on log r (the function is unimodal).
-func SeqMeanBoundary(alpha float64) float64 {
-	if !(alpha > 0 && alpha < 1) {
-		panic("analysis: SeqMeanBoundary: alpha must be in (0, 1)")
-	}
-	l := 2 * math.Log(1/alpha)
-	g := func(lr float64) float64 {
-		r := math.Exp(lr)
-		return (1 + r) / r * (l + math.Log1p(r))
-	}
-	a, b := -10.0, 15.0
-	const inv = 0.6180339887498949
-	c, d := b-inv*(b-a), a+inv*(b-a)
-	for range 200 {
-		if g(c) < g(d) {
-			b = d
-		} else {
-			a = c
-		}
-		c, d = b-inv*(b-a), a+inv*(b-a)
-	}
-	return math.Sqrt(g((a + b) / 2))
 }

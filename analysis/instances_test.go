@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // directDesignEffect computes DesignEffect's φ from raw values with
@@ -83,8 +85,8 @@ func instanceData(rng *rand.Rand, k, n int, sigma, scale float64) [][]float64 {
 	return out
 }
 
-func groupMoments(groups [][]float64) []Moments {
-	out := make([]Moments, len(groups))
+func groupMoments(groups [][]float64) []stat.Moments {
+	out := make([]stat.Moments, len(groups))
 	for i, g := range groups {
 		for _, v := range g {
 			out[i].Add(v)
@@ -149,26 +151,6 @@ func TestDesignEffect(t *testing.T) {
 	}
 }
 
-// TestSeqMeanBoundary checks the golden-section minimum against a fine
-// grid, and the ordering z(1−α) < z*(α) for the usual levels.
-func TestSeqMeanBoundary(t *testing.T) {
-	for _, a := range []float64{0.1, 0.05, 0.01, 0.0033, 1e-6} {
-		l := 2 * math.Log(1/a)
-		best := math.Inf(1)
-		for lr := -10.0; lr <= 15; lr += 1e-4 {
-			r := math.Exp(lr)
-			best = math.Min(best, (1+r)/r*(l+math.Log1p(r)))
-		}
-		got := SeqMeanBoundary(a)
-		if math.Abs(got-math.Sqrt(best)) > 1e-7 {
-			t.Errorf("alpha %v: z* = %.10g, grid %.10g", a, got, math.Sqrt(best))
-		}
-		if z := distuv.UnitNormal.Quantile(1 - a); !(got > z) {
-			t.Errorf("alpha %v: z* = %v not above z = %v", a, got, z)
-		}
-	}
-}
-
 // instancesConfig is one latency metric for the instance tests.
 const instancesConfig = `
 name: inst
@@ -215,7 +197,7 @@ func TestDataInstances(t *testing.T) {
 				t.Errorf("pod-a: %+v, want N 2, mean %v", s.Moments, want)
 			}
 		case InstanceKey("pod-c"):
-			if want := logMomentsOf([]float64{1, 2, 3}); s.Moments != want {
+			if want := stat.LogMomentsOf([]float64{1, 2, 3}); s.Moments != want {
 				t.Errorf("pod-c: %+v, want %+v", s.Moments, want)
 			}
 		}
@@ -381,43 +363,5 @@ func TestJudgeInstancesReason(t *testing.T) {
 	}
 	if r.Outcome != OutcomeHold || !strings.Contains(r.Reason, "instances differ") {
 		t.Errorf("outcome %s, reason %q; want HOLD naming the instances", r.Outcome, r.Reason)
-	}
-}
-
-// TestMomentsOf checks the batch moments against Welford's updates, on
-// data with a large mean (where a naive sum of squares cancels).
-func TestMomentsOf(t *testing.T) {
-	rng := rand.New(rand.NewPCG(4, 4))
-	for _, n := range []int{0, 1, 2, 17, 10000} {
-		vs := make([]float64, n)
-		var w Moments
-		for i := range vs {
-			vs[i] = 1e9 + rng.NormFloat64()
-			w.Add(vs[i])
-		}
-		got := momentsOf(vs)
-		if got.N != w.N || math.Abs(got.Mean-w.Mean) > 1e-15*math.Abs(w.Mean) || math.Abs(got.M2-w.M2) > 1e-6*math.Max(1, w.M2) {
-			t.Errorf("n=%d: %+v, Welford %+v", n, got, w)
-		}
-	}
-}
-
-// TestLogMomentsOf checks the moments of log values against Welford's
-// updates, zeros left out.
-func TestLogMomentsOf(t *testing.T) {
-	rng := rand.New(rand.NewPCG(6, 6))
-	vs := []float64{0, 0}
-	var w Moments
-	for range 5000 {
-		v := 1e6 * math.Exp(0.5*rng.NormFloat64())
-		vs = append(vs, v, 0)
-		w.Add(math.Log(v))
-	}
-	got := logMomentsOf(vs)
-	if got.N != w.N || math.Abs(got.Mean-w.Mean) > 1e-13*math.Abs(w.Mean) || math.Abs(got.M2-w.M2) > 1e-10*w.M2 {
-		t.Errorf("%+v, Welford %+v", got, w)
-	}
-	if m := logMomentsOf([]float64{0, 0}); m != (Moments{}) {
-		t.Errorf("zeros only: %+v", m)
 	}
 }

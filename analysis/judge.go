@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // Options are the circumstances of a judgement that are not in the config.
@@ -13,7 +15,7 @@ type Options struct {
 	// the data set is final). Before it, a non-critical regression holds
 	// and nothing is promoted; a critical regression rolls back at once.
 	BakeComplete bool
-	// Sequential selects the anytime-valid tests (sequential*.go), whose
+	// Sequential selects the anytime-valid tests (see evaluate), whose
 	// level holds however often a run is judged: the mode of live runs.
 	// Without it the fixed-sample tests are used, valid for one look at a
 	// finished data set (canaryctl analyze).
@@ -91,7 +93,7 @@ func Judge(d *Data, opts Options) Verdict {
 	}
 	// Adjusted p-values on the scale of alpha: a test regressed when its
 	// adjusted p-value is at most alpha.
-	adjusted := Holm(ps)
+	adjusted := stat.Holm(ps)
 	for i := range adjusted {
 		adjusted[i] = min(1, adjusted[i]*alpha/metricsLevel)
 	}
@@ -254,40 +256,6 @@ func reasonsOf(results []MetricResult, names []string) []string {
 		if slices.Contains(names, r.Name) {
 			out = append(out, r.Reason)
 		}
-	}
-	return out
-}
-
-// Holm returns the p-values adjusted by Holm's step-down procedure, which
-// controls the family-wise error rate under any dependence between the
-// tests (Holm, "A simple sequentially rejective multiple test procedure",
-// Scand. J. Statist. 6, 1979; R's p.adjust(p, "holm")):
-//
-//	p̃_(i) = max_{j ≤ i} min(1, (m − j + 1) · p_(j))
-//
-// where p_(1) ≤ … ≤ p_(m) are the sorted p-values. The result is in the
-// order of ps.
-func Holm(ps []float64) []float64 {
-	m := len(ps)
-	order := make([]int, m)
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		switch {
-		case ps[a] < ps[b]:
-			return -1
-		case ps[a] > ps[b]:
-			return 1
-		}
-		return 0
-	})
-	out := make([]float64, m)
-	running := 0.0
-	for j, i := range order {
-		q := min(1, float64(m-j)*ps[i])
-		running = max(running, q)
-		out[i] = running
 	}
 	return out
 }

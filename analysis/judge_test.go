@@ -230,18 +230,6 @@ metrics:
 	}
 }
 
-func TestHolm(t *testing.T) {
-	// R 4.2: p.adjust(c(0.01, 0.04, 0.03, 0.005, 0.5), "holm")
-	//   0.04 0.09 0.09 0.025 0.5
-	got := Holm([]float64{0.01, 0.04, 0.03, 0.005, 0.5})
-	want := []float64{0.04, 0.09, 0.09, 0.025, 0.5}
-	for i := range want {
-		if math.Abs(got[i]-want[i]) > 1e-12 {
-			t.Fatalf("Holm = %v, want %v", got, want)
-		}
-	}
-}
-
 func TestDataMergeMarshal(t *testing.T) {
 	cfg := testConfig(t, judgeConfig)
 	all := healthy.data(t, cfg, 5)

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // StratRate is the time-stratified test of the rate ratio r = λ_C/λ_B of a
@@ -35,8 +37,8 @@ import (
 // the null side, in whatever order they arrive and however the groups
 // fill, so E is a nonnegative supermartingale and Pr(∃t: E_t ≥ 1/α) ≤ α
 // (Ville). The prior is fixed: it does not depend on the data (a prior
-// that followed the share of exposure, as RateBoundaryEValue's does, would
-// not be a fixed mixture once the share changes).
+// that followed the share of exposure, as stat.BetaMixtureLogE's does when
+// applied to rates, would not be a fixed mixture once the share changes).
 //
 // The fixed-sample test is the exact conditional test of T = Σ N_C,g: its
 // distribution given the N_g is the convolution of the groups' binomials,
@@ -117,7 +119,7 @@ func (s *stratRate) logLik(u float64) float64 {
 
 // mixtureE returns the e-value of H0: r ≤ r0 (Greater), r ≥ r0 (Less) or
 // r = r0 (TwoSided, the prior split evenly between both sides).
-func (s *stratRate) mixtureE(r0 float64, alt Alternative) float64 {
+func (s *stratRate) mixtureE(r0 float64, alt stat.Alternative) float64 {
 	u0 := math.Log(r0)
 	l0 := s.logLik(u0)
 	ds := rateMixDeltas()
@@ -125,9 +127,9 @@ func (s *stratRate) mixtureE(r0 float64, alt Alternative) float64 {
 	sum := 0.0
 	for _, d := range ds {
 		switch alt {
-		case Greater:
+		case stat.Greater:
 			sum += w * math.Exp(s.logLik(u0+d)-l0)
-		case Less:
+		case stat.Less:
 			sum += w * math.Exp(s.logLik(u0-d)-l0)
 		default:
 			sum += w / 2 * (math.Exp(s.logLik(u0+d)-l0) + math.Exp(s.logLik(u0-d)-l0))
@@ -137,7 +139,7 @@ func (s *stratRate) mixtureE(r0 float64, alt Alternative) float64 {
 }
 
 // seqP returns the anytime-valid p-value min(1, 1/E).
-func (s *stratRate) seqP(r0 float64, alt Alternative) float64 {
+func (s *stratRate) seqP(r0 float64, alt stat.Alternative) float64 {
 	if !s.ok() || s.nb+s.nc == 0 {
 		return 1
 	}
@@ -168,7 +170,11 @@ func (s *stratRate) mle() float64 {
 		}
 		return v
 	}
-	return math.Exp(findRoot(f, -40, 40, 1e-12))
+	u, err := stat.Root(f, -40, 40, 1e-12)
+	if err != nil { // f is finite and increasing from −T < 0 to Σ N − T > 0
+		return math.NaN()
+	}
+	return math.Exp(u)
 }
 
 // thetas returns θ_g(r) and N_g of every group.
@@ -200,15 +206,15 @@ func (s *stratRate) tail(r float64, upper bool) float64 {
 
 // fixedP returns the fixed-sample p-value of H0: r ≤ r0 (Greater) or
 // r ≥ r0 (Less).
-func (s *stratRate) fixedP(r0 float64, alt Alternative) float64 {
+func (s *stratRate) fixedP(r0 float64, alt stat.Alternative) float64 {
 	if !s.ok() || s.nb+s.nc == 0 {
 		return 1
 	}
 	if len(s.terms) == 1 {
 		t := s.terms[0]
-		return RateTest(t.nb, t.eb, t.nc, t.ec, r0, alt, 0.95).P
+		return stat.RateTest(t.nb, t.eb, t.nc, t.ec, r0, alt, 0.95).P
 	}
-	return min(1, s.tail(r0, alt == Greater))
+	return min(1, s.tail(r0, alt == stat.Greater))
 }
 
 // ci returns the two-sided interval of the ratio at level confLevel: with
@@ -222,7 +228,7 @@ func (s *stratRate) ci(confLevel float64, seq bool) (lo, hi float64) {
 	}
 	if !seq && len(s.terms) == 1 {
 		t := s.terms[0]
-		res := RateTest(t.nb, t.eb, t.nc, t.ec, 1, TwoSided, confLevel)
+		res := stat.RateTest(t.nb, t.eb, t.nc, t.ec, 1, stat.TwoSided, confLevel)
 		return res.Lower, res.Upper
 	}
 	// Start from the MLE (clamped to the data's range when it is 0 or ∞).
@@ -231,7 +237,7 @@ func (s *stratRate) ci(confLevel float64, seq bool) (lo, hi float64) {
 	var g func(u float64) float64 // < 0 inside the interval
 	if seq {
 		la := math.Log(1 / alpha)
-		g = func(u float64) float64 { return math.Log(s.mixtureE(math.Exp(u), TwoSided)) - la }
+		g = func(u float64) float64 { return math.Log(s.mixtureE(math.Exp(u), stat.TwoSided)) - la }
 	} else {
 		la := math.Log(alpha / 2)
 		g = func(u float64) float64 {
@@ -242,14 +248,21 @@ func (s *stratRate) ci(confLevel float64, seq bool) (lo, hi float64) {
 	if !(g(u0) < 0) {
 		return math.Exp(u0), math.Exp(u0)
 	}
+	// NaN far out (the likelihood overflows) lies outside the interval.
+	h := func(u float64) float64 {
+		if v := g(u); !math.IsNaN(v) {
+			return v
+		}
+		return math.Inf(1)
+	}
 	lo, hi = 0, inf
 	if s.nc > 0 {
-		if u := rootOutward(g, u0, -1, 64, 1e-9); u > u0-64 {
+		if u, err := stat.RootOutward(h, u0, -1.0/16, 64, 1e-9); err == nil {
 			lo = math.Exp(u)
 		}
 	}
 	if s.nb > 0 {
-		if u := rootOutward(g, u0, 1, 64, 1e-9); u < u0+64 {
+		if u, err := stat.RootOutward(h, u0, 1.0/16, 64, 1e-9); err == nil {
 			hi = math.Exp(u)
 		}
 	}
@@ -357,7 +370,10 @@ func binomSumSaddle(t float64, th, n []float64, total float64) float64 {
 	if math.Abs(tc-mean) < 1e-3*math.Sqrt(vr) {
 		return normal // near the mean, where the formula is 0/0
 	}
-	sh := findRoot(func(s float64) float64 { _, d1, _ := k1(s); return d1 - tc }, -60, 60, 1e-13)
+	sh, err := stat.Root(func(s float64) float64 { _, d1, _ := k1(s); return d1 - tc }, -60, 60, 1e-13)
+	if err != nil {
+		return normal
+	}
 	k, _, d2 := k1(sh)
 	w := math.Copysign(math.Sqrt(max(0, 2*(sh*tc-k))), sh)
 	u := 2 * math.Sinh(sh/2) * math.Sqrt(d2)
@@ -369,4 +385,12 @@ func binomSumSaddle(t float64, th, n []float64, total float64) float64 {
 }
 
 // logAddExp returns log(eᵃ + eᵇ).
-func logAddExp(a, b float64) float64 { return seqLogAddExp(a, b) }
+func logAddExp(a, b float64) float64 {
+	if a < b {
+		a, b = b, a
+	}
+	if math.IsInf(a, -1) {
+		return a
+	}
+	return a + math.Log1p(math.Exp(b-a))
+}

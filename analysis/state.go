@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // Merge adds the samples of o, which must have been made for the same
@@ -149,7 +151,7 @@ func appendF64(b []byte, v float64) []byte {
 
 func (r *reader) f64() float64 { return math.Float64frombits(r.uint64()) }
 
-func appendMoments(b []byte, m Moments) []byte {
+func appendMoments(b []byte, m stat.Moments) []byte {
 	b = appendNum(b, m.N)
 	if m.N == 0 {
 		return b
@@ -157,8 +159,8 @@ func appendMoments(b []byte, m Moments) []byte {
 	return appendF64(appendF64(b, m.Mean), m.M2)
 }
 
-func (r *reader) moments() Moments {
-	m := Moments{N: r.num()}
+func (r *reader) moments() stat.Moments {
+	m := stat.Moments{N: r.num()}
 	if m.N != 0 {
 		m.Mean, m.M2 = r.f64(), r.f64()
 	}
@@ -262,7 +264,7 @@ var errBadState = errors.New("bad numbers")
 // finiteNum reports whether v is a number a sample sum can reach.
 func finiteNum(v float64) bool { return v >= 0 && v <= MaxValue*MaxValue }
 
-func validMoments(m Moments, signed bool) bool {
+func validMoments(m stat.Moments, signed bool) bool {
 	if m.N == 0 {
 		return m.Mean == 0 && m.M2 == 0
 	}
@@ -400,7 +402,7 @@ func readOld(r *reader, d *Data, version byte) error {
 			cd.Warmup = r.uvarint()
 			cd.Records = r.uvarint()
 			cd.Count, cd.Total = f64(), f64()
-			cd.Moments = Moments{N: f64(), Mean: f64(), M2: f64()}
+			cd.Moments = stat.Moments{N: f64(), Mean: f64(), M2: f64()}
 			k := r.uvarint()
 			if r.err != nil || k > uint64(len(r.b)) {
 				return fmt.Errorf("decode data: metric %d: %w", i, errShort)
@@ -416,7 +418,7 @@ func readOld(r *reader, d *Data, version byte) error {
 				}
 				for range ni {
 					key := r.uvarint()
-					im := Moments{N: f64(), Mean: f64(), M2: f64()}
+					im := stat.Moments{N: f64(), Mean: f64(), M2: f64()}
 					if r.err != nil || key >= MaxInstances || !(im.N > 0) || !validMoments(im, true) {
 						return fmt.Errorf("decode data: metric %d: bad instance summary", i)
 					}
@@ -438,11 +440,11 @@ func readOld(r *reader, d *Data, version byte) error {
 			case TypeMean:
 				st.raw = cd.Moments
 			default:
-				var raw, lm Moments
+				var raw, lm stat.Moments
 				for _, bin := range cd.Dist.Bins() {
-					raw.Merge(Moments{N: bin.Count, Mean: bin.Value})
+					raw.Merge(stat.Moments{N: bin.Count, Mean: bin.Value})
 					if bin.Value > 0 {
-						lm.Merge(Moments{N: bin.Count, Mean: math.Log(bin.Value)})
+						lm.Merge(stat.Moments{N: bin.Count, Mean: math.Log(bin.Value)})
 					}
 				}
 				cd.Moments, st.raw, st.log = raw, raw, lm

@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // Time strata.
@@ -45,11 +47,11 @@ type cell struct {
 	// raw summarizes the values (distribution and mean metrics); for
 	// histogram observations, the mean comes from the histogram's sum when
 	// it has one, else from the buckets' midpoints (see slack).
-	raw Moments
+	raw stat.Moments
 	// log summarizes the logarithms of the positive values of a
 	// distribution metric (histogram observations are left out: their
 	// logarithms are not known).
-	log Moments
+	log stat.Moments
 	// count and total are the events and exposure of a rate metric, and
 	// records the number of count records that made them.
 	count, total, records float64

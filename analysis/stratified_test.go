@@ -2,9 +2,12 @@ package analysis
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"testing"
+
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // stratifiedVectors is analysis/testdata/stratified_vectors.json, written
@@ -50,6 +53,33 @@ type stratifiedVectors struct {
 	} `json:"rate_design"`
 }
 
+// rwNum is a float64 in the reference JSON files, where non-finite values
+// are written as the strings "Inf", "-Inf" and "NaN".
+type rwNum float64
+
+func (f *rwNum) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		switch s {
+		case "Inf":
+			*f = rwNum(math.Inf(1))
+		case "-Inf":
+			*f = rwNum(math.Inf(-1))
+		case "NaN":
+			*f = rwNum(math.NaN())
+		default:
+			return fmt.Errorf("bad number %q", s)
+		}
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = rwNum(v)
+	return nil
+}
+
 func loadStratified(t *testing.T) *stratifiedVectors {
 	t.Helper()
 	b, err := os.ReadFile("testdata/stratified_vectors.json")
@@ -79,13 +109,13 @@ func TestContrastVectors(t *testing.T) {
 	for i, tc := range v.Contrast {
 		gs := make([]group, len(tc.Groups))
 		for g, xy := range tc.Groups {
-			gs[g][Canary].raw, gs[g][Canary].log = momentsOf(xy[0]), logMomentsOf(xy[0])
-			gs[g][Baseline].raw, gs[g][Baseline].log = momentsOf(xy[1]), logMomentsOf(xy[1])
+			gs[g][Canary].raw, gs[g][Canary].log = stat.MomentsOf(xy[0]), stat.LogMomentsOf(xy[0])
+			gs[g][Baseline].raw, gs[g][Baseline].log = stat.MomentsOf(xy[1]), stat.LogMomentsOf(xy[1])
 		}
 		k := newContrast(gs, tc.Logs)
 		d, vv, df, _, _ := k.at(tc.C)
-		pg := k.p(tc.C, Greater, 1, false, 0.01, 1)
-		pl := k.p(tc.C, Less, 1, false, 0.01, 1)
+		pg := k.p(tc.C, stat.Greater, 1, false, 0.01, 1)
+		pl := k.p(tc.C, stat.Less, 1, false, 0.01, 1)
 		if !relClose(d, float64(tc.D), tol) && math.Abs(d-float64(tc.D)) > 1e-12 || !relClose(vv, float64(tc.V), tol) || !relClose(df, float64(tc.DF), tol) {
 			t.Errorf("case %d (%d groups, c %v, logs %v): D %v V %v df %v, want %v %v %v", i, len(gs), tc.C, tc.Logs, d, vv, df, tc.D, tc.V, tc.DF)
 		}
@@ -135,7 +165,7 @@ func TestStratRateVectors(t *testing.T) {
 			}
 		}
 		if tc.ScipyGreater != nil {
-			pg, pl := s.fixedP(tc.R0, Greater), s.fixedP(tc.R0, Less)
+			pg, pl := s.fixedP(tc.R0, stat.Greater), s.fixedP(tc.R0, stat.Less)
 			if !relClose(pg, float64(*tc.ScipyGreater), 1e-9) || !relClose(pl, float64(*tc.ScipyLess), 1e-9) {
 				t.Errorf("case %d: p %v %v, scipy binomtest %v %v", i, pg, pl, *tc.ScipyGreater, *tc.ScipyLess)
 			}
@@ -149,7 +179,7 @@ func TestMixtureVectors(t *testing.T) {
 	v := loadStratified(t)
 	for i, tc := range v.Mixture {
 		s := newStratRate(rateGroups(tc.Groups), 1)
-		alt := map[string]Alternative{"greater": Greater, "less": Less, "two-sided": TwoSided}[tc.Alt]
+		alt := map[string]stat.Alternative{"greater": stat.Greater, "less": stat.Less, "two-sided": stat.TwoSided}[tc.Alt]
 		got := math.Log(s.mixtureE(tc.R0, alt))
 		want := float64(tc.LogE)
 		if math.IsInf(got, 1) && want > 700 {
@@ -166,24 +196,24 @@ func TestMixtureVectors(t *testing.T) {
 func TestDesignEffectVectors(t *testing.T) {
 	v := loadStratified(t)
 	for i, tc := range v.Design {
-		x, y := make([]Moments, len(tc.X)), make([]Moments, len(tc.Y))
+		x, y := make([]stat.Moments, len(tc.X)), make([]stat.Moments, len(tc.Y))
 		for j, g := range tc.X {
-			x[j] = momentsOf(g)
+			x[j] = stat.MomentsOf(g)
 		}
 		for j, g := range tc.Y {
-			y[j] = momentsOf(g)
+			y[j] = stat.MomentsOf(g)
 		}
 		if got := DesignEffect(x, y, tc.C, tc.Alpha); !relClose(got, float64(tc.Phi), v.Tolerance.Design) {
 			t.Errorf("design case %d (%d+%d, c %v, alpha %v): φ %v, want %v", i, len(x), len(y), tc.C, tc.Alpha, got, tc.Phi)
 		}
 	}
 	for i, tc := range v.RateDesign {
-		x, y := make([]Moments, len(tc.X)), make([]Moments, len(tc.Y))
+		x, y := make([]stat.Moments, len(tc.X)), make([]stat.Moments, len(tc.Y))
 		for j, ce := range tc.X {
-			x[j] = BernoulliMoments(ce[0], ce[1])
+			x[j] = stat.BernoulliMoments(ce[0], ce[1])
 		}
 		for j, ce := range tc.Y {
-			y[j] = BernoulliMoments(ce[0], ce[1])
+			y[j] = stat.BernoulliMoments(ce[0], ce[1])
 		}
 		if got := RateDesignEffect(x, y, tc.Alpha); !relClose(got, float64(tc.Phi), v.Tolerance.Design) {
 			t.Errorf("rate design case %d (%d+%d, alpha %v): φ %v, want %v", i, len(x), len(y), tc.Alpha, got, tc.Phi)

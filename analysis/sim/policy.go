@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/analysis/stat"
 )
 
 // Policy names of the built-in policies.
@@ -174,7 +175,7 @@ const KayentaStrictConfidence = 0.999
 type Kayenta struct {
 	cfg    *analysis.Config
 	alpha  float64
-	series [][2][]analysis.Bin // per metric and cohort, per-minute values
+	series [][2][]stat.Bin // per metric and cohort, per-minute values
 	// scratch per metric and cohort within a minute
 	count, total [][2]float64
 	values       [][2][]float64
@@ -185,7 +186,7 @@ type Kayenta struct {
 // NewKayenta returns the Kayenta-style policy at the given confidence.
 func NewKayenta(cfg *analysis.Config, confidence float64) *Kayenta {
 	n := len(cfg.Metrics)
-	return &Kayenta{cfg: cfg, alpha: 1 - confidence, series: make([][2][]analysis.Bin, n),
+	return &Kayenta{cfg: cfg, alpha: 1 - confidence, series: make([][2][]stat.Bin, n),
 		count: make([][2]float64, n), total: make([][2]float64, n), values: make([][2][]float64, n),
 		bounds: make([][]float64, n), buckets: make([][2][]float64, n)}
 }
@@ -260,7 +261,7 @@ func (k *Kayenta) Decide(b *Batch) analysis.Decision {
 		if len(x) == 0 || len(y) == 0 {
 			continue
 		}
-		if analysis.MannWhitney(x, y, analysis.MWUOptions{Method: analysis.MWUAsymptotic}).P < k.alpha {
+		if stat.MannWhitney(x, y, stat.MWUOptions{Method: stat.MWUAsymptotic}).P < k.alpha {
 			return analysis.Rollback
 		}
 	}
@@ -361,8 +362,8 @@ func selectKth(vs []float64, k int) float64 {
 }
 
 // insertBin adds one observation to bins sorted by distinct value.
-func insertBin(bins []analysis.Bin, v float64) []analysis.Bin {
-	i, found := slices.BinarySearchFunc(bins, v, func(b analysis.Bin, v float64) int {
+func insertBin(bins []stat.Bin, v float64) []stat.Bin {
+	i, found := slices.BinarySearchFunc(bins, v, func(b stat.Bin, v float64) int {
 		switch {
 		case b.Value < v:
 			return -1
@@ -375,5 +376,5 @@ func insertBin(bins []analysis.Bin, v float64) []analysis.Bin {
 		bins[i].Count++
 		return bins
 	}
-	return slices.Insert(bins, i, analysis.Bin{Value: v, Count: 1})
+	return slices.Insert(bins, i, stat.Bin{Value: v, Count: 1})
 }
