@@ -25,7 +25,7 @@ import (
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 	"github.com/canaryd/canaryd/server/store/embedded"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
+	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
 // storeEnv names the environment variable that selects the backend of the

@@ -294,7 +294,7 @@ func (s *Service) beginAppend(ctx context.Context, b *batch) error {
 			continue
 		case lr.finished():
 			lr.mu.Unlock()
-			return failedPrecondition("run %q is %s: it takes no more samples", b.runID, stateName(lr.run.GetState()))
+			return failedPrecondition("run %q is %s: it takes no more samples", b.runID, apiconv.RunStateName(lr.run.GetState()))
 		case lr.finishing != nil:
 			lr.mu.Unlock()
 			return failedPrecondition("run %q is being finished: it takes no more samples", b.runID)
@@ -465,7 +465,7 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 	if lr.finished() {
 		st := lr.run.GetState()
 		lr.mu.Unlock()
-		return nil, failedPrecondition("run %q is %s: it takes no more samples", pb.GetRunId(), stateName(st))
+		return nil, failedPrecondition("run %q is %s: it takes no more samples", pb.GetRunId(), apiconv.RunStateName(st))
 	}
 	lr.mu.Unlock()
 
@@ -742,16 +742,4 @@ func (v *validator) fold(pb *canaryv1.Batch) (*analysis.Data, [2]uint64, error) 
 		}
 	}
 	return d, n, nil
-}
-
-func stateName(st canaryv1.RunState) string {
-	switch st {
-	case canaryv1.RunState_RUN_STATE_RUNNING:
-		return "running"
-	case canaryv1.RunState_RUN_STATE_COMPLETED:
-		return "completed"
-	case canaryv1.RunState_RUN_STATE_ABORTED:
-		return "aborted"
-	}
-	return st.String()
 }

@@ -387,7 +387,7 @@ func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState
 		if lr.finished() {
 			defer lr.mu.Unlock()
 			if got := lr.run.GetState(); got != state {
-				return nil, failedPrecondition("run %q is already %s", id, stateName(got))
+				return nil, failedPrecondition("run %q is already %s", id, apiconv.RunStateName(got))
 			}
 			return lr.record(), nil
 		}
@@ -505,7 +505,7 @@ func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.Run
 	lr.data = nil
 	lr.mu.Unlock()
 	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
-	s.log.Info("run finished", "run", lr.id, "state", stateName(state), "decision", final.GetDecision().String(),
+	s.log.Info("run finished", "run", lr.id, "state", apiconv.RunStateName(state), "decision", final.GetDecision().String(),
 		"reason", reason)
 	return proto.Clone(run).(*canaryv1.Run), nil
 }

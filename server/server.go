@@ -25,7 +25,7 @@ import (
 	"github.com/canaryd/canaryd/server/auth"
 	"github.com/canaryd/canaryd/server/store"
 	"github.com/canaryd/canaryd/server/store/embedded"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
+	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
 // Defaults of RunOptions.

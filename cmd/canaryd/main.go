@@ -47,7 +47,7 @@ import (
 
 	"github.com/canaryd/canaryd/server"
 	"github.com/canaryd/canaryd/server/store/embedded"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
+	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
 func main() {

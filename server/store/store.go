@@ -3,7 +3,7 @@
 // each run (as compact aggregated deltas, deduplicated by batch id), and the
 // history of final verdicts with the indexes ListVerdicts needs.
 //
-// Backends live in sub-packages (store/embedded, store/redis); the
+// Backends live in sub-packages (store/embedded, store/redisstore); the
 // conformance suite in store/storetest runs against each of them. A backend
 // that several canaryd processes share also implements Tailer.
 //
