@@ -57,10 +57,19 @@ const (
 	backgroundTimeout = time.Minute
 )
 
+// Store is what a Service needs of its storage backend: the records
+// (store.Store) and the log of each run's deltas, followed from a position
+// (store.Tailer). Both backends, store/embedded and store/redisstore,
+// provide it.
+type Store interface {
+	store.Store
+	store.Tailer
+}
+
 // Options configure a Service.
 type Options struct {
 	// Store persists configs, runs, batches and verdicts. Required.
-	Store store.Store
+	Store Store
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the service's metrics; nil registers them on a
@@ -187,7 +196,7 @@ func (o *Options) setDefaults() {
 type Service struct {
 	canaryv1.UnimplementedCanaryServiceServer
 
-	store store.Store
+	store Store
 	tail  store.Tailer // the store, when it is one (see tail.go)
 	// tailWaiters holds a token per watcher blocked in WaitBatches.
 	tailWaiters chan struct{}
@@ -258,10 +267,8 @@ func New(opts Options) (*Service, error) {
 		judges:       make(chan struct{}, opts.JudgeConcurrency),
 		maxListBytes: maxListBytes,
 	}
-	if t, ok := opts.Store.(store.Tailer); ok {
-		s.tail = t
-		s.tailWaiters = make(chan struct{}, maxTailWaiters)
-	}
+	s.tail = opts.Store
+	s.tailWaiters = make(chan struct{}, maxTailWaiters)
 	m, err := newMetrics(opts.Registerer, s.liveRuns)
 	if err != nil {
 		return nil, err
@@ -320,6 +327,11 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 func (s *Service) maxMessageSize() int {
 	return max(4<<20, s.maxB*64+1<<20)
 }
+
+// StoreUnavailable is signalled (without blocking: one pending signal)
+// when a call fails because the store is unavailable, so that the process
+// checks the store's health at once.
+func (s *Service) StoreUnavailable() <-chan struct{} { return s.unavailable }
 
 // Shutdown starts the drain: every WatchVerdict stream ends, and every
 // IngestStream ends once it has acknowledged the batches it received, with
