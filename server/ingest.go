@@ -76,12 +76,12 @@ func (s *Service) Ingest(ctx context.Context, req *canaryv1.IngestRequest) (*can
 		err = s.beginAppend(ctx, b)
 	}
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	s.appendBatch(ctx, b)
 	s.settle(b)
 	if b.err != nil {
-		return nil, s.status(b.err)
+		return nil, b.err
 	}
 	return &canaryv1.IngestResponse{Ack: b.ack()}, nil
 }
@@ -173,7 +173,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 	ack := func(b *batch) error {
 		s.settle(b)
 		if b.err != nil {
-			return s.status(batchError(b.batchID, b.err))
+			return batchError(b.batchID, b.err)
 		}
 		if b.dup {
 			sum.Duplicates++
@@ -215,8 +215,8 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				continue
 			}
 			abandon()
-			return s.status(&apiError{code: codes.DeadlineExceeded, msg: fmt.Sprintf(
-				"ingest stream idle: no batch received for %v (--stream-idle-timeout); open a new stream to send more", s.streamIdle)})
+			return &apiError{code: codes.DeadlineExceeded, msg: fmt.Sprintf(
+				"ingest stream idle: no batch received for %v (--stream-idle-timeout); open a new stream to send more", s.streamIdle)}
 		case <-s.shutdown:
 			// Drain: take no new batch, acknowledge the ones received,
 			// then end the stream so that the client resends the rest
@@ -239,7 +239,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				}
 			}
 			abandon()
-			return s.status(errShuttingDown)
+			return errShuttingDown
 		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 func (s *Service) CreateRun(ctx context.Context, req *canaryv1.CreateRunRequest) (*canaryv1.CreateRunResponse, error) {
 	run, err := s.createRun(ctx, req)
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.CreateRunResponse{Run: run}, nil
 }
@@ -216,7 +216,7 @@ func checkText(v string) string {
 // lag behind the acknowledged batches.
 func (s *Service) GetRun(ctx context.Context, req *canaryv1.GetRunRequest) (*canaryv1.GetRunResponse, error) {
 	if msg := checkID(req.GetRunId()); msg != "" {
-		return nil, s.status(badField("run_id", "%s", msg))
+		return nil, badField("run_id", "%s", msg)
 	}
 	var (
 		lr  *live
@@ -228,7 +228,7 @@ func (s *Service) GetRun(ctx context.Context, req *canaryv1.GetRunRequest) (*can
 		lr.mu.Lock()
 	}
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	defer lr.mu.Unlock()
 	return &canaryv1.GetRunResponse{Run: lr.record()}, nil
@@ -303,7 +303,7 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 		vs = append(vs, violation("state", "unknown run state %d", req.GetState()))
 	}
 	if len(vs) > 0 {
-		return nil, s.status(invalid(vs...))
+		return nil, invalid(vs...)
 	}
 	svc, scope := listService(ctx, req.GetService())
 	f := store.RunFilter{Service: svc, Stage: req.GetStage(), State: req.GetState()}
@@ -317,7 +317,7 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 		return s.freshen(ctx, runs)
 	})
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.ListRunsResponse{Runs: runs, NextPageToken: next}, nil
 }
@@ -351,7 +351,7 @@ func (s *Service) freshen(ctx context.Context, runs []*canaryv1.Run) error {
 func (s *Service) CompleteRun(ctx context.Context, req *canaryv1.CompleteRunRequest) (*canaryv1.CompleteRunResponse, error) {
 	run, err := s.finish(ctx, req.GetRunId(), canaryv1.RunState_RUN_STATE_COMPLETED, req.GetReason())
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.CompleteRunResponse{Run: run}, nil
 }
@@ -363,7 +363,7 @@ func (s *Service) CompleteRun(ctx context.Context, req *canaryv1.CompleteRunRequ
 func (s *Service) AbortRun(ctx context.Context, req *canaryv1.AbortRunRequest) (*canaryv1.AbortRunResponse, error) {
 	run, err := s.finish(ctx, req.GetRunId(), canaryv1.RunState_RUN_STATE_ABORTED, req.GetReason())
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.AbortRunResponse{Run: run}, nil
 }

@@ -292,7 +292,8 @@ func New(opts Options) (*Service, error) {
 // log; see package auth), a receive limit that fits MaxBatchSamples, and
 // the connection limits (see limits.go): MaxConcurrentStreams, the
 // keepalive enforcement policy and parameters, bounds on handshakes and
-// metadata, and on the time to receive a request (tapRequest).
+// metadata, and on the time to receive a request (tapRequest); innermost,
+// the mapping of the handlers' errors to statuses (errors.go).
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		codecOption(),
@@ -312,8 +313,8 @@ func (s *Service) ServerOptions() []grpc.ServerOption {
 		grpc.ConnectionTimeout(connectionTimeout),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.InTapHandle(s.tapRequest),
-		grpc.ChainUnaryInterceptor(s.unaryReceived),
-		grpc.ChainStreamInterceptor(s.streamReceived),
+		grpc.ChainUnaryInterceptor(s.unaryReceived, s.errorInterceptor),
+		grpc.ChainStreamInterceptor(s.streamReceived, s.streamErrorInterceptor),
 	}
 }
 

@@ -266,9 +266,9 @@ func (s *Service) watchTail(ctx context.Context, id string, stream canaryv1.Cana
 	shutdownErr := func(err error) error {
 		select {
 		case <-s.shutdown:
-			return s.status(errShuttingDown)
+			return errShuttingDown
 		default:
-			return s.status(err)
+			return err
 		}
 	}
 	var (

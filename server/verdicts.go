@@ -266,12 +266,12 @@ func (s *Service) verdictNow(ctx context.Context, lr *live) (*canaryv1.Verdict, 
 func (s *Service) Judge(ctx context.Context, req *canaryv1.JudgeRequest) (*canaryv1.JudgeResponse, error) {
 	lr, err := s.fresh(ctx, req.GetRunId())
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	v, err := s.verdictNow(ctx, lr)
 	lr.mu.Unlock()
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.JudgeResponse{Verdict: v}, nil
 }
@@ -285,13 +285,13 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 	ctx := stream.Context()
 	if s.tail != nil {
 		if req.GetRunId() == "" {
-			return s.status(badField("run_id", "is required"))
+			return badField("run_id", "is required")
 		}
 		return s.watchTail(ctx, req.GetRunId(), stream)
 	}
 	lr, err := s.acquire(ctx, req.GetRunId())
 	if err != nil {
-		return s.status(err)
+		return err
 	}
 	lr.watchers++
 	lr.mu.Unlock()
@@ -311,7 +311,7 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 			lr.watchers--
 			lr.mu.Unlock()
 			if lr, err = s.acquire(ctx, req.GetRunId()); err != nil {
-				return s.status(err)
+				return err
 			}
 			lr.watchers++
 		}
@@ -327,7 +327,7 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 			return err
 		}
 		if err := s.waitChange(ctx, changed, untilBake, w.lastSent); err != nil {
-			return s.status(err)
+			return err
 		}
 	}
 }
@@ -348,7 +348,7 @@ func (s *Service) judgeAndSend(stream canaryv1.CanaryService_WatchVerdictServer,
 	final = lr.finished()
 	lr.mu.Unlock()
 	if err != nil {
-		return false, s.status(err)
+		return false, err
 	}
 	if !w.sent || v.GetSequence() != w.lastSeq || final {
 		if err := stream.Send(&canaryv1.WatchVerdictResponse{Verdict: v}); err != nil {
@@ -420,7 +420,7 @@ func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRe
 		vs = append(vs, violation("until", "must be after since"))
 	}
 	if len(vs) > 0 {
-		return nil, s.status(invalid(vs...))
+		return nil, invalid(vs...)
 	}
 	var scope *auth.Caller
 	f.Service, scope = listService(ctx, f.Service)
@@ -431,7 +431,7 @@ func (s *Service) ListVerdicts(ctx context.Context, req *canaryv1.ListVerdictsRe
 			})
 	}, nil)
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.ListVerdictsResponse{Verdicts: verdicts, NextPageToken: next}, nil
 }
