@@ -296,7 +296,7 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 	if len(vs) > 0 {
 		return nil, invalid(vs...)
 	}
-	lr, err := s.use(ctx, pb.GetRunId())
+	lr, err := s.admitting(ctx, pb.GetRunId())
 	if err != nil {
 		return nil, err
 	}
@@ -306,9 +306,6 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 			s.release(lr)
 		}
 	}()
-	if err := lr.admits(); err != nil {
-		return nil, err
-	}
 	b := &batch{lr: lr, runID: pb.GetRunId(), batchID: pb.GetBatchId(), at: s.now()}
 	v := validator{cfg: lr.cfg, metrics: lr.metrics, check: analysis.NewData(lr.cfg), at: b.at,
 		from: lr.start.Add(-s.skew), until: b.at.Add(s.skew), start: lr.start}
@@ -326,6 +323,24 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 	}
 	ok = true
 	return b, nil
+}
+
+// admitting returns run id with a lease (see use) if it takes batches.
+func (s *Service) admitting(ctx context.Context, id string) (*liveRun, error) {
+	for attempt := 0; ; attempt++ {
+		lr, err := s.use(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		err = lr.admits()
+		if err == nil {
+			return lr, nil
+		}
+		s.release(lr)
+		if !errors.Is(err, errStale) || attempt == 2 {
+			return nil, err
+		}
+	}
 }
 
 // settle waits for b's append (when started asynchronously), applies its

@@ -225,6 +225,8 @@ func (lr *liveRun) admits() error {
 		return nil
 	case stateFinishing:
 		return failedPrecondition("run %q is being finished: it takes no more samples", lr.id)
+	case stateEvicted:
+		return errStale
 	}
 	return failedPrecondition("run %q is %s: it takes no more samples", lr.id, apiconv.RunStateName(lr.st.rec.GetState()))
 }

@@ -387,15 +387,16 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 		if final != nil {
 			return
 		}
-		lr.endFinish(nil)
 		if closed {
-			// Take batches again: the finish failed.
+			// The finish failed: the store takes the run's batches again,
+			// and then the run does.
 			rctx, cancel := context.WithTimeout(context.Background(), backgroundTimeout)
 			defer cancel()
 			if err := s.store.ReopenRun(rctx, lr.id); err != nil && !errors.Is(err, store.ErrFinished) {
 				s.log.Warn("reopen run after a failed finish", "run", lr.id, "err", err)
 			}
 		}
+		lr.endFinish(nil)
 	}()
 	// Close the run to new batches first, so that the fold below sees its
 	// last delta whichever process appended it.
