@@ -117,7 +117,7 @@ func benchIngestStream(b *testing.B, size int, opt func(*Options), token string)
 }
 
 // BenchmarkJudge measures the judge of a 20-metric run, uncached, as the
-// service calls it (in memory, under the run's lock).
+// service calls it on the run's data in memory (judgeData).
 func BenchmarkJudge(b *testing.B) {
 	e, lr := judgeBenchRun(b)
 	b.ReportAllocs()
@@ -125,14 +125,27 @@ func BenchmarkJudge(b *testing.B) {
 	took := make([]time.Duration, 0, b.N)
 	for i := range b.N {
 		start := time.Now()
-		lr.mu.Lock()
-		lr.version++ // force a cache miss
-		e.svc.judgeLocked(lr, e.clock.Now(), i%2 == 0)
-		lr.mu.Unlock()
+		judgeInPlace(e, lr, i%2 == 0)
 		took = append(took, time.Since(start))
 	}
 	b.StopTimer()
 	reportP99(b, took)
+}
+
+// judgeInPlace judges lr's data under its lock, without a copy.
+func judgeInPlace(e *env, lr *liveRun, bake bool) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if _, err := e.svc.judgeData(lr, lr.st.data, bake); err != nil {
+		panic(err)
+	}
+}
+
+// missCache makes the next judge of lr a cache miss.
+func missCache(lr *liveRun) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	lr.st.version++
 }
 
 // BenchmarkJudgeRPC measures the Judge call end to end over bufconn,
@@ -141,14 +154,12 @@ func BenchmarkJudge(b *testing.B) {
 func BenchmarkJudgeRPC(b *testing.B) {
 	e, lr := judgeBenchRun(b)
 	ctx := context.Background()
-	req := &canaryv1.JudgeRequest{RunId: lr.run.GetId()}
+	req := &canaryv1.JudgeRequest{RunId: lr.id}
 	b.ReportAllocs()
 	b.ResetTimer()
 	took := make([]time.Duration, 0, b.N)
 	for range b.N {
-		lr.mu.Lock()
-		lr.version++ // force a cache miss
-		lr.mu.Unlock()
+		missCache(lr)
 		start := time.Now()
 		if _, err := e.c.Judge(ctx, req); err != nil {
 			b.Fatal(err)
@@ -166,7 +177,7 @@ func reportP99(b *testing.B, took []time.Duration) {
 
 // judgeBenchRun creates a run of 20 distribution metrics with 20,000
 // observations per cohort each and returns it loaded in memory.
-func judgeBenchRun(b *testing.B) (*env, *live) {
+func judgeBenchRun(b *testing.B) (*env, *liveRun) {
 	e := newEnv(b, nil)
 	ctx := context.Background()
 	cfg := &canaryv1.CanaryConfig{Name: "judge"}
@@ -191,10 +202,11 @@ func judgeBenchRun(b *testing.B) (*env, *live) {
 		}
 		e.ingest(ctx, bt)
 	}
-	lr, err := e.svc.get(ctx, run.GetId())
+	lr, err := e.svc.use(ctx, run.GetId())
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { e.svc.release(lr) })
 	return e, lr
 }
 

@@ -29,11 +29,11 @@ import (
 func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest) (*canaryv1.PutConfigResponse, error) {
 	cfg, err := putConfigSource(req)
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	v, created, err := s.store.PutConfig(ctx, apiconv.ConfigToProto(cfg), req.GetYaml())
 	if err != nil {
-		return nil, s.status(fmt.Errorf("put config %s: %w", cfg.Name, err))
+		return nil, fmt.Errorf("put config %s: %w", cfg.Name, err)
 	}
 	if created {
 		s.log.Info("config stored", "config", v.GetName(), "version", v.GetVersion())
@@ -129,14 +129,14 @@ func yamlViolations(field string, err error) []*errdetails.BadRequest_FieldViola
 // GetConfig returns a config version; see the API.
 func (s *Service) GetConfig(ctx context.Context, req *canaryv1.GetConfigRequest) (*canaryv1.GetConfigResponse, error) {
 	if msg := checkText(req.GetName()); msg != "" {
-		return nil, s.status(badField("name", "%s", msg))
+		return nil, badField("name", "%s", msg)
 	}
 	v, err := s.store.GetConfig(ctx, req.GetName(), req.GetVersion())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, s.status(notFound("config %s not found", configRefName(req.GetName(), req.GetVersion())))
+		return nil, notFound("config %s not found", configRefName(req.GetName(), req.GetVersion()))
 	}
 	if err != nil {
-		return nil, s.status(fmt.Errorf("get config %s: %w", req.GetName(), err))
+		return nil, fmt.Errorf("get config %s: %w", req.GetName(), err)
 	}
 	return &canaryv1.GetConfigResponse{Config: v}, nil
 }
@@ -146,13 +146,13 @@ func (s *Service) ListConfigs(ctx context.Context, req *canaryv1.ListConfigsRequ
 	vs := checkPage(req.GetPageSize(), req.GetPageToken())
 	vs = append(vs, checkFilter("name", req.GetName())...)
 	if len(vs) > 0 {
-		return nil, s.status(invalid(vs...))
+		return nil, invalid(vs...)
 	}
 	cs, next, err := boundedPage(s.maxListBytes, int(req.GetPageSize()), func(size int) ([]*canaryv1.ConfigVersion, string, error) {
 		return s.store.ListConfigs(ctx, req.GetName(), store.Page{Size: size, Token: req.GetPageToken()})
 	}, nil)
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.ListConfigsResponse{Configs: cs, NextPageToken: next}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -15,10 +16,14 @@ import (
 
 // This file is the one place where errors become gRPC statuses. Handlers
 // return what went wrong as an *apiError (a client error this package
-// diagnosed), a store sentinel, an analysis field error or a context error;
-// Service.status maps it. Anything else is a bug or an unexpected backend
-// failure and becomes INTERNAL with a generic message (the detail goes to
-// the log): codes received from downstream calls are never passed through.
+// diagnosed), a store sentinel, an analysis field error or a context error,
+// and the innermost interceptor (errorInterceptor) maps it with
+// Service.status, so that the auth guard's audit log and the metrics see
+// the status the client gets. Anything else is a bug or an unexpected
+// backend failure and becomes INTERNAL with a generic message (the detail
+// goes to the log): codes received from downstream calls are never passed
+// through. Errors that are statuses already (of the stream's transport,
+// of the request codec) pass as they are.
 
 // apiError is an error diagnosed by this package, with the code to return
 // and, for INVALID_ARGUMENT, the offending fields.
@@ -120,10 +125,28 @@ func joinPath(prefix, field string) string {
 	return prefix + "." + field
 }
 
-// status maps err to the status a handler returns; see the file comment.
+// errorInterceptor maps the error of a unary handler to its status.
+func (s *Service) errorInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return resp, nil
+}
+
+// streamErrorInterceptor maps the error of a streaming handler to its
+// status.
+func (s *Service) streamErrorInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return s.status(handler(srv, ss))
+}
+
+// status maps err to the status the client gets; see the file comment.
 func (s *Service) status(err error) error {
 	if err == nil {
 		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
 	}
 	var ae *apiError
 	if errors.As(err, &ae) {

@@ -3,13 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +19,6 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/canaryd/canaryd/analysis"
-	"github.com/canaryd/canaryd/internal/testfs"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -181,154 +176,5 @@ func TestRecoveryInterceptor(t *testing.T) {
 	c := canaryv1.NewCanaryServiceClient(conn)
 	if _, err := c.PutConfig(ctx, &canaryv1.PutConfigRequest{Source: &canaryv1.PutConfigRequest_Config{Config: testConfig("after")}}); err != nil {
 		t.Fatalf("PutConfig after the panics: %v", err)
-	}
-}
-
-// startRunConn serves Run with opts (startRun) and returns a client
-// connection and the HTTP address.
-func startRunConn(t *testing.T, opts RunOptions) (*grpc.ClientConn, string) {
-	t.Helper()
-	grpcAddr, httpAddr := startRun(t, opts)
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn, httpAddr
-}
-
-// TestRunDiskFull: on a full disk (a real tmpfs) ingest answers
-// UNAVAILABLE, not INTERNAL; grpc.health.v1 turns NOT_SERVING and /healthz
-// 503 at once; the logs stay short; once space is freed, health and ingest
-// come back without a restart.
-func TestRunDiskFull(t *testing.T) {
-	dir := testfs.Tmpfs(t, "8m")
-	var logs logBuffer
-	conn, httpAddr := startRunConn(t, RunOptions{
-		Store:          filepath.Join(dir, "canaryd.db"),
-		Logger:         logs.logger(),
-		HealthInterval: 3 * time.Second,
-	})
-	ctx := ctxT(t)
-	c := canaryv1.NewCanaryServiceClient(conn)
-	hc := healthpb.NewHealthClient(conn)
-	health := func() healthpb.HealthCheckResponse_ServingStatus {
-		t.Helper()
-		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: canaryv1.CanaryService_ServiceDesc.ServiceName})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.GetStatus()
-	}
-	healthz := func() int {
-		t.Helper()
-		resp, err := http.Get("http://" + httpAddr + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	cr, err := c.CreateRun(ctx, &canaryv1.CreateRunRequest{RequestId: "full", Service: "checkout", Stage: "s",
-		Config: &canaryv1.CreateRunRequest_InlineConfig{InlineConfig: testConfig("checkout")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runID := cr.GetRun().GetId()
-	ballast := filepath.Join(dir, "ballast")
-	if err := os.WriteFile(ballast, make([]byte, 2<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testfs.Fill(t, filepath.Join(dir, "filler"))
-
-	rng := rand.New(rand.NewPCG(3, 4))
-	ingest := func(id string) error {
-		_, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, runID, id, scenario{latency: 1, errors: 1, n: 4000})})
-		return err
-	}
-	var failed error
-	for i := 0; i < 200 && failed == nil; i++ {
-		failed = ingest(fmt.Sprintf("b%d", i))
-	}
-	wantCode(t, failed, codes.Unavailable, "")
-	// The failure itself triggers the check (the interval is 3s).
-	for start := time.Now(); health() != healthpb.HealthCheckResponse_NOT_SERVING; time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > time.Second {
-			t.Fatal("health still SERVING 1s after a failed write")
-		}
-	}
-	if code := healthz(); code != http.StatusServiceUnavailable {
-		t.Errorf("/healthz after a failed write = %d, want 503", code)
-	}
-	for i := range 100 {
-		wantCode(t, ingest(fmt.Sprintf("f%d", i)), codes.Unavailable, "")
-	}
-	if n := strings.Count(logs.String(), "level=ERROR") + strings.Count(logs.String(), "level=WARN"); n > 3 {
-		t.Errorf("%d error and warning lines for 101 failed writes, want at most 3:\n%s", n, logs.String())
-	}
-
-	if err := os.Remove(ballast); err != nil {
-		t.Fatal(err)
-	}
-	if code := healthz(); code != http.StatusOK {
-		t.Errorf("/healthz after space was freed = %d, want 200", code)
-	}
-	// grpc.health.v1 follows at the next check.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := ingest("after")
-		if err == nil && health() == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not serving 10s after space was freed: ingest %v, health %v", err, health())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// TestStoreSpecs: a --store value with "://" is a URL of a known scheme or
-// an error, never a file name, and no error or log line holds its
-// password.
-func TestStoreSpecs(t *testing.T) {
-	t.Parallel()
-	const secret = "s3cretPW"
-	dir := t.TempDir()
-	for _, tt := range []struct {
-		spec, want string
-	}{
-		{"redis://:" + secret + "@127.0.0.1:26390x/0", `store redis://xxxxx@127.0.0.1:26390x/0: not a valid URL: invalid port ":26390x" after host`},
-		{"rediss://:" + secret + "@[::1/0", "not a valid URL"},
-		{"redis://u:" + secret + "@127.0.0.1:1/x", "invalid database number"},
-		{"redis://u:" + secret + "@127.0.0.1:1/0", "store unavailable"}, // nothing listens on port 1
-		{"s3://:" + secret + "@bucket/x", `unknown scheme "s3"`},
-		{"file://elsewhere/x", "names no host"},
-		{"://" + secret + "@x", "not a valid URL"},
-	} {
-		var logs logBuffer
-		err := Run(context.Background(), RunOptions{
-			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: tt.spec, Logger: logs.logger(),
-			StoreWait: 600 * time.Millisecond,
-		})
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("store %q: %v, want an error with %q", tt.spec, err, tt.want)
-		}
-		if err != nil && strings.Contains(err.Error()+logs.String(), secret) {
-			t.Errorf("store %q: the password is in the error or the logs:\n%v\n%s", tt.spec, err, logs.String())
-		}
-	}
-	// Nothing was created as a file named like a URL.
-	if m, _ := filepath.Glob("*:*"); len(m) > 0 {
-		t.Errorf("files created for URLs: %v", m)
-	}
-	// A file URL names the embedded store's file.
-	path := filepath.Join(dir, "via-url.db")
-	st, err := OpenStore(context.Background(), "file://"+path, StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	if _, err := os.Stat(path); err != nil {
-		t.Errorf("file URL: %v", err)
 	}
 }

@@ -23,9 +23,8 @@ import (
 
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
-	"github.com/canaryd/canaryd/server/store"
 	"github.com/canaryd/canaryd/server/store/embedded"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
+	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
 // storeEnv names the environment variable that selects the backend of the
@@ -37,7 +36,7 @@ const storeEnv = "CANARYD_TEST_STORE"
 
 // openTestStore opens the store of one test: backend "redis" or
 // "embedded".
-func openTestStore(t testing.TB, backend string) store.Store {
+func openTestStore(t testing.TB, backend string) Store {
 	t.Helper()
 	if backend == "redis" {
 		srv := testredis.Start(t)
@@ -83,7 +82,7 @@ func (c *clock) Advance(d time.Duration) {
 type env struct {
 	t     testing.TB
 	svc   *Service
-	store store.Store
+	store Store
 	clock *clock
 	reg   *prometheus.Registry
 	conn  *grpc.ClientConn
@@ -97,7 +96,7 @@ func newEnv(t testing.TB, opt func(*Options)) *env {
 }
 
 // newEnvOn starts a service on st, which it closes at the end of the test.
-func newEnvOn(t testing.TB, st store.Store, opt func(*Options)) *env {
+func newEnvOn(t testing.TB, st Store, opt func(*Options)) *env {
 	t.Helper()
 	var err error
 	e := &env{t: t, store: st, clock: newClock(), reg: prometheus.NewRegistry()}

@@ -11,10 +11,8 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
-	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -30,29 +28,33 @@ import (
 // window tests. Samples without a time get the time the server received
 // them.
 
+// The path of a batch, from the wire to the verdict: prepare validates it
+// whole against its run's config (a rejected batch stores nothing) and
+// folds it into a delta, taking a lease on the run; appendBatch appends the
+// delta durably to the run's log (a batch id already stored is a duplicate,
+// appended nowhere); settle folds the log into the run up to the new delta
+// (fold.go: catchUp), which wakes the run's watchers, and returns the
+// lease; then the batch is acknowledged. Judges judge the fold (judge.go).
+
 // batch is a validated batch, folded into the delta to store.
 type batch struct {
-	lr      *live
+	lr      *liveRun // leased from prepare until settle; nil once settled
 	runID   string
 	batchID string
-	delta   *analysis.Data
-	blob    []byte
+	blob    []byte    // the delta, encoded
 	samples [2]uint64 // observations per cohort
 	at      time.Time // when the server received it
 
-	// inflight is set by beginAppend: the batch counts in its run's
-	// inflight and must be settled. done is closed when an asynchronous
-	// append has set dup and err.
-	inflight bool
-	done     chan struct{}
-	dup      bool
-	err      error
-	// seen is the run's catchSeq when the append completed (on a
-	// store.Tailer, see settleTail).
+	// done is closed when an asynchronous append has set dup and err.
+	done chan struct{}
+	dup  bool
+	err  error
+	// seen is the run's catchSeq when the append completed: a catch-up
+	// numbered after it covers the batch.
 	seen uint64
 }
 
-// appendBatch stores b's delta and records its outcome.
+// appendBatch appends b's delta to its run's log and records the outcome.
 func (s *Service) appendBatch(ctx context.Context, b *batch) {
 	b.dup, b.err = s.store.AppendBatch(ctx, b.runID, b.batchID, b.blob)
 	b.seen = b.lr.catchSeq.Load()
@@ -72,16 +74,13 @@ func (b *batch) ack() *canaryv1.IngestAck {
 // Ingest stores one batch; see the API.
 func (s *Service) Ingest(ctx context.Context, req *canaryv1.IngestRequest) (*canaryv1.IngestResponse, error) {
 	b, err := s.prepare(ctx, req.GetBatch())
-	if err == nil {
-		err = s.beginAppend(ctx, b)
-	}
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	s.appendBatch(ctx, b)
 	s.settle(b)
 	if b.err != nil {
-		return nil, s.status(b.err)
+		return nil, b.err
 	}
 	return &canaryv1.IngestResponse{Ack: b.ack()}, nil
 }
@@ -173,7 +172,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 	ack := func(b *batch) error {
 		s.settle(b)
 		if b.err != nil {
-			return s.status(batchError(b.batchID, b.err))
+			return batchError(b.batchID, b.err)
 		}
 		if b.dup {
 			sum.Duplicates++
@@ -215,9 +214,9 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				continue
 			}
 			abandon()
-			return s.status(&apiError{code: codes.DeadlineExceeded, msg: fmt.Sprintf(
-				"ingest stream idle: no batch received for %v (--stream-idle-timeout); open a new stream to send more", s.streamIdle)})
-		case <-s.shutdown:
+			return &apiError{code: codes.DeadlineExceeded, msg: fmt.Sprintf(
+				"ingest stream idle: no batch received for %v (--stream-idle-timeout); open a new stream to send more", s.streamIdle)}
+		case <-s.shutdownCtx.Done():
 			// Drain: take no new batch, acknowledge the ones received,
 			// then end the stream so that the client resends the rest
 			// elsewhere (a batch started meanwhile is stored, settled by
@@ -239,7 +238,7 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 				}
 			}
 			abandon()
-			return s.status(errShuttingDown)
+			return errShuttingDown
 		}
 	}
 }
@@ -248,19 +247,16 @@ func (s *Service) IngestStream(stream canaryv1.CanaryService_IngestStreamServer)
 // drains: UNAVAILABLE, so that clients retry elsewhere.
 var errShuttingDown = &apiError{code: codes.Unavailable, msg: "server shutting down"}
 
-// startBatch is prepare and beginAppend for the reader goroutine of
-// IngestStream, which the recovery interceptor does not cover: a panic (a
-// bug) becomes an error of the batch instead of a crash of the daemon.
+// startBatch is prepare for the reader goroutine of IngestStream, which
+// the recovery interceptor does not cover: a panic (a bug) becomes an error
+// of the batch instead of a crash of the daemon.
 func (s *Service) startBatch(ctx context.Context, pb *canaryv1.Batch) (b *batch, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = s.recovered(canaryv1.CanaryService_IngestStream_FullMethodName, p)
+			b, err = nil, s.recovered(canaryv1.CanaryService_IngestStream_FullMethodName, p)
 		}
 	}()
-	if b, err = s.prepare(ctx, pb); err == nil {
-		err = s.beginAppend(ctx, b)
-	}
-	return b, err
+	return s.prepare(ctx, pb)
 }
 
 // batchError names the batch in err's message, keeping its code and field
@@ -275,167 +271,10 @@ func batchError(batchID string, err error) error {
 	return fmt.Errorf("batch %q: %w", batchID, err)
 }
 
-// beginAppend registers b as in flight on its run, so that the run is
-// neither snapshotted, finished nor evicted before b is settled. It waits
-// while a snapshot of the run is being written.
-func (s *Service) beginAppend(ctx context.Context, b *batch) error {
-	for {
-		lr := b.lr
-		lr.mu.Lock()
-		switch {
-		case lr.evicted:
-			lr.mu.Unlock()
-			// Reloaded state has the same config: the delta still fits.
-			nlr, err := s.get(ctx, b.runID)
-			if err != nil {
-				return err
-			}
-			b.lr = nlr
-			continue
-		case lr.finished():
-			lr.mu.Unlock()
-			return failedPrecondition("run %q is %s: it takes no more samples", b.runID, stateName(lr.run.GetState()))
-		case lr.finishing != nil:
-			lr.mu.Unlock()
-			return failedPrecondition("run %q is being finished: it takes no more samples", b.runID)
-		case lr.blocked != nil:
-			ch := lr.blocked
-			lr.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		lr.inflight++
-		lr.lastUsed = s.now()
-		lr.mu.Unlock()
-		b.inflight = true
-		return nil
-	}
-}
-
-// settle waits for b's append (when started) and applies its outcome to
-// the run: a stored delta is merged and wakes the watchers.
-func (s *Service) settle(b *batch) {
-	if !b.inflight {
-		return
-	}
-	b.inflight = false
-	if b.done != nil {
-		<-b.done
-	}
-	if s.tail != nil {
-		s.settleTail(b)
-		return
-	}
-	lr := b.lr
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	switch {
-	case b.err != nil:
-		if errors.Is(b.err, store.ErrFinished) {
-			b.err = failedPrecondition("run %q is finished: it takes no more samples", b.runID)
-		}
-	case b.dup:
-		lr.run.Counters.DuplicateBatches++
-		lr.gen++
-		s.metrics.batches.WithLabelValues("duplicate").Inc()
-	default:
-		lr.data.Merge(b.delta)
-		lr.version++
-		lr.sinceSnap++
-		c := lr.run.Counters
-		c.Batches++
-		c.BaselineSamples += b.samples[analysis.Baseline]
-		c.CanarySamples += b.samples[analysis.Canary]
-		c.LastIngestTime = timestamppb.New(b.at)
-		lr.notify()
-		s.metrics.batches.WithLabelValues("accepted").Inc()
-		s.metrics.samples.Add(float64(b.total()))
-	}
-	lr.lastUsed = s.now()
-	lr.inflight--
-	if lr.inflight == 0 && lr.idle != nil {
-		close(lr.idle)
-		lr.idle = nil
-	}
-	if b.err == nil && lr.sinceSnap >= s.snapN && lr.blocked == nil && lr.finishing == nil {
-		lr.blocked = make(chan struct{})
-		s.bg.Go(func() { s.snapshot(lr) })
-	}
-}
-
-// waitIdle waits until no append is in flight on lr and returns with
-// lr.mu held.
-func waitIdle(ctx context.Context, lr *live) error {
-	for {
-		lr.mu.Lock()
-		if lr.inflight == 0 {
-			return nil
-		}
-		if lr.idle == nil {
-			lr.idle = make(chan struct{})
-		}
-		ch := lr.idle
-		lr.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// snapshot writes the merged state of lr to the store, folding the deltas
-// merged since the previous snapshot. New appends wait (lr.blocked) and the
-// ones in flight are drained first, so that the deltas the snapshot folds
-// are exactly the first sinceSnap ones the store holds after the previous
-// snapshot.
-func (s *Service) snapshot(lr *live) {
-	ctx, cancel := context.WithTimeout(context.Background(), backgroundTimeout)
-	defer cancel()
-	var (
-		n    int
-		blob []byte
-		run  *canaryv1.Run
-		gen  uint64
-		err  error
-	)
-	if err = waitIdle(ctx, lr); err == nil {
-		n, gen, run = lr.sinceSnap, lr.gen, lr.record()
-		if lr.data != nil && n > 0 {
-			blob, err = snapshotOf(run, lr.data)
-		}
-		lr.mu.Unlock()
-	}
-	if err == nil && blob != nil {
-		start := time.Now()
-		err = s.store.Snapshot(ctx, lr.id, n, blob)
-		if err == nil {
-			s.log.Debug("run snapshot", "run", lr.id, "deltas", n, "bytes", len(blob), "elapsed", time.Since(start))
-			err = s.store.UpdateRun(ctx, run)
-		}
-		if errors.Is(err, store.ErrFinished) {
-			err = nil
-		}
-	}
-	lr.mu.Lock()
-	if err == nil && blob != nil {
-		lr.sinceSnap -= n
-		lr.flushedGen = max(lr.flushedGen, gen)
-	}
-	close(lr.blocked)
-	lr.blocked = nil
-	lr.mu.Unlock()
-	if err != nil {
-		s.log.Warn("run snapshot failed; retried after the next batches", "run", lr.id, "err", err)
-	}
-}
-
 // prepare validates a batch whole against its run's config and folds it
-// into a delta. It stores nothing and changes no run.
+// into a delta, with a lease on the run (see Service.use) that settle
+// returns. It stores nothing and changes no run; on an error it holds no
+// lease.
 func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, error) {
 	if pb == nil {
 		return nil, badField("batch", "is required")
@@ -463,18 +302,16 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 	if len(vs) > 0 {
 		return nil, invalid(vs...)
 	}
-	lr, err := s.get(ctx, pb.GetRunId())
+	lr, err := s.admitting(ctx, pb.GetRunId())
 	if err != nil {
 		return nil, err
 	}
-	lr.mu.Lock()
-	if lr.finished() {
-		st := lr.run.GetState()
-		lr.mu.Unlock()
-		return nil, failedPrecondition("run %q is %s: it takes no more samples", pb.GetRunId(), stateName(st))
-	}
-	lr.mu.Unlock()
-
+	ok := false
+	defer func() {
+		if !ok { // an error, or a panic on its way to startBatch
+			s.release(lr)
+		}
+	}()
 	b := &batch{lr: lr, runID: pb.GetRunId(), batchID: pb.GetBatchId(), at: s.now()}
 	v := validator{cfg: lr.cfg, metrics: lr.metrics, check: analysis.NewData(lr.cfg), at: b.at,
 		from: lr.start.Add(-s.skew), until: b.at.Add(s.skew), start: lr.start}
@@ -482,367 +319,73 @@ func (s *Service) prepare(ctx context.Context, pb *canaryv1.Batch) (*batch, erro
 	if len(v.vs) > 0 {
 		return nil, invalid(v.vs...)
 	}
-	b.delta, b.samples, err = v.fold(pb)
+	delta, samples, err := v.fold(pb)
 	if err == nil {
-		b.blob, err = encodeDelta(b.at, b.delta)
+		b.samples = samples
+		b.blob, err = encodeDelta(b.at, delta)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("run %s batch %s: %w", b.runID, b.batchID, err)
 	}
+	ok = true
 	return b, nil
 }
 
-// checkID returns what is wrong with a required id, or "".
-func checkID(id string) string {
-	switch {
-	case id == "":
-		return "is required"
-	case len(id) > maxIDLen:
-		return fmt.Sprintf("is %d bytes, more than %d", len(id), maxIDLen)
-	}
-	return ""
-}
-
-// validator checks the samples and columns of one batch against a config.
-type validator struct {
-	cfg     *analysis.Config
-	metrics map[string]int
-	check   *analysis.Data // for Check, which adds nothing
-	at      time.Time      // receive time, for samples without one
-	vs      []*errdetails.BadRequest_FieldViolation
-	// Samples must be timed in [from, until]: the run's start and the
-	// present, widened by the clock-skew allowance.
-	from, until time.Time
-	start       time.Time // the run's start, for the warm-up
-}
-
-func (v *validator) bad(field, format string, args ...any) {
-	if len(v.vs) < maxViolations {
-		v.vs = append(v.vs, violation(field, format, args...))
-	}
-}
-
-func (v *validator) full() bool { return len(v.vs) >= maxViolations }
-
-// when returns the time of an observation: its own, or the receive time;
-// a time outside [from, until] is reported.
-func (v *validator) when(ts *timestamppb.Timestamp, field string) (time.Time, bool) {
-	if ts == nil {
-		return v.at, true
-	}
-	if err := ts.CheckValid(); err != nil {
-		v.bad(field, "must be a valid timestamp: %v", err)
-		return time.Time{}, false
-	}
-	t := ts.AsTime()
-	switch {
-	case t.Before(v.from):
-		v.bad(field, "is %s, before the run's start %s less the clock-skew allowance of %s (a skewed clock?)",
-			t.Format(time.RFC3339), v.start.Format(time.RFC3339), v.until.Sub(v.at))
-		return t, false
-	case t.After(v.until):
-		v.bad(field, "is %s, later than the server's clock %s plus the clock-skew allowance of %s (a skewed clock?)",
-			t.Format(time.RFC3339), v.at.Format(time.RFC3339), v.until.Sub(v.at))
-		return t, false
-	}
-	return t, true
-}
-
-// metric resolves a metric and cohort, reporting unknown ones.
-func (v *validator) metric(path, name string, pc canaryv1.Cohort) (int, analysis.Cohort, bool) {
-	i, ok := v.metrics[name]
-	if !ok {
-		if name == "" {
-			v.bad(path+".metric", "is required")
-		} else {
-			v.bad(path+".metric", "%s is not a metric of config %q", quoteShort(name), v.cfg.Name)
-		}
-	}
-	c, cok := apiconv.CohortFromProto(pc)
-	if !cok {
-		v.bad(path+".cohort", "must be COHORT_BASELINE or COHORT_CANARY (got %v)", pc)
-	}
-	return i, c, ok && cok
-}
-
-func (v *validator) batch(pb *canaryv1.Batch) {
-	for i, smp := range pb.GetSamples() {
-		if v.full() {
-			return
-		}
-		v.sample(fmt.Sprintf("batch.samples[%d]", i), smp)
-	}
-	for j, col := range pb.GetColumns() {
-		if v.full() {
-			return
-		}
-		v.column(fmt.Sprintf("batch.columns[%d]", j), col)
-	}
-}
-
-// record returns the analysis record of a sample.
-// A histogram's conversion error (apiconv.HistogramFromProto) names fields
-// relative to the histogram.
-func sampleRecord(smp *canaryv1.Sample, c analysis.Cohort, t time.Time) (analysis.Record, error) {
-	r := analysis.Record{Metric: smp.GetMetric(), Cohort: c, Time: t, Instance: smp.GetInstance()}
-	switch o := smp.GetObservation().(type) {
-	case *canaryv1.Sample_Value:
-		r.Value = o.Value
-	case *canaryv1.Sample_Counts:
-		r.IsCount, r.Count, r.Total = true, o.Counts.GetCount(), o.Counts.GetTotal()
-	case *canaryv1.Sample_Histogram:
-		h, err := apiconv.HistogramFromProto(o.Histogram)
+// admitting returns run id with a lease (see use) if it takes batches.
+func (s *Service) admitting(ctx context.Context, id string) (*liveRun, error) {
+	for attempt := 0; ; attempt++ {
+		lr, err := s.use(ctx, id)
 		if err != nil {
-			return r, err
+			return nil, err
 		}
-		r.Histogram = h
-	}
-	return r, nil
-}
-
-// histogramSize is what a histogram counts toward the batch limit: its
-// buckets.
-func histogramSize(h *canaryv1.Histogram) int {
-	if h == nil {
-		return 0
-	}
-	if e := h.GetExplicit(); e != nil {
-		return len(e.GetUpperBounds())
-	}
-	return len(h.GetExponential().GetPositiveCounts()) + len(h.GetExponential().GetNegativeCounts())
-}
-
-// observations returns how many observations a record carries.
-func observations(r *analysis.Record) uint64 {
-	if r.Histogram == nil {
-		return 1
-	}
-	n := 0.0
-	for _, c := range r.Histogram.Counts {
-		n += c
-	}
-	return uint64(n)
-}
-
-// histogramErrors reports the errors of a histogram's conversion under
-// prefix.
-func (v *validator) histogramErrors(err error, prefix string) {
-	var fes analysis.FieldErrors
-	if errors.As(err, &fes) {
-		for _, fe := range fes {
-			v.bad(prefix+"."+fe.Field, "%s", fe.Msg)
+		err = lr.admits()
+		if err == nil {
+			return lr, nil
 		}
-		return
-	}
-	v.bad(prefix, "%v", err)
-}
-
-func (v *validator) sample(path string, smp *canaryv1.Sample) {
-	i, c, ok := v.metric(path, smp.GetMetric(), smp.GetCohort())
-	t, tok := v.when(smp.GetTime(), path+".time")
-	if !ok || !tok {
-		return
-	}
-	if smp.GetObservation() == nil {
-		v.bad(path+".value", "is required: a value, counts for a rate metric, or a histogram")
-		return
-	}
-	r, err := sampleRecord(smp, c, t)
-	if err != nil {
-		v.histogramErrors(err, path+".histogram")
-		return
-	}
-	if err := v.check.Check(&r); err != nil {
-		v.recordError(err, path, func(field string) string {
-			switch field {
-			case "count", "total":
-				if v.cfg.Metrics[i].Type != analysis.TypeRate {
-					return path + ".counts"
-				}
-				return path + ".counts." + field
-			}
-			return path + "." + field
-		})
-		return
-	}
-}
-
-// recordError reports an error of analysis.Data.Check under the API path
-// that field maps to.
-func (v *validator) recordError(err error, path string, field func(string) string) {
-	var fe *analysis.FieldError
-	if errors.As(err, &fe) {
-		v.bad(field(fe.Field), "%s", fe.Msg)
-		return
-	}
-	v.bad(path, "%v", err)
-}
-
-func (v *validator) column(path string, col *canaryv1.MetricColumn) {
-	i, c, ok := v.metric(path, col.GetMetric(), col.GetCohort())
-	t, tok := v.when(col.GetTime(), path+".time")
-	if !ok || !tok {
-		return
-	}
-	m := &v.cfg.Metrics[i]
-	vals, counts, totals, hists := col.GetValues(), col.GetCounts(), col.GetTotals(), col.GetHistograms()
-	if len(hists) > 0 {
-		if len(vals)+len(counts)+len(totals) > 0 {
-			v.bad(path+".histograms", "a column carries values, counts and totals, or histograms: not several")
-			return
-		}
-		for k, ph := range hists {
-			hp := fmt.Sprintf("%s.histograms[%d]", path, k)
-			h, err := apiconv.HistogramFromProto(ph)
-			if err != nil {
-				v.histogramErrors(err, hp)
-			} else if err := v.check.Check(&analysis.Record{Metric: m.Name, Cohort: c, Time: t, Histogram: h}); err != nil {
-				v.recordError(err, hp, func(string) string { return hp })
-			}
-			if v.full() {
-				return
-			}
-		}
-		return
-	}
-	if m.Type == analysis.TypeRate {
-		switch {
-		case len(vals) > 0:
-			v.bad(path+".values", "metric %q is a rate: send counts and totals, not values", m.Name)
-			return
-		case len(counts) != len(totals):
-			v.bad(path+".totals", "has %d entries, counts has %d: they must pair up", len(totals), len(counts))
-			return
-		}
-		for k := range counts {
-			r := analysis.Record{Metric: m.Name, Cohort: c, IsCount: true, Count: counts[k], Total: totals[k], Time: t}
-			if err := v.check.Check(&r); err != nil {
-				v.recordError(err, path, func(field string) string {
-					if field == "total" {
-						return fmt.Sprintf("%s.totals[%d]", path, k)
-					}
-					return fmt.Sprintf("%s.counts[%d]", path, k)
-				})
-				if v.full() {
-					return
-				}
-			}
-		}
-	} else {
-		if len(counts) > 0 || len(totals) > 0 {
-			v.bad(path+".counts", "metric %q is a %s metric: send values, not counts and totals", m.Name, m.Type)
-			return
-		}
-		v.values(path, m.Name, c, t, vals)
-	}
-}
-
-// values checks a column of values. Check decides what is valid; to keep
-// 10,000-value columns cheap it is asked about the extremes only (besides
-// a scan for NaN and ±Inf), and about every value only when one of those
-// fails, to name the first offending ones.
-func (v *validator) values(path, metric string, c analysis.Cohort, t time.Time, vals []float64) {
-	if len(vals) == 0 {
-		return
-	}
-	lo, hi := vals[0], vals[0]
-	finite := true
-	for _, x := range vals {
-		if x-x != 0 { // NaN or ±Inf
-			finite = false
-			break
-		}
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	r := analysis.Record{Metric: metric, Cohort: c, Time: t}
-	ok := func(x float64) bool {
-		r.Value = x
-		return v.check.Check(&r) == nil
-	}
-	if finite && ok(lo) && ok(hi) {
-		return
-	}
-	for k, x := range vals {
-		r.Value = x
-		if err := v.check.Check(&r); err != nil {
-			v.recordError(err, path, func(string) string { return fmt.Sprintf("%s.values[%d]", path, k) })
-			if v.full() {
-				return
-			}
+		s.release(lr)
+		if !errors.Is(err, errStale) || attempt == 2 {
+			return nil, err
 		}
 	}
 }
 
-// fold builds the delta of a validated batch, with the cohorts' warm-up
-// starting at the run's start.
-func (v *validator) fold(pb *canaryv1.Batch) (*analysis.Data, [2]uint64, error) {
-	var n [2]uint64
-	d := analysis.NewData(v.cfg)
-	d.SetStart(analysis.Baseline, v.start)
-	d.SetStart(analysis.Canary, v.start)
-	for _, smp := range pb.GetSamples() {
-		c, _ := apiconv.CohortFromProto(smp.GetCohort())
-		t := v.at
-		if smp.GetTime() != nil {
-			t = smp.GetTime().AsTime()
-		}
-		r, err := sampleRecord(smp, c, t)
-		if err != nil {
-			return nil, n, err
-		}
-		if err := d.Add(&r); err != nil {
-			return nil, n, err
-		}
-		n[c] += observations(&r)
+// settle waits for b's append (when started asynchronously), applies its
+// outcome to the run, and returns the run's lease: a stored batch, or a
+// duplicate (whose original may be another process's), is folded in by a
+// catch-up of the run, unless one that started after the append completed
+// has succeeded already. A failure to catch up does not fail the batch,
+// which is stored: the next reader of the run catches up.
+func (s *Service) settle(b *batch) {
+	if b.lr == nil {
+		return
 	}
-	for _, col := range pb.GetColumns() {
-		i := v.metrics[col.GetMetric()]
-		c, _ := apiconv.CohortFromProto(col.GetCohort())
-		t := v.at
-		if col.GetTime() != nil {
-			t = col.GetTime().AsTime()
+	if b.done != nil {
+		<-b.done
+	}
+	lr := b.lr
+	b.lr = nil
+	defer s.release(lr)
+	switch {
+	case errors.Is(b.err, store.ErrFinished):
+		b.err = failedPrecondition("run %q is finished: it takes no more samples", b.runID)
+		if lr.state() == stateLive {
+			s.drop(lr) // finished, or being finished, through another process: reload it
 		}
-		if hists := col.GetHistograms(); len(hists) > 0 {
-			for _, ph := range hists {
-				h, err := apiconv.HistogramFromProto(ph)
-				if err != nil {
-					return nil, n, err
-				}
-				r := analysis.Record{Metric: col.GetMetric(), Cohort: c, Time: t, Instance: col.GetInstance(), Histogram: h}
-				if err := d.Add(&r); err != nil {
-					return nil, n, err
-				}
-				n[c] += observations(&r)
-			}
-			continue
-		}
-		if counts, totals := col.GetCounts(), col.GetTotals(); len(counts) > 0 {
-			for k := range counts {
-				r := analysis.Record{Metric: col.GetMetric(), Cohort: c, IsCount: true, Count: counts[k], Total: totals[k], Time: t, Instance: col.GetInstance()}
-				if err := d.Add(&r); err != nil {
-					return nil, n, err
-				}
-			}
-			n[c] += uint64(len(counts))
-			continue
-		}
-		vals := col.GetValues()
-		n[c] += uint64(len(vals))
-		if err := d.AddValues(i, c, col.GetInstance(), t, vals); err != nil {
-			return nil, n, err
+		return
+	case b.err != nil:
+		return
+	case b.dup:
+		lr.countDuplicate()
+		s.metrics.batches.WithLabelValues("duplicate").Inc()
+	default:
+		s.metrics.batches.WithLabelValues("accepted").Inc()
+		s.metrics.samples.Add(float64(b.total()))
+	}
+	if !lr.caughtUpSince(b.seen) {
+		ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+		defer cancel()
+		if err := s.catchUp(ctx, lr); err != nil {
+			s.log.Debug("catch up after append", "run", lr.id, "err", err)
 		}
 	}
-	return d, n, nil
-}
-
-func stateName(st canaryv1.RunState) string {
-	switch st {
-	case canaryv1.RunState_RUN_STATE_RUNNING:
-		return "running"
-	case canaryv1.RunState_RUN_STATE_COMPLETED:
-		return "completed"
-	case canaryv1.RunState_RUN_STATE_ABORTED:
-		return "aborted"
-	}
-	return st.String()
 }

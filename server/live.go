@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/apiconv"
@@ -17,124 +16,142 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
-// live is a run in memory: its record, its merged data, its latest
-// verdict, and the state of its ingest pipeline. Every field after mu is
-// guarded by mu. Lock order: Service.mu before live.mu.
-type live struct {
-	id     string
-	loaded chan struct{} // closed once load has set err or the fields below
-	err    error         // of load; set before loaded is closed
+// liveRun is a run in memory: its record, its data (the fold of its log
+// up to a cursor, see fold.go) and its latest verdict (judge.go).
+//
+// Locking: mu guards st, and is the only lock of a run. The methods of
+// *liveRun take it and release it with defer before they return; the
+// methods of *liveState are called with it held (they are only reachable
+// through st). mu is held while a catch-up reads the run's new deltas from
+// the store and folds them, so that every fold sees the log in order and
+// once; never while a run is judged, snapshotted or finished in the store.
+// Lock order: Service.mu (the registry) is never held with mu.
+type liveRun struct {
+	id string
 
-	// Immutable once loaded.
+	// loaded is closed once the load has ended: err is set, or the fields
+	// below it are, which never change after.
+	loaded chan struct{}
+	err    error
+	// gone is closed once the run, evicted, has left the registry.
+	gone chan struct{}
+
 	cfg     *analysis.Config
 	metrics map[string]int // metric name -> index in cfg.Metrics
-	service string         // the run's service
-	start   time.Time      // when the run's data begin (runStart)
-	share   float64        // the canary's declared share of traffic, 0 if none
+	service string
+	start   time.Time // when the run's data begin (runStart)
+	bakeEnd time.Time // when its bake time ends (bakeEnd)
+	share   float64   // the canary's declared share of traffic, 0 if none
+
+	// catchSeq numbers the catch-ups started; read without mu by appends
+	// that just completed (see batch.seen).
+	catchSeq atomic.Uint64
 
 	mu sync.Mutex
-	// run is the record: as stored, plus the in-memory counters and latest
+	st liveState
+}
+
+// liveState is the mutable part of a liveRun, guarded by its mu.
+type liveState struct {
+	state runState
+	// rec is the record: as stored, plus the in-memory counters and latest
 	// verdict. Handed out as clones only.
-	run  *canaryv1.Run
-	data *analysis.Data // nil once the run is finished
-
-	version        uint64            // bumped by every merged delta
-	verdict        *canaryv1.Verdict // latest computed (final once finished); immutable
-	verdictVersion uint64            // data version verdict was computed on
-	verdictBake    bool              // BakeComplete verdict was computed with
-	seq            uint64            // sequence of verdict
-	changed        chan struct{}     // closed and replaced on every change
-	// judging is non-nil while a call judges a copy of data without mu
-	// (see verdictNow), and closed when it is done.
-	judging chan struct{}
-	// judgeErr is the failure of the judge on data version
-	// judgeErrVersion with bake state judgeErrBake (see judgeData).
-	judgeErr        error
-	judgeErrVersion uint64
-	judgeErrBake    bool
-
-	inflight  int           // appends started and not yet settled
-	idle      chan struct{} // closed when inflight drops to 0, if waited for
-	blocked   chan struct{} // non-nil while a snapshot holds new appends back
-	sinceSnap int           // deltas merged since the last snapshot
-	finishing chan struct{} // non-nil while CompleteRun/AbortRun is at work
-
-	gen, flushedGen uint64 // changes to run, and the last one stored
-
-	// On a store.Tailer (see tail.go): data folds the snapshot and the
-	// deltas up to cursor. catchSeq numbers the catch-ups started (read
-	// without mu by appends that just completed); caughtSeq is the number
-	// of the last one that succeeded. snapping is set while a snapshot is
-	// being written.
-	cursor    store.Cursor
-	catchSeq  atomic.Uint64
+	rec  *canaryv1.Run
+	data *analysis.Data // the fold of the log up to cursor; nil once finished
+	// cursor is the position in the log that data folds up to.
+	cursor  store.Cursor
+	version uint64        // bumped by every catch-up that folded deltas
+	changed chan struct{} // closed and replaced on every change (notify)
+	// caughtSeq is the catchSeq of the last catch-up that succeeded.
 	caughtSeq uint64
-	snapping  bool
 
-	lastUsed time.Time
-	watchers int
-	evicted  bool
+	verdictCache
+	// judging is non-nil while a call judges a copy of data (judge.go),
+	// and closed when it has installed its verdict or failed.
+	judging chan struct{}
+	// finishDone is non-nil while the run is finishing, and closed when
+	// the finish has ended.
+	finishDone chan struct{}
+
+	snapshots snapshotProgress // see fold.go
+
+	// users counts the leases taken by Service.use and not released, and
+	// watchers the WatchVerdict streams following the run: a run in use or
+	// watched is not evicted. following is set while the run's log
+	// follower runs (follow.go).
+	users     int
+	watchers  int
+	following bool
+	lastUsed  time.Time
+
+	gen, flushedGen uint64 // changes to rec, and the last one stored
 }
 
-// finished reports whether the run is completed or aborted.
-func (lr *live) finished() bool {
-	st := lr.run.GetState()
-	return st == canaryv1.RunState_RUN_STATE_COMPLETED || st == canaryv1.RunState_RUN_STATE_ABORTED
+// setState moves the run along its lifecycle (lifecycle.go) and wakes its
+// watchers. An illegal move is a bug: it panics.
+func (st *liveState) setState(to runState) {
+	if !canMove(st.state, to) {
+		panic(fmt.Sprintf("server: run state %v cannot move to %v", st.state, to))
+	}
+	st.state = to
+	st.notify()
 }
 
-// notify wakes the watchers. Called with mu held.
-func (lr *live) notify() {
-	close(lr.changed)
-	lr.changed = make(chan struct{})
-	lr.gen++
+// notify wakes the watchers: something changed.
+func (st *liveState) notify() {
+	close(st.changed)
+	st.changed = make(chan struct{})
+	st.gen++
 }
 
-// record returns a copy of the run record. Called with mu held.
-func (lr *live) record() *canaryv1.Run {
-	return proto.Clone(lr.run).(*canaryv1.Run)
+// record returns a copy of the run's record.
+func (st *liveState) record() *canaryv1.Run {
+	return proto.Clone(st.rec).(*canaryv1.Run)
 }
 
-// newLive returns the in-memory state of a new running run.
-func newLive(run *canaryv1.Run, cfg *analysis.Config, now time.Time) *live {
-	lr := &live{id: run.GetId(), loaded: make(chan struct{})}
-	lr.init(run, cfg, now)
-	lr.data = newData(cfg, run)
-	close(lr.loaded)
+// newLiveRun returns a run that is not published yet, in state loading.
+func newLiveRun(id string) *liveRun {
+	lr := &liveRun{id: id, loaded: make(chan struct{}), gone: make(chan struct{})}
+	lr.st.changed = make(chan struct{})
 	return lr
 }
 
-// init sets the state of a run from its record. Called before the run is
-// published (loaded closed).
-func (lr *live) init(run *canaryv1.Run, cfg *analysis.Config, now time.Time) {
-	if run.Counters == nil {
-		run.Counters = &canaryv1.RunCounters{}
-	}
-	lr.run = run
-	lr.service = run.GetService()
-	lr.start = runStart(run)
-	lr.share = run.GetCanaryTrafficShare()
-	lr.changed = make(chan struct{})
-	lr.lastUsed = now
+// init sets the immutable fields and the state of a run from its record
+// and, for a running run, its data as read from the log. Called once, by
+// whoever created lr, before loaded is closed.
+func (lr *liveRun) init(run *canaryv1.Run, cfg *analysis.Config, ls *logState, now time.Time) {
 	lr.cfg = cfg
 	lr.metrics = make(map[string]int, len(cfg.Metrics))
 	for i, m := range cfg.Metrics {
 		lr.metrics[m.Name] = i
 	}
-	if v := run.GetVerdict(); v != nil {
-		lr.verdict, lr.seq = v, v.GetSequence()
+	lr.service = run.GetService()
+	lr.start = runStart(run)
+	lr.bakeEnd = bakeEnd(run)
+	lr.share = run.GetCanaryTrafficShare()
+
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	st := &lr.st
+	if run.Counters == nil {
+		run.Counters = &canaryv1.RunCounters{}
 	}
+	st.rec = run
+	st.lastUsed = now
+	if v := run.GetVerdict(); v != nil {
+		st.verdict, st.seq = v, v.GetSequence()
+	}
+	if !isRunning(run) {
+		st.setState(stateFinished)
+		return
+	}
+	st.setLog(ls)
+	st.setState(stateLive)
 }
 
-// newData returns empty data for a run, its cohorts' warm-up starting at
-// the run's start: the run's data are a function of its batches only,
-// whatever order they arrive in (a batch of older samples does not move
-// the start; ingest rejects samples timed too far before it).
-func newData(cfg *analysis.Config, run *canaryv1.Run) *analysis.Data {
-	d := analysis.NewData(cfg)
-	start := runStart(run)
-	d.SetStart(analysis.Baseline, start)
-	d.SetStart(analysis.Canary, start)
-	return d
+// isRunning reports whether a run record is of a running run.
+func isRunning(run *canaryv1.Run) bool {
+	return run.GetState() == canaryv1.RunState_RUN_STATE_RUNNING
 }
 
 // runStart returns when a run's data begin: its start_time, else its
@@ -146,21 +163,144 @@ func runStart(run *canaryv1.Run) time.Time {
 	return run.GetCreateTime().AsTime()
 }
 
-// get returns the run in memory, loading it from the store if needed (one
-// load per run at a time). The run may be evicted concurrently; callers
-// that change it use acquire.
-func (s *Service) get(ctx context.Context, id string) (*live, error) {
+// bakeEnd returns when a run's bake time ends. The judge promotes nothing
+// before it, and rolls back before it only on a critical regression.
+func bakeEnd(run *canaryv1.Run) time.Time {
+	return run.GetCreateTime().AsTime().Add(run.GetBakeTime().AsDuration())
+}
+
+// newData returns empty data for a run, its cohorts' warm-up starting at
+// the run's start: the run's data are a function of its batches only,
+// whatever order they arrive in (a batch of older samples does not move
+// the start; ingest rejects samples timed too far before it).
+func newData(cfg *analysis.Config, start time.Time) *analysis.Data {
+	d := analysis.NewData(cfg)
+	d.SetStart(analysis.Baseline, start)
+	d.SetStart(analysis.Canary, start)
+	return d
+}
+
+// acquire takes a lease on the run, unless it was evicted: then it returns
+// the channel closed once it has left the registry.
+func (lr *liveRun) acquire(now time.Time) (gone <-chan struct{}, ok bool) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if lr.st.state == stateEvicted {
+		return lr.gone, false
+	}
+	lr.st.users++
+	lr.st.lastUsed = now
+	return nil, true
+}
+
+// release returns a lease taken by acquire.
+func (lr *liveRun) release(now time.Time) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	lr.st.users--
+	lr.st.lastUsed = now
+}
+
+// record returns a copy of the run's record.
+func (lr *liveRun) record() *canaryv1.Run {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.st.record()
+}
+
+// state returns where the run is in its lifecycle.
+func (lr *liveRun) state() runState {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.st.state
+}
+
+// admits returns nil if the run takes batches now, else the error that
+// says why not.
+func (lr *liveRun) admits() error {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	switch lr.st.state {
+	case stateLive:
+		return nil
+	case stateFinishing:
+		return failedPrecondition("run %q is being finished: it takes no more samples", lr.id)
+	case stateEvicted:
+		return errStale
+	}
+	return failedPrecondition("run %q is %s: it takes no more samples", lr.id, apiconv.RunStateName(lr.st.rec.GetState()))
+}
+
+// countDuplicate counts a batch acknowledged as a duplicate.
+func (lr *liveRun) countDuplicate() {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	lr.st.rec.Counters.DuplicateBatches++
+	lr.st.gen++
+}
+
+// evictIfIdle evicts the run if it is loaded, unused, unwatched and was
+// last used idle ago or more.
+func (lr *liveRun) evictIfIdle(now time.Time, idle time.Duration) bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	st := &lr.st
+	if (st.state != stateLive && st.state != stateFinished) || st.users > 0 || st.watchers > 0 ||
+		now.Sub(st.lastUsed) < idle {
+		return false
+	}
+	st.setState(stateEvicted)
+	return true
+}
+
+// evict evicts the run whatever its use (it is stale, or failed to load),
+// unless it is being finished: the finish ends it.
+func (lr *liveRun) evict() bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if canMove(lr.st.state, stateEvicted) {
+		lr.st.setState(stateEvicted)
+		return true
+	}
+	return false
+}
+
+// unflushed returns the record of a running run and its generation when it
+// changed since it was last stored.
+func (lr *liveRun) unflushed() (*canaryv1.Run, uint64, bool) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	st := &lr.st
+	if st.rec == nil || !isRunning(st.rec) || st.gen == st.flushedGen {
+		return nil, 0, false
+	}
+	return st.record(), st.gen, true
+}
+
+// flushed records that the record of generation gen is stored.
+func (lr *liveRun) flushed(gen uint64) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	lr.st.flushedGen = max(lr.st.flushedGen, gen)
+}
+
+// The registry of the runs in memory: Service.runs, guarded by Service.mu.
+
+// use returns run id in memory, loading it from the store if needed (one
+// load per run at a time, which outlives a caller that gives up), with a
+// lease on it: the run is not evicted for idleness until s.release(lr).
+// It returns holding no lock.
+func (s *Service) use(ctx context.Context, id string) (*liveRun, error) {
 	if id == "" {
 		return nil, badField("run_id", "is required")
 	}
-	s.mu.Lock()
-	lr, ok := s.runs[id]
-	if !ok {
-		lr = &live{id: id, loaded: make(chan struct{})}
-		s.runs[id] = lr
-	}
-	s.mu.Unlock()
-	if ok {
+	for {
+		lr, load := s.lookup(id)
+		if load {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backgroundTimeout)
+			s.load(lctx, lr)
+			cancel()
+		}
 		select {
 		case <-lr.loaded:
 		case <-ctx.Done():
@@ -169,150 +309,126 @@ func (s *Service) get(ctx context.Context, id string) (*live, error) {
 		if lr.err != nil {
 			return nil, lr.err
 		}
-		return lr, nil
-	}
-	// The load outlives a caller that gives up: others may wait for it.
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backgroundTimeout)
-	defer cancel()
-	if err := s.load(lctx, lr); err != nil {
-		s.mu.Lock()
-		delete(s.runs, id)
-		s.mu.Unlock()
-		lr.err = err
-		close(lr.loaded)
-		return nil, err
-	}
-	close(lr.loaded)
-	return lr, nil
-}
-
-// acquire returns the run locked, reloading it if it was evicted meanwhile.
-func (s *Service) acquire(ctx context.Context, id string) (*live, error) {
-	for {
-		lr, err := s.get(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		lr.mu.Lock()
-		if !lr.evicted {
-			lr.lastUsed = s.now()
+		gone, ok := lr.acquire(s.now())
+		if ok {
 			return lr, nil
 		}
-		lr.mu.Unlock()
+		select { // evicted: look it up again once it has left
+		case <-gone:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
-// load reads a run from the store into lr, which nobody else reads until
-// lr.loaded is closed: its record, and for a running run its snapshot and
-// the deltas appended after it.
-func (s *Service) load(ctx context.Context, lr *live) error {
-	id := lr.id
+// release returns a lease taken by use.
+func (s *Service) release(lr *liveRun) { lr.release(s.now()) }
+
+// lookup returns the run in the registry, or registers a new one that the
+// caller must load (load is true).
+func (s *Service) lookup(id string) (lr *liveRun, load bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lr, ok := s.runs[id]; ok {
+		return lr, false
+	}
+	lr = newLiveRun(id)
+	s.runs[id] = lr
+	return lr, true
+}
+
+// register adds a run created by this process to the registry, unless a
+// use loaded it already.
+func (s *Service) register(lr *liveRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.runs[lr.id]; !ok {
+		s.runs[lr.id] = lr
+	}
+}
+
+// unregister removes an evicted run from the registry and lets its users
+// look it up again.
+func (s *Service) unregister(lr *liveRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runs[lr.id] == lr {
+		delete(s.runs, lr.id)
+	}
+	close(lr.gone) // once: only the call that evicted lr unregisters it
+}
+
+// registered returns the runs in the registry.
+func (s *Service) registered() []*liveRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := make([]*liveRun, 0, len(s.runs))
+	for _, lr := range s.runs {
+		all = append(all, lr)
+	}
+	return all
+}
+
+// load reads run lr.id from the store: its record, and for a running run
+// its data from its log. A failed load leaves the registry and is reported
+// to every waiter.
+func (s *Service) load(ctx context.Context, lr *liveRun) {
+	defer close(lr.loaded)
+	start := time.Now()
+	run, cfg, ls, err := s.read(ctx, lr.id)
+	if err != nil {
+		lr.err = err
+		lr.evict()
+		s.unregister(lr)
+		return
+	}
+	lr.init(run, cfg, ls, s.now())
+	if ls != nil {
+		s.log.Debug("run loaded", "run", lr.id, "batches", ls.counters.GetBatches(), "position", ls.cursor.N,
+			"snapshot", ls.folded, "elapsed", time.Since(start))
+	}
+}
+
+// read reads a run from the store: its record, its config, and for a
+// running run its data (nil for a finished one).
+func (s *Service) read(ctx context.Context, id string) (*canaryv1.Run, *analysis.Config, *logState, error) {
 	run, err := s.store.GetRun(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return notFound("run %q not found", id)
+		return nil, nil, nil, notFound("run %q not found", id)
 	}
 	if err != nil {
-		return fmt.Errorf("load run %s: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("load run %s: %w", id, err)
 	}
 	cfg, err := apiconv.ConfigFromProto(run.GetConfig())
 	if err != nil {
-		return fmt.Errorf("load run %s: stored config: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("load run %s: stored config: %w", id, err)
 	}
-	lr.init(run, cfg, s.now())
-	if lr.finished() {
-		return nil
+	if !isRunning(run) {
+		return run, cfg, nil, nil
 	}
-	start := time.Now()
-	rd, err := s.readRun(ctx, lr, run)
+	ls, err := readLog(ctx, s.store, id, cfg, run)
 	if err != nil {
-		return fmt.Errorf("load run %s: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("load run %s: %w", id, err)
 	}
-	lr.setData(rd)
-	lr.version = 1
-	s.log.Debug("run loaded", "run", id, "batches", rd.counters.GetBatches(), "since_snapshot", lr.sinceSnap,
-		"elapsed", time.Since(start))
-	return nil
+	return run, cfg, ls, nil
 }
 
-// runData is the data of a running run as read from the store.
-type runData struct {
-	data      *analysis.Data
-	counters  *canaryv1.RunCounters
-	cursor    store.Cursor // on a Tailer: the position data folds up to
-	sinceSnap int          // deltas after the snapshot
+// drop evicts a run that is stale (finished through another process) so
+// that its next use reloads it; its watchers move to the reloaded run.
+func (s *Service) drop(lr *liveRun) {
+	if lr.evict() {
+		s.retire(lr)
+		s.log.Debug("run dropped: finished through another process", "run", lr.id)
+	}
 }
 
-// setData installs what readRun read. Called with mu held, or before lr is
-// published.
-func (lr *live) setData(rd runData) {
-	lr.data = rd.data
-	lr.run.Counters = rd.counters
-	lr.cursor = rd.cursor
-	lr.sinceSnap = rd.sinceSnap
-}
-
-// readRun reads the data of a running run from the store: its snapshot and
-// the deltas after it (up to a cursor, on a Tailer). lr.cfg is set.
-func (s *Service) readRun(ctx context.Context, lr *live, run *canaryv1.Run) (runData, error) {
-	cfg := lr.cfg
-	rd := runData{data: newData(cfg, run)}
-	data := rd.data
-	c := &canaryv1.RunCounters{DuplicateBatches: run.GetCounters().GetDuplicateBatches()}
-	var last time.Time
-	fn := func(snapshot bool, b []byte) error {
-		if snapshot {
-			if len(b) == 0 {
-				return nil // no snapshot yet
-			}
-			h, d, err := decodeSnapshot(cfg, b)
-			if err != nil {
-				return err
-			}
-			data.Merge(d)
-			c.Batches = h.batches
-			c.DuplicateBatches = max(c.DuplicateBatches, h.duplicates)
-			last = h.lastIngest
-			return nil
-		}
-		at, d, err := decodeDelta(cfg, b)
-		if err != nil {
-			return err
-		}
-		data.Merge(d)
-		c.Batches++
-		rd.sinceSnap++
-		if at.After(last) {
-			last = at
-		}
-		return nil
+// retire stores the counters and latest verdict of an evicted run if they
+// changed, then takes it out of the registry.
+func (s *Service) retire(lr *liveRun) {
+	if err := s.flush(lr); err != nil {
+		s.log.Warn("store counters of evicted run", "run", lr.id, "err", err)
 	}
-	var err error
-	if s.tail != nil {
-		rd.cursor, err = s.tail.ReadBatchesFrom(ctx, lr.id, nil, fn)
-	} else {
-		err = s.store.ReadBatches(ctx, lr.id, fn)
-	}
-	if err != nil {
-		return runData{}, err
-	}
-	c.BaselineSamples, c.CanarySamples = cohortSamples(data)
-	if !last.IsZero() {
-		c.LastIngestTime = timestamppb.New(last)
-	}
-	rd.counters = c
-	return rd, nil
-}
-
-// cohortSamples counts the observations a Data holds per cohort, those
-// excluded by the warm-up included (as Data.Samples counts them).
-func cohortSamples(d *analysis.Data) (baseline, canary uint64) {
-	var n [2]uint64
-	for i := range d.Config().Metrics {
-		for c, cd := range d.Metric(i).Cohorts {
-			n[c] += cd.Samples()
-		}
-	}
-	return n[analysis.Baseline], n[analysis.Canary]
+	s.unregister(lr)
 }
 
 // liveRuns is the number of runs in memory, for the metrics.
@@ -338,54 +454,29 @@ func (s *Service) janitor() {
 }
 
 // evictIdle drops the runs unused for IdleTimeout that no call is using
-// (no append in flight, no watcher, no snapshot, finish or judge at work),
-// after storing their counters and latest verdict.
+// (no lease, no watcher), after storing their counters and latest verdict.
 func (s *Service) evictIdle() {
 	now := s.now()
-	var evicted []*live
-	s.mu.Lock()
-	for id, lr := range s.runs {
+	for _, lr := range s.registered() {
 		select {
 		case <-lr.loaded:
 		default:
 			continue // being loaded
 		}
-		lr.mu.Lock()
-		if lr.inflight == 0 && lr.watchers == 0 && lr.blocked == nil && lr.finishing == nil && !lr.snapping &&
-			lr.judging == nil && now.Sub(lr.lastUsed) >= s.idle {
-			lr.evicted = true
-			delete(s.runs, id)
-			evicted = append(evicted, lr)
+		if lr.err == nil && lr.evictIfIdle(now, s.idle) {
+			s.retire(lr)
+			s.log.Debug("run evicted", "run", lr.id)
 		}
-		lr.mu.Unlock()
-	}
-	s.mu.Unlock()
-	for _, lr := range evicted {
-		if err := s.flush(lr); err != nil {
-			s.log.Warn("store counters of evicted run", "run", lr.id, "err", err)
-		}
-		s.log.Debug("run evicted", "run", lr.id)
 	}
 }
 
 // flush stores the counters and latest verdict of a running run if they
 // changed since they were last stored.
-func (s *Service) flush(lr *live) error {
-	select {
-	case <-lr.loaded:
-		if lr.err != nil {
-			return nil
-		}
-	default:
+func (s *Service) flush(lr *liveRun) error {
+	run, gen, ok := lr.unflushed()
+	if !ok {
 		return nil
 	}
-	lr.mu.Lock()
-	if lr.finished() || lr.gen == lr.flushedGen {
-		lr.mu.Unlock()
-		return nil
-	}
-	gen, run := lr.gen, lr.record()
-	lr.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), backgroundTimeout)
 	defer cancel()
 	err := s.store.UpdateRun(ctx, run)
@@ -395,8 +486,6 @@ func (s *Service) flush(lr *live) error {
 	if err != nil {
 		return fmt.Errorf("update run %s: %w", lr.id, err)
 	}
-	lr.mu.Lock()
-	lr.flushedGen = max(lr.flushedGen, gen)
-	lr.mu.Unlock()
+	lr.flushed(gen)
 	return nil
 }

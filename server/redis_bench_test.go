@@ -15,7 +15,7 @@ import (
 
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
+	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
 // BenchmarkRedisReplicasIngest streams batches of latency observations

@@ -10,17 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
+	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
 // TestRedisHandlers runs a focused part of the handler suite on the Redis
@@ -62,127 +58,6 @@ func TestRedisHandlers(t *testing.T) {
 	h, err := e.c.ListVerdicts(ctx, &canaryv1.ListVerdictsRequest{Service: "checkout"})
 	if err != nil || len(h.GetVerdicts()) != 1 || h.GetVerdicts()[0].GetRunId() != run.GetId() {
 		t.Fatalf("history %v, %v", h, err)
-	}
-}
-
-// TestRedisOutage stops redis-server under a running canaryd: ingest
-// answers UNAVAILABLE (and stores nothing), health turns NOT_SERVING;
-// after redis-server restarts (with its append-only file) the same canaryd
-// serves again: health SERVING, ingest and judge work, and the batches
-// acknowledged before the outage are all there.
-func TestRedisOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stops and restarts redis-server")
-	}
-	t.Parallel()
-	srv := testredis.StartWith(t, testredis.Options{AppendOnly: true, Private: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
-	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- Run(runCtx, RunOptions{
-			GRPCAddr:       "127.0.0.1:0",
-			HTTPAddr:       "127.0.0.1:0",
-			Store:          srv.URL() + "/0",
-			HealthInterval: 100 * time.Millisecond,
-			Ready:          func(g, _ string) { ready <- g },
-		})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	case <-ctx.Done():
-		t.Fatal("not ready in time")
-	}
-	defer func() {
-		stop()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("run did not stop")
-		}
-	}()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := canaryv1.NewCanaryServiceClient(conn)
-	hc := healthpb.NewHealthClient(conn)
-	waitHealth := func(want healthpb.HealthCheckResponse_ServingStatus) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "canary.v1.CanaryService"})
-			if err == nil && r.GetStatus() == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("health %v (%v), want %v", r.GetStatus(), err, want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	waitHealth(healthpb.HealthCheckResponse_SERVING)
-
-	cr, err := c.CreateRun(ctx, &canaryv1.CreateRunRequest{
-		RequestId: "req-1", Service: "checkout", Stage: "wave-1",
-		Config:   &canaryv1.CreateRunRequest_InlineConfig{InlineConfig: testConfig("checkout")},
-		BakeTime: durationpb.New(0),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := cr.GetRun().GetId()
-	rng := rand.New(rand.NewPCG(3, 4))
-	batches := make([]*canaryv1.Batch, 4)
-	for i, bid := range seqIDs("b", len(batches)) {
-		batches[i] = makeBatch(rng, id, bid, scenario{latency: 1.6, errors: 1, n: 500})
-	}
-	ingest := func(b *canaryv1.Batch) error {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		_, err := c.Ingest(cctx, &canaryv1.IngestRequest{Batch: b})
-		return err
-	}
-	for _, b := range batches[:2] {
-		if err := ingest(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	srv.Stop()
-	if err := ingest(batches[2]); status.Code(err) != codes.Unavailable {
-		t.Fatalf("ingest with Redis down: %v, want UNAVAILABLE", err)
-	}
-	if _, err := c.Judge(ctx, &canaryv1.JudgeRequest{RunId: id}); status.Code(err) != codes.Unavailable {
-		t.Errorf("judge with Redis down: %v, want UNAVAILABLE", err)
-	}
-	waitHealth(healthpb.HealthCheckResponse_NOT_SERVING)
-
-	srv.Start()
-	waitHealth(healthpb.HealthCheckResponse_SERVING)
-	for _, b := range batches[2:] {
-		if err := ingest(b); err != nil {
-			t.Fatalf("ingest after Redis returned: %v", err)
-		}
-	}
-	r, err := c.GetRun(ctx, &canaryv1.GetRunRequest{RunId: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := r.GetRun().GetCounters().GetBatches(); got != 4 {
-		t.Errorf("batches = %d, want 4 (each counted once)", got)
-	}
-	if _, err := c.Judge(ctx, &canaryv1.JudgeRequest{RunId: id}); err != nil {
-		t.Errorf("judge after Redis returned: %v", err)
 	}
 }
 
@@ -347,48 +222,6 @@ func TestRedisManyWatchers(t *testing.T) {
 	wg.Wait()
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("watchers took %v to see the new batch", d)
-	}
-}
-
-// TestRunWaitsForStore: canaryd started before its Redis waits for it
-// (RunOptions.StoreWait) and comes up by itself once Redis answers.
-func TestRunWaitsForStore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stops and restarts redis-server")
-	}
-	t.Parallel()
-	srv := testredis.StartWith(t, testredis.Options{Private: true})
-	srv.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
-	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	ready := make(chan struct{})
-	errc := make(chan error, 1)
-	go func() {
-		errc <- Run(runCtx, RunOptions{
-			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: srv.URL(),
-			StoreWait: time.Minute,
-			Ready:     func(string, string) { close(ready) },
-		})
-	}()
-	select {
-	case <-ready:
-		t.Fatal("ready while Redis is down")
-	case err := <-errc:
-		t.Fatalf("Run gave up at once: %v", err)
-	case <-time.After(time.Second):
-	}
-	srv.Start()
-	select {
-	case <-ready:
-	case err := <-errc:
-		t.Fatalf("Run: %v", err)
-	case <-ctx.Done():
-		t.Fatal("not ready after Redis came back")
-	}
-	stop()
-	if err := <-errc; err != nil {
-		t.Fatalf("Run after stop: %v", err)
 	}
 }
 

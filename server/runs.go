@@ -26,7 +26,7 @@ import (
 func (s *Service) CreateRun(ctx context.Context, req *canaryv1.CreateRunRequest) (*canaryv1.CreateRunResponse, error) {
 	run, err := s.createRun(ctx, req)
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.CreateRunResponse{Run: run}, nil
 }
@@ -152,12 +152,13 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		s.log.Debug("create run retried", "run", stored.GetId(), "request_id", req.GetRequestId())
 		return stored, nil
 	}
-	lr := newLive(proto.Clone(stored).(*canaryv1.Run), cfg, s.now())
-	s.mu.Lock()
-	if _, ok := s.runs[lr.id]; !ok {
-		s.runs[lr.id] = lr
-	}
-	s.mu.Unlock()
+	// In memory at once, live, with nothing folded yet.
+	lr := newLiveRun(stored.GetId())
+	lr.init(proto.Clone(stored).(*canaryv1.Run), cfg, &logState{
+		data: newData(cfg, runStart(stored)), counters: &canaryv1.RunCounters{},
+	}, s.now())
+	close(lr.loaded)
+	s.register(lr)
 	s.log.Info("run created", "run", stored.GetId(), "service", run.GetService(), "stage", run.GetStage(),
 		"config", configRefName(run.GetConfigName(), run.GetConfigVersion()))
 	return stored, nil
@@ -210,91 +211,49 @@ func checkText(v string) string {
 }
 
 // GetRun returns a run; see the API. A running run is loaded into memory
-// (if it is not there already), whose counters and latest verdict are
-// fresher than the stored record's: those are written back only with
-// snapshots, on eviction and on shutdown, so after a crash the stored ones
-// lag behind the acknowledged batches.
+// (if it is not there already) and caught up with its log: its counters
+// and latest verdict are fresher than the stored record's, which are
+// written back only with snapshots, on eviction and on shutdown (so after
+// a crash the stored ones lag behind the acknowledged batches).
 func (s *Service) GetRun(ctx context.Context, req *canaryv1.GetRunRequest) (*canaryv1.GetRunResponse, error) {
 	if msg := checkID(req.GetRunId()); msg != "" {
-		return nil, s.status(badField("run_id", "%s", msg))
+		return nil, badField("run_id", "%s", msg)
 	}
-	var (
-		lr  *live
-		err error
-	)
-	if s.tail != nil {
-		lr, err = s.fresh(ctx, req.GetRunId()) // up to date with every replica
-	} else if lr, err = s.get(ctx, req.GetRunId()); err == nil {
-		lr.mu.Lock()
-	}
+	lr, err := s.fresh(ctx, req.GetRunId())
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
-	defer lr.mu.Unlock()
+	defer s.release(lr)
 	return &canaryv1.GetRunResponse{Run: lr.record()}, nil
 }
 
-// fresher returns the freshest record of a run as ListRuns read it from
-// the store. A running run is loaded into memory (see GetRun) and, on a
-// store.Tailer, caught up with the deltas of every replica first, so that
-// its counters are as exact as GetRun's. A finished run is used as stored:
-// elsewhere than on a Tailer, its in-memory record when it is in memory
-// anyway; on a Tailer the stored record of a finished run is the complete
-// one (FinishRunThrough wrote it whole), and a replica may still hold the
-// run in memory as running, finished through another replica.
-func (s *Service) fresher(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run, error) {
-	if run.GetState() == canaryv1.RunState_RUN_STATE_RUNNING {
-		for {
-			lr, err := s.get(ctx, run.GetId())
-			if err != nil {
-				return nil, err
-			}
-			lr.mu.Lock()
-			if lr.evicted {
-				lr.mu.Unlock()
-				continue
-			}
-			err = s.catchUpLocked(ctx, lr) // only on a Tailer
-			r := lr.record()
-			lr.mu.Unlock()
-			if err != nil {
-				return nil, err
-			}
-			return r, nil
-		}
-	}
-	if s.tail != nil {
+// listed returns the freshest record of a run as ListRuns read it from
+// the store: a running run is loaded into memory and caught up with its
+// log, so that its counters are as exact as GetRun's; a finished run is
+// used as stored, since the record its finish stored is complete.
+func (s *Service) listed(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run, error) {
+	if !isRunning(run) {
 		return run, nil
 	}
-	s.mu.Lock()
-	lr, ok := s.runs[run.GetId()]
-	s.mu.Unlock()
-	if !ok {
-		return run, nil
+	lr, err := s.use(ctx, run.GetId())
+	if err != nil {
+		return nil, err
 	}
-	select {
-	case <-lr.loaded:
-		if lr.err != nil {
-			return run, nil
-		}
-	default:
-		return run, nil
+	defer s.release(lr)
+	if err := s.catchUp(ctx, lr); err != nil {
+		return nil, err
 	}
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
 	return lr.record(), nil
 }
 
-// listFreshers bounds the runs of one ListRuns page that fresher brings up
+// listFreshers bounds the runs of one ListRuns page that listed brings up
 // to date at once (each a load or a catch-up: a few reads of the store).
 const listFreshers = 8
 
 // ListRuns lists runs; see the API. A caller restricted to some services
 // (package auth) sees only theirs (see listScoped for the page size).
-// Running runs are loaded into memory
-// for their fresh counters and, on a store.Tailer, caught up with every
-// replica's deltas, as by GetRun (see fresher); up to listFreshers at a
-// time.
+// Running runs are loaded into memory and caught up with their logs, as by
+// GetRun (see listed); up to listFreshers at a time.
 func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (*canaryv1.ListRunsResponse, error) {
 	vs := checkPage(req.GetPageSize(), req.GetPageToken())
 	vs = append(vs, checkFilter("service", req.GetService())...)
@@ -303,7 +262,7 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 		vs = append(vs, violation("state", "unknown run state %d", req.GetState()))
 	}
 	if len(vs) > 0 {
-		return nil, s.status(invalid(vs...))
+		return nil, invalid(vs...)
 	}
 	svc, scope := listService(ctx, req.GetService())
 	f := store.RunFilter{Service: svc, Stage: req.GetStage(), State: req.GetState()}
@@ -317,13 +276,13 @@ func (s *Service) ListRuns(ctx context.Context, req *canaryv1.ListRunsRequest) (
 		return s.freshen(ctx, runs)
 	})
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.ListRunsResponse{Runs: runs, NextPageToken: next}, nil
 }
 
 // freshen replaces the runs of a page by their fresher records (see
-// fresher), up to listFreshers at a time.
+// listed), up to listFreshers at a time.
 func (s *Service) freshen(ctx context.Context, runs []*canaryv1.Run) error {
 	var (
 		wg   sync.WaitGroup
@@ -334,7 +293,7 @@ func (s *Service) freshen(ctx context.Context, runs []*canaryv1.Run) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			runs[i], errs[i] = s.fresher(ctx, r)
+			runs[i], errs[i] = s.listed(ctx, r)
 		})
 	}
 	wg.Wait()
@@ -351,7 +310,7 @@ func (s *Service) freshen(ctx context.Context, runs []*canaryv1.Run) error {
 func (s *Service) CompleteRun(ctx context.Context, req *canaryv1.CompleteRunRequest) (*canaryv1.CompleteRunResponse, error) {
 	run, err := s.finish(ctx, req.GetRunId(), canaryv1.RunState_RUN_STATE_COMPLETED, req.GetReason())
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.CompleteRunResponse{Run: run}, nil
 }
@@ -363,15 +322,16 @@ func (s *Service) CompleteRun(ctx context.Context, req *canaryv1.CompleteRunRequ
 func (s *Service) AbortRun(ctx context.Context, req *canaryv1.AbortRunRequest) (*canaryv1.AbortRunResponse, error) {
 	run, err := s.finish(ctx, req.GetRunId(), canaryv1.RunState_RUN_STATE_ABORTED, req.GetReason())
 	if err != nil {
-		return nil, s.status(err)
+		return nil, err
 	}
 	return &canaryv1.AbortRunResponse{Run: run}, nil
 }
 
-// finish completes or aborts a run: new appends are refused, the ones in
-// flight are drained, the final verdict is computed on everything
-// acknowledged, and the store marks the run finished and adds the verdict
-// to the history in one write.
+// finish completes or aborts a run: the run is closed to new batches in
+// the store, its log folded to the end, the final verdict judged on
+// everything acknowledged, and the store marks the run finished and adds
+// the verdict to the history in one write, provided no delta was appended
+// after the position the verdict folds.
 func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState, reason string) (*canaryv1.Run, error) {
 	if msg := checkID(id); msg != "" {
 		return nil, badField("run_id", "%s", msg)
@@ -380,145 +340,170 @@ func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState
 		return nil, badField("reason", "must be valid UTF-8 of at most %d bytes", maxReasonLen)
 	}
 	for attempt := 0; ; attempt++ {
-		lr, err := s.acquire(ctx, id)
+		lr, err := s.use(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		if lr.finished() {
-			defer lr.mu.Unlock()
-			if got := lr.run.GetState(); got != state {
-				return nil, failedPrecondition("run %q is already %s", id, stateName(got))
-			}
-			return lr.record(), nil
-		}
-		if ch := lr.finishing; ch != nil {
-			lr.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		done := make(chan struct{})
-		lr.finishing = done
-		lr.mu.Unlock()
-		run, err := s.finishLocked(ctx, lr, state, reason)
-		lr.mu.Lock()
-		lr.finishing = nil
-		close(done)
-		if err == nil {
-			lr.notify()
-		}
-		lr.mu.Unlock()
-		if errors.Is(err, store.ErrFinished) && attempt == 0 {
-			// Finished behind our back (another process on the store):
-			// reload it and answer from the stored state.
-			s.evict(lr)
+		run, err := s.finishRun(ctx, lr, state, reason)
+		s.release(lr)
+		if errors.Is(err, errStale) && attempt < 2 {
+			// Finished through another process, or by a concurrent call:
+			// answer from the run as it is now.
 			continue
 		}
 		return run, err
 	}
 }
 
-// maxFinishAttempts bounds the attempts of finishLocked to store a final
-// verdict. With the run closed first (store.Tailer.CloseRun) no other
-// replica can append, so a second attempt is the exception (a batch that
-// was being appended while the run closed).
+// maxFinishAttempts bounds the attempts of finishRun to store a final
+// verdict. With the run closed first (store.Tailer.CloseRun) no process can
+// append, so a second attempt is the exception (a batch that was being
+// appended while the run closed).
 const maxFinishAttempts = 10
 
-// finishLocked does the work of finish while lr.finishing is set.
-func (s *Service) finishLocked(ctx context.Context, lr *live, state canaryv1.RunState, reason string) (*canaryv1.Run, error) {
-	var (
-		run   *canaryv1.Run
-		final *canaryv1.Verdict
-	)
-	// The final verdict is judged under lr.mu: take a judge slot first,
-	// without it.
+// finishRun finishes lr (see finish). errStale: look the run up again.
+func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.RunState, reason string) (*canaryv1.Run, error) {
+	// The final verdict is judged in a judge slot, taken before the run is
+	// claimed: a finish that waits for a slot holds nothing.
 	if err := s.acquireJudge(ctx); err != nil {
 		return nil, err
 	}
 	defer s.releaseJudge()
-	if err := waitIdle(ctx, lr); err != nil {
-		return nil, err
-	}
-	if s.tail != nil {
-		// Other replicas may be appending: close the run to new batches
-		// first, so that the final read below sees its last delta.
-		if err := s.tail.CloseRun(ctx, lr.id); err != nil {
-			lr.mu.Unlock()
-			return nil, err
+	run, wait, err := lr.beginFinish(state)
+	if wait != nil {
+		select { // another finish is at work: see how it ends
+		case <-wait:
+			return nil, errStale
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
+	if run != nil || err != nil {
+		return run, err
+	}
+	var final *canaryv1.Verdict
+	closed := false
+	defer func() {
+		if final != nil {
+			return
+		}
+		if closed {
+			// The finish failed: the store takes the run's batches again,
+			// and then the run does.
+			rctx, cancel := context.WithTimeout(context.Background(), backgroundTimeout)
+			defer cancel()
+			if err := s.store.ReopenRun(rctx, lr.id); err != nil && !errors.Is(err, store.ErrFinished) {
+				s.log.Warn("reopen run after a failed finish", "run", lr.id, "err", err)
+			}
+		}
+		lr.endFinish(nil)
+	}()
+	// Close the run to new batches first, so that the fold below sees its
+	// last delta whichever process appended it.
+	if err := s.store.CloseRun(ctx, lr.id); err != nil {
+		return nil, s.finishFailed(lr, err)
+	}
+	closed = true
+	bake := state == canaryv1.RunState_RUN_STATE_COMPLETED
 	for attempt := 1; ; attempt++ {
-		// On a Tailer, the final verdict folds every replica's deltas, and
-		// it is stored only if no other replica appended one meanwhile.
-		if err := s.catchUpLocked(ctx, lr); err != nil {
-			lr.mu.Unlock()
+		if err := s.catchUp(ctx, lr); err != nil {
 			return nil, err
 		}
-		now := s.now()
-		v, err := s.judgeLocked(lr, now, state == canaryv1.RunState_RUN_STATE_COMPLETED)
+		in := lr.finalInput(bake)
+		v, err := s.judgeFinal(lr, in, bake)
 		if err != nil {
 			if state != canaryv1.RunState_RUN_STATE_ABORTED {
-				lr.mu.Unlock()
 				return nil, err
 			}
 			// A run whose data cannot be judged can always be aborted.
-			v = unjudgedVerdict(lr)
+			v = unjudgedVerdict(in.run, lr.cfg)
 		}
-		final = proto.Clone(v).(*canaryv1.Verdict)
-		final.Final = true
-		final.RunState = state
-		final.Time = timestamppb.New(now)
-		final.Sequence = lr.seq + 1
-		run = lr.record()
+		now := s.now()
+		f := proto.Clone(v).(*canaryv1.Verdict)
+		f.Final = true
+		f.RunState = state
+		f.Time = timestamppb.New(now)
+		f.Sequence = in.seq + 1
+		run = in.run
 		run.State = state
-		run.FinishTime = final.Time
+		run.FinishTime = f.Time
 		run.FinishReason = reason
-		run.Verdict = final
-		through := lr.cursor
-		lr.mu.Unlock()
-
-		if s.tail != nil {
-			// Only if no other replica appended a delta after through.
-			err = s.tail.FinishRunThrough(ctx, run, through)
-		} else {
-			err = s.store.FinishRun(ctx, run)
-		}
+		run.Verdict = f
+		err = s.store.FinishRunThrough(ctx, run, in.through)
 		if errors.Is(err, store.ErrMoreBatches) {
 			if attempt < maxFinishAttempts {
-				lr.mu.Lock()
 				continue
 			}
 			return nil, &apiError{code: codes.Aborted, msg: fmt.Sprintf(
-				"run %q: batches kept arriving through other replicas while it was being finished; retry", lr.id)}
+				"run %q: batches kept arriving through other processes while it was being finished; retry", lr.id)}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("finish run %s: %w", lr.id, err)
+			return nil, s.finishFailed(lr, fmt.Errorf("finish run %s: %w", lr.id, err))
 		}
+		final = f
 		break
 	}
-	lr.mu.Lock()
-	lr.run = run
-	lr.verdict, lr.seq = final, final.Sequence
-	lr.data = nil
-	lr.mu.Unlock()
+	lr.endFinish(run)
 	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
-	s.log.Info("run finished", "run", lr.id, "state", stateName(state), "decision", final.GetDecision().String(),
+	s.log.Info("run finished", "run", lr.id, "state", apiconv.RunStateName(state), "decision", final.GetDecision().String(),
 		"reason", reason)
 	return proto.Clone(run).(*canaryv1.Run), nil
 }
 
-// evict drops lr from memory so that the next use reloads it.
-func (s *Service) evict(lr *live) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// finishFailed returns the error of a finish that failed in the store:
+// errStale when the run was finished meanwhile (through another process),
+// so that the caller answers from the stored run.
+func (s *Service) finishFailed(lr *liveRun, err error) error {
+	if errors.Is(err, store.ErrFinished) {
+		lr.endFinish(nil)
+		s.drop(lr)
+		return errStale
+	}
+	return err
+}
+
+// beginFinish claims a live run for a finish to state. It returns the
+// record of a run already finished to state (or the error of one finished
+// otherwise), or the channel to wait on while another finish is at work;
+// with neither, the run is now finishing and the caller must endFinish it.
+func (lr *liveRun) beginFinish(state canaryv1.RunState) (*canaryv1.Run, <-chan struct{}, error) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
-	lr.evicted = true
-	if s.runs[lr.id] == lr {
-		delete(s.runs, lr.id)
+	st := &lr.st
+	switch st.state {
+	case stateFinished:
+		if got := st.rec.GetState(); got != state {
+			return nil, nil, failedPrecondition("run %q is already %s", lr.id, apiconv.RunStateName(got))
+		}
+		return st.record(), nil, nil
+	case stateFinishing:
+		return nil, st.finishDone, nil
+	case stateEvicted:
+		return nil, nil, errStale
 	}
-	lr.notify() // watchers move to the reloaded run
+	st.finishDone = make(chan struct{})
+	st.setState(stateFinishing)
+	return nil, nil, nil
+}
+
+// endFinish ends a finish: the run is finished with record run (its final
+// verdict, no data), or live again when run is nil (the finish failed). A
+// second call is a no-op.
+func (lr *liveRun) endFinish(run *canaryv1.Run) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	st := &lr.st
+	if st.state != stateFinishing {
+		return
+	}
+	close(st.finishDone)
+	st.finishDone = nil
+	if run == nil {
+		st.setState(stateLive)
+		return
+	}
+	st.rec = proto.Clone(run).(*canaryv1.Run)
+	st.verdict, st.seq = st.rec.GetVerdict(), st.rec.GetVerdict().GetSequence()
+	st.data = nil
+	st.setState(stateFinished)
 }

@@ -17,13 +17,15 @@ var _ auth.Runs = (*Service)(nil)
 
 // RunService returns the service of a run, for the auth guard: the run is
 // loaded into memory if it is not there (the call that asks for it is
-// about to use it). Errors are statuses: NOT_FOUND for an unknown run,
-// INVALID_ARGUMENT for an empty id.
+// about to use it). Errors are statuses, as the guard returns them (it
+// runs before the handler, so the error interceptor does not see them):
+// NOT_FOUND for an unknown run, INVALID_ARGUMENT for an empty id.
 func (s *Service) RunService(ctx context.Context, runID string) (string, error) {
-	lr, err := s.get(ctx, runID)
+	lr, err := s.use(ctx, runID)
 	if err != nil {
 		return "", s.status(err)
 	}
+	defer s.release(lr)
 	return lr.service, nil
 }
 

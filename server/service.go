@@ -1,22 +1,7 @@
-// Package server is canaryd's gRPC service: named canary configs, canary
-// runs, the ingest of their samples, live and final verdicts, and the
-// history of final verdicts, on top of a store.Store.
-//
-// A Service keeps the runs that are in use in memory (their config, their
-// merged data and their latest verdict) and drops the ones idle for longer
-// than Options.IdleTimeout; a dropped run is reloaded from the store (its
-// snapshot plus the deltas appended after it) when it is used again.
-//
-// Ingest of a batch: the whole batch is validated against the run's config
-// (a rejected batch stores nothing), folded into a delta analysis.Data,
-// appended durably to the store (a batch id already stored is acknowledged
-// as a duplicate and applied nowhere), and only then merged into the run's
-// in-memory data, which wakes the run's watchers. Every Options.SnapshotEvery
-// deltas the merged state is written back as a snapshot so that reloads stay
-// fast.
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,10 +42,19 @@ const (
 	backgroundTimeout = time.Minute
 )
 
+// Store is what a Service needs of its storage backend: the records
+// (store.Store) and the log of each run's deltas, followed from a position
+// (store.Tailer). Both backends, store/embedded and store/redisstore,
+// provide it.
+type Store interface {
+	store.Store
+	store.Tailer
+}
+
 // Options configure a Service.
 type Options struct {
 	// Store persists configs, runs, batches and verdicts. Required.
-	Store store.Store
+	Store Store
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the service's metrics; nil registers them on a
@@ -77,8 +71,8 @@ type Options struct {
 	// record, a column value or a count/total pair each); larger batches
 	// are rejected with INVALID_ARGUMENT. 0 means DefaultMaxBatchSamples.
 	MaxBatchSamples int
-	// SnapshotEvery is the number of deltas appended to a run between two
-	// snapshots of its merged state; 0 means DefaultSnapshotEvery.
+	// SnapshotEvery is the number of deltas folded into a run between two
+	// snapshots of the fold; 0 means DefaultSnapshotEvery.
 	SnapshotEvery int
 	// Auth is the tokens file that authorizes callers (see package auth);
 	// nil means no bearer tokens.
@@ -93,7 +87,7 @@ type Options struct {
 	ClockSkew time.Duration
 	// Judge computes a verdict from a run's data; nil means analysis.Judge.
 	// A panic in it is recovered: the run's verdict is then an error
-	// (INTERNAL) and AbortRun still ends the run (see finishLocked).
+	// (INTERNAL) and AbortRun still ends the run (see finishRun).
 	Judge func(*analysis.Data, analysis.Options) analysis.Verdict
 	// StreamIdleTimeout ends an IngestStream (DEADLINE_EXCEEDED) on which
 	// the client sent no complete message for this long while every batch
@@ -187,9 +181,8 @@ func (o *Options) setDefaults() {
 type Service struct {
 	canaryv1.UnimplementedCanaryServiceServer
 
-	store store.Store
-	tail  store.Tailer // the store, when it is one (see tail.go)
-	// tailWaiters holds a token per watcher blocked in WaitBatches.
+	store Store
+	// tailWaiters holds a token per follower blocked in WaitBatches.
 	tailWaiters chan struct{}
 	log         *slog.Logger
 	now         func() time.Time
@@ -209,23 +202,27 @@ type Service struct {
 	// boundedPage); maxListBytes unless a test lowers it before any call.
 	maxListBytes int
 
+	// mu guards runs, the registry of the runs in memory (live.go). It is
+	// never held with a run's lock.
 	mu   sync.Mutex
-	runs map[string]*live // runs in memory, by id
+	runs map[string]*liveRun
 
 	// judgeHook, when set (by tests, before any call), is called by
-	// judgeUnlocked while it judges without the run's lock.
+	// judgeData before it judges, in a judge slot, without the run's lock.
 	judgeHook func()
 
 	// unavailable is signalled (without blocking) when a call fails with
 	// store.ErrUnavailable, so that Run checks the store's health at once.
 	unavailable chan struct{}
 
-	shutdown     chan struct{} // closed by Shutdown: watchers end
-	shutdownOnce sync.Once
-	stop         chan struct{} // closed by Close: the janitor ends
-	closeOnce    sync.Once
-	janitorDone  chan struct{}
-	bg           sync.WaitGroup // snapshots and stream clean-ups
+	// shutdownCtx is cancelled by Shutdown: watchers and followers end,
+	// ingest streams drain.
+	shutdownCtx context.Context
+	shutdown    context.CancelFunc
+	stop        chan struct{} // closed by Close: the janitor ends
+	closeOnce   sync.Once
+	janitorDone chan struct{}
+	bg          sync.WaitGroup // snapshot writers, followers, stream clean-ups
 }
 
 var _ canaryv1.CanaryServiceServer = (*Service)(nil)
@@ -246,9 +243,9 @@ func New(opts Options) (*Service, error) {
 		snapN:       opts.SnapshotEvery,
 		skew:        opts.ClockSkew,
 		judge:       opts.Judge,
-		runs:        map[string]*live{},
+		runs:        map[string]*liveRun{},
 		unavailable: make(chan struct{}, 1),
-		shutdown:    make(chan struct{}),
+		tailWaiters: make(chan struct{}, maxTailWaiters),
 		stop:        make(chan struct{}),
 		janitorDone: make(chan struct{}),
 
@@ -258,10 +255,7 @@ func New(opts Options) (*Service, error) {
 		judges:       make(chan struct{}, opts.JudgeConcurrency),
 		maxListBytes: maxListBytes,
 	}
-	if t, ok := opts.Store.(store.Tailer); ok {
-		s.tail = t
-		s.tailWaiters = make(chan struct{}, maxTailWaiters)
-	}
+	s.shutdownCtx, s.shutdown = context.WithCancel(context.Background())
 	m, err := newMetrics(opts.Registerer, s.liveRuns)
 	if err != nil {
 		return nil, err
@@ -285,7 +279,8 @@ func New(opts Options) (*Service, error) {
 // log; see package auth), a receive limit that fits MaxBatchSamples, and
 // the connection limits (see limits.go): MaxConcurrentStreams, the
 // keepalive enforcement policy and parameters, bounds on handshakes and
-// metadata, and on the time to receive a request (tapRequest).
+// metadata, and on the time to receive a request (tapRequest); innermost,
+// the mapping of the handlers' errors to statuses (errors.go).
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		codecOption(),
@@ -305,8 +300,8 @@ func (s *Service) ServerOptions() []grpc.ServerOption {
 		grpc.ConnectionTimeout(connectionTimeout),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.InTapHandle(s.tapRequest),
-		grpc.ChainUnaryInterceptor(s.unaryReceived),
-		grpc.ChainStreamInterceptor(s.streamReceived),
+		grpc.ChainUnaryInterceptor(s.unaryReceived, s.errorInterceptor),
+		grpc.ChainStreamInterceptor(s.streamReceived, s.streamErrorInterceptor),
 	}
 }
 
@@ -321,32 +316,29 @@ func (s *Service) maxMessageSize() int {
 	return max(4<<20, s.maxB*64+1<<20)
 }
 
+// StoreUnavailable is signalled (without blocking: one pending signal)
+// when a call fails because the store is unavailable, so that the process
+// checks the store's health at once.
+func (s *Service) StoreUnavailable() <-chan struct{} { return s.unavailable }
+
 // Shutdown starts the drain: every WatchVerdict stream ends, and every
 // IngestStream ends once it has acknowledged the batches it received, with
 // UNAVAILABLE "server shutting down" (clients retry elsewhere), so that a
 // graceful stop of the gRPC server does not wait for them. Unary calls are
 // not affected.
-func (s *Service) Shutdown() {
-	s.shutdownOnce.Do(func() { close(s.shutdown) })
-}
+func (s *Service) Shutdown() { s.shutdown() }
 
 // Close shuts the service down after the gRPC server has stopped: it ends
-// the watchers and the janitor, waits for background snapshots, and writes
-// the counters and latest verdicts of the runs in memory to the store. It
-// does not close the store.
+// the watchers, followers and the janitor, waits for background snapshots,
+// and writes the counters and latest verdicts of the runs in memory to the
+// store. It does not close the store.
 func (s *Service) Close() error {
 	s.Shutdown()
 	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.janitorDone
 	s.bg.Wait()
-	s.mu.Lock()
-	all := make([]*live, 0, len(s.runs))
-	for _, lr := range s.runs {
-		all = append(all, lr)
-	}
-	s.mu.Unlock()
 	var errs []error
-	for _, lr := range all {
+	for _, lr := range s.registered() {
 		if err := s.flush(lr); err != nil {
 			errs = append(errs, err)
 		}

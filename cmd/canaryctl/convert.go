@@ -44,7 +44,7 @@ func newVerdictJSON(pv *canaryv1.Verdict) *verdictJSON {
 		Service:       pv.GetService(),
 		Stage:         pv.GetStage(),
 		ConfigVersion: pv.GetConfigVersion(),
-		RunState:      stateName(pv.GetRunState()),
+		RunState:      apiconv.RunStateName(pv.GetRunState()),
 		Final:         pv.GetFinal(),
 		Sequence:      pv.GetSequence(),
 		Time:          timePtr(pv.GetTime()),
@@ -66,20 +66,6 @@ func parseDecision(s string) (canaryv1.Decision, error) {
 		return canaryv1.Decision_DECISION_ROLLBACK, nil
 	}
 	return 0, fmt.Errorf("must be PROMOTE, HOLD or ROLLBACK (got %q)", s)
-}
-
-func stateName(s canaryv1.RunState) string {
-	switch s {
-	case canaryv1.RunState_RUN_STATE_RUNNING:
-		return "running"
-	case canaryv1.RunState_RUN_STATE_COMPLETED:
-		return "completed"
-	case canaryv1.RunState_RUN_STATE_ABORTED:
-		return "aborted"
-	case canaryv1.RunState_RUN_STATE_UNSPECIFIED:
-		return ""
-	}
-	return fmt.Sprintf("state(%d)", s)
 }
 
 // parseState parses a --state flag.
@@ -215,7 +201,7 @@ func newRunJSON(r *canaryv1.Run) *runJSON {
 		Stage:              r.GetStage(),
 		ConfigName:         r.GetConfigName(),
 		ConfigVersion:      r.GetConfigVersion(),
-		State:              stateName(r.GetState()),
+		State:              apiconv.RunStateName(r.GetState()),
 		CreateTime:         timePtr(r.GetCreateTime()),
 		FinishTime:         timePtr(r.GetFinishTime()),
 		FinishReason:       r.GetFinishReason(),

@@ -43,7 +43,7 @@ func verdictStatus(pv *canaryv1.Verdict) string {
 	if pv.GetFinal() {
 		kind = "final"
 	}
-	s := fmt.Sprintf("%s %s verdict", stateName(pv.GetRunState()), kind)
+	s := fmt.Sprintf("%s %s verdict", apiconv.RunStateName(pv.GetRunState()), kind)
 	if t := pv.GetTime(); t != nil {
 		s += " at " + fmtTime(t.AsTime())
 	}
@@ -76,7 +76,7 @@ func printRun(w io.Writer, r *canaryv1.Run) error {
 	field("service", "%s", r.GetService())
 	field("stage", "%s", r.GetStage())
 	field("config", "%s", configName(r))
-	field("state", "%s", stateName(r.GetState()))
+	field("state", "%s", apiconv.RunStateName(r.GetState()))
 	field("created", "%s", tsString(r.GetCreateTime()))
 	if b := r.GetBakeTime(); b != nil {
 		field("bake time", "%s (until %s)", b.AsDuration(), fmtTime(r.GetCreateTime().AsTime().Add(b.AsDuration())))
@@ -116,7 +116,7 @@ func printRuns(w io.Writer, runs []*canaryv1.Run) error {
 		}
 		c := r.GetCounters()
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.GetId(), r.GetService(), r.GetStage(), configName(r),
-			stateName(r.GetState()), dec, tsString(r.GetCreateTime()), c.GetBaselineSamples()+c.GetCanarySamples())
+			apiconv.RunStateName(r.GetState()), dec, tsString(r.GetCreateTime()), c.GetBaselineSamples()+c.GetCanarySamples())
 	}
 	return tw.Flush()
 }

@@ -45,9 +45,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/canaryd/canaryd/internal/app"
 	"github.com/canaryd/canaryd/server"
 	"github.com/canaryd/canaryd/server/store/embedded"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
+	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
 func main() {
@@ -69,7 +70,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := server.Run(ctx, opts); err != nil {
+	if err := app.Run(ctx, opts); err != nil {
 		opts.Logger.Error("canaryd failed", "err", err)
 		return 1
 	}
@@ -81,9 +82,9 @@ type logOptions struct {
 	format string
 }
 
-func parse(args []string, getenv func(string) string, stderr io.Writer) (server.RunOptions, logOptions, error) {
+func parse(args []string, getenv func(string) string, stderr io.Writer) (app.Options, logOptions, error) {
 	var (
-		o   server.RunOptions
+		o   app.Options
 		lo  logOptions
 		err error
 	)
@@ -130,11 +131,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 
 	fs := flag.NewFlagSet("canaryd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.GRPCAddr, "grpc-addr", env("CANARYD_GRPC_ADDR", server.DefaultGRPCAddr),
+	fs.StringVar(&o.GRPCAddr, "grpc-addr", env("CANARYD_GRPC_ADDR", app.DefaultGRPCAddr),
 		"gRPC listen address (API, health, reflection) [CANARYD_GRPC_ADDR]")
-	fs.StringVar(&o.HTTPAddr, "http-addr", env("CANARYD_HTTP_ADDR", server.DefaultHTTPAddr),
+	fs.StringVar(&o.HTTPAddr, "http-addr", env("CANARYD_HTTP_ADDR", app.DefaultHTTPAddr),
 		"HTTP listen address (/metrics, /healthz) [CANARYD_HTTP_ADDR]")
-	fs.StringVar(&o.Store, "store", env("CANARYD_STORE", server.DefaultStore),
+	fs.StringVar(&o.Store, "store", env("CANARYD_STORE", app.DefaultStore),
 		"store: a file path for the embedded store, or redis://host:port/db (rediss:// for TLS; password in the URL or CANARYD_REDIS_PASSWORD) for the Redis store replicas share [CANARYD_STORE]")
 	fs.DurationVar(&o.Retention, "retention", envDuration("CANARYD_RETENTION", redisstore.DefaultRetention),
 		"keep the raw data (batches, snapshots) of a finished run this long [CANARYD_RETENTION]")
@@ -150,7 +151,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (server.
 		"ingest rejects samples timed more than this before their run's start or after the present [CANARYD_CLOCK_SKEW]")
 	fs.IntVar(&o.MaxBatchSamples, "max-batch-samples", envInt("CANARYD_MAX_BATCH_SAMPLES", server.DefaultMaxBatchSamples),
 		"largest ingest batch accepted, in observations [CANARYD_MAX_BATCH_SAMPLES]")
-	drain := envDuration("CANARYD_DRAIN_TIMEOUT", envDuration("CANARYD_SHUTDOWN_TIMEOUT", server.DefaultDrainTimeout))
+	drain := envDuration("CANARYD_DRAIN_TIMEOUT", envDuration("CANARYD_SHUTDOWN_TIMEOUT", app.DefaultDrainTimeout))
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", drain,
 		"on SIGTERM, stop accepting, finish the calls in flight (ingest streams acknowledge what they received, then end with UNAVAILABLE), and cut what still runs after this long [CANARYD_DRAIN_TIMEOUT]")
 	fs.DurationVar(&o.DrainTimeout, "shutdown-timeout", drain,

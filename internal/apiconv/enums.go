@@ -63,6 +63,23 @@ func CohortToProto(c analysis.Cohort) canaryv1.Cohort {
 	return canaryv1.Cohort_COHORT_BASELINE
 }
 
+// RunStateName returns the lower-case name of a run state, as the API's
+// users read it in messages and tables: "running", "completed", "aborted";
+// "" for UNSPECIFIED, and "state(7)" for a value this build does not know.
+func RunStateName(s canaryv1.RunState) string {
+	switch s {
+	case canaryv1.RunState_RUN_STATE_RUNNING:
+		return "running"
+	case canaryv1.RunState_RUN_STATE_COMPLETED:
+		return "completed"
+	case canaryv1.RunState_RUN_STATE_ABORTED:
+		return "aborted"
+	case canaryv1.RunState_RUN_STATE_UNSPECIFIED:
+		return ""
+	}
+	return fmt.Sprintf("state(%d)", s)
+}
+
 // The tables, one per enum: each states its mapping once, for both
 // directions. They are never written to.
 var (

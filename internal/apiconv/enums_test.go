@@ -83,3 +83,18 @@ func TestCohortFromProto(t *testing.T) {
 		}
 	}
 }
+
+func TestRunStateName(t *testing.T) {
+	t.Parallel()
+	for st, want := range map[canaryv1.RunState]string{
+		canaryv1.RunState_RUN_STATE_UNSPECIFIED: "",
+		canaryv1.RunState_RUN_STATE_RUNNING:     "running",
+		canaryv1.RunState_RUN_STATE_COMPLETED:   "completed",
+		canaryv1.RunState_RUN_STATE_ABORTED:     "aborted",
+		canaryv1.RunState(7):                    "state(7)",
+	} {
+		if got := RunStateName(st); got != want {
+			t.Errorf("RunStateName(%v) = %q, want %q", st, got, want)
+		}
+	}
+}

@@ -3,9 +3,11 @@
 // each run (as compact aggregated deltas, deduplicated by batch id), and the
 // history of final verdicts with the indexes ListVerdicts needs.
 //
-// Backends live in sub-packages (store/embedded, store/redis); the
-// conformance suite in store/storetest runs against each of them. A backend
-// that several canaryd processes share also implements Tailer.
+// Backends live in sub-packages (store/embedded, store/redisstore); the
+// conformance suite in store/storetest runs against each of them. Every
+// backend also implements Tailer: the deltas of a run form an ordered log,
+// and a run's state is the fold of that log in order, whether one process
+// or several share the store.
 //
 // Records are the canary.v1 protobuf messages, so what is stored is what
 // the API returns. A method returns only after what it wrote is durable.
@@ -152,11 +154,12 @@ type Cursor struct {
 	ID string
 }
 
-// Tailer is implemented, beyond Store, by backends that several processes
-// share (the Redis store): each process follows a run's deltas from a
-// position instead of owning the run's data, and snapshots never move
-// back. A Service on a Tailer keeps a run in memory as its snapshot plus
-// the deltas up to a cursor.
+// Tailer is implemented, beyond Store, by every backend: a run's deltas
+// are a log in append order, which a process follows from a position
+// instead of owning the run's data, and snapshots never move back. A
+// canaryd process keeps a run in memory as its snapshot plus the deltas up
+// to a cursor, whether it is the only process on the store (the embedded
+// store) or one of several replicas (the Redis store).
 type Tailer interface {
 	// ReadBatchesFrom is ReadBatches from a position: with after nil it
 	// reads like ReadBatches, snapshot first; otherwise it calls
@@ -181,4 +184,7 @@ type Tailer interface {
 	// that FinishRunThrough after a last read cannot be overtaken by
 	// other processes appending. ErrFinished if the run is finished.
 	CloseRun(ctx context.Context, runID string) error
+	// ReopenRun undoes CloseRun when the finish it prepared failed: the
+	// run takes batches again. ErrFinished if the run is finished.
+	ReopenRun(ctx context.Context, runID string) error
 }

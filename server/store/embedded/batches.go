@@ -3,12 +3,10 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 
-	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
 
@@ -25,8 +23,8 @@ func (s *Store) AppendBatch(ctx context.Context, runID, batchID string, delta []
 		if err != nil {
 			return reject(err)
 		}
-		if st := rb.Get(keyState); len(st) != 1 || canaryv1.RunState(st[0]) != canaryv1.RunState_RUN_STATE_RUNNING {
-			return reject(store.ErrFinished)
+		if err := acceptsBatches(rb); err != nil {
+			return reject(err)
 		}
 		ids := rb.Bucket(bucketIDs)
 		if ids.Get([]byte(batchID)) != nil {
@@ -46,6 +44,9 @@ func (s *Store) AppendBatch(ctx context.Context, runID, batchID string, delta []
 	})
 	if err != nil {
 		return false, fmt.Errorf("append batch %s/%s: %w", runID, batchID, err)
+	}
+	if !dup {
+		s.tails.appended(runID)
 	}
 	return dup, nil
 }
@@ -68,74 +69,14 @@ func runData(tx *bolt.Tx, runID string) (*bolt.Bucket, error) {
 // block the file from growing).
 const readChunkBytes = 4 << 20
 
-// errSnapshotMoved: a Snapshot folded deltas that ReadBatches had not
-// delivered yet, so what it delivered cannot be completed consistently.
-var errSnapshotMoved = errors.New("snapshot replaced during read; read again")
-
 // ReadBatches calls fn with the run's snapshot (nil if none) and then each
 // delta appended after it, in append order. The deltas are read in chunks
-// of a few MiB; fn gets copies it may keep.
+// of a few MiB; fn gets copies it may keep. A Snapshot that folds deltas
+// not delivered yet between two chunks fails it with
+// store.ErrSnapshotMoved.
 func (s *Store) ReadBatches(ctx context.Context, runID string, fn func(snapshot bool, data []byte) error) error {
-	var (
-		after uint64 // seq of the last delta delivered (or folded)
-		first = true
-	)
-	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("read batches of run %s: %w", runID, err)
-		}
-		var (
-			snap   []byte
-			chunk  [][]byte
-			more   bool
-			cursor = after
-		)
-		err := s.view(func(tx *bolt.Tx) error {
-			rb, err := runData(tx, runID)
-			if err != nil {
-				return err
-			}
-			snapSeq := readU64(rb.Get(keySnapSeq))
-			if first {
-				if v := rb.Get(keySnapshot); len(v) > 0 {
-					snap = bytes.Clone(v[1:])
-				}
-				cursor = snapSeq
-			} else if snapSeq > after {
-				return errSnapshotMoved
-			}
-			c := rb.Bucket(bucketDeltas).Cursor()
-			size := 0
-			for k, v := c.Seek(u64(cursor + 1)); k != nil; k, v = c.Next() {
-				if size >= readChunkBytes {
-					more = true
-					break
-				}
-				chunk = append(chunk, bytes.Clone(v))
-				size += len(v)
-				cursor = readU64(k)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read batches of run %s: %w", runID, err)
-		}
-		if first {
-			if err := fn(true, snap); err != nil {
-				return err
-			}
-			first = false
-		}
-		for _, d := range chunk {
-			if err := fn(false, d); err != nil {
-				return err
-			}
-		}
-		after = cursor
-		if !more {
-			return nil
-		}
-	}
+	_, err := s.ReadBatchesFrom(ctx, runID, nil, fn)
+	return err
 }
 
 // Snapshot replaces the run's snapshot with state and deletes the n oldest

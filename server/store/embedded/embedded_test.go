@@ -303,8 +303,8 @@ func TestReadBatchesInChunks(t *testing.T) {
 		}
 		return nil
 	})
-	if !errors.Is(err, errSnapshotMoved) {
-		t.Errorf("ReadBatches with a snapshot of every delta during the read = %v after %d deltas, want errSnapshotMoved", err, delivered)
+	if !errors.Is(err, store.ErrSnapshotMoved) {
+		t.Errorf("ReadBatches with a snapshot of every delta during the read = %v after %d deltas, want store.ErrSnapshotMoved", err, delivered)
 	}
 }
 

@@ -245,6 +245,12 @@ func runningRun(tx *bolt.Tx, id string) (*canaryv1.Run, error) {
 // ABORTED), FinishTime, FinishReason, Verdict and Counters; the verdict's
 // RunId, Service and Stage are filled in from the run when empty.
 func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
+	return s.finishRun(ctx, run, nil)
+}
+
+// finishRun is FinishRun, refused with the error of check, if any, which
+// is called with the run's data bucket.
+func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run, check func(rb *bolt.Bucket) error) error {
 	id := run.GetId()
 	state := run.GetState()
 	if state != canaryv1.RunState_RUN_STATE_COMPLETED && state != canaryv1.RunState_RUN_STATE_ABORTED {
@@ -258,6 +264,11 @@ func (s *Store) FinishRun(ctx context.Context, run *canaryv1.Run) error {
 		stored, err := runningRun(tx, id)
 		if err != nil {
 			return reject(err)
+		}
+		if check != nil {
+			if err := check(tx.Bucket(bucketData).Bucket([]byte(id))); err != nil {
+				return reject(err)
+			}
 		}
 		verdict := proto.Clone(run.GetVerdict()).(*canaryv1.Verdict)
 		if verdict.RunId == "" {

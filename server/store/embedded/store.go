@@ -137,6 +137,7 @@ type Store struct {
 	err       error // of Close
 
 	health writeHealth // see faults.go
+	tails  tails       // see tail.go
 }
 
 var _ store.Store = (*Store)(nil)

@@ -1,12 +1,12 @@
-// Package storetest is the conformance suite of store.Store: every backend
-// runs it from its own tests,
+// Package storetest is the conformance suite of store.Store and
+// store.Tailer: every backend runs it from its own tests,
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) store.Store { ... a new, empty store ... },
 //			storetest.Reopen(func(t *testing.T, s store.Store) store.Store { ... }))
 //	}
 //
-// The suite uses only the store.Store interface. Each subtest opens its own
+// The suite uses only the store.Store and store.Tailer interfaces. Each subtest opens its own
 // store with open, which must return a new, empty store and arrange for it
 // to be closed (t.Cleanup); subtests run in parallel unless Serial is given.
 //
@@ -80,6 +80,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Batches/AppendErrors", s.testAppendErrors},
 		{"Batches/ReadAndSnapshot", s.testReadAndSnapshot},
 		{"Batches/ConcurrentAppend", s.testConcurrentAppend},
+		{"Tailer/ReadFrom", s.testReadFrom},
+		{"Tailer/FinishThrough", s.testFinishThrough},
+		{"Tailer/CloseRun", s.testCloseRun},
+		{"Tailer/WaitBatches", s.testWaitBatches},
 		{"Finish/Finish", s.testFinishRun},
 		{"Finish/AfterFinish", s.testAfterFinish},
 		{"Verdicts/Filters", s.testListVerdicts},

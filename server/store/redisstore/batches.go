@@ -26,15 +26,25 @@ func (s *Store) AppendBatch(ctx context.Context, runID, batchID string, delta []
 // CloseRun refuses every batch appended to a running run from now on (they
 // fail with store.ErrFinished), before it is finished: see store.Tailer.
 func (s *Store) CloseRun(ctx context.Context, runID string) error {
+	return s.setClosing(ctx, "close run", closeScript, runID)
+}
+
+// ReopenRun undoes CloseRun (the finish failed): the run takes batches
+// again; see store.Tailer.
+func (s *Store) ReopenRun(ctx context.Context, runID string) error {
+	return s.setClosing(ctx, "reopen run", reopenScript, runID)
+}
+
+func (s *Store) setClosing(ctx context.Context, op string, sc *redis.Script, runID string) error {
 	if runID == "" {
-		return fmt.Errorf("close run: %w", store.ErrNotFound)
+		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	}
-	code, err := s.runCode(ctx, closeScript, s.k.runKeys(runID)[:1])
+	code, err := s.runCode(ctx, sc, s.k.runKeys(runID)[:1])
 	if err == nil {
 		err = codeErr(code)
 	}
 	if err != nil {
-		return fmt.Errorf("close run %s: %w", runID, err)
+		return fmt.Errorf("%s %s: %w", op, runID, err)
 	}
 	return nil
 }

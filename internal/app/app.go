@@ -1,4 +1,10 @@
-package server
+// Package app runs canaryd as a process: it opens the store a --store
+// value names, builds the server.Service on it, serves the gRPC API with
+// health and reflection and the HTTP /metrics and /healthz, reports the
+// store's health, and drains on cancellation (SIGTERM). cmd/canaryd parses
+// the flags into Options and calls Run; everything else is testable in
+// process.
+package app
 
 import (
 	"context"
@@ -7,14 +13,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -22,13 +25,12 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server"
 	"github.com/canaryd/canaryd/server/auth"
 	"github.com/canaryd/canaryd/server/store"
-	"github.com/canaryd/canaryd/server/store/embedded"
-	redisstore "github.com/canaryd/canaryd/server/store/redis"
 )
 
-// Defaults of RunOptions.
+// Defaults of Options.
 const (
 	DefaultGRPCAddr       = ":7070"
 	DefaultHTTPAddr       = ":7071"
@@ -37,8 +39,8 @@ const (
 	DefaultHealthInterval = 5 * time.Second
 )
 
-// RunOptions configure Run.
-type RunOptions struct {
+// Options configure Run.
+type Options struct {
 	// GRPCAddr is the gRPC listen address; "" means DefaultGRPCAddr, and
 	// port 0 picks a free port (see Ready).
 	GRPCAddr string
@@ -67,14 +69,16 @@ type RunOptions struct {
 	StoreWait time.Duration
 	// Logger receives the logs; nil discards them.
 	Logger *slog.Logger
-	// IdleTimeout and MaxBatchSamples are passed to the Service (0 means
-	// its default).
+	// IdleTimeout and MaxBatchSamples are passed to the server.Service (0
+	// means its default).
 	IdleTimeout     time.Duration
 	MaxBatchSamples int
-	// ClockSkew is passed to the Service (0 means DefaultClockSkew).
+	// ClockSkew is passed to the server.Service (0 means
+	// server.DefaultClockSkew).
 	ClockSkew time.Duration
 	// StreamIdleTimeout, MaxConcurrentStreams, KeepaliveMinTime and
-	// JudgeConcurrency are passed to the Service (0 means its default).
+	// JudgeConcurrency are passed to the server.Service (0 means its
+	// default).
 	StreamIdleTimeout    time.Duration
 	MaxConcurrentStreams uint32
 	KeepaliveMinTime     time.Duration
@@ -100,7 +104,7 @@ type RunOptions struct {
 	DisableReflection bool
 }
 
-func (o *RunOptions) setDefaults() {
+func (o *Options) setDefaults() {
 	if o.GRPCAddr == "" {
 		o.GRPCAddr = DefaultGRPCAddr
 	}
@@ -121,7 +125,7 @@ func (o *RunOptions) setDefaults() {
 	}
 }
 
-func (o *RunOptions) validate() error {
+func (o *Options) validate() error {
 	switch {
 	case o.IdleTimeout < 0:
 		return fmt.Errorf("idle timeout %v is negative", o.IdleTimeout)
@@ -149,203 +153,6 @@ func (o *RunOptions) validate() error {
 	return nil
 }
 
-// StoreOptions configure OpenStore.
-type StoreOptions struct {
-	// Logger receives the store's logs (and, for Redis, the client's);
-	// nil discards them.
-	Logger *slog.Logger
-	// Retention, VerdictRetention and CompactThreshold: see RunOptions.
-	Retention        time.Duration
-	VerdictRetention time.Duration
-	CompactThreshold int64
-}
-
-// OpenStore opens the store a --store value names: a file path (or
-// file:// URL) opens the embedded store; a redis:// or rediss:// (TLS) URL,
-// redis://[[user]:password@]host[:port][/db], opens the Redis backend that
-// replicas share (password from the URL, else the environment variable
-// redisstore.PasswordEnv). A value that holds "://" is a URL: one that does
-// not parse, or of another scheme, is an error, never a file name. No
-// error or log line holds the URL's password.
-func OpenStore(ctx context.Context, spec string, o StoreOptions) (store.Store, error) {
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	path := spec
-	if strings.Contains(spec, "://") {
-		u, err := parseStoreURL(spec)
-		if err != nil {
-			return nil, err
-		}
-		switch u.Scheme {
-		case "redis", "rediss":
-			// go-redis logs through a process-wide logger; route it to ours
-			// (at debug level: a failed dial is reported by the health
-			// check and by the calls that fail, not once per attempt).
-			redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
-			s, err := redisstore.Open(ctx, spec, redisstore.Options{
-				Logger:           log,
-				Retention:        o.Retention,
-				VerdictRetention: o.VerdictRetention,
-			})
-			if err != nil {
-				return nil, scrubbed(fmt.Errorf("store %s: %w", u.Redacted(), err), u)
-			}
-			return s, nil
-		case "file":
-			if u.Host != "" && u.Host != "localhost" {
-				return nil, fmt.Errorf("store %s: a file URL names no host (file:///path)", u.Redacted())
-			}
-			if path = u.Path; path == "" {
-				return nil, fmt.Errorf("store %s: no path", u.Redacted())
-			}
-		default:
-			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path, file:///path or a redis:// or rediss:// URL",
-				u.Redacted(), u.Scheme)
-		}
-	}
-	s, err := embedded.Open(path, embedded.Options{
-		Logger:           log,
-		Retention:        o.Retention,
-		VerdictRetention: o.VerdictRetention,
-		CompactThreshold: o.CompactThreshold,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// parseStoreURL parses a --store value that holds "://". Its errors hold
-// the value redacted (see redactStore), not net/url's message, which
-// quotes the whole URL, password included.
-func parseStoreURL(spec string) (*url.URL, error) {
-	u, err := url.Parse(spec)
-	if err != nil {
-		var ue *url.Error
-		reason := "not a valid URL"
-		if errors.As(err, &ue) {
-			reason = "not a valid URL: " + ue.Err.Error()
-		}
-		return nil, scrubbed(fmt.Errorf("store %s: %s", redactStore(spec), reason), nil, passwordOf(spec))
-	}
-	if u.Scheme == "" || u.Opaque != "" {
-		return nil, fmt.Errorf("store %s: not a valid URL (scheme://...)", redactStore(spec))
-	}
-	return u, nil
-}
-
-// passwordOf returns the password of a URL-like value, found without
-// parsing it, or "".
-func passwordOf(spec string) string {
-	auth, ok := authority(spec)
-	if !ok {
-		return ""
-	}
-	at := strings.LastIndex(auth, "@")
-	if at < 0 {
-		return ""
-	}
-	_, pw, _ := strings.Cut(auth[:at], ":")
-	return pw
-}
-
-// authority returns the part of a URL-like value between "://" and the
-// next "/", "?" or "#".
-func authority(spec string) (string, bool) {
-	i := strings.Index(spec, "://")
-	if i < 0 {
-		return "", false
-	}
-	rest := spec[i+3:]
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-		rest = rest[:end]
-	}
-	return rest, true
-}
-
-// scrubbed returns err with every occurrence of the password of u, and of
-// the extra secrets, removed from its message; it still wraps err.
-func scrubbed(err error, u *url.URL, secrets ...string) error {
-	if u != nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			secrets = append(secrets, pw)
-		}
-	}
-	msg := err.Error()
-	for _, sec := range secrets {
-		if sec != "" {
-			msg = strings.ReplaceAll(msg, sec, "xxxxx")
-		}
-	}
-	if msg == err.Error() {
-		return err
-	}
-	return &scrubbedError{msg: msg, err: err}
-}
-
-// scrubbedError is an error whose message had a secret removed.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
-
-// openStoreWaiting opens the store, retrying with backoff for up to
-// opts.StoreWait while it is unavailable, so that canaryd started before
-// its Redis comes up by itself.
-func openStoreWaiting(ctx context.Context, opts RunOptions) (store.Store, error) {
-	deadline := time.Now().Add(opts.StoreWait)
-	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		st, err := OpenStore(octx, opts.Store, StoreOptions{
-			Logger:           opts.Logger.With("component", "store"),
-			Retention:        opts.Retention,
-			VerdictRetention: opts.VerdictRetention,
-			CompactThreshold: opts.CompactThreshold,
-		})
-		cancel()
-		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().Add(backoff).After(deadline) {
-			return st, err
-		}
-		opts.Logger.Warn("store unavailable, retrying", "store", redactStore(opts.Store), "in", backoff, "err", err)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("open store: %w", ctx.Err())
-		}
-	}
-}
-
-// redactStore returns a --store value without the password of a URL
-// (u.Redacted), or, for one that does not parse, without its user
-// information.
-func redactStore(spec string) string {
-	if u, err := url.Parse(spec); err == nil && u.Scheme != "" {
-		return u.Redacted()
-	}
-	auth, ok := authority(spec)
-	if !ok {
-		return spec
-	}
-	at := strings.LastIndex(auth, "@")
-	if at < 0 {
-		return spec
-	}
-	i := strings.Index(spec, "://") + 3
-	return spec[:i] + "xxxxx" + spec[i+at:]
-}
-
-// redisLogger is the go-redis logger on slog.
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
-}
-
 // Run serves canaryd until ctx is cancelled: the CanaryService, gRPC
 // health (grpc.health.v1) and server reflection on GRPCAddr, and /metrics
 // and /healthz on HTTPAddr, both over TLS with TLSCert; the CanaryService
@@ -357,7 +164,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 // shutting down" so that clients retry elsewhere), and cuts what still runs
 // after DrainTimeout. Then it writes the runs' counters back and closes the
 // store. It returns nil after a clean shutdown.
-func Run(ctx context.Context, opts RunOptions) (err error) {
+func Run(ctx context.Context, opts Options) (err error) {
 	if err := opts.validate(); err != nil {
 		return err
 	}
@@ -386,7 +193,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := New(Options{
+	svc, err := server.New(server.Options{
 		Store:                st,
 		Logger:               log,
 		Registerer:           reg,
@@ -469,7 +276,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		watchHealth(hctx, st, hs, opts.HealthInterval, svc.unavailable, log)
+		watchHealth(hctx, st, hs, opts.HealthInterval, svc.StoreUnavailable(), log)
 	}()
 
 	var serveErr error
@@ -505,7 +312,7 @@ func Run(ctx context.Context, opts RunOptions) (err error) {
 // drainGRPC stops gs gracefully: no new connection or call is accepted,
 // the streams of svc end (Service.Shutdown), and the calls in flight
 // finish; after timeout the remaining ones are cut.
-func drainGRPC(gs *grpc.Server, svc *Service, timeout time.Duration, log *slog.Logger) {
+func drainGRPC(gs *grpc.Server, svc *server.Service, timeout time.Duration, log *slog.Logger) {
 	done := make(chan struct{})
 	go func() {
 		gs.GracefulStop()

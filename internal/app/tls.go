@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"crypto/tls"
@@ -14,7 +14,7 @@ import (
 // client certificate that one of its CAs signed, for client
 // authentication (ExtKeyUsage clientAuth); the HTTP listener
 // (/metrics, /healthz) never asks for one.
-func serverTLS(opts RunOptions) (grpcTLS, httpTLS *tls.Config, err error) {
+func serverTLS(opts Options) (grpcTLS, httpTLS *tls.Config, err error) {
 	if opts.TLSCert == "" {
 		return nil, nil, nil
 	}
@@ -43,7 +43,7 @@ func serverTLS(opts RunOptions) (grpcTLS, httpTLS *tls.Config, err error) {
 // exposure of the listeners: an open service (neither tokens nor mTLS)
 // listening beyond loopback, bearer tokens sent in clear text, and mTLS
 // names granted without mTLS.
-func warnExposure(log *slog.Logger, opts RunOptions, grpcAddr, httpAddr net.Addr, tokens, names bool) {
+func warnExposure(log *slog.Logger, opts Options, grpcAddr, httpAddr net.Addr, tokens, names bool) {
 	beyond := !isLoopback(grpcAddr) || !isLoopback(httpAddr)
 	switch {
 	case !tokens && opts.ClientCA == "" && beyond:

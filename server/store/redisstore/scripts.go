@@ -44,6 +44,18 @@ redis.call('HSET', KEYS[1], 'closing', '1')
 return 0
 `)
 
+// reopenScript undoes closeScript: the run takes batches again (its
+// finish failed).
+//
+//	KEYS: meta
+var reopenScript = redis.NewScript(`#!lua
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return -1 end
+if st ~= '1' then return -2 end
+redis.call('HDEL', KEYS[1], 'closing')
+return 0
+`)
+
 // readScript returns one chunk of a run's data: {1, folded, snapshot or
 // nil, more (0/1), id, delta, id, delta, ...}, or {-1} for an unknown run.
 // The snapshot is read only when ARGV[4] is "1".

@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestRun(t *testing.T) {
 	ready := make(chan [2]string, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Run(runCtx, RunOptions{
+		errc <- Run(runCtx, Options{
 			GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0",
 			Store:    filepath.Join(t.TempDir(), "canaryd.db"),
@@ -125,7 +125,7 @@ func TestRunBadStore(t *testing.T) {
 		"redis://127.0.0.1:1/0": "store unavailable", // nothing listens on port 1
 		"s3://bucket/x":         "unknown scheme",
 	} {
-		err := Run(context.Background(), RunOptions{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: spec})
+		err := Run(context.Background(), Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: spec})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("store %s: %v, want an error with %q", spec, err, want)
 		}

@@ -1,10 +1,12 @@
-package server
+package app
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,42 +27,6 @@ import (
 	"github.com/canaryd/canaryd/internal/testcerts"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
-
-// startRun serves Run with opts on free loopback ports (and a store in a
-// temporary directory unless opts names one) until the test ends, and
-// returns the gRPC and HTTP addresses.
-func startRun(t *testing.T, opts RunOptions) (grpcAddr, httpAddr string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]string, 1)
-	errc := make(chan error, 1)
-	opts.GRPCAddr, opts.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	if opts.Store == "" {
-		opts.Store = filepath.Join(t.TempDir(), "canaryd.db")
-	}
-	opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
-	go func() { errc <- Run(ctx, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("run did not stop")
-		}
-	})
-	select {
-	case a := <-ready:
-		return a[0], a[1]
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	case <-time.After(testTimeout):
-		t.Fatal("not ready in time")
-	}
-	return "", ""
-}
 
 // dialTLS returns a client of addr over TLS verified with roots, with a
 // client certificate when cert is not nil, and a bearer token when tok is
@@ -127,7 +93,7 @@ func TestMTLS(t *testing.T) {
     roles: [admin]
     services: ["*"]
 `)
-	grpcAddr, httpAddr := startRun(t, RunOptions{
+	grpcAddr, httpAddr := startRun(t, Options{
 		TLSCert: srv.CertFile, TLSKey: srv.KeyFile, ClientCA: ca.CertFile, AuthTokens: tokens, DisableReflection: true,
 	})
 	ctx := ctxT(t)
@@ -189,7 +155,8 @@ func TestMTLS(t *testing.T) {
 	rs, err := reflectionpb.NewServerReflectionClient(strC).ServerReflectionInfo(ctx)
 	if err == nil {
 		err = rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
-		if err == nil {
+		if err == nil || errors.Is(err, io.EOF) {
+			// io.EOF: the server ended the stream first; Recv has its status.
 			_, err = rs.Recv()
 		}
 	}
@@ -236,7 +203,7 @@ func TestTLSTokens(t *testing.T) {
 	t.Run("tokens", func(t *testing.T) {
 		t.Parallel()
 		tokens := writeFile(t, "tokens.yaml", "tokens:\n  - name: root\n    sha256: "+sha("tok-root")+"\n    roles: [admin]\n    services: [\"*\"]\n")
-		grpcAddr, _ := startRun(t, RunOptions{TLSCert: srv.CertFile, TLSKey: srv.KeyFile, AuthTokens: tokens})
+		grpcAddr, _ := startRun(t, Options{TLSCert: srv.CertFile, TLSKey: srv.KeyFile, AuthTokens: tokens})
 		ctx := ctxT(t)
 		if _, err := canaryv1.NewCanaryServiceClient(dialTLS(t, grpcAddr, ca.Pool, nil, "tok-root")).ListRuns(ctx, &canaryv1.ListRunsRequest{}); err != nil {
 			t.Errorf("token over TLS: %v", err)
@@ -271,7 +238,7 @@ func TestTLSTokens(t *testing.T) {
 	})
 	t.Run("client CA without tokens", func(t *testing.T) {
 		t.Parallel()
-		grpcAddr, _ := startRun(t, RunOptions{TLSCert: srv.CertFile, TLSKey: srv.KeyFile, ClientCA: ca.CertFile})
+		grpcAddr, _ := startRun(t, Options{TLSCert: srv.CertFile, TLSKey: srv.KeyFile, ClientCA: ca.CertFile})
 		cli := ca.Client(t, "anyone")
 		c := canaryv1.NewCanaryServiceClient(dialTLS(t, grpcAddr, ca.Pool, &cli.TLS, ""))
 		if _, err := c.PutConfig(ctxT(t), &canaryv1.PutConfigRequest{Source: &canaryv1.PutConfigRequest_Config{Config: testConfig("x")}}); err != nil {
@@ -289,14 +256,14 @@ func TestRunSecurityOptions(t *testing.T) {
 	bad := writeFile(t, "tokens.yaml", "tokens:\n  - name: ci\n    sha256: abc\n    roles: [read]\n    services: ['*']\n")
 	for _, c := range []struct {
 		name string
-		o    RunOptions
+		o    Options
 		want string
 	}{
-		{"cert without key", RunOptions{TLSCert: srv.CertFile}, "--tls-cert and --tls-key"},
-		{"client CA without cert", RunOptions{ClientCA: ca.CertFile}, "needs a server certificate"},
-		{"missing cert", RunOptions{TLSCert: "/nonexistent.pem", TLSKey: srv.KeyFile}, "/nonexistent.pem"},
-		{"client CA not PEM", RunOptions{TLSCert: srv.CertFile, TLSKey: srv.KeyFile, ClientCA: srv.KeyFile}, "no PEM certificate"},
-		{"bad tokens file", RunOptions{AuthTokens: bad}, "tokens[0] (ci): sha256 must be 64 hex digits"},
+		{"cert without key", Options{TLSCert: srv.CertFile}, "--tls-cert and --tls-key"},
+		{"client CA without cert", Options{ClientCA: ca.CertFile}, "needs a server certificate"},
+		{"missing cert", Options{TLSCert: "/nonexistent.pem", TLSKey: srv.KeyFile}, "/nonexistent.pem"},
+		{"client CA not PEM", Options{TLSCert: srv.CertFile, TLSKey: srv.KeyFile, ClientCA: srv.KeyFile}, "no PEM certificate"},
+		{"bad tokens file", Options{AuthTokens: bad}, "tokens[0] (ci): sha256 must be 64 hex digits"},
 	} {
 		c.o.GRPCAddr, c.o.HTTPAddr, c.o.Store = "127.0.0.1:0", "127.0.0.1:0", filepath.Join(t.TempDir(), "db")
 		if err := Run(context.Background(), c.o); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -315,20 +282,20 @@ func TestWarnExposure(t *testing.T) {
 	any6 := &net.TCPAddr{IP: net.IPv6unspecified, Port: 7070}
 	for _, c := range []struct {
 		name       string
-		o          RunOptions
+		o          Options
 		grpc, http net.Addr
 		tokens     bool
 		want       string
 	}{
-		{"open on loopback", RunOptions{}, lo, lo6, false, ""},
-		{"open, gRPC beyond loopback", RunOptions{}, any6, lo, false, "no authentication"},
-		{"open, HTTP beyond loopback", RunOptions{}, lo, any4, false, "no authentication"},
-		{"mTLS beyond loopback", RunOptions{TLSCert: "c", ClientCA: "ca"}, any6, any4, false, ""},
-		{"tokens with TLS beyond loopback", RunOptions{TLSCert: "c"}, any6, any4, true, ""},
-		{"tokens without TLS beyond loopback", RunOptions{}, any6, lo, true, "clear text"},
-		{"tokens without TLS on loopback", RunOptions{}, lo, any4, true, ""},
+		{"open on loopback", Options{}, lo, lo6, false, ""},
+		{"open, gRPC beyond loopback", Options{}, any6, lo, false, "no authentication"},
+		{"open, HTTP beyond loopback", Options{}, lo, any4, false, "no authentication"},
+		{"mTLS beyond loopback", Options{TLSCert: "c", ClientCA: "ca"}, any6, any4, false, ""},
+		{"tokens with TLS beyond loopback", Options{TLSCert: "c"}, any6, any4, true, ""},
+		{"tokens without TLS beyond loopback", Options{}, any6, lo, true, "clear text"},
+		{"tokens without TLS on loopback", Options{}, lo, any4, true, ""},
 	} {
-		var b lockedBuffer
+		var b logBuffer
 		warnExposure(slog.New(slog.NewTextHandler(&b, nil)), c.o, c.grpc, c.http, c.tokens, false)
 		got := b.b.String()
 		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) || (got != "" && !strings.Contains(got, "level=WARN")) {
