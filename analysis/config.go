@@ -74,7 +74,7 @@ type Config struct {
 	// Warmup is the time after each cohort's start during which its
 	// observations are ignored.
 	Warmup time.Duration `json:"warmup"`
-	// Window, when positive, adds window tests to the sequential judge: the
+	// Window, when positive, adds window tests to the judge: the
 	// samples since the start of each of the last MaxEpochs time slices of
 	// this length (on a grid fixed to the Unix epoch) are judged on their
 	// own, beside the whole run, so that a regression that starts mid-run

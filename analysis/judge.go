@@ -72,7 +72,7 @@ func Judge(d *Data, opts Options) Verdict {
 	share := metricsLevel / float64(len(cfg.Metrics))
 	results := make([]MetricResult, 0, len(cfg.Metrics)+1)
 	var windows []time.Time
-	if opts.Sequential && cfg.Window > 0 {
+	if cfg.Window > 0 {
 		windows = windowStarts(d, cfg.Window)
 	}
 	for i := range cfg.Metrics {
@@ -83,7 +83,7 @@ func Judge(d *Data, opts Options) Verdict {
 		}
 		r := evaluate(d, i, opts.Sequential, level, time.Time{}, false)
 		if len(windows) > 0 {
-			withWindows(&r, d, i, windows, share)
+			withWindows(&r, d, i, windows, share, opts.Sequential)
 		}
 		results = append(results, r)
 	}
@@ -225,8 +225,12 @@ const trafficLevelShare = 0.01
 // is an anytime-valid p-value of the metric's null whatever the number of
 // looks. A regression that starts mid-run is judged on the windows after
 // it starts, undiluted by the samples before. When a window gives the
-// smallest p, the effect reported is that window's.
-func withWindows(r *MetricResult, d *Data, i int, starts []time.Time, share float64) {
+// smallest p, the effect reported is that window's. The fixed-sample judge
+// (one look at a finished data set) tests the same windows with its own
+// tests: one look at several windows is as valid by the same inequality,
+// and a canary that degrades in its last half hour is rolled back rather
+// than promoted on the average of the run.
+func withWindows(r *MetricResult, d *Data, i int, starts []time.Time, share float64, seq bool) {
 	run := d.runStart()
 	w := d.Config().Window
 	best, bestAt := min(1, 2*r.P), time.Time{}
@@ -236,7 +240,7 @@ func withWindows(r *MetricResult, d *Data, i int, starts []time.Time, share floa
 	}
 	for _, from := range starts {
 		k := weight(from)
-		p := min(1, k*evaluate(d, i, true, share/k, from, true).P)
+		p := min(1, k*evaluate(d, i, seq, share/k, from, true).P)
 		if p < best {
 			best, bestAt = p, from
 		}
@@ -245,7 +249,7 @@ func withWindows(r *MetricResult, d *Data, i int, starts []time.Time, share floa
 	if bestAt.IsZero() {
 		return
 	}
-	wr := evaluate(d, i, true, share/weight(bestAt), bestAt, false)
+	wr := evaluate(d, i, seq, share/weight(bestAt), bestAt, false)
 	r.Effect, r.Effects = wr.Effect, wr.Effects
 	r.Test += fmt.Sprintf("; smallest p on the window since %s (effect of that window)", bestAt.Format(time.RFC3339))
 }
