@@ -75,9 +75,9 @@ type Config struct {
 	// observations are ignored.
 	Warmup time.Duration `json:"warmup"`
 	// Window, when positive, adds window tests to the judge: the
-	// samples since the start of each of the last MaxEpochs time slices of
-	// this length (on a grid fixed to the Unix epoch) are judged on their
-	// own, beside the whole run, so that a regression that starts mid-run
+	// samples since the start of each of the last MaxWindows time slices
+	// of this length (on a grid anchored at the run's start) are judged on
+	// their own, beside the whole run, so that a regression that starts mid-run
 	// (a slow burn, a leak) is not diluted by the healthy samples before
 	// it. Half of the level goes to the whole run and half to the windows
 	// (see Judge). Zero turns window tests off.
