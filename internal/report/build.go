@@ -296,9 +296,12 @@ type instanceStat struct {
 //   - mean: the mean, ratio x̄ᵢ/x̄_B, interval ± z·sᵢ/(√nᵢ·x̄_B);
 //   - rate: the rate, its Garwood interval over the baseline's rate.
 //
-// Nothing is returned when neither cohort has two instances or more. At
-// most MaxInstancesShown instances per cohort are kept, those furthest
-// from their cohort's value; the number left out is returned.
+// An instance stands out when its cohort has three instances or more, its
+// interval excludes the median of its cohort's instances' ratios, and it
+// is off that median by more than the metric's tolerance. Nothing is
+// returned when neither cohort has two instances or more. At most
+// MaxInstancesShown instances per cohort are kept, those furthest from
+// their cohort's median; the number left out is returned.
 func instanceEffects(m *canaryv1.MetricResult, md *analysis.MetricData, conf float64, names map[uint16][]string) ([]*canaryv1.InstanceEffect, uint32) {
 	geometric := false
 	pick := func(c analysis.Cohort) *analysis.Instances { return &md.Cohorts[c].Instances }
@@ -330,7 +333,18 @@ func instanceEffects(m *canaryv1.MetricResult, md *analysis.MetricData, conf flo
 		}
 		return mean / ref
 	}
-	cohortRatio := [2]float64{1, ratio(pooled[1].Mean)}
+	// Each cohort's typical instance: the median of its instances' ratios,
+	// which one odd instance does not move.
+	var typical [2]float64
+	for ci := range typical {
+		var rs []float64
+		for _, s := range all {
+			if int(s.cohort) == ci {
+				rs = append(rs, ratio(s.m.Mean))
+			}
+		}
+		typical[ci] = median(rs)
+	}
 	z := zTwoSided(1 - (1-conf)/float64(len(all)))
 	tol := m.GetTolerance()
 	effects := make([]*canaryv1.InstanceEffect, 0, len(all))
@@ -362,14 +376,14 @@ func instanceEffects(m *canaryv1.MetricResult, md *analysis.MetricData, conf flo
 			h := z * math.Sqrt(s.m.M2/(s.m.N-1)/s.m.N) / ref
 			e.Lower, e.Upper = e.Ratio-h, e.Ratio+h
 		}
-		own := cohortRatio[s.cohort]
+		own := typical[s.cohort]
 		peers := b.Len()
 		if s.cohort == analysis.Canary {
 			peers = c.Len()
 		}
 		off := math.Abs(math.Log(e.Ratio / own))
 		dist[e] = off
-		e.StandsOut = peers >= 2 && (e.Lower > own || e.Upper < own) && off > math.Log1p(tol)
+		e.StandsOut = peers >= 3 && (e.Lower > own || e.Upper < own) && off > math.Log1p(tol)
 		effects = append(effects, e)
 	}
 	// Keep the MaxInstancesShown furthest from their cohort, per cohort.
@@ -391,6 +405,19 @@ func instanceEffects(m *canaryv1.MetricResult, md *analysis.MetricData, conf flo
 		kept = append(kept, es...)
 	}
 	return kept, omitted
+}
+
+// median returns the median of vs (NaN ignored; NaN when none is left).
+func median(vs []float64) float64 {
+	vs = slices.DeleteFunc(slices.Clone(vs), math.IsNaN)
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(vs)
+	if n := len(vs); n%2 == 0 {
+		return (vs[n/2-1] + vs[n/2]) / 2
+	}
+	return vs[len(vs)/2]
 }
 
 // cmpNaNLast compares a and b with NaN after every number (for sorting

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -564,7 +565,11 @@ func evidenceChart(id string, k int, name string, traj []*canaryv1.TrajectoryPoi
 		v := math.Pow(10, e)
 		y := sy.at(v)
 		c.line(x0, y, x1, y, "grid")
-		c.text(x0-4, y+4, "end", "tick", pText(v))
+		label := pText(v)
+		if e <= -4 {
+			label = "1e" + strconv.Itoa(int(e))
+		}
+		c.text(x0-4, y+4, "end", "tick", label)
 	}
 	for _, w := range windows {
 		if x := seconds(w); sx.in(x) {
@@ -643,17 +648,12 @@ func progress(have, need float32) float64 {
 }
 
 // gateChart draws each cohort's progress toward the sample its metric's
-// gate needs, over the run; nil when the need was never known (a metric
-// that regressed, or has no events).
+// gate needs, over the run; nil when the need is unknown now (a metric
+// that regressed, or has no events: the gate text says so).
 func gateChart(id string, k int, name, unit string, traj []*canaryv1.TrajectoryPoint) *chart {
-	known := false
-	for _, pt := range traj {
-		if k < len(pt.GetMetrics()) {
-			tm := pt.GetMetrics()[k]
-			known = known || !math.IsNaN(progress(tm.GetHaveBaseline(), tm.GetNeedBaseline())) || !math.IsNaN(progress(tm.GetHaveCanary(), tm.GetNeedCanary()))
-		}
-	}
-	if !known {
+	last := traj[len(traj)-1].GetMetrics()
+	if k >= len(last) || math.IsNaN(progress(last[k].GetHaveBaseline(), last[k].GetNeedBaseline())) &&
+		math.IsNaN(progress(last[k].GetHaveCanary(), last[k].GetNeedCanary())) {
 		return nil
 	}
 	c := &chart{ID: id, Kind: "gate", Class: "gate", W: chartW, H: 180}

@@ -204,7 +204,10 @@ func (r *Renderer) History(w io.Writer, p *HistoryPage) error {
 		if run.GetVerdict() == nil {
 			d, cls = "NOT JUDGED", "d-none"
 		}
-		bakeText, _ := bake(run, run.GetVerdict())
+		bakeText := "no bake time"
+		if _, pct := bake(run, run.GetVerdict()); pct >= 0 {
+			bakeText = fmt.Sprintf("%s of %s", pctText(pct/100), durText(run.GetBakeTime().AsDuration()))
+		}
 		v.Running = append(v.Running, runRow{
 			URL: runURL(run.GetId()), ID: run.GetId(), Service: run.GetService(), Stage: run.GetStage(),
 			Created: tsText(run.GetCreateTime()), Bake: bakeText, Decision: d, DecisionClass: cls,

@@ -162,7 +162,7 @@ func (s scale) in(v float64) bool { return v >= s.lo && v <= s.hi }
 // ticks returns about n tick values within the range: 1-2-5 steps, per
 // decade on a log scale that spans more than a decade.
 func (s scale) ticks(n int) []float64 {
-	if s.log && s.hi/s.lo > 20 {
+	if s.log && s.hi/s.lo > 3 {
 		var out []float64
 		for e := math.Floor(math.Log10(s.lo)); e <= math.Ceil(math.Log10(s.hi)); e++ {
 			for _, m := range []float64{1, 2, 5} {

@@ -33,17 +33,19 @@ const (
 //     MaxChanges most recent such changes), so that the verdict timeline
 //     drawn from the kept points is the one of every judgement;
 //   - of the others, the latest point of each time bucket, buckets fixed
-//     to the Unix epoch whose width grows with the age of their points:
-//     RecentStep (15 s) up to RecentAge (1 h), then 4·RecentStep·2^k for
-//     the ages in (RecentAge·2^(k−1), RecentAge·2^k]: about 30 points per
+//     to the Unix epoch whose width grows with their age: RecentStep
+//     (15 s) up to RecentAge (1 h), then 4·RecentStep·2^k for the buckets
+//     that ended RecentAge·2^(k−1) ago or more: about 30 points per
 //     doubling of the age (a day-long run keeps about 380 points).
 //
 // When that is more than MaxPoints (runs of about three weeks or more),
-// every width is doubled until it is not. The widths nest (each is a power-of-two multiple of the next finer
-// one, on the same grid), so a point dropped once is never needed again:
-// thinning after each judgement, as the server does (Append), keeps what
-// thinning the whole trajectory at once would keep, as long as fewer than
-// MaxChanges decision changes age out. Thin is idempotent.
+// every width is doubled until it is not. The buckets nest (each width is
+// a power-of-two multiple of the next finer one, on the same grid, and a
+// bucket's level depends on its end only), so a point dropped once is
+// never needed again: thinning after each judgement, as the server does
+// (Append), keeps what thinning the whole trajectory at once keeps, as
+// long as no width was doubled and fewer than MaxChanges decision changes
+// age out. Thin is idempotent.
 func Thin(points []*canaryv1.TrajectoryPoint, now time.Time) []*canaryv1.TrajectoryPoint {
 	ps := make([]*canaryv1.TrajectoryPoint, 0, len(points))
 	for _, p := range points {
@@ -80,15 +82,12 @@ func thin(ps []*canaryv1.TrajectoryPoint, now time.Time, scale int) []*canaryv1.
 	// The latest point of each bucket: walking from the newest, the first
 	// point met in a bucket is its latest.
 	type bucket struct {
-		width time.Duration
-		index int64
+		width, index int64 // seconds
 	}
 	seen := make(map[bucket]bool, 2*MaxPoints)
 	for i := len(ps) - 1; i >= 0; i-- {
-		t := ps[i].GetTime().AsTime()
-		w := bucketWidth(now.Sub(t), scale)
-		b := bucket{w, floorDiv(t.Unix(), int64(w/time.Second))}
-		if !seen[b] {
+		w, idx := bucketOf(ps[i].GetTime().AsTime(), now, scale)
+		if b := (bucket{w, idx}); !seen[b] {
 			seen[b] = true
 			keep[i] = true
 		}
@@ -102,20 +101,32 @@ func thin(ps []*canaryv1.TrajectoryPoint, now time.Time, scale int) []*canaryv1.
 	return out
 }
 
-// bucketWidth returns the width of the buckets of points of the given age
-// (see Thin), times 2^scale, saturating far below the int64 limit.
-func bucketWidth(age time.Duration, scale int) time.Duration {
-	w := RecentStep
-	if age > RecentAge {
-		w *= 4
-		for a := RecentAge; a < age && w < 1<<58; a *= 2 {
-			w *= 2
+// bucketOf returns the bucket of a point at t as of now (its width and
+// index, in seconds on the grid of the Unix epoch), with every width
+// multiplied by 2^scale. The level of a bucket is chosen by the age of
+// the bucket's end, not by the point's own age, so that all the points of
+// a bucket are in it together, and a bucket only ever merges into its
+// parent as time goes by: the coarsest width 4·RecentStep·2^k whose
+// bucket around t ended more than RecentAge·2^(k−1) ago, else RecentStep.
+func bucketOf(t, now time.Time, scale int) (width, index int64) {
+	sec := t.Unix()
+	age := func(end int64) time.Duration { return now.Sub(time.Unix(end, 0)) }
+	width = int64(RecentStep/time.Second) << scale
+	band := RecentAge
+	for k := 1; k < 40; k++ {
+		w := int64(4*RecentStep/time.Second) << k << scale
+		if w <= 0 || w > 1<<40 {
+			break
+		}
+		if end := (floorDiv(sec, w) + 1) * w; age(end) <= band {
+			break
+		}
+		width = w
+		if band < 1<<60 {
+			band *= 2
 		}
 	}
-	for ; scale > 0 && w < 1<<58; scale-- {
-		w *= 2
-	}
-	return w
+	return width, floorDiv(sec, width)
 }
 
 // floorDiv is a / b rounded toward −∞ (b > 0).

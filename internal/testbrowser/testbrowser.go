@@ -233,16 +233,22 @@ func Eval[T any](t testing.TB, p *Page, js string) T {
 }
 
 // WaitFor evaluates a JavaScript condition until it is true, or ends the
-// test after d.
+// test after d. Errors while the page navigates (its context destroyed)
+// count as false.
 func (p *Page) WaitFor(t testing.TB, js string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
+	var last error
 	for {
-		if Eval[bool](t, p, "Boolean("+js+")") {
+		ctx, cancel := context.WithTimeout(p.ctx, Timeout)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("Boolean("+js+")"))
+		cancel()
+		if err == nil && ok {
 			return
 		}
+		last = err
 		if time.Now().After(deadline) {
-			t.Fatalf("testbrowser: %s still false after %v", js, d)
+			t.Fatalf("testbrowser: %s still not true after %v (last error: %v)", js, d, last)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -271,6 +277,19 @@ func (p *Page) Screenshot(t testing.TB, full bool) []byte {
 	}
 	if err != nil {
 		t.Fatalf("testbrowser: screenshot: %v", err)
+	}
+	return png
+}
+
+// ElementScreenshot returns a PNG of the first element that matches a CSS
+// selector.
+func (p *Page) ElementScreenshot(t testing.TB, selector string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, Timeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(selector)))
+	if err != nil {
+		t.Fatalf("testbrowser: screenshot of %s: %v", selector, err)
 	}
 	return png
 }

@@ -4848,7 +4848,7 @@ type MetricReport struct {
 	// that window (the effect shown is that window's).
 	WindowStart *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
 	// Instances left out of instances: at most 20 per cohort are kept, those
-	// furthest from their cohort.
+	// furthest from the median of their cohort.
 	InstancesOmitted uint32 `protobuf:"varint,11,opt,name=instances_omitted,json=instancesOmitted,proto3" json:"instances_omitted,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -5236,9 +5236,10 @@ type InstanceEffect struct {
 	Lower float64 `protobuf:"fixed64,7,opt,name=lower,proto3" json:"lower,omitempty"`
 	// Upper bound of ratio's interval.
 	Upper float64 `protobuf:"fixed64,8,opt,name=upper,proto3" json:"upper,omitempty"`
-	// True when the instance differs from the rest of its cohort: its
-	// interval excludes its cohort's ratio and it is off by more than the
-	// metric's tolerance.
+	// True when the instance differs from the rest of its cohort (of three
+	// instances or more): its interval excludes the median of its cohort's
+	// instances' ratios, and it is off that median by more than the metric's
+	// tolerance.
 	StandsOut     bool `protobuf:"varint,9,opt,name=stands_out,json=standsOut,proto3" json:"stands_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
