@@ -257,3 +257,14 @@ func TestPoint(t *testing.T) {
 		t.Errorf("a point of 2 metrics encodes in %d bytes (%v), want compact", len(b), err)
 	}
 }
+
+func TestAppendCoord(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[float64]string{
+		0: "0", 12.34: "12.3", 12.35: "12.4", -4: "-4", -0.04: "0", -0.06: "-0.1", 399.96: "400", 1e20: "0", math.NaN(): "0", math.Inf(-1): "0",
+	} {
+		if got := f(v); got != want {
+			t.Errorf("f(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
