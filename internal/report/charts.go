@@ -97,11 +97,34 @@ func (c *chart) interval(s scale, est, lo, hi, y float64, class, shape, tip stri
 // ratioAxis draws the ticks and labels of a ratio axis at height y.
 func (c *chart) ratioAxis(s scale, y float64) {
 	c.line(s.p0, y, s.p1, y, "axis")
-	for _, t := range s.ticks(5) {
+	for _, t := range ratioTicks(s) {
 		x := s.at(t)
 		c.line(x, y, x, y+4, "axis")
 		c.text(x, y+16, "middle", "tick", ratioText(t))
 	}
+}
+
+// ratioTicks returns the ticks of a ratio axis: round ratios within its
+// range, 1 always among them, at least 34 units apart (a label's width).
+func ratioTicks(s scale) []float64 {
+	var out []float64
+	last := math.Inf(-1)
+	for _, v := range []float64{0.125, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 2, 3, 4, 6, 8} {
+		if !s.in(v) {
+			continue
+		}
+		x := s.at(v)
+		if x-last < 34 {
+			if v != 1 {
+				continue
+			}
+			if len(out) > 0 { // 1 wins over its neighbour
+				out = out[:len(out)-1]
+			}
+		}
+		out, last = append(out, v), x
+	}
+	return out
 }
 
 // forestChart draws the overview: every metric's effect with its interval
