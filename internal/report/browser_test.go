@@ -153,7 +153,8 @@ func checkNoOverflow(t *testing.T, p *testbrowser.Page) {
 // phone widths.
 func TestReportsInBrowser(t *testing.T) {
 	src, rps := replays(t)
-	h, err := report.NewHandler(report.HandlerOptions{Source: src, Refresh: time.Second})
+	// A running run's page reloads itself: not while the test reads it.
+	h, err := report.NewHandler(report.HandlerOptions{Source: src, Refresh: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,9 +309,15 @@ func TestHandlerErrors(t *testing.T) {
 	if !proto.Equal(&got, src.reports[id]) {
 		t.Error("the JSON report is not the report")
 	}
-	resp, _ = get("/runs/" + id)
+	resp, body = get("/runs/" + id)
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
 		t.Errorf("report CSP %q", csp)
+	}
+	if strings.Contains(body, `http-equiv="refresh"`) {
+		t.Error("a finished run's page reloads itself")
+	}
+	if _, body = get("/runs/" + rps["hold"].Run.GetId()); !strings.Contains(body, `http-equiv="refresh" content="10"`) {
+		t.Error("a running run's page does not reload itself every 10 s (the default)")
 	}
 	if resp, _ := http.Post(srv.URL+"/", "text/plain", nil); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: %d", resp.StatusCode)
