@@ -39,6 +39,7 @@ var commands = map[string]command{
 	"watch":    {"show a run's verdict live until it ends (exit code = final verdict): --run ID", runWatch},
 	"simulate": {"measure decision quality on simulated runs: [--runs N] [--seed S] [--scenario NAME|all] [--policy NAME|all] [--workers W]", runSimulate},
 	"history":  {"list final verdicts: [--service S] [--stage ST] [--decision D] [--since 24h|RFC3339]", runHistory},
+	"report":   {"write a run's report, one self-contained HTML file (-o json: the RunReport): RUN > report.html", runReport},
 }
 
 // usageError marks an error as the caller's (exit code 2).

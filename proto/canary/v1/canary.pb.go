@@ -433,6 +433,59 @@ func (MetricOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
 }
 
+// AlarmState is the state of an alarm event.
+type AlarmState int32
+
+const (
+	// Not set.
+	AlarmState_ALARM_STATE_UNSPECIFIED AlarmState = 0
+	// The alarm fires.
+	AlarmState_ALARM_STATE_FIRING AlarmState = 1
+	// The alarm fired and is resolved.
+	AlarmState_ALARM_STATE_RESOLVED AlarmState = 2
+)
+
+// Enum value maps for AlarmState.
+var (
+	AlarmState_name = map[int32]string{
+		0: "ALARM_STATE_UNSPECIFIED",
+		1: "ALARM_STATE_FIRING",
+		2: "ALARM_STATE_RESOLVED",
+	}
+	AlarmState_value = map[string]int32{
+		"ALARM_STATE_UNSPECIFIED": 0,
+		"ALARM_STATE_FIRING":      1,
+		"ALARM_STATE_RESOLVED":    2,
+	}
+)
+
+func (x AlarmState) Enum() *AlarmState {
+	p := new(AlarmState)
+	*p = x
+	return p
+}
+
+func (x AlarmState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlarmState) Descriptor() protoreflect.EnumDescriptor {
+	return file_canary_v1_canary_proto_enumTypes[7].Descriptor()
+}
+
+func (AlarmState) Type() protoreflect.EnumType {
+	return &file_canary_v1_canary_proto_enumTypes[7]
+}
+
+func (x AlarmState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlarmState.Descriptor instead.
+func (AlarmState) EnumDescriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+}
+
 // CanaryConfig is a canary config. It mirrors the YAML schema field for field
 // (YAML key = proto field name), so one file serves both canaryctl and the
 // service:
@@ -4354,6 +4407,1084 @@ func (x *ListVerdictsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// GetRunReportRequest is the request of GetRunReport.
+type GetRunReportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the run.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunReportRequest) Reset() {
+	*x = GetRunReportRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunReportRequest) ProtoMessage() {}
+
+func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
+func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *GetRunReportRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+// GetRunReportResponse is the response of GetRunReport.
+type GetRunReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The report of the run.
+	Report        *RunReport `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunReportResponse) Reset() {
+	*x = GetRunReportResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunReportResponse) ProtoMessage() {}
+
+func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
+func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *GetRunReportResponse) GetReport() *RunReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+// RunReport is everything the report of a run shows, so that the HTML page
+// canaryd serves, the file `canaryctl report` writes and `-o json` come
+// from one source.
+type RunReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run. Its verdict field is left out: see verdict.
+	Run *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// The run's latest verdict (the final one once the run is finished);
+	// absent before the first judgement.
+	Verdict *Verdict `protobuf:"bytes,2,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// One point per judgement, oldest first, coarsened with age: every
+	// decision change is kept, the last hour at a resolution of 15 seconds,
+	// older points on a geometric schedule (about 30 per doubling of their
+	// age), at most 500 points in all.
+	Trajectory []*TrajectoryPoint `protobuf:"bytes,3,rep,name=trajectory,proto3" json:"trajectory,omitempty"`
+	// One entry per metric of the verdict, in the verdict's order.
+	Metrics []*MetricReport `protobuf:"bytes,4,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// The window tests, when the config has a window.
+	Windows *ReportWindows `protobuf:"bytes,5,opt,name=windows,proto3" json:"windows,omitempty"`
+	// Alarms recorded with the run (firing or resolved), oldest first.
+	Alarms        []*AlarmEvent `protobuf:"bytes,6,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunReport) Reset() {
+	*x = RunReport{}
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunReport) ProtoMessage() {}
+
+func (x *RunReport) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
+func (*RunReport) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RunReport) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *RunReport) GetVerdict() *Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return nil
+}
+
+func (x *RunReport) GetTrajectory() []*TrajectoryPoint {
+	if x != nil {
+		return x.Trajectory
+	}
+	return nil
+}
+
+func (x *RunReport) GetMetrics() []*MetricReport {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *RunReport) GetWindows() *ReportWindows {
+	if x != nil {
+		return x.Windows
+	}
+	return nil
+}
+
+func (x *RunReport) GetAlarms() []*AlarmEvent {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+// TrajectoryPoint is the compact record of one judgement of a run, kept
+// with the run for its report: the decision and, per metric, the evidence
+// and the gate. Values are single precision: they are plotted; the
+// verdict holds the exact ones.
+type TrajectoryPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the judgement was made.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// The decision.
+	Decision Decision `protobuf:"varint,2,opt,name=decision,proto3,enum=canary.v1.Decision" json:"decision,omitempty"`
+	// The verdict's sequence number.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// One entry per metric, in the order of Verdict.metrics (the config's
+	// metrics, then traffic_share when the run has the traffic check).
+	Metrics       []*TrajectoryMetric `protobuf:"bytes,4,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrajectoryPoint) Reset() {
+	*x = TrajectoryPoint{}
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrajectoryPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrajectoryPoint) ProtoMessage() {}
+
+func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
+func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *TrajectoryPoint) GetDecision() Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
+func (x *TrajectoryPoint) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *TrajectoryPoint) GetMetrics() []*TrajectoryMetric {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+// TrajectoryMetric is one metric's evidence at one judgement.
+type TrajectoryMetric struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The metric's outcome.
+	Outcome MetricOutcome `protobuf:"varint,1,opt,name=outcome,proto3,enum=canary.v1.MetricOutcome" json:"outcome,omitempty"`
+	// p-value of the rollback test (MetricResult.p_value).
+	PValue float32 `protobuf:"fixed32,2,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
+	// Holm-adjusted p-value of the rollback test: the metric regresses when
+	// it is <= 1 - confidence.
+	AdjustedPValue float32 `protobuf:"fixed32,3,opt,name=adjusted_p_value,json=adjustedPValue,proto3" json:"adjusted_p_value,omitempty"`
+	// p-value of the promote test: the metric can pass when it is <=
+	// 1 - power.
+	PromotePValue float32 `protobuf:"fixed32,4,opt,name=promote_p_value,json=promotePValue,proto3" json:"promote_p_value,omitempty"`
+	// The effect (canary / baseline) and its interval; NaN when not
+	// estimated.
+	EffectEstimate float32 `protobuf:"fixed32,5,opt,name=effect_estimate,json=effectEstimate,proto3" json:"effect_estimate,omitempty"`
+	// Lower bound of the effect's interval.
+	EffectLower float32 `protobuf:"fixed32,6,opt,name=effect_lower,json=effectLower,proto3" json:"effect_lower,omitempty"`
+	// Upper bound of the effect's interval.
+	EffectUpper float32 `protobuf:"fixed32,7,opt,name=effect_upper,json=effectUpper,proto3" json:"effect_upper,omitempty"`
+	// Observations (or exposure) the baseline had (Gate.unit).
+	HaveBaseline float32 `protobuf:"fixed32,8,opt,name=have_baseline,json=haveBaseline,proto3" json:"have_baseline,omitempty"`
+	// Observations (or exposure) the canary had.
+	HaveCanary float32 `protobuf:"fixed32,9,opt,name=have_canary,json=haveCanary,proto3" json:"have_canary,omitempty"`
+	// Gate.need_baseline: how much more the baseline needs (+Inf: unknown).
+	NeedBaseline float32 `protobuf:"fixed32,10,opt,name=need_baseline,json=needBaseline,proto3" json:"need_baseline,omitempty"`
+	// Gate.need_canary: how much more the canary needs (+Inf: unknown).
+	NeedCanary    float32 `protobuf:"fixed32,11,opt,name=need_canary,json=needCanary,proto3" json:"need_canary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrajectoryMetric) Reset() {
+	*x = TrajectoryMetric{}
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrajectoryMetric) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrajectoryMetric) ProtoMessage() {}
+
+func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
+func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return MetricOutcome_METRIC_OUTCOME_UNSPECIFIED
+}
+
+func (x *TrajectoryMetric) GetPValue() float32 {
+	if x != nil {
+		return x.PValue
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetAdjustedPValue() float32 {
+	if x != nil {
+		return x.AdjustedPValue
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetPromotePValue() float32 {
+	if x != nil {
+		return x.PromotePValue
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetEffectEstimate() float32 {
+	if x != nil {
+		return x.EffectEstimate
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetEffectLower() float32 {
+	if x != nil {
+		return x.EffectLower
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetEffectUpper() float32 {
+	if x != nil {
+		return x.EffectUpper
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetHaveBaseline() float32 {
+	if x != nil {
+		return x.HaveBaseline
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetHaveCanary() float32 {
+	if x != nil {
+		return x.HaveCanary
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetNeedBaseline() float32 {
+	if x != nil {
+		return x.NeedBaseline
+	}
+	return 0
+}
+
+func (x *TrajectoryMetric) GetNeedCanary() float32 {
+	if x != nil {
+		return x.NeedCanary
+	}
+	return 0
+}
+
+// MetricReport is what a report shows of one metric beyond its
+// MetricResult: the band the effect is judged against, each cohort's value
+// with its interval, the distributions, and the instances.
+type MetricReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Metric name (the MetricResult of the same name holds the evidence).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The effects accepted as no regression: [tolerance_lower,
+	// tolerance_upper] (0 and +Inf for an unbounded side), e.g. [0, 1.1]
+	// for an increase of at most 10%.
+	ToleranceLower float64 `protobuf:"fixed64,2,opt,name=tolerance_lower,json=toleranceLower,proto3" json:"tolerance_lower,omitempty"`
+	// Upper end of the tolerance band.
+	ToleranceUpper float64 `protobuf:"fixed64,3,opt,name=tolerance_upper,json=toleranceUpper,proto3" json:"tolerance_upper,omitempty"`
+	// The promote bound: the metric passes once the data show the effect
+	// within [promote_lower, promote_upper] (tolerance plus detectable
+	// effect) with confidence power. Equal to the tolerance band for a check
+	// without a promote test (traffic_share).
+	PromoteLower float64 `protobuf:"fixed64,4,opt,name=promote_lower,json=promoteLower,proto3" json:"promote_lower,omitempty"`
+	// Upper end of the promote band.
+	PromoteUpper float64 `protobuf:"fixed64,5,opt,name=promote_upper,json=promoteUpper,proto3" json:"promote_upper,omitempty"`
+	// Each cohort's value with its interval: the median for a distribution
+	// metric (with its distribution-free interval), the rate for a rate
+	// metric, the mean for a mean metric. Descriptive: the cohort on its
+	// own, not the test's time-stratified comparison.
+	Baseline *CohortValue `protobuf:"bytes,6,opt,name=baseline,proto3" json:"baseline,omitempty"`
+	// The canary's value with its interval.
+	Canary *CohortValue `protobuf:"bytes,7,opt,name=canary,proto3" json:"canary,omitempty"`
+	// Distribution metrics: both cohorts' distributions on shared bins.
+	Histogram *DistributionHistogram `protobuf:"bytes,8,opt,name=histogram,proto3" json:"histogram,omitempty"`
+	// The instances of both cohorts (slots of up to 256 per cohort, as the
+	// judge keeps them), baseline first, each by decreasing ratio.
+	Instances []*InstanceEffect `protobuf:"bytes,9,rep,name=instances,proto3" json:"instances,omitempty"`
+	// Set when the rollback p-value came from a window test: the start of
+	// that window (the effect shown is that window's).
+	WindowStart *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	// Instances left out of instances: at most 20 per cohort are kept, those
+	// furthest from the median of their cohort.
+	InstancesOmitted uint32 `protobuf:"varint,11,opt,name=instances_omitted,json=instancesOmitted,proto3" json:"instances_omitted,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *MetricReport) Reset() {
+	*x = MetricReport{}
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricReport) ProtoMessage() {}
+
+func (x *MetricReport) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
+func (*MetricReport) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *MetricReport) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MetricReport) GetToleranceLower() float64 {
+	if x != nil {
+		return x.ToleranceLower
+	}
+	return 0
+}
+
+func (x *MetricReport) GetToleranceUpper() float64 {
+	if x != nil {
+		return x.ToleranceUpper
+	}
+	return 0
+}
+
+func (x *MetricReport) GetPromoteLower() float64 {
+	if x != nil {
+		return x.PromoteLower
+	}
+	return 0
+}
+
+func (x *MetricReport) GetPromoteUpper() float64 {
+	if x != nil {
+		return x.PromoteUpper
+	}
+	return 0
+}
+
+func (x *MetricReport) GetBaseline() *CohortValue {
+	if x != nil {
+		return x.Baseline
+	}
+	return nil
+}
+
+func (x *MetricReport) GetCanary() *CohortValue {
+	if x != nil {
+		return x.Canary
+	}
+	return nil
+}
+
+func (x *MetricReport) GetHistogram() *DistributionHistogram {
+	if x != nil {
+		return x.Histogram
+	}
+	return nil
+}
+
+func (x *MetricReport) GetInstances() []*InstanceEffect {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *MetricReport) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *MetricReport) GetInstancesOmitted() uint32 {
+	if x != nil {
+		return x.InstancesOmitted
+	}
+	return 0
+}
+
+// CohortValue is one cohort's value of a metric with its interval.
+type CohortValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the value is: "median", "rate" or "mean".
+	Statistic string `protobuf:"bytes,1,opt,name=statistic,proto3" json:"statistic,omitempty"`
+	// The value.
+	Estimate float64 `protobuf:"fixed64,2,opt,name=estimate,proto3" json:"estimate,omitempty"`
+	// Lower bound of the interval.
+	Lower float64 `protobuf:"fixed64,3,opt,name=lower,proto3" json:"lower,omitempty"`
+	// Upper bound of the interval.
+	Upper float64 `protobuf:"fixed64,4,opt,name=upper,proto3" json:"upper,omitempty"`
+	// Confidence level of the interval (the verdict's confidence).
+	Confidence    float64 `protobuf:"fixed64,5,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CohortValue) Reset() {
+	*x = CohortValue{}
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CohortValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CohortValue) ProtoMessage() {}
+
+func (x *CohortValue) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
+func (*CohortValue) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CohortValue) GetStatistic() string {
+	if x != nil {
+		return x.Statistic
+	}
+	return ""
+}
+
+func (x *CohortValue) GetEstimate() float64 {
+	if x != nil {
+		return x.Estimate
+	}
+	return 0
+}
+
+func (x *CohortValue) GetLower() float64 {
+	if x != nil {
+		return x.Lower
+	}
+	return 0
+}
+
+func (x *CohortValue) GetUpper() float64 {
+	if x != nil {
+		return x.Upper
+	}
+	return 0
+}
+
+func (x *CohortValue) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+// DistributionHistogram holds both cohorts' distributions of a
+// distribution metric on the same log-spaced bins (at most 200), for
+// plotting, with their quantiles.
+type DistributionHistogram struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bin edges, increasing, > 0: bin i holds the values in [edges[i],
+	// edges[i+1]) (the last bin also its upper edge). One more than the
+	// bins.
+	Edges []float64 `protobuf:"fixed64,1,rep,packed,name=edges,proto3" json:"edges,omitempty"`
+	// Baseline observations per bin.
+	BaselineCounts []float64 `protobuf:"fixed64,2,rep,packed,name=baseline_counts,json=baselineCounts,proto3" json:"baseline_counts,omitempty"`
+	// Canary observations per bin.
+	CanaryCounts []float64 `protobuf:"fixed64,3,rep,packed,name=canary_counts,json=canaryCounts,proto3" json:"canary_counts,omitempty"`
+	// Baseline observations equal to 0 (not on a log scale).
+	BaselineZeros float64 `protobuf:"fixed64,4,opt,name=baseline_zeros,json=baselineZeros,proto3" json:"baseline_zeros,omitempty"`
+	// Canary observations equal to 0.
+	CanaryZeros float64 `protobuf:"fixed64,5,opt,name=canary_zeros,json=canaryZeros,proto3" json:"canary_zeros,omitempty"`
+	// Baseline quantiles.
+	BaselineQuantiles *Quantiles `protobuf:"bytes,6,opt,name=baseline_quantiles,json=baselineQuantiles,proto3" json:"baseline_quantiles,omitempty"`
+	// Canary quantiles.
+	CanaryQuantiles *Quantiles `protobuf:"bytes,7,opt,name=canary_quantiles,json=canaryQuantiles,proto3" json:"canary_quantiles,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DistributionHistogram) Reset() {
+	*x = DistributionHistogram{}
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DistributionHistogram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DistributionHistogram) ProtoMessage() {}
+
+func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
+func (*DistributionHistogram) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *DistributionHistogram) GetEdges() []float64 {
+	if x != nil {
+		return x.Edges
+	}
+	return nil
+}
+
+func (x *DistributionHistogram) GetBaselineCounts() []float64 {
+	if x != nil {
+		return x.BaselineCounts
+	}
+	return nil
+}
+
+func (x *DistributionHistogram) GetCanaryCounts() []float64 {
+	if x != nil {
+		return x.CanaryCounts
+	}
+	return nil
+}
+
+func (x *DistributionHistogram) GetBaselineZeros() float64 {
+	if x != nil {
+		return x.BaselineZeros
+	}
+	return 0
+}
+
+func (x *DistributionHistogram) GetCanaryZeros() float64 {
+	if x != nil {
+		return x.CanaryZeros
+	}
+	return 0
+}
+
+func (x *DistributionHistogram) GetBaselineQuantiles() *Quantiles {
+	if x != nil {
+		return x.BaselineQuantiles
+	}
+	return nil
+}
+
+func (x *DistributionHistogram) GetCanaryQuantiles() *Quantiles {
+	if x != nil {
+		return x.CanaryQuantiles
+	}
+	return nil
+}
+
+// Quantiles are the 50th, 90th and 99th percentiles of a cohort.
+type Quantiles struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Median.
+	P50 float64 `protobuf:"fixed64,1,opt,name=p50,proto3" json:"p50,omitempty"`
+	// 90th percentile.
+	P90 float64 `protobuf:"fixed64,2,opt,name=p90,proto3" json:"p90,omitempty"`
+	// 99th percentile.
+	P99           float64 `protobuf:"fixed64,3,opt,name=p99,proto3" json:"p99,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quantiles) Reset() {
+	*x = Quantiles{}
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quantiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quantiles) ProtoMessage() {}
+
+func (x *Quantiles) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
+func (*Quantiles) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *Quantiles) GetP50() float64 {
+	if x != nil {
+		return x.P50
+	}
+	return 0
+}
+
+func (x *Quantiles) GetP90() float64 {
+	if x != nil {
+		return x.P90
+	}
+	return 0
+}
+
+func (x *Quantiles) GetP99() float64 {
+	if x != nil {
+		return x.P99
+	}
+	return 0
+}
+
+// InstanceEffect is one instance's value of a metric against the
+// baseline's: the odd host stands out.
+type InstanceEffect struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Cohort of the instance.
+	Cohort Cohort `protobuf:"varint,1,opt,name=cohort,proto3,enum=canary.v1.Cohort" json:"cohort,omitempty"`
+	// Name of the instance (Sample.instance) when the server knows it, else
+	// "slot N"; "" names the samples sent without an instance.
+	Instance string `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The judge's slot of the instance (a hash of its name, 0-255).
+	Slot uint32 `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`
+	// Observations (distribution, mean) or exposure (rate) of the instance.
+	N float64 `protobuf:"fixed64,4,opt,name=n,proto3" json:"n,omitempty"`
+	// The instance's value: its geometric mean (distribution metrics), mean
+	// (mean metrics) or rate (rate metrics).
+	Value float64 `protobuf:"fixed64,5,opt,name=value,proto3" json:"value,omitempty"`
+	// value relative to the whole baseline's (its geometric mean, mean or
+	// rate).
+	Ratio float64 `protobuf:"fixed64,6,opt,name=ratio,proto3" json:"ratio,omitempty"`
+	// Lower bound of ratio's interval, from the instance's own spread
+	// (the baseline taken as known), at the verdict's confidence with a
+	// Bonferroni share per instance.
+	Lower float64 `protobuf:"fixed64,7,opt,name=lower,proto3" json:"lower,omitempty"`
+	// Upper bound of ratio's interval.
+	Upper float64 `protobuf:"fixed64,8,opt,name=upper,proto3" json:"upper,omitempty"`
+	// True when the instance differs from the rest of its cohort (of three
+	// instances or more): its interval excludes the median of its cohort's
+	// instances' ratios, and it is off that median by more than the metric's
+	// tolerance.
+	StandsOut     bool `protobuf:"varint,9,opt,name=stands_out,json=standsOut,proto3" json:"stands_out,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceEffect) Reset() {
+	*x = InstanceEffect{}
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceEffect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceEffect) ProtoMessage() {}
+
+func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
+func (*InstanceEffect) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *InstanceEffect) GetCohort() Cohort {
+	if x != nil {
+		return x.Cohort
+	}
+	return Cohort_COHORT_UNSPECIFIED
+}
+
+func (x *InstanceEffect) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *InstanceEffect) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *InstanceEffect) GetN() float64 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *InstanceEffect) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *InstanceEffect) GetRatio() float64 {
+	if x != nil {
+		return x.Ratio
+	}
+	return 0
+}
+
+func (x *InstanceEffect) GetLower() float64 {
+	if x != nil {
+		return x.Lower
+	}
+	return 0
+}
+
+func (x *InstanceEffect) GetUpper() float64 {
+	if x != nil {
+		return x.Upper
+	}
+	return 0
+}
+
+func (x *InstanceEffect) GetStandsOut() bool {
+	if x != nil {
+		return x.StandsOut
+	}
+	return false
+}
+
+// ReportWindows describes the window tests of a run (config window).
+type ReportWindows struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Length of a window.
+	Length *durationpb.Duration `protobuf:"bytes,1,opt,name=length,proto3" json:"length,omitempty"`
+	// Starts of the windows the latest judgement tested, newest first.
+	Starts        []*timestamppb.Timestamp `protobuf:"bytes,2,rep,name=starts,proto3" json:"starts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportWindows) Reset() {
+	*x = ReportWindows{}
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportWindows) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportWindows) ProtoMessage() {}
+
+func (x *ReportWindows) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
+func (*ReportWindows) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ReportWindows) GetLength() *durationpb.Duration {
+	if x != nil {
+		return x.Length
+	}
+	return nil
+}
+
+func (x *ReportWindows) GetStarts() []*timestamppb.Timestamp {
+	if x != nil {
+		return x.Starts
+	}
+	return nil
+}
+
+// AlarmEvent is an alarm recorded with a run (e.g. an Alertmanager alert
+// matching the run).
+type AlarmEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the alarm (Alertmanager's alertname).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its summary, in words.
+	Summary string `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Its labels.
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// When it started firing.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// When it was resolved; absent while it fires.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Its state.
+	State         AlarmState `protobuf:"varint,6,opt,name=state,proto3,enum=canary.v1.AlarmState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmEvent) Reset() {
+	*x = AlarmEvent{}
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmEvent) ProtoMessage() {}
+
+func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
+func (*AlarmEvent) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *AlarmEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *AlarmEvent) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *AlarmEvent) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *AlarmEvent) GetState() AlarmState {
+	if x != nil {
+		return x.State
+	}
+	return AlarmState_ALARM_STATE_UNSPECIFIED
+}
+
 var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
@@ -4682,7 +5813,99 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tR\tpageToken\"n\n" +
 	"\x14ListVerdictsResponse\x12.\n" +
 	"\bverdicts\x18\x01 \x03(\v2\x12.canary.v1.VerdictR\bverdicts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8f\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x13GetRunReportRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"D\n" +
+	"\x14GetRunReportResponse\x12,\n" +
+	"\x06report\x18\x01 \x01(\v2\x14.canary.v1.RunReportR\x06report\"\xad\x02\n" +
+	"\tRunReport\x12 \n" +
+	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\x12,\n" +
+	"\averdict\x18\x02 \x01(\v2\x12.canary.v1.VerdictR\averdict\x12:\n" +
+	"\n" +
+	"trajectory\x18\x03 \x03(\v2\x1a.canary.v1.TrajectoryPointR\n" +
+	"trajectory\x121\n" +
+	"\ametrics\x18\x04 \x03(\v2\x17.canary.v1.MetricReportR\ametrics\x122\n" +
+	"\awindows\x18\x05 \x01(\v2\x18.canary.v1.ReportWindowsR\awindows\x12-\n" +
+	"\x06alarms\x18\x06 \x03(\v2\x15.canary.v1.AlarmEventR\x06alarms\"\xc5\x01\n" +
+	"\x0fTrajectoryPoint\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12/\n" +
+	"\bdecision\x18\x02 \x01(\x0e2\x13.canary.v1.DecisionR\bdecision\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x125\n" +
+	"\ametrics\x18\x04 \x03(\v2\x1b.canary.v1.TrajectoryMetricR\ametrics\"\xac\x03\n" +
+	"\x10TrajectoryMetric\x122\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x18.canary.v1.MetricOutcomeR\aoutcome\x12\x17\n" +
+	"\ap_value\x18\x02 \x01(\x02R\x06pValue\x12(\n" +
+	"\x10adjusted_p_value\x18\x03 \x01(\x02R\x0eadjustedPValue\x12&\n" +
+	"\x0fpromote_p_value\x18\x04 \x01(\x02R\rpromotePValue\x12'\n" +
+	"\x0feffect_estimate\x18\x05 \x01(\x02R\x0eeffectEstimate\x12!\n" +
+	"\feffect_lower\x18\x06 \x01(\x02R\veffectLower\x12!\n" +
+	"\feffect_upper\x18\a \x01(\x02R\veffectUpper\x12#\n" +
+	"\rhave_baseline\x18\b \x01(\x02R\fhaveBaseline\x12\x1f\n" +
+	"\vhave_canary\x18\t \x01(\x02R\n" +
+	"haveCanary\x12#\n" +
+	"\rneed_baseline\x18\n" +
+	" \x01(\x02R\fneedBaseline\x12\x1f\n" +
+	"\vneed_canary\x18\v \x01(\x02R\n" +
+	"needCanary\"\x87\x04\n" +
+	"\fMetricReport\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x0ftolerance_lower\x18\x02 \x01(\x01R\x0etoleranceLower\x12'\n" +
+	"\x0ftolerance_upper\x18\x03 \x01(\x01R\x0etoleranceUpper\x12#\n" +
+	"\rpromote_lower\x18\x04 \x01(\x01R\fpromoteLower\x12#\n" +
+	"\rpromote_upper\x18\x05 \x01(\x01R\fpromoteUpper\x122\n" +
+	"\bbaseline\x18\x06 \x01(\v2\x16.canary.v1.CohortValueR\bbaseline\x12.\n" +
+	"\x06canary\x18\a \x01(\v2\x16.canary.v1.CohortValueR\x06canary\x12>\n" +
+	"\thistogram\x18\b \x01(\v2 .canary.v1.DistributionHistogramR\thistogram\x127\n" +
+	"\tinstances\x18\t \x03(\v2\x19.canary.v1.InstanceEffectR\tinstances\x12=\n" +
+	"\fwindow_start\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x12+\n" +
+	"\x11instances_omitted\x18\v \x01(\rR\x10instancesOmitted\"\x93\x01\n" +
+	"\vCohortValue\x12\x1c\n" +
+	"\tstatistic\x18\x01 \x01(\tR\tstatistic\x12\x1a\n" +
+	"\bestimate\x18\x02 \x01(\x01R\bestimate\x12\x14\n" +
+	"\x05lower\x18\x03 \x01(\x01R\x05lower\x12\x14\n" +
+	"\x05upper\x18\x04 \x01(\x01R\x05upper\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\x05 \x01(\x01R\n" +
+	"confidence\"\xcb\x02\n" +
+	"\x15DistributionHistogram\x12\x14\n" +
+	"\x05edges\x18\x01 \x03(\x01R\x05edges\x12'\n" +
+	"\x0fbaseline_counts\x18\x02 \x03(\x01R\x0ebaselineCounts\x12#\n" +
+	"\rcanary_counts\x18\x03 \x03(\x01R\fcanaryCounts\x12%\n" +
+	"\x0ebaseline_zeros\x18\x04 \x01(\x01R\rbaselineZeros\x12!\n" +
+	"\fcanary_zeros\x18\x05 \x01(\x01R\vcanaryZeros\x12C\n" +
+	"\x12baseline_quantiles\x18\x06 \x01(\v2\x14.canary.v1.QuantilesR\x11baselineQuantiles\x12?\n" +
+	"\x10canary_quantiles\x18\a \x01(\v2\x14.canary.v1.QuantilesR\x0fcanaryQuantiles\"A\n" +
+	"\tQuantiles\x12\x10\n" +
+	"\x03p50\x18\x01 \x01(\x01R\x03p50\x12\x10\n" +
+	"\x03p90\x18\x02 \x01(\x01R\x03p90\x12\x10\n" +
+	"\x03p99\x18\x03 \x01(\x01R\x03p99\"\xf0\x01\n" +
+	"\x0eInstanceEffect\x12)\n" +
+	"\x06cohort\x18\x01 \x01(\x0e2\x11.canary.v1.CohortR\x06cohort\x12\x1a\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\x12\x12\n" +
+	"\x04slot\x18\x03 \x01(\rR\x04slot\x12\f\n" +
+	"\x01n\x18\x04 \x01(\x01R\x01n\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\x01R\x05value\x12\x14\n" +
+	"\x05ratio\x18\x06 \x01(\x01R\x05ratio\x12\x14\n" +
+	"\x05lower\x18\a \x01(\x01R\x05lower\x12\x14\n" +
+	"\x05upper\x18\b \x01(\x01R\x05upper\x12\x1d\n" +
+	"\n" +
+	"stands_out\x18\t \x01(\bR\tstandsOut\"v\n" +
+	"\rReportWindows\x121\n" +
+	"\x06length\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06length\x122\n" +
+	"\x06starts\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampR\x06starts\"\xcf\x02\n" +
+	"\n" +
+	"AlarmEvent\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\asummary\x18\x02 \x01(\tR\asummary\x129\n" +
+	"\x06labels\x18\x03 \x03(\v2!.canary.v1.AlarmEvent.LabelsEntryR\x06labels\x129\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12+\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x15.canary.v1.AlarmStateR\x05state\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x8f\x01\n" +
 	"\x0eMetricCategory\x12\x1f\n" +
 	"\x1bMETRIC_CATEGORY_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19METRIC_CATEGORY_STABILITY\x10\x01\x12\x1f\n" +
@@ -4718,7 +5941,12 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x13METRIC_OUTCOME_PASS\x10\x01\x12\x17\n" +
 	"\x13METRIC_OUTCOME_HOLD\x10\x02\x12\x1d\n" +
 	"\x19METRIC_OUTCOME_REGRESSION\x10\x03\x12\x1a\n" +
-	"\x16METRIC_OUTCOME_NO_DATA\x10\x042\xc0\a\n" +
+	"\x16METRIC_OUTCOME_NO_DATA\x10\x04*[\n" +
+	"\n" +
+	"AlarmState\x12\x1b\n" +
+	"\x17ALARM_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ALARM_STATE_FIRING\x10\x01\x12\x18\n" +
+	"\x14ALARM_STATE_RESOLVED\x10\x022\x91\b\n" +
 	"\rCanaryService\x12F\n" +
 	"\tPutConfig\x12\x1b.canary.v1.PutConfigRequest\x1a\x1c.canary.v1.PutConfigResponse\x12F\n" +
 	"\tGetConfig\x12\x1b.canary.v1.GetConfigRequest\x1a\x1c.canary.v1.GetConfigResponse\x12L\n" +
@@ -4732,7 +5960,8 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\fWatchVerdict\x12\x1e.canary.v1.WatchVerdictRequest\x1a\x1f.canary.v1.WatchVerdictResponse0\x01\x12L\n" +
 	"\vCompleteRun\x12\x1d.canary.v1.CompleteRunRequest\x1a\x1e.canary.v1.CompleteRunResponse\x12C\n" +
 	"\bAbortRun\x12\x1a.canary.v1.AbortRunRequest\x1a\x1b.canary.v1.AbortRunResponse\x12O\n" +
-	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
+	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponse\x12O\n" +
+	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_canary_v1_canary_proto_rawDescOnce sync.Once
@@ -4746,8 +5975,8 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 	return file_canary_v1_canary_proto_rawDescData
 }
 
-var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
 	(MetricType)(0),               // 1: canary.v1.MetricType
@@ -4756,164 +5985,205 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(Cohort)(0),                   // 4: canary.v1.Cohort
 	(Decision)(0),                 // 5: canary.v1.Decision
 	(MetricOutcome)(0),            // 6: canary.v1.MetricOutcome
-	(*CanaryConfig)(nil),          // 7: canary.v1.CanaryConfig
-	(*TrafficCheck)(nil),          // 8: canary.v1.TrafficCheck
-	(*MetricConfig)(nil),          // 9: canary.v1.MetricConfig
-	(*ConfigVersion)(nil),         // 10: canary.v1.ConfigVersion
-	(*ConfigRef)(nil),             // 11: canary.v1.ConfigRef
-	(*PutConfigRequest)(nil),      // 12: canary.v1.PutConfigRequest
-	(*PutConfigResponse)(nil),     // 13: canary.v1.PutConfigResponse
-	(*GetConfigRequest)(nil),      // 14: canary.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 15: canary.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),    // 16: canary.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),   // 17: canary.v1.ListConfigsResponse
-	(*Run)(nil),                   // 18: canary.v1.Run
-	(*RunCounters)(nil),           // 19: canary.v1.RunCounters
-	(*CreateRunRequest)(nil),      // 20: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),     // 21: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),         // 22: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 23: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 24: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 25: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),    // 26: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),   // 27: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),       // 28: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),      // 29: canary.v1.AbortRunResponse
-	(*Sample)(nil),                // 30: canary.v1.Sample
-	(*Counts)(nil),                // 31: canary.v1.Counts
-	(*MetricColumn)(nil),          // 32: canary.v1.MetricColumn
-	(*Histogram)(nil),             // 33: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),       // 34: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),    // 35: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),            // 36: canary.v1.BucketSpan
-	(*Batch)(nil),                 // 37: canary.v1.Batch
-	(*IngestAck)(nil),             // 38: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 39: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 40: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 41: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 42: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 43: canary.v1.Verdict
-	(*MetricResult)(nil),          // 44: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 45: canary.v1.CohortSummary
-	(*Effect)(nil),                // 46: canary.v1.Effect
-	(*Gate)(nil),                  // 47: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 48: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 49: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 50: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 51: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 52: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 53: canary.v1.ListVerdictsResponse
-	nil,                           // 54: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 55: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 56: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 57: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	(*durationpb.Duration)(nil),   // 58: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 59: google.protobuf.Timestamp
+	(AlarmState)(0),               // 7: canary.v1.AlarmState
+	(*CanaryConfig)(nil),          // 8: canary.v1.CanaryConfig
+	(*TrafficCheck)(nil),          // 9: canary.v1.TrafficCheck
+	(*MetricConfig)(nil),          // 10: canary.v1.MetricConfig
+	(*ConfigVersion)(nil),         // 11: canary.v1.ConfigVersion
+	(*ConfigRef)(nil),             // 12: canary.v1.ConfigRef
+	(*PutConfigRequest)(nil),      // 13: canary.v1.PutConfigRequest
+	(*PutConfigResponse)(nil),     // 14: canary.v1.PutConfigResponse
+	(*GetConfigRequest)(nil),      // 15: canary.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),     // 16: canary.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),    // 17: canary.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),   // 18: canary.v1.ListConfigsResponse
+	(*Run)(nil),                   // 19: canary.v1.Run
+	(*RunCounters)(nil),           // 20: canary.v1.RunCounters
+	(*CreateRunRequest)(nil),      // 21: canary.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),     // 22: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),         // 23: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 24: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),       // 25: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 26: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),    // 27: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),   // 28: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),       // 29: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),      // 30: canary.v1.AbortRunResponse
+	(*Sample)(nil),                // 31: canary.v1.Sample
+	(*Counts)(nil),                // 32: canary.v1.Counts
+	(*MetricColumn)(nil),          // 33: canary.v1.MetricColumn
+	(*Histogram)(nil),             // 34: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),       // 35: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),    // 36: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),            // 37: canary.v1.BucketSpan
+	(*Batch)(nil),                 // 38: canary.v1.Batch
+	(*IngestAck)(nil),             // 39: canary.v1.IngestAck
+	(*IngestRequest)(nil),         // 40: canary.v1.IngestRequest
+	(*IngestResponse)(nil),        // 41: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),   // 42: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),  // 43: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),               // 44: canary.v1.Verdict
+	(*MetricResult)(nil),          // 45: canary.v1.MetricResult
+	(*CohortSummary)(nil),         // 46: canary.v1.CohortSummary
+	(*Effect)(nil),                // 47: canary.v1.Effect
+	(*Gate)(nil),                  // 48: canary.v1.Gate
+	(*JudgeRequest)(nil),          // 49: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),         // 50: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),   // 51: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),  // 52: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),   // 53: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),  // 54: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),   // 55: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),  // 56: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),             // 57: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),       // 58: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),      // 59: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),          // 60: canary.v1.MetricReport
+	(*CohortValue)(nil),           // 61: canary.v1.CohortValue
+	(*DistributionHistogram)(nil), // 62: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),             // 63: canary.v1.Quantiles
+	(*InstanceEffect)(nil),        // 64: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),         // 65: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),            // 66: canary.v1.AlarmEvent
+	nil,                           // 67: canary.v1.Run.BaselineLabelsEntry
+	nil,                           // 68: canary.v1.Run.CanaryLabelsEntry
+	nil,                           // 69: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                           // 70: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                           // 71: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),   // 72: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 73: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	58, // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
-	9,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	58, // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
-	8,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
-	0,  // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,  // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,  // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	7,  // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	59, // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	10, // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	10, // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	10, // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	7,  // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	54, // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	55, // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	58, // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,  // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
-	59, // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	59, // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	43, // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	19, // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	59, // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	59, // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	11, // 24: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	7,  // 25: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	56, // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	57, // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	58, // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	59, // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	18, // 30: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	18, // 31: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,  // 32: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	18, // 33: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	18, // 34: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	18, // 35: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,  // 36: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	31, // 37: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	33, // 38: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	59, // 39: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,  // 40: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	59, // 41: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	33, // 42: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	34, // 43: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	35, // 44: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	36, // 45: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	36, // 46: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	30, // 47: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	32, // 48: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	37, // 49: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	38, // 50: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	37, // 51: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	38, // 52: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,  // 53: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	59, // 54: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	44, // 55: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,  // 56: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,  // 57: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,  // 58: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,  // 59: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,  // 60: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	45, // 61: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	45, // 62: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	46, // 63: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	47, // 64: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	46, // 65: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	43, // 66: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	43, // 67: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,  // 68: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	59, // 69: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	59, // 70: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	43, // 71: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	12, // 72: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	14, // 73: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	16, // 74: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	20, // 75: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	22, // 76: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	24, // 77: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	39, // 78: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	41, // 79: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	48, // 80: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	50, // 81: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	26, // 82: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	28, // 83: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	52, // 84: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	13, // 85: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	15, // 86: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	17, // 87: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	21, // 88: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	23, // 89: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	25, // 90: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	40, // 91: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	42, // 92: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	49, // 93: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	51, // 94: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	27, // 95: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	29, // 96: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	53, // 97: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	85, // [85:98] is the sub-list for method output_type
-	72, // [72:85] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	72,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	10,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
+	72,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	9,   // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
+	0,   // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,   // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,   // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	8,   // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	73,  // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	8,   // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	11,  // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	11,  // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	11,  // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	8,   // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	67,  // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	68,  // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	72,  // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,   // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
+	73,  // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	73,  // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	44,  // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	20,  // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	73,  // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	73,  // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	12,  // 24: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 25: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	69,  // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	70,  // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	72,  // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	73,  // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	19,  // 30: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	19,  // 31: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 32: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	19,  // 33: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	19,  // 34: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	19,  // 35: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 36: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	32,  // 37: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	34,  // 38: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	73,  // 39: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 40: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	73,  // 41: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	34,  // 42: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	35,  // 43: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	36,  // 44: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	37,  // 45: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	37,  // 46: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	31,  // 47: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	33,  // 48: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	38,  // 49: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	39,  // 50: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	38,  // 51: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	39,  // 52: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 53: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	73,  // 54: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	45,  // 55: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 56: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 57: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 58: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 59: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 60: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	46,  // 61: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	46,  // 62: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	47,  // 63: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	48,  // 64: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	47,  // 65: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	44,  // 66: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	44,  // 67: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 68: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	73,  // 69: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	73,  // 70: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	44,  // 71: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	57,  // 72: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	19,  // 73: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	44,  // 74: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	58,  // 75: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	60,  // 76: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	65,  // 77: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	66,  // 78: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	73,  // 79: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 80: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	59,  // 81: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 82: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	61,  // 83: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	61,  // 84: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	62,  // 85: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	64,  // 86: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	73,  // 87: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	63,  // 88: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	63,  // 89: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 90: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	72,  // 91: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	73,  // 92: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	71,  // 93: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	73,  // 94: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	73,  // 95: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 96: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	13,  // 97: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	15,  // 98: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	17,  // 99: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	21,  // 100: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	23,  // 101: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	25,  // 102: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	40,  // 103: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	42,  // 104: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	49,  // 105: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	51,  // 106: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	27,  // 107: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	29,  // 108: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	53,  // 109: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	55,  // 110: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	14,  // 111: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	16,  // 112: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	18,  // 113: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	22,  // 114: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	24,  // 115: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	26,  // 116: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	41,  // 117: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	43,  // 118: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	50,  // 119: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	52,  // 120: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	28,  // 121: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	30,  // 122: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	54,  // 123: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	56,  // 124: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	111, // [111:125] is the sub-list for method output_type
+	97,  // [97:111] is the sub-list for method input_type
+	97,  // [97:97] is the sub-list for extension type_name
+	97,  // [97:97] is the sub-list for extension extendee
+	0,   // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -4950,8 +6220,8 @@ func file_canary_v1_canary_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   51,
+			NumEnums:      8,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

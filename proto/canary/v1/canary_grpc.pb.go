@@ -32,6 +32,7 @@ const (
 	CanaryService_CompleteRun_FullMethodName  = "/canary.v1.CanaryService/CompleteRun"
 	CanaryService_AbortRun_FullMethodName     = "/canary.v1.CanaryService/AbortRun"
 	CanaryService_ListVerdicts_FullMethodName = "/canary.v1.CanaryService/ListVerdicts"
+	CanaryService_GetRunReport_FullMethodName = "/canary.v1.CanaryService/GetRunReport"
 )
 
 // CanaryServiceClient is the client API for CanaryService service.
@@ -141,6 +142,12 @@ type CanaryServiceClient interface {
 	// ListVerdicts queries the history of final verdicts, newest first,
 	// filtered by service, stage, decision and time range. Paginated.
 	ListVerdicts(ctx context.Context, in *ListVerdictsRequest, opts ...grpc.CallOption) (*ListVerdictsResponse, error)
+	// GetRunReport returns everything the report of a run shows: the run, its
+	// latest (or final) verdict, the trajectory of its judgements, each
+	// distribution metric's histograms, per-instance effects, the windows
+	// and the alarms. canaryd's HTML page of a run and `canaryctl report`
+	// render this message; `-o json` prints it. Errors: NOT_FOUND.
+	GetRunReport(ctx context.Context, in *GetRunReportRequest, opts ...grpc.CallOption) (*GetRunReportResponse, error)
 }
 
 type canaryServiceClient struct {
@@ -293,6 +300,16 @@ func (c *canaryServiceClient) ListVerdicts(ctx context.Context, in *ListVerdicts
 	return out, nil
 }
 
+func (c *canaryServiceClient) GetRunReport(ctx context.Context, in *GetRunReportRequest, opts ...grpc.CallOption) (*GetRunReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRunReportResponse)
+	err := c.cc.Invoke(ctx, CanaryService_GetRunReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CanaryServiceServer is the server API for CanaryService service.
 // All implementations must embed UnimplementedCanaryServiceServer
 // for forward compatibility.
@@ -400,6 +417,12 @@ type CanaryServiceServer interface {
 	// ListVerdicts queries the history of final verdicts, newest first,
 	// filtered by service, stage, decision and time range. Paginated.
 	ListVerdicts(context.Context, *ListVerdictsRequest) (*ListVerdictsResponse, error)
+	// GetRunReport returns everything the report of a run shows: the run, its
+	// latest (or final) verdict, the trajectory of its judgements, each
+	// distribution metric's histograms, per-instance effects, the windows
+	// and the alarms. canaryd's HTML page of a run and `canaryctl report`
+	// render this message; `-o json` prints it. Errors: NOT_FOUND.
+	GetRunReport(context.Context, *GetRunReportRequest) (*GetRunReportResponse, error)
 	mustEmbedUnimplementedCanaryServiceServer()
 }
 
@@ -448,6 +471,9 @@ func (UnimplementedCanaryServiceServer) AbortRun(context.Context, *AbortRunReque
 }
 func (UnimplementedCanaryServiceServer) ListVerdicts(context.Context, *ListVerdictsRequest) (*ListVerdictsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListVerdicts not implemented")
+}
+func (UnimplementedCanaryServiceServer) GetRunReport(context.Context, *GetRunReportRequest) (*GetRunReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRunReport not implemented")
 }
 func (UnimplementedCanaryServiceServer) mustEmbedUnimplementedCanaryServiceServer() {}
 func (UnimplementedCanaryServiceServer) testEmbeddedByValue()                       {}
@@ -686,6 +712,24 @@ func _CanaryService_ListVerdicts_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CanaryService_GetRunReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRunReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).GetRunReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_GetRunReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).GetRunReport(ctx, req.(*GetRunReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CanaryService_ServiceDesc is the grpc.ServiceDesc for CanaryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -736,6 +780,10 @@ var CanaryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListVerdicts",
 			Handler:    _CanaryService_ListVerdicts_Handler,
+		},
+		{
+			MethodName: "GetRunReport",
+			Handler:    _CanaryService_GetRunReport_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
