@@ -102,7 +102,7 @@ func ruleOf(method string) (r rule, public bool) {
 	case canaryv1.CanaryService_Ingest_FullMethodName, canaryv1.CanaryService_IngestStream_FullMethodName:
 		return rule{RoleIngest, targetBatch, false}, false
 	case canaryv1.CanaryService_GetRun_FullMethodName, canaryv1.CanaryService_Judge_FullMethodName,
-		canaryv1.CanaryService_WatchVerdict_FullMethodName:
+		canaryv1.CanaryService_WatchVerdict_FullMethodName, canaryv1.CanaryService_GetRunReport_FullMethodName:
 		return rule{RoleRead, targetRun, false}, false
 	case canaryv1.CanaryService_ListRuns_FullMethodName, canaryv1.CanaryService_ListVerdicts_FullMethodName:
 		return rule{RoleRead, targetList, false}, false
