@@ -254,7 +254,9 @@ func (s *stratRate) ci(confLevel float64, seq bool) (lo, hi float64) {
 	var g func(u float64) float64 // < 0 inside the interval
 	if seq {
 		la := math.Log(1 / alpha)
-		g = func(u float64) float64 { return math.Log(s.mixtureWith(rateCSDeltas(), math.Exp(u), stat.TwoSided)) - la }
+		g = func(u float64) float64 {
+			return math.Log(s.mixtureWith(rateCSDeltas(), math.Exp(u), stat.TwoSided)) - la
+		}
 	} else {
 		la := math.Log(alpha / 2)
 		g = func(u float64) float64 {

@@ -1,10 +1,8 @@
 package analysis
 
 import (
-	"encoding/json"
-	"fmt"
+	"github.com/canaryd/canaryd/internal/refvec"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/canaryd/canaryd/analysis/stat"
@@ -53,43 +51,13 @@ type stratifiedVectors struct {
 	} `json:"rate_design"`
 }
 
-// rwNum is a float64 in the reference JSON files, where non-finite values
-// are written as the strings "Inf", "-Inf" and "NaN".
-type rwNum float64
-
-func (f *rwNum) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		switch s {
-		case "Inf":
-			*f = rwNum(math.Inf(1))
-		case "-Inf":
-			*f = rwNum(math.Inf(-1))
-		case "NaN":
-			*f = rwNum(math.NaN())
-		default:
-			return fmt.Errorf("bad number %q", s)
-		}
-		return nil
-	}
-	var v float64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*f = rwNum(v)
-	return nil
-}
+// rwNum is a number of a reference file (refvec.Num).
+type rwNum = refvec.Num
 
 func loadStratified(t *testing.T) *stratifiedVectors {
 	t.Helper()
-	b, err := os.ReadFile("testdata/stratified_vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v stratifiedVectors
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
+	refvec.Load(t, "testdata/stratified_vectors.json", &v)
 	return &v
 }
 

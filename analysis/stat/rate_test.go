@@ -1,52 +1,21 @@
 package stat
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/canaryd/canaryd/internal/refvec"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 )
 
-// rwNum is a float64 in the reference JSON files, where non-finite values
-// are written as the strings "Inf", "-Inf" and "NaN".
-type rwNum float64
+// rwNum is a number of a reference file (refvec.Num).
+type rwNum = refvec.Num
 
-func (f *rwNum) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		switch s {
-		case "Inf":
-			*f = rwNum(math.Inf(1))
-		case "-Inf":
-			*f = rwNum(math.Inf(-1))
-		case "NaN":
-			*f = rwNum(math.NaN())
-		default:
-			return fmt.Errorf("bad number %q", s)
-		}
-		return nil
-	}
-	var v float64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*f = rwNum(v)
-	return nil
-}
-
-// rwLoad decodes a JSON file of testdata into v.
+// rwLoad decodes the JSON file testdata/name into v.
 func rwLoad(t *testing.T, name string, v any) {
 	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	refvec.Load(t, "testdata/"+name, v)
 }
 
 // rwClose reports whether got is within rel·|want| of want (plus an
