@@ -221,6 +221,16 @@ func authRPCs(f *authFixture) []authRPC {
 					return err
 				}, none
 			}},
+		{canaryv1.CanaryService_GetRunReport_FullMethodName, auth.RoleRead, true,
+			func(t *testing.T, svc string) (func(context.Context) error, func(bool)) {
+				return func(ctx context.Context) error {
+					resp, err := c.GetRunReport(ctx, &canaryv1.GetRunReportRequest{RunId: f.runs[svc]})
+					if err == nil && resp.GetReport().GetRun().GetId() != f.runs[svc] {
+						err = errors.New("a report of another run")
+					}
+					return err
+				}, none
+			}},
 		{canaryv1.CanaryService_ListRuns_FullMethodName, auth.RoleRead, true,
 			func(t *testing.T, svc string) (func(context.Context) error, func(bool)) {
 				return func(ctx context.Context) error {
