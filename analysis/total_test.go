@@ -52,3 +52,55 @@ func TestTrafficFractionalExposure(t *testing.T) {
 		}
 	}
 }
+
+const totalDistConfig = `
+name: total
+metrics:
+  - {name: latency, category: performance, type: distribution, min_samples: 3}
+`
+
+// Values of 3.3e14 among zeros: their Σ(x − mean)² exceeds MaxValue²,
+// which the decoder took for corrupt state, so the delta of an accepted
+// batch did not decode and the run could not be folded.
+func TestStateLargeSpread(t *testing.T) {
+	cfg, err := ParseConfig([]byte(totalDistConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewData(cfg)
+	vs := make([]float64, 200)
+	for i := 0; i < len(vs); i += 10 {
+		vs[i] = MaxValue / 3
+	}
+	if err := d.AddValues(0, Baseline, "", time.Time{}, vs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UnmarshalData(cfg, b); err != nil {
+		t.Fatalf("accepted values do not decode: %v", err)
+	}
+}
+
+// A histogram of one observation whose sum is 1e20: its mean lies beyond
+// MaxValue, where no observation can be; it was accepted, and its state
+// did not decode. Ingest rejects it, naming the sum.
+func TestHistogramSumBound(t *testing.T) {
+	cfg, err := ParseConfig([]byte(totalDistConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewData(cfg)
+	h := &Histogram{Bounds: []float64{10, 100}, Counts: []float64{1, 0}, Sum: 1e20, HasSum: true}
+	err = d.Add(&Record{Metric: "latency", Cohort: Canary, Histogram: h})
+	if fe, ok := err.(*FieldError); !ok || fe.Field != "histogram.sum" {
+		t.Fatalf("err = %v, want a FieldError on histogram.sum", err)
+	}
+	h.Sum = 2 * MaxValue // one observation rounded away: still accepted
+	h.Counts = []float64{2, 0}
+	if err := d.Add(&Record{Metric: "latency", Cohort: Canary, Histogram: h}); err != nil {
+		t.Fatalf("sum within count × MaxValue rejected: %v", err)
+	}
+}
