@@ -241,7 +241,7 @@ func OpenClient(ctx context.Context, c redis.UniversalClient, opts Options) (*St
 	opts.setDefaults()
 	s := &Store{
 		c:    c,
-		k:    keys{p: opts.Prefix},
+		k:    newKeys(opts.Prefix),
 		opts: opts,
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
