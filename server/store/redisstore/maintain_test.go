@@ -252,7 +252,7 @@ func TestInterruptedFinishIsRepaired(t *testing.T) {
 	if m, err := s.Maintain(ctx); err != nil || m.Indexed != 0 {
 		t.Errorf("Maintain later = %+v, %v; want nothing indexed", m, err)
 	}
-	if n := rc.HLen(ctx, s.k.pending(shardOf("b"))).Val()+rc.HLen(ctx, s.k.pending(shardOf("a"))).Val(); n != 0 {
+	if n := rc.HLen(ctx, s.k.pending(shardOf("b"))).Val() + rc.HLen(ctx, s.k.pending(shardOf("a"))).Val(); n != 0 {
 		t.Errorf("%d pending marks left, want the abandoned one dropped", n)
 	}
 	// b finishes normally afterwards.

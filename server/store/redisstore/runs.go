@@ -147,7 +147,18 @@ func (s *Store) createClaimed(ctx context.Context, run *canaryv1.Run, fingerprin
 	// request, so the same service, stage and config).
 	run.Id = id
 	run.CreateTime = timestamppb.New(created)
-	return s.writeRun(ctx, run)
+	stored, wrote, err := s.writeRun(ctx, run)
+	if err != nil || !wrote {
+		return stored, wrote, err
+	}
+	// The claim was made with index entries, unless it was migrated from
+	// layout 1 (migrate.go): add them again (idempotent).
+	idx, mem := s.runIndexKeys(stored, canaryv1.RunState_RUN_STATE_RUNNING)
+	reqs := s.k.requests(runShard(stored.GetRequestId(), id))
+	if _, _, err := s.runSlice(ctx, reserveScript, append([]string{reqs}, idx...), "", "", mem); err != nil {
+		s.opts.Logger.Warn("index a run created from its claim", "run", id, "err", err)
+	}
+	return stored, true, nil
 }
 
 // writeRun writes a run record unless one exists: it returns the record

@@ -257,6 +257,8 @@ func OpenClient(ctx context.Context, c redis.UniversalClient, opts Options) (*St
 	return s, nil
 }
 
+// checkSchema sets the layout version of a new store, migrates a layout-1
+// store (migrate.go) and refuses any other version.
 func (s *Store) checkSchema(ctx context.Context) error {
 	if err := s.c.SetNX(ctx, s.k.schema(), schemaVersion, 0).Err(); err != nil {
 		return s.fail(ctx, err)
@@ -265,10 +267,13 @@ func (s *Store) checkSchema(ctx context.Context) error {
 	if err != nil {
 		return s.fail(ctx, err)
 	}
-	if v != schemaVersion {
-		return fmt.Errorf("schema version %q under prefix %q, this canaryd reads %q", v, s.opts.Prefix, schemaVersion)
+	switch v {
+	case schemaVersion:
+		return nil
+	case "1":
+		return s.migrate1(ctx)
 	}
-	return nil
+	return fmt.Errorf("schema version %q under prefix %q, this canaryd reads %q", v, s.opts.Prefix, schemaVersion)
 }
 
 // checkEviction warns when Redis may evict keys: it would drop runs,
