@@ -387,7 +387,7 @@ func (s *Store) updateRun(ctx context.Context, run *canaryv1.Run) error {
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	code, err := s.runCode(ctx, updateScript, []string{s.k.runMeta(run.GetId())}, upd)
+	code, err := s.runAckedCode(ctx, updateScript, []string{s.k.runMeta(run.GetId())}, upd)
 	if err != nil {
 		return err
 	}
@@ -487,10 +487,10 @@ func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run, deltas int64) 
 
 	mark := strconv.FormatInt(s.opts.Now().UnixMilli(), 10)
 	pending := s.k.pending(shardOf(id))
-	if err := s.c.HSet(ctx, pending, id, mark).Err(); err != nil {
-		return s.fail(ctx, err)
+	if _, err := s.runAckedCode(ctx, pendScript, []string{pending}, id, mark); err != nil {
+		return err
 	}
-	code, err := s.runCode(ctx, finishScript, s.k.runKeys(id), int(state), finData, s.opts.Retention.Milliseconds(), deltas)
+	code, err := s.runAckedCode(ctx, finishScript, s.k.runKeys(id), int(state), finData, s.opts.Retention.Milliseconds(), deltas)
 	if err != nil {
 		return err
 	}
@@ -548,7 +548,7 @@ func (s *Store) index(ctx context.Context, h history) error {
 			move = append(move, to[m])
 		}
 	}
-	if _, err := s.runCode(ctx, moveScript, move, mem, leave); err != nil {
+	if _, err := s.runAckedCode(ctx, moveScript, move, mem, leave); err != nil {
 		return err
 	}
 	v := h.verdict
@@ -560,6 +560,6 @@ func (s *Store) index(ctx context.Context, h history) error {
 		hk = append(hk, s.k.verdictIndex(sh, n))
 	}
 	hk = append(hk, s.k.pending(sh))
-	_, err := s.runCode(ctx, historyScript, hk, id, h.data, vmem)
+	_, err := s.runAckedCode(ctx, historyScript, hk, id, h.data, vmem)
 	return err
 }
