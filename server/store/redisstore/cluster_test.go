@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/internal/testcluster"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 	"github.com/canaryd/canaryd/server/store/storetest"
 )
