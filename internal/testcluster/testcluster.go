@@ -175,9 +175,21 @@ func (c *Cluster) WaitHealthy(ctx context.Context) {
 	}
 }
 
-// PrimaryOf returns the node that serves key as primary now.
+// PrimaryOf returns the node that serves key as primary now, and fails
+// the test if none does.
 func (c *Cluster) PrimaryOf(ctx context.Context, key string) *Node {
 	c.t.Helper()
+	n := c.LookupPrimary(ctx, key)
+	if n == nil {
+		c.t.Fatalf("testcluster: no primary serves the slot of %q", key)
+	}
+	return n
+}
+
+// LookupPrimary returns the node that serves key as primary now, by the
+// first live node's view, or nil when none does (a failover is under way).
+// Unlike PrimaryOf it may be called from any goroutine.
+func (c *Cluster) LookupPrimary(ctx context.Context, key string) *Node {
 	slot := 0
 	for _, n := range c.Nodes {
 		if !n.Running() {
@@ -222,7 +234,6 @@ func (c *Cluster) PrimaryOf(ctx context.Context, key string) *Node {
 		}
 		break
 	}
-	c.t.Fatalf("testcluster: no primary serves the slot of %q", key)
 	return nil
 }
 
@@ -350,6 +361,34 @@ func (s *Sentinel) Primary(ctx context.Context) *Node {
 	}
 	s.t.Fatalf("testcluster: no Sentinel names a primary")
 	return nil
+}
+
+// Start starts a killed node again, with its directory (for a cluster
+// node, its nodes.conf: it rejoins the cluster, as a replica of the
+// replica promoted in its place), and waits until it answers PING. It
+// may be called from any goroutine; the node is killed at the end of
+// the test as before.
+func (n *Node) Start() error {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	if n.Running() {
+		return fmt.Errorf("testcluster: start %s: it runs", n.Addr)
+	}
+	if err := n.start(bin); err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if _, err := n.do(context.Background(), "PING"); err == nil {
+			return nil
+		}
+		if !n.Running() || time.Now().After(deadline) {
+			return fmt.Errorf("testcluster: %s did not answer PING: %s", n.Addr, n.logTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Running reports whether the node's process runs.
