@@ -24,6 +24,8 @@ import (
 //	                             folded → deltas folded into snapshots so far
 //	                             exp    → Unix ms (Redis clock) when the raw data expire
 //	                             ctok   → token of the CreateRun call that wrote it
+//	                             traj   → the run's verdict trajectory (PutTrajectory),
+//	                                      kept as long as the record
 //	P:{run:<id>}:ids     set     batch ids stored (kept across snapshots)
 //	P:{run:<id>}:d       stream  deltas in append order, one field "d"
 //	P:{run:<id>}:snap    string  snapshot
