@@ -43,6 +43,7 @@ import (
 //	P:{cfgs}:names       zset    config names
 //	P:schema             string  schema version of the layout
 //	P:health             string  written by Healthy (a write probe), expires in a minute
+//	P:lease:{<name>}     string  holder of a lease (store.Leaser), expires with it
 //
 // The sorted sets are lexicographic: every member has score 0 and Redis
 // orders members bytewise. time is the 12-byte order-preserving encoding of
@@ -78,6 +79,7 @@ func (k keys) verdicts() string               { return k.p + ":{hist}:v" }
 func (k keys) verdictIndex(f string) string   { return k.p + ":{hist}:vi:" + f }
 func (k keys) pending() string                { return k.p + ":{hist}:pending" }
 func (k keys) configVersions(n string) string { return k.p + ":{cfg:" + n + "}:v" }
+func (k keys) lease(name string) string       { return k.p + ":lease:{" + name + "}" }
 func (k keys) configNames() string            { return k.p + ":{cfgs}:names" }
 
 // runKeys are the keys of one run, in the order the scripts take them.
