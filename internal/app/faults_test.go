@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/canaryd/canaryd/internal/testfs"
+	"github.com/canaryd/canaryd/internal/testlog"
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
@@ -42,10 +43,10 @@ func startRunConn(t *testing.T, opts Options) (*grpc.ClientConn, string) {
 // come back without a restart.
 func TestRunDiskFull(t *testing.T) {
 	dir := testfs.Tmpfs(t, "8m")
-	var logs logBuffer
+	var logs testlog.Buffer
 	conn, httpAddr := startRunConn(t, Options{
 		Store:          filepath.Join(dir, "canaryd.db"),
-		Logger:         logs.logger(),
+		Logger:         logs.Logger(),
 		HealthInterval: 3 * time.Second,
 	})
 	ctx := ctxT(t)
@@ -153,9 +154,9 @@ func TestStoreSpecs(t *testing.T) {
 		{"file://elsewhere/x", "names no host"},
 		{"://" + secret + "@x", "not a valid URL"},
 	} {
-		var logs logBuffer
+		var logs testlog.Buffer
 		err := Run(context.Background(), Options{
-			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: tt.spec, Logger: logs.logger(),
+			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: tt.spec, Logger: logs.Logger(),
 			StoreWait: 600 * time.Millisecond,
 		})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -24,6 +24,8 @@ import (
 //	                             folded → deltas folded into snapshots so far
 //	                             exp    → Unix ms (Redis clock) when the raw data expire
 //	                             ctok   → token of the CreateRun call that wrote it
+//	                             traj   → the run's verdict trajectory (PutTrajectory),
+//	                                      kept as long as the record
 //	P:{run:<id>}:ids     set     batch ids stored (kept across snapshots)
 //	P:{run:<id>}:d       stream  deltas in append order, one field "d"
 //	P:{run:<id>}:snap    string  snapshot
@@ -43,6 +45,7 @@ import (
 //	P:{cfgs}:names       zset    config names
 //	P:schema             string  schema version of the layout
 //	P:health             string  written by Healthy (a write probe), expires in a minute
+//	P:lease:{<name>}     string  holder of a lease (store.Leaser), expires with it
 //
 // The sorted sets are lexicographic: every member has score 0 and Redis
 // orders members bytewise. time is the 12-byte order-preserving encoding of
@@ -166,6 +169,7 @@ func (k keys) runIDs(id string) string        { return k.runTag(id) + ":ids" }
 func (k keys) runDeltas(id string) string     { return k.runTag(id) + ":d" }
 func (k keys) runSnap(id string) string       { return k.runTag(id) + ":snap" }
 func (k keys) configVersions(n string) string { return k.p + ":{cfg:" + n + "}:v" }
+func (k keys) lease(name string) string       { return k.p + ":lease:{" + name + "}" }
 func (k keys) configNames() string            { return k.p + ":{cfgs}:names" }
 
 func (k keys) requests(sh int) string           { return k.p + ":{" + k.runs[sh] + "}:req" }
