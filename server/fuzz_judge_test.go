@@ -277,6 +277,7 @@ func FuzzJudge(f *testing.F) {
 		d := newData(acfg, start)
 		counters := &canaryv1.RunCounters{}
 		for _, pb := range fuzzBatches(data, run.GetId(), start) {
+		var pull *canaryv1.PullStatus
 			b, err := e.svc.prepare(context.Background(), pb)
 			if err != nil {
 				if ae, ok := err.(*apiError); !ok || len(ae.violations) == 0 {
@@ -285,7 +286,7 @@ func FuzzJudge(f *testing.F) {
 				continue
 			}
 			e.svc.release(b.lr)
-			if err := foldDelta(acfg, d, counters, b.blob); err != nil {
+			if err := foldDelta(acfg, d, counters, &pull, b.blob); err != nil {
 				t.Fatalf("fold the delta of an accepted batch: %v", err)
 			}
 		}
