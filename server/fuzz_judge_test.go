@@ -276,8 +276,8 @@ func FuzzJudge(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := newData(acfg, start)
 		counters := &canaryv1.RunCounters{}
-		for _, pb := range fuzzBatches(data, run.GetId(), start) {
 		var pull *canaryv1.PullStatus
+		for _, pb := range fuzzBatches(data, run.GetId(), start) {
 			b, err := e.svc.prepare(context.Background(), pb)
 			if err != nil {
 				if ae, ok := err.(*apiError); !ok || len(ae.violations) == 0 {
