@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,4 +173,24 @@ func BenchmarkListVerdictsCluster(b *testing.B) {
 	}
 	b.Logf("fixture: %d verdicts loaded in %v", n, time.Since(t0).Round(time.Second))
 	storetest.BenchListVerdicts(b, s, start, span)
+
+	// The latency distribution of pages of 50, unfiltered and by service.
+	ctx := b.Context()
+	for _, f := range []store.VerdictFilter{{}, {Service: "service-042"}} {
+		var ds []time.Duration
+		for i := range 1000 {
+			ff := f
+			if i%2 == 1 {
+				ff.Until = start.Add(time.Duration(i) * span / 1000)
+			}
+			t := time.Now()
+			if _, _, err := s.ListVerdicts(ctx, ff, store.Page{Size: 50}); err != nil {
+				b.Fatal(err)
+			}
+			ds = append(ds, time.Since(t))
+		}
+		slices.Sort(ds)
+		b.Logf("pages of 50 (filter %q, half of them with until): p50 %v, p99 %v, max %v",
+			f.Service, ds[500].Round(10*time.Microsecond), ds[990].Round(10*time.Microsecond), ds[999].Round(10*time.Microsecond))
+	}
 }
