@@ -36,7 +36,7 @@ import (
 //	go test -run '^$' -bench BenchmarkRedisCapacity -benchtime 100x ./server/
 func BenchmarkRedisCapacity(b *testing.B) {
 	single := testredis.StartWith(b, testredis.Options{Private: true})
-	cluster := testcluster.Start(b)
+	cluster := testcluster.StartWith(b, testcluster.Options{NodeTimeout: 15 * time.Second})
 	for _, tc := range []struct {
 		name string
 		url  string

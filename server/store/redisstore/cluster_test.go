@@ -56,7 +56,7 @@ func conformanceOn(t *testing.T, url string, extra Options) {
 // the 3 primaries.
 func TestConformanceRedisCluster(t *testing.T) {
 	t.Parallel()
-	c := testcluster.Start(t)
+	c := testcluster.StartWith(t, testcluster.Options{NodeTimeout: 10 * time.Second}) // no failover here: a busy node is not a dead one
 	conformanceOn(t, c.URL()+"?min_replicas=1&replica_timeout=5s", Options{})
 
 	// The shards of the history live on every primary.
@@ -94,7 +94,7 @@ func TestConformanceRedisCluster(t *testing.T) {
 // min_replicas=1.
 func TestConformanceSentinel(t *testing.T) {
 	t.Parallel()
-	st := testcluster.StartSentinel(t)
+	st := testcluster.StartSentinel(t, testcluster.Options{NodeTimeout: 10 * time.Second})
 	conformanceOn(t, st.URL()+"?min_replicas=1&replica_timeout=5s", Options{})
 }
 
@@ -107,7 +107,7 @@ func TestConformanceSentinel(t *testing.T) {
 //	go test -run '^$' -bench BenchmarkFinishRuns -benchtime 20000x ./server/store/redisstore/
 func BenchmarkFinishRuns(b *testing.B) {
 	single := testredis.StartWith(b, testredis.Options{Private: true})
-	c := testcluster.Start(b)
+	c := testcluster.StartWith(b, testcluster.Options{NodeTimeout: 15 * time.Second})
 	for _, tc := range []struct{ name, url string }{
 		{"primaries=1", single.URL() + "?pool_size=40"},
 		{"primaries=3", c.URL() + "?pool_size=40"},
@@ -164,7 +164,7 @@ func BenchmarkFinishRuns(b *testing.B) {
 //	CANARYD_BENCH_VERDICTS=300000 go test -run '^$' -bench BenchmarkListVerdictsCluster -v ./server/store/redisstore/
 func BenchmarkListVerdictsCluster(b *testing.B) {
 	n := envInt(b, "CANARYD_BENCH_VERDICTS", 100_000)
-	c := testcluster.Start(b)
+	c := testcluster.StartWith(b, testcluster.Options{NodeTimeout: 15 * time.Second})
 	s := openStoreURL(b, c.URL()+"?pool_size=20", Options{Prefix: newPrefix()})
 	start, span := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 365*24*time.Hour
 	t0 := time.Now()
