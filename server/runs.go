@@ -18,6 +18,7 @@ import (
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/apiconv"
+	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -444,6 +445,7 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 		break
 	}
 	lr.endFinish(run)
+	s.kickTrajectory(lr, true)
 	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
 	s.log.Info("run finished", "run", lr.id, "state", apiconv.RunStateName(state), "decision", final.GetDecision().String(),
 		"reason", reason)
@@ -505,5 +507,6 @@ func (lr *liveRun) endFinish(run *canaryv1.Run) {
 	st.rec = proto.Clone(run).(*canaryv1.Run)
 	st.verdict, st.seq = st.rec.GetVerdict(), st.rec.GetVerdict().GetSequence()
 	st.data = nil
+	st.addPoint(report.Point(st.verdict))
 	st.setState(stateFinished)
 }
