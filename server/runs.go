@@ -445,7 +445,11 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 		break
 	}
 	lr.endFinish(run)
-	s.kickTrajectory(lr, true)
+	// The final point is stored before the finish returns, so that the
+	// trajectory of a finished run is whole wherever it is read.
+	if err := s.flushTrajectory(lr); err != nil {
+		s.log.Warn("store the trajectory of a finished run", "run", lr.id, "err", err)
+	}
 	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
 	s.log.Info("run finished", "run", lr.id, "state", apiconv.RunStateName(state), "decision", final.GetDecision().String(),
 		"reason", reason)

@@ -27,8 +27,9 @@ import (
 //   - at once when a point changes the decision, so that the timeline
 //     other replicas and a restarted process read has every change;
 //   - otherwise when trajectoryEvery has passed since the last write;
-//   - at the finish (the final verdict's point), and when the run leaves
-//     memory or the service closes (flush).
+//   - at the finish (the final verdict's point, before the finish
+//     returns), and when the run leaves memory or the service closes
+//     (flushTrajectory).
 //
 // A write merges the points with the stored trajectory (mergePoints), so
 // that replicas judging the same run each add theirs, and thins the
@@ -46,7 +47,7 @@ type trajectoryProgress struct {
 	pending   []*canaryv1.TrajectoryPoint // oldest first, thinned; immutable points
 	last      canaryv1.Decision           // decision of the newest point added
 	changed   bool                        // a pending point changes the decision
-	force     bool                        // store the pending points now (finish)
+	force     bool                        // store the pending points now (flushTrajectory met the writer)
 	writing   bool                        // a writer runs (and holds a lease on the run)
 	lastWrite time.Time
 }
@@ -82,19 +83,6 @@ func (lr *liveRun) pendingPoints() []*canaryv1.TrajectoryPoint {
 	return slices.Clone(lr.st.traj.pending)
 }
 
-// kickTrajectory starts the run's trajectory writer if points are due;
-// with force, whatever points are pending.
-func (s *Service) kickTrajectory(lr *liveRun, force bool) {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	if force {
-		lr.st.traj.force = true
-	}
-	if lr.st.trajectoryDue(s.now()) {
-		s.bg.Go(func() { s.writeTrajectory(lr) })
-	}
-}
-
 // writeTrajectory is the run's trajectory writer: it stores the pending
 // points until none is due, then returns its lease.
 func (s *Service) writeTrajectory(lr *liveRun) {
@@ -121,13 +109,16 @@ func (lr *liveRun) trajectoryWritten(pts []*canaryv1.TrajectoryPoint, err error,
 	tp.lastWrite = now
 	if err == nil {
 		tp.pending = unwritten(tp.pending, pts)
-		tp.changed, tp.force = false, false
+		tp.changed = false
+		if len(tp.pending) == 0 {
+			tp.force = false
+		}
 		for _, p := range tp.pending { // points added while writing
-			if p.GetDecision() != pts[len(pts)-1].GetDecision() {
+			if len(pts) == 0 || p.GetDecision() != pts[len(pts)-1].GetDecision() {
 				tp.changed = true
 			}
 		}
-		if len(tp.pending) > 0 && tp.changed {
+		if len(tp.pending) > 0 && (tp.changed || tp.force) {
 			return true
 		}
 	}
@@ -168,11 +159,16 @@ func (s *Service) storeTrajectory(id string, pts []*canaryv1.TrajectoryPoint) er
 	return nil
 }
 
-// flushTrajectory stores the pending points of a run unless its writer
-// runs (it stores them).
+// flushTrajectory stores the pending points of a run, unless its writer
+// runs: then the writer stores them after the points it is writing.
 func (s *Service) flushTrajectory(lr *liveRun) error {
 	lr.mu.Lock()
-	if lr.st.traj.writing || len(lr.st.traj.pending) == 0 {
+	if lr.st.traj.writing {
+		lr.st.traj.force = true
+		lr.mu.Unlock()
+		return nil
+	}
+	if len(lr.st.traj.pending) == 0 {
 		lr.mu.Unlock()
 		return nil
 	}
