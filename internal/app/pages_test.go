@@ -213,7 +213,11 @@ func TestPagesInBrowser(t *testing.T) {
 		if failed := p.FailedRequests(); len(failed) > 0 {
 			t.Errorf("failed requests: %q", failed)
 		}
-		for _, u := range p.Requests() {
+		reqs := p.Requests()
+		if len(reqs) == 0 {
+			t.Error("no request recorded, not even the page's own")
+		}
+		for _, u := range reqs {
 			if !strings.HasPrefix(u, base+"/") {
 				t.Errorf("a request outside the origin %s: %s", base, u)
 			}
