@@ -29,7 +29,7 @@ func (s *Service) GetRunReport(ctx context.Context, req *canaryv1.GetRunReportRe
 		var run *canaryv1.Run
 		var pending []*canaryv1.TrajectoryPoint
 		if err == nil {
-			d, _, _ = lr.copyData()
+			d, _, _, _ = lr.copyData()
 			run = lr.record()
 			pending = lr.pendingPoints()
 		}

@@ -96,6 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Trajectory/Persistence", s.testTrajectoryPersistence},
 		{"Retention/RawData", s.testRawRetention},
 		{"Retention/Verdicts", s.testVerdictRetention},
+		{"Lease", s.testLease},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
