@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/canaryd/canaryd/internal/testbrowser"
+	"github.com/canaryd/canaryd/internal/testlog"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -106,7 +107,8 @@ func makePagesRuns(ctx context.Context, t *testing.T, c canaryv1.CanaryServiceCl
 func startPages(t *testing.T) (base string, runs pagesRuns) {
 	t.Helper()
 	tokens := writeFile(t, "tokens.yaml", fmt.Sprintf(pagesTokens, sha("tok-root"), sha("tok-reader"), sha("tok-pipeline")))
-	grpcAddr, httpAddr := startRun(t, Options{AuthTokens: tokens, Logger: (&logBuffer{}).logger()})
+	var logs testlog.Buffer
+	grpcAddr, httpAddr := startRun(t, Options{AuthTokens: tokens, Logger: logs.Logger()})
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
