@@ -238,14 +238,21 @@ func mergePoints(a, b []*canaryv1.TrajectoryPoint) []*canaryv1.TrajectoryPoint {
 // oldest point first.
 
 func encodeTrajectory(pts []*canaryv1.TrajectoryPoint) ([]byte, error) {
-	b := []byte{blobVersion, 'T'}
-	for _, p := range pts {
-		m, err := proto.Marshal(p)
-		if err != nil {
+	sizes := make([]int, len(pts))
+	total := 2
+	for i, p := range pts {
+		sizes[i] = proto.Size(p)
+		total += binary.MaxVarintLen64 + sizes[i]
+	}
+	b := make([]byte, 2, total)
+	b[0], b[1] = blobVersion, 'T'
+	opts := proto.MarshalOptions{UseCachedSize: true} // sizes just computed
+	for i, p := range pts {
+		b = binary.AppendUvarint(b, uint64(sizes[i]))
+		var err error
+		if b, err = opts.MarshalAppend(b, p); err != nil {
 			return nil, fmt.Errorf("encode trajectory: %w", err)
 		}
-		b = binary.AppendUvarint(b, uint64(len(m)))
-		b = append(b, m...)
 	}
 	return b, nil
 }
