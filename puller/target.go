@@ -164,10 +164,13 @@ func (p *Puller) pull(ctx context.Context, t *target, now time.Time) {
 				p.fail(ms, now, unreachable)
 				break
 			}
-			err := p.read(ctx, t, i, e)
+			err := p.read(ctx, t, i, e, now)
 			if err == nil {
 				ms.through, ms.failingSince, ms.err = e, time.Time{}, ""
 				continue
+			}
+			if errors.Is(err, errNotYet) {
+				break
 			}
 			if isFinished(err) {
 				finished = true
@@ -202,13 +205,21 @@ func (p *Puller) fail(ms *metricState, now time.Time, err error) {
 	ms.err = err.Error()
 }
 
-// read reads one interval of metric i and ingests it. An interval where a
-// cohort has no series is read (there is nothing to ingest).
-func (p *Puller) read(ctx context.Context, t *target, i int, end time.Time) error {
+// errNotYet: a cohort has no series in an interval read when it was first
+// due; it is read again an interval later (a scrape may be late).
+var errNotYet = errors.New("no series yet")
+
+// read reads one interval of metric i and ingests it at now. An interval
+// where a cohort has no series an interval after it was due is read (there
+// is nothing to ingest).
+func (p *Puller) read(ctx context.Context, t *target, i int, end, now time.Time) error {
 	res := t.col.CollectMetric(ctx, i, end)
 	p.metrics.queries.Add(float64(t.col.QueryCount(i)))
 	switch {
 	case errors.Is(res.Err, promcol.ErrNoData):
+		if now.Before(end.Add(t.col.Lag() + t.col.Interval())) {
+			return errNotYet
+		}
 		p.metrics.intervals.WithLabelValues("no_data").Inc()
 		return nil
 	case res.Err != nil:
