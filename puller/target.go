@@ -161,7 +161,7 @@ func (p *Puller) pull(ctx context.Context, t *target, now time.Time) {
 		}
 		for e := next; !e.After(latest) && !finished; e = e.Add(interval) {
 			if unreachable != nil {
-				p.fail(ms, now, unreachable)
+				p.fail(ms, now, shared(unreachable))
 				break
 			}
 			err := p.read(ctx, t, i, e, now)
@@ -195,6 +195,16 @@ func (p *Puller) pull(ctx context.Context, t *target, now time.Time) {
 	// The next interval is due lag after it ends; one that failed is
 	// retried then too.
 	t.pullDue = latest.Add(interval + t.col.Lag())
+}
+
+// shared is the error of another metric's read that keeps this one from
+// being read (Prometheus unreachable), without that metric's name.
+func shared(err error) error {
+	var pe *promcol.Error
+	if errors.As(err, &pe) && pe.Err != nil {
+		return fmt.Errorf("%w: %w", pe.Kind, pe.Err)
+	}
+	return err
 }
 
 // fail records a failed read of a metric.
