@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/canaryd/canaryd/internal/testprom"
+	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -55,7 +56,7 @@ metrics:
 // canary (v2) serves 3× the errors and 1.5× the latency of its baseline
 // (v1), and the A/A ones, whose cohorts are alike; it returns their
 // scrape targets.
-func pullPods(t *testing.T, aa ...string) []testprom.Target {
+func pullPods(t *testing.T, rb bool, aa ...string) []testprom.Target {
 	base := testprom.Workload{RPS: 200, ErrorRate: 0.01, LatencyMedian: 0.08}
 	worse := testprom.Workload{RPS: 200, ErrorRate: 0.03, LatencyMedian: 0.12}
 	var targets []testprom.Target
@@ -65,8 +66,10 @@ func pullPods(t *testing.T, aa ...string) []testprom.Target {
 			targets = append(targets, testprom.StartPod(t, w).Target(map[string]string{"service": service, "version": version}))
 		}
 	}
-	add("rb", "v1", base)
-	add("rb", "v2", worse)
+	if rb {
+		add("rb", "v1", base)
+		add("rb", "v2", worse)
+	}
 	for _, s := range aa {
 		add(s, "v1", base)
 		add(s, "v2", base)
@@ -167,7 +170,7 @@ func TestPullEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Skip("end-to-end test skipped: no go command in PATH to build the binaries")
 	}
-	srv := testprom.Start(t, testprom.Options{Targets: pullPods(t, "aa")})
+	srv := testprom.Start(t, testprom.Options{Targets: pullPods(t, true, "aa")})
 	srv.WaitFor(t, `http_requests_total{code="500",service="rb"}`, 6)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -245,5 +248,114 @@ func TestPullEndToEnd(t *testing.T) {
 			t.Fatalf("canaryd_pull_runs = %v after both runs completed, want 0", metricValue(t, d, "canaryd_pull_runs", ""))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestPullReplicas runs two canaryd replicas on one Redis, both pulling: one
+// holds the run's lease and pulls it; killed (SIGKILL, no release), the
+// other takes the run over once the lease expires, goes on after the last
+// interval recorded, and no interval is counted twice (the batch ids of an
+// interval are the same on both; what the dead replica stored but had not
+// recorded comes back as duplicates).
+func TestPullReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-replica test skipped with -short: it builds canaryd and runs it as processes")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("multi-replica test skipped: no go command in PATH to build the binaries")
+	}
+	rs := testredis.StartWith(t, testredis.Options{Private: true})
+	srv := testprom.Start(t, testprom.Options{Targets: pullPods(t, false, "aa")})
+	srv.WaitFor(t, `http_requests_total{service="aa"}`, 6)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	canaryd, canaryctl := e2eBuild(ctx, t, goBin, dir)
+	args := e2eSecurity{args: []string{"--pull-scan", "200ms", "--pull-lease", "2s"}}
+	ds := []*e2eDaemon{e2eStartWith(ctx, t, canaryd, rs.URL()+"/0", args), e2eStartWith(ctx, t, canaryd, rs.URL()+"/0", args)}
+	ctl := &e2eCtl{t: t, bin: canaryctl, addr: ds[0].grpcAddr}
+	cfg := filepath.Join(dir, "shop.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, pullConfig, srv.URL()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctl.ok(ctx, 0, "config", "put", cfg)
+	id := createPulled(ctx, ctl, "aa", "10m")
+
+	held := func(d *e2eDaemon) bool { return metricValue(t, d, "canaryd_pull_runs_held", "") == 1 }
+	// through returns the run's pull progress as the replica c sees it:
+	// the earliest end of the intervals read over the metrics.
+	through := func(c canaryv1.CanaryServiceClient) (time.Time, *canaryv1.Run) {
+		resp, err := c.GetRun(ctx, &canaryv1.GetRunRequest{RunId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var min time.Time
+		for _, m := range resp.GetRun().GetPull().GetMetrics() {
+			if m.GetFailingSince() != nil {
+				t.Fatalf("metric %s failing: %s", m.GetMetric(), m.GetError())
+			}
+			if tm := m.GetThrough().AsTime(); m.GetThrough() == nil || min.IsZero() || tm.Before(min) {
+				min = tm
+			}
+		}
+		return min, resp.GetRun()
+	}
+	waitFor := func(limit time.Duration, what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(limit)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v", what, limit)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var holder, other int
+	waitFor(30*time.Second, "a replica holds the run", func() bool {
+		for i, d := range ds {
+			if held(d) {
+				holder, other = i, 1-i
+				return true
+			}
+		}
+		return false
+	})
+	if held(ds[other]) {
+		t.Fatal("both replicas hold the run's lease")
+	}
+	c := pullClient(t, ds[other])
+	waitFor(30*time.Second, "four intervals read", func() bool {
+		th, run := through(c)
+		return !th.IsZero() && th.Sub(run.GetStartTime().AsTime()) > 12*time.Second
+	})
+	ds[holder].kill(t)
+	killed := time.Now()
+	before, _ := through(c)
+	waitFor(20*time.Second, "the other replica takes the run over", func() bool { return held(ds[other]) })
+	t.Logf("replica %d took the run over %v after replica %d was killed", other, time.Since(killed).Round(time.Millisecond), holder)
+	waitFor(30*time.Second, "the other replica reads new intervals", func() bool {
+		th, _ := through(c)
+		return th.After(killed.Add(6 * time.Second))
+	})
+	th, run := through(c)
+	// Each metric's intervals from the first one to th, each at most once.
+	const interval = 3 * time.Second
+	start := run.GetStartTime().AsTime()
+	first := start.Truncate(interval)
+	if first.Before(start) {
+		first = first.Add(interval)
+	}
+	first = first.Add(interval)
+	intervals := int64(th.Sub(first)/interval) + 1
+	cs := run.GetCounters()
+	if cs.GetBatches() > uint64(2*intervals) {
+		t.Errorf("%d batches stored for %d intervals of 2 metrics: an interval was counted twice", cs.GetBatches(), intervals)
+	}
+	t.Logf("through %v before the kill, %v now: %d intervals, %d batches, %d duplicates", before.Format(time.TimeOnly), th.Format(time.TimeOnly),
+		intervals, cs.GetBatches(), cs.GetDuplicateBatches())
+	v := waitVerdict(ctx, t, c, id, 10*time.Second, func(*canaryv1.Verdict) bool { return true }, nil)
+	if strings.Contains(v.GetReason(), "no data from Prometheus") {
+		t.Errorf("after the takeover: %s", v.GetReason())
 	}
 }
