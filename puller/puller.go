@@ -161,6 +161,47 @@ type Puller struct {
 
 	mu   sync.Mutex
 	runs map[string]*target
+
+	// down is, by source URL, the last read that found it unreachable
+	// (see sourceDown).
+	downMu sync.Mutex
+	down   map[string]downSource
+}
+
+// downSource is a source found unreachable: when, and the error.
+type downSource struct {
+	at  time.Time
+	err error
+}
+
+// downFor is how long after a read found a source unreachable the runs
+// of that source skip their reads (failing with the same error) instead
+// of waiting for their own timeouts: with a Prometheus that hangs, a
+// thousand runs would otherwise hold every worker for a query timeout
+// each, and leases would go unrenewed.
+const downFor = 5 * time.Second
+
+// sourceDown returns the error of the source's last unreachable read if it
+// is recent (downFor) and no read succeeded since.
+func (p *Puller) sourceDown(url string, now time.Time) error {
+	p.downMu.Lock()
+	defer p.downMu.Unlock()
+	if d, ok := p.down[url]; ok && now.Sub(d.at) < downFor {
+		return d.err
+	}
+	return nil
+}
+
+// markSource records the outcome of a read of a source: err is nil
+// (reachable) or the unreachable error.
+func (p *Puller) markSource(url string, now time.Time, err error) {
+	p.downMu.Lock()
+	defer p.downMu.Unlock()
+	if err == nil {
+		delete(p.down, url)
+		return
+	}
+	p.down[url] = downSource{at: now, err: err}
 }
 
 // New returns a Puller.
@@ -176,7 +217,7 @@ func New(o Options) (*Puller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("puller: %w", err)
 	}
-	return &Puller{o: o, pool: pool, metrics: m, runs: map[string]*target{}}, nil
+	return &Puller{o: o, pool: pool, metrics: m, runs: map[string]*target{}, down: map[string]downSource{}}, nil
 }
 
 // Holder is the name of this replica in the leases.

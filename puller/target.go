@@ -25,6 +25,7 @@ type target struct {
 	start time.Time
 	col   *promcol.Collector
 	src   string // the source, for the status
+	url   string // the source's URL
 
 	leaseDue time.Time // when to take or renew the lease
 	pullDue  time.Time // when the next interval is due
@@ -58,7 +59,7 @@ func (p *Puller) newTarget(r *canaryv1.Run) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &target{id: r.GetId(), start: r.GetStartTime().AsTime(), col: col, src: src.String()}
+	t := &target{id: r.GetId(), start: r.GetStartTime().AsTime(), col: col, src: src.String(), url: src.URL}
 	for _, name := range col.Metrics() {
 		t.metrics = append(t.metrics, metricState{name: name})
 	}
@@ -143,7 +144,7 @@ func (p *Puller) pull(ctx context.Context, t *target, now time.Time) {
 	latest := t.col.LatestEnd(now)
 	first := t.col.FirstEnd(t.start)
 	backlog := max(1, int64(p.o.Backlog/interval))
-	var unreachable error
+	unreachable := p.sourceDown(t.url, now)
 	finished := false
 	for i := range t.metrics {
 		ms := &t.metrics[i]
@@ -165,6 +166,9 @@ func (p *Puller) pull(ctx context.Context, t *target, now time.Time) {
 				break
 			}
 			err := p.read(ctx, t, i, e, now)
+			if err == nil || !errors.Is(err, promcol.ErrUnreachable) {
+				p.markSource(t.url, now, nil)
+			}
 			if err == nil {
 				ms.through, ms.failingSince, ms.err = e, time.Time{}, ""
 				continue
@@ -182,6 +186,7 @@ func (p *Puller) pull(ctx context.Context, t *target, now time.Time) {
 			p.fail(ms, now, err)
 			if errors.Is(err, promcol.ErrUnreachable) {
 				unreachable = err // the other metrics would wait for the same timeout
+				p.markSource(t.url, p.o.Now(), err)
 			}
 			break
 		}

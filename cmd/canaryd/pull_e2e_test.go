@@ -78,7 +78,7 @@ func pullPods(t *testing.T, rb bool, aa ...string) []testprom.Target {
 }
 
 // pullClient is a gRPC client of a daemon.
-func pullClient(t *testing.T, d *e2eDaemon) canaryv1.CanaryServiceClient {
+func pullClient(t testing.TB, d *e2eDaemon) canaryv1.CanaryServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(d.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -122,11 +122,18 @@ func decisionIs(d canaryv1.Decision) func(*canaryv1.Verdict) bool {
 
 // metricValue returns the sum of the samples of a metric family on the
 // daemon's /metrics whose labels contain match ("" for all).
-func metricValue(t *testing.T, d *e2eDaemon, name, match string) float64 {
+func metricValue(t testing.TB, d *e2eDaemon, name, match string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
+	return metricAt(t, "http://"+d.httpAddr, name, match)
+}
+
+// metricAt returns the sum of the samples of a metric family at
+// base/metrics whose labels contain match ("" for all).
+func metricAt(t testing.TB, base, name, match string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		t.Fatalf("GET %s/metrics: %v", base, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
