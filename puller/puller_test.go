@@ -95,7 +95,7 @@ func (f *fixture) createRun(t *testing.T, url string, start time.Time) string {
 		RequestId: "r", Service: "shop", Stage: "onebox",
 		Config:         &canaryv1.CreateRunRequest_InlineYaml{InlineYaml: fmt.Sprintf(config, url)},
 		BaselineLabels: map[string]string{"version": "v1"}, CanaryLabels: map[string]string{"version": "v2"},
-		BakeTime:       durationpb.New(time.Hour), StartTime: timestamppb.New(start),
+		BakeTime: durationpb.New(time.Hour), StartTime: timestamppb.New(start),
 	})
 	if err != nil {
 		t.Fatal(err)

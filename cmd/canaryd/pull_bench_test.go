@@ -3,7 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
-		"os/exec"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
