@@ -104,6 +104,9 @@ type Options struct {
 	AuthTokens string
 	// DisableReflection turns gRPC server reflection off.
 	DisableReflection bool
+
+	// Pull configures the puller of runs whose config has a source.
+	Pull PullOptions
 }
 
 func (o *Options) setDefaults() {
@@ -152,7 +155,7 @@ func (o *Options) validate() error {
 	case o.JudgeConcurrency < 0:
 		return fmt.Errorf("judge concurrency %d is negative", o.JudgeConcurrency)
 	}
-	return nil
+	return o.Pull.validate()
 }
 
 // Run serves canaryd until ctx is cancelled: the CanaryService, gRPC
@@ -217,6 +220,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 			err = errors.Join(err, cerr)
 		}
 	}()
+
+	stopPuller, err := startPuller(ctx, opts.Pull, svc, st, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopPuller()
 
 	gl, err := net.Listen("tcp", opts.GRPCAddr)
 	if err != nil {
@@ -298,6 +307,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		log.Error("server failed", "err", serveErr)
 	}
 	drainStart := time.Now()
+	stopPuller()
 	stopHealth()
 	<-healthDone
 	hs.Shutdown()
