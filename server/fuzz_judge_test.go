@@ -276,6 +276,7 @@ func FuzzJudge(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := newData(acfg, start)
 		counters := &canaryv1.RunCounters{}
+		var pull *canaryv1.PullStatus
 		for _, pb := range fuzzBatches(data, run.GetId(), start) {
 			b, err := e.svc.prepare(context.Background(), pb)
 			if err != nil {
@@ -285,7 +286,7 @@ func FuzzJudge(f *testing.F) {
 				continue
 			}
 			e.svc.release(b.lr)
-			if err := foldDelta(acfg, d, counters, b.blob); err != nil {
+			if err := foldDelta(acfg, d, counters, &pull, b.blob); err != nil {
 				t.Fatalf("fold the delta of an accepted batch: %v", err)
 			}
 		}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -115,6 +118,7 @@ func (s *Service) verdict(ctx context.Context, lr *liveRun) (v *canaryv1.Verdict
 	for {
 		now := s.now()
 		bake := !now.Before(lr.bakeEnd)
+		lr.refreshPull(now)
 		next := lr.lookVerdict(bake)
 		switch {
 		case next.claim:
@@ -144,11 +148,14 @@ func (s *Service) judgeClaimed(ctx context.Context, lr *liveRun, now time.Time, 
 		return nil, err
 	}
 	defer s.releaseJudge()
-	cp, version, ok := lr.copyData()
+	cp, pull, version, ok := lr.copyData()
 	if !ok {
 		return nil, nil
 	}
 	av, err := s.judgeData(lr, cp, bake)
+	if err == nil && lr.pulled != nil {
+		pullGate(&av, lr.pulled, pull, now)
+	}
 	return lr.installVerdict(s, &av, err, version, bake, now)
 }
 
@@ -161,18 +168,45 @@ func (lr *liveRun) endJudge() {
 	lr.st.judging = nil
 }
 
-// copyData returns a copy of a live run's data and their version; ok is
-// false when the run is not live.
-func (lr *liveRun) copyData() (cp *analysis.Data, version uint64, ok bool) {
+// copyData returns a copy of a live run's data, its pull status and their
+// version; ok is false when the run is not live.
+func (lr *liveRun) copyData() (cp *analysis.Data, pull *canaryv1.PullStatus, version uint64, ok bool) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	st := &lr.st
 	if st.state != stateLive {
-		return nil, 0, false
+		return nil, nil, 0, false
 	}
 	cp = analysis.NewData(lr.cfg)
 	cp.Merge(st.data)
-	return cp, st.version, true
+	return cp, st.rec.GetPull(), st.version, true
+}
+
+// refreshPull makes a pulled run's verdict be judged again when the
+// metrics pullGate holds at now differ from those at the last look
+// without a new pull record (no replica pulls the run any more): the
+// cached verdict is of another version then.
+func (lr *liveRun) refreshPull(now time.Time) {
+	if lr.pulled == nil {
+		return
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	st := &lr.st
+	if st.state != stateLive {
+		return
+	}
+	reasons := pullReasons(lr.pulled, st.rec.GetPull(), now)
+	names := make([]string, 0, len(reasons))
+	for m := range reasons {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	if key := strings.Join(names, "\x00"); key != st.pullMissing {
+		st.pullMissing = key
+		st.version++
+		st.notify()
+	}
 }
 
 // installVerdict makes av, judged on data version with bake, the latest
@@ -190,12 +224,17 @@ func (lr *liveRun) installVerdict(s *Service, av *analysis.Verdict, jerr error, 
 	if st.state != stateLive || (st.verdict != nil && st.verdictVersion > version) {
 		return nil, nil
 	}
-	return st.setVerdict(s, av, version, bake, now), nil
+	v := st.setVerdict(s, av, version, bake, now)
+	if st.trajectoryDue(now) {
+		s.bg.Go(func() { s.writeTrajectory(lr) })
+	}
+	return v, nil
 }
 
 // setVerdict makes av the latest verdict and returns it: a verdict that
 // shows the same evidence as the latest one keeps the latest one (and its
-// sequence and time), any other gets the next sequence.
+// sequence and time), any other gets the next sequence and adds its point
+// to the run's trajectory (trajectory.go).
 func (st *liveState) setVerdict(s *Service, av *analysis.Verdict, version uint64, bake bool, now time.Time) *canaryv1.Verdict {
 	v := verdictToProto(av, st.rec)
 	v.RunState = canaryv1.RunState_RUN_STATE_RUNNING
@@ -209,6 +248,7 @@ func (st *liveState) setVerdict(s *Service, av *analysis.Verdict, version uint64
 	st.verdict = v
 	st.rec.Verdict = v
 	st.gen++
+	st.addPoint(report.Point(v))
 	s.metrics.verdicts.WithLabelValues(v.GetDecision().String(), "false").Inc()
 	return v
 }
@@ -282,6 +322,9 @@ func (s *Service) judgeFinal(lr *liveRun, in finalInput, bake bool) (*canaryv1.V
 	if err != nil {
 		lr.cacheJudgeErr(err, in.version, bake)
 		return nil, err
+	}
+	if lr.pulled != nil {
+		pullGate(&av, lr.pulled, in.run.GetPull(), s.now())
 	}
 	return verdictToProto(&av, in.run), nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/apiconv"
+	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -97,35 +98,31 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		}
 		run.ConfigName, run.ConfigVersion, run.Config = cv.GetName(), cv.GetVersion(), cv.GetConfig()
 	case *canaryv1.CreateRunRequest_InlineConfig:
-		c, err := apiconv.ConfigFromProto(src.InlineConfig)
-		if err != nil {
-			cvs, ok := fieldViolations("inline_config", err)
-			if !ok {
-				return nil, err
-			}
+		c, pc, cvs := protoConfig("inline_config", src.InlineConfig)
+		if len(cvs) > 0 {
 			vs = append(vs, cvs...)
 			break
 		}
-		cfg = c
+		cfg, run.ConfigName, run.Config = c, c.Name, pc
 	case *canaryv1.CreateRunRequest_InlineYaml:
 		if len(src.InlineYaml) > maxYAMLLen {
 			vs = append(vs, violation("inline_yaml", "is %d bytes, more than %d", len(src.InlineYaml), maxYAMLLen))
 			break
 		}
-		c, err := analysis.ParseConfig([]byte(src.InlineYaml))
-		if err != nil {
-			vs = append(vs, yamlViolations("inline_yaml", err)...)
+		c, pc, cvs := parseYAMLConfig("inline_yaml", []byte(src.InlineYaml))
+		if len(cvs) > 0 {
+			vs = append(vs, cvs...)
 			break
 		}
-		cfg = c
+		cfg, run.ConfigName, run.Config = c, c.Name, pc
 	default:
 		vs = append(vs, violation("config", "is required: config_ref, inline_config or inline_yaml"))
 	}
+	if run.Config != nil {
+		vs = append(vs, checkRunSource(run)...)
+	}
 	if len(vs) > 0 {
 		return nil, invalid(vs...)
-	}
-	if run.Config == nil {
-		run.ConfigName, run.Config = cfg.Name, apiconv.ConfigToProto(cfg)
 	}
 
 	fp, err := fingerprint(req)
@@ -444,6 +441,11 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 		break
 	}
 	lr.endFinish(run)
+	// The final point is stored before the finish returns, so that the
+	// trajectory of a finished run is whole wherever it is read.
+	if err := s.flushTrajectory(lr); err != nil {
+		s.log.Warn("store the trajectory of a finished run", "run", lr.id, "err", err)
+	}
 	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
 	s.log.Info("run finished", "run", lr.id, "state", apiconv.RunStateName(state), "decision", final.GetDecision().String(),
 		"reason", reason)
@@ -505,5 +507,6 @@ func (lr *liveRun) endFinish(run *canaryv1.Run) {
 	st.rec = proto.Clone(run).(*canaryv1.Run)
 	st.verdict, st.seq = st.rec.GetVerdict(), st.rec.GetVerdict().GetSequence()
 	st.data = nil
+	st.addPoint(report.Point(st.verdict))
 	st.setState(stateFinished)
 }

@@ -43,12 +43,13 @@ const (
 )
 
 // Store is what a Service needs of its storage backend: the records
-// (store.Store) and the log of each run's deltas, followed from a position
-// (store.Tailer). Both backends, store/embedded and store/redisstore,
-// provide it.
+// (store.Store), the log of each run's deltas, followed from a position
+// (store.Tailer), and the runs' verdict trajectories (store.Trajectories).
+// Both backends, store/embedded and store/redisstore, provide it.
 type Store interface {
 	store.Store
 	store.Tailer
+	store.Trajectories
 }
 
 // Options configure a Service.
@@ -106,6 +107,10 @@ type Options struct {
 	// the others wait for a slot, so that health checks and ingest keep a
 	// CPU. 0 means DefaultJudgeConcurrency().
 	JudgeConcurrency int
+	// Alarms returns the alarm events recorded with a run, which its
+	// report shows (GetRunReport); nil means none. This is the hook of the
+	// alarms (issue 12): an error fails the report with INTERNAL.
+	Alarms func(ctx context.Context, run *canaryv1.Run) ([]*canaryv1.AlarmEvent, error)
 }
 
 // DefaultJudgeConcurrency is one judge per CPU (GOMAXPROCS) but one, and
@@ -196,6 +201,7 @@ type Service struct {
 	pingMin     time.Duration
 	metrics     *metrics
 	guard       *auth.Guard
+	alarms      func(context.Context, *canaryv1.Run) ([]*canaryv1.AlarmEvent, error)
 	// judges holds a token per judge being computed (JudgeConcurrency).
 	judges chan struct{}
 	// maxListBytes bounds the items of one page of a listing (see
@@ -243,6 +249,7 @@ func New(opts Options) (*Service, error) {
 		snapN:       opts.SnapshotEvery,
 		skew:        opts.ClockSkew,
 		judge:       opts.Judge,
+		alarms:      opts.Alarms,
 		runs:        map[string]*liveRun{},
 		unavailable: make(chan struct{}, 1),
 		tailWaiters: make(chan struct{}, maxTailWaiters),

@@ -21,6 +21,9 @@
 // CANARYD_STREAM_IDLE_TIMEOUT, --max-concurrent-streams
 // CANARYD_MAX_CONCURRENT_STREAMS, --keepalive-min-time
 // CANARYD_KEEPALIVE_MIN_TIME, --judge-concurrency CANARYD_JUDGE_CONCURRENCY,
+// --pull-workers CANARYD_PULL_WORKERS, --pull-timeout CANARYD_PULL_TIMEOUT,
+// --pull-lease CANARYD_PULL_LEASE, --pull-backlog CANARYD_PULL_BACKLOG,
+// --pull-scan CANARYD_PULL_SCAN,
 // --log-level CANARYD_LOG_LEVEL, --log-format CANARYD_LOG_FORMAT. README.md
 // ("Limits") lists every limit.
 //
@@ -46,20 +49,34 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/internal/app"
+	"github.com/canaryd/canaryd/internal/buildinfo"
+	"github.com/canaryd/canaryd/puller"
 	"github.com/canaryd/canaryd/server"
 	"github.com/canaryd/canaryd/server/store/embedded"
 	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
+// version is stamped at link time: go build -ldflags "-X main.version=v1.2.3"
+// (the Dockerfile passes its VERSION argument). Empty, the module version
+// from the build info is used.
+var version string
+
+// errShowVersion is parse's answer to --version.
+var errShowVersion = errors.New("--version")
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
 // run parses the command line and serves until a signal; it returns the
 // exit code: 0 after a clean shutdown, 1 on a failure, 2 on bad usage.
-func run(args []string, getenv func(string) string, stderr io.Writer) int {
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	opts, logOpts, err := parse(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errShowVersion) {
+		fmt.Fprintf(stdout, "canaryd %s\n", buildinfo.Get(version))
 		return 0
 	}
 	if err != nil {
@@ -172,13 +189,27 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (app.Opt
 		"disconnect clients that ping more often than this [CANARYD_KEEPALIVE_MIN_TIME]")
 	fs.IntVar(&o.JudgeConcurrency, "judge-concurrency", envInt("CANARYD_JUDGE_CONCURRENCY", server.DefaultJudgeConcurrency()),
 		"judges computed at the same time; more wait for a slot [CANARYD_JUDGE_CONCURRENCY]")
+	fs.IntVar(&o.Pull.Workers, "pull-workers", envInt("CANARYD_PULL_WORKERS", puller.DefaultWorkers),
+		"runs read from their config's source (Prometheus) at the same time; 0: this replica pulls no run [CANARYD_PULL_WORKERS]")
+	fs.DurationVar(&o.Pull.Timeout, "pull-timeout", envDuration("CANARYD_PULL_TIMEOUT", puller.DefaultQueryTimeout),
+		"bound of one query to a source [CANARYD_PULL_TIMEOUT]")
+	fs.DurationVar(&o.Pull.LeaseTTL, "pull-lease", envDuration("CANARYD_PULL_LEASE", puller.DefaultLeaseTTL),
+		"a run's pull lease: how long a run goes unread after its replica dies [CANARYD_PULL_LEASE]")
+	fs.DurationVar(&o.Pull.Backlog, "pull-backlog", envDuration("CANARYD_PULL_BACKLOG", puller.DefaultBacklog),
+		"how far back intervals missed during an outage are caught up [CANARYD_PULL_BACKLOG]")
+	fs.DurationVar(&o.Pull.ScanInterval, "pull-scan", envDuration("CANARYD_PULL_SCAN", puller.DefaultScanInterval),
+		"how often the running runs are listed for pulling [CANARYD_PULL_SCAN]")
 	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
 	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
+	showVersion := fs.Bool("version", false, "print the version (with the Go version and the commit) and exit")
 	if err != nil {
 		return o, lo, err
 	}
 	if perr := fs.Parse(args); perr != nil {
 		return o, lo, perr
+	}
+	if *showVersion {
+		return o, lo, errShowVersion
 	}
 	o.DisableReflection = !*reflection
 	if fs.NArg() > 0 {
@@ -199,6 +230,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (app.Opt
 	if o.JudgeConcurrency < 1 {
 		return o, lo, fmt.Errorf("--judge-concurrency must be >= 1 (got %d)", o.JudgeConcurrency)
 	}
+	switch {
+	case o.Pull.Workers < 0:
+		return o, lo, fmt.Errorf("--pull-workers must be >= 0 (got %d)", o.Pull.Workers)
+	case o.Pull.Timeout <= 0, o.Pull.LeaseTTL <= 0, o.Pull.Backlog <= 0, o.Pull.ScanInterval <= 0:
+		return o, lo, fmt.Errorf("--pull-timeout, --pull-lease, --pull-backlog and --pull-scan must be > 0")
+	case o.Pull.LeaseTTL < time.Second:
+		return o, lo, fmt.Errorf("--pull-lease must be >= 1s (got %v): it is renewed every third of it", o.Pull.LeaseTTL)
+	}
+	o.Pull.Disabled = o.Pull.Workers == 0
 	if perr := lo.level.UnmarshalText([]byte(*level)); perr != nil {
 		return o, lo, fmt.Errorf("--log-level: %w", perr)
 	}

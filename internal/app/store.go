@@ -32,7 +32,9 @@ type StoreOptions struct {
 // file:// URL) opens the embedded store; a redis:// or rediss:// (TLS) URL,
 // redis://[[user]:password@]host[:port][/db], opens the Redis backend that
 // replicas share (password from the URL, else the environment variable
-// redisstore.PasswordEnv). A value that holds "://" is a URL: one that does
+// redisstore.PasswordEnv), as do redis+cluster://host:port,host:port/ (a
+// Redis Cluster) and redis+sentinel://host:port,host:port/master (the
+// primary Sentinel names); see redisstore.Open. A value that holds "://" is a URL: one that does
 // not parse, or of another scheme, is an error, never a file name. No
 // error or log line holds the URL's password.
 func OpenStore(ctx context.Context, spec string, o StoreOptions) (server.Store, error) {
@@ -41,26 +43,29 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (server.Store, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	path := spec
+	if scheme, _, ok := strings.Cut(spec, "://"); ok && strings.HasPrefix(scheme, "redis") && !strings.Contains(scheme, "/") {
+		// Redis URLs are parsed by redisstore: a cluster's or the
+		// Sentinels' host list (h1:6379,h2:6379) is not one URL host.
+		// go-redis logs through a process-wide logger; route it to ours
+		// (at debug level: a failed dial is reported by the health check
+		// and by the calls that fail, not once per attempt).
+		redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
+		s, err := redisstore.Open(ctx, spec, redisstore.Options{
+			Logger:           log,
+			Retention:        o.Retention,
+			VerdictRetention: o.VerdictRetention,
+		})
+		if err != nil {
+			return nil, scrubbed(fmt.Errorf("store %s: %w", redactStore(spec), err), nil, passwordOf(spec))
+		}
+		return s, nil
+	}
 	if strings.Contains(spec, "://") {
 		u, err := parseStoreURL(spec)
 		if err != nil {
 			return nil, err
 		}
 		switch u.Scheme {
-		case "redis", "rediss":
-			// go-redis logs through a process-wide logger; route it to ours
-			// (at debug level: a failed dial is reported by the health
-			// check and by the calls that fail, not once per attempt).
-			redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
-			s, err := redisstore.Open(ctx, spec, redisstore.Options{
-				Logger:           log,
-				Retention:        o.Retention,
-				VerdictRetention: o.VerdictRetention,
-			})
-			if err != nil {
-				return nil, scrubbed(fmt.Errorf("store %s: %w", u.Redacted(), err), u)
-			}
-			return s, nil
 		case "file":
 			if u.Host != "" && u.Host != "localhost" {
 				return nil, fmt.Errorf("store %s: a file URL names no host (file:///path)", u.Redacted())
@@ -69,7 +74,7 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (server.Store, 
 				return nil, fmt.Errorf("store %s: no path", u.Redacted())
 			}
 		default:
-			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path, file:///path or a redis:// or rediss:// URL",
+			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path, file:///path or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL",
 				u.Redacted(), u.Scheme)
 		}
 	}
