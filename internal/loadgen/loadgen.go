@@ -85,6 +85,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Check reports what is wrong with opts, before anything is dialled.
+func Check(opts Options) error { return opts.validate() }
+
 func (o *Options) validate() error {
 	switch {
 	case o.Dial == nil:
