@@ -340,8 +340,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	log.Info("bench: runs created", "runs", created, "connections", len(conns)+1)
 
 	// The load.
-	loadCtx, stop := context.WithTimeout(ctx, opts.Duration)
+	// Cancelled, not timed out: a deadline would travel with every call
+	// and fail them at the end (DEADLINE_EXCEEDED, raced with the
+	// context's own expiry), where cancellation ends them quietly.
+	loadCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	// The ingest streams outlive the load by up to stopGrace: a batch in
+	// flight when it ends gets its acknowledgement, so that every batch
+	// stored is one counted.
+	streamCtx, cancelStreams := context.WithCancel(ctx)
+	defer cancelStreams()
+	timer := time.AfterFunc(opts.Duration, stop)
+	defer timer.Stop()
 	var (
 		wg                     sync.WaitGroup
 		batches, obs, verdicts atomic.Uint64
@@ -361,7 +371,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ingest(loadCtx, c, id, s, rng, opts, rec, &ackSeen, &batches, &obs)
+				ingest(loadCtx, streamCtx, c, id, s, rng, opts, rec, &ackSeen, &batches, &obs)
 			}()
 		}
 		c := streamConn(k)
@@ -398,6 +408,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	waitGroup(&wg, stopGrace)
+	cancelStreams()
 	rep.Batches, rep.Observations, rep.Verdicts = batches.Load(), obs.Load(), verdicts.Load()
 	if s := rep.Elapsed.Seconds(); s > 0 {
 		rep.BatchRate, rep.SampleRate = float64(rep.Batches)/s, float64(rep.Observations)/s
@@ -435,12 +446,13 @@ func waitGroup(wg *sync.WaitGroup, grace time.Duration) {
 	}
 }
 
-// ingest sends batches on one IngestStream until ctx ends, each after the
-// previous one's acknowledgement (and BatchInterval), then closes it.
-func ingest(ctx context.Context, c canaryv1.CanaryServiceClient, runID string, s int, rng *rand.Rand, opts Options,
+// ingest sends batches on one IngestStream (of context sctx) until ctx
+// ends, each after the previous one's acknowledgement (and BatchInterval),
+// then closes the stream, receiving what remains.
+func ingest(ctx, sctx context.Context, c canaryv1.CanaryServiceClient, runID string, s int, rng *rand.Rand, opts Options,
 	rec *recorder, seen *uint64, batches, obs *atomic.Uint64) {
 	for ctx.Err() == nil {
-		st, err := c.IngestStream(ctx)
+		st, err := c.IngestStream(sctx)
 		if err != nil {
 			rec.fail(ctx, "ingest", err)
 			sleepCtx(ctx, time.Second)
@@ -448,7 +460,7 @@ func ingest(ctx context.Context, c canaryv1.CanaryServiceClient, runID string, s
 		}
 		err = ingestOn(ctx, st, runID, s, rng, opts, rec, seen, batches, obs)
 		if err != nil {
-			rec.fail(ctx, "ingest", err)
+			rec.fail(sctx, "ingest", err)
 			sleepCtx(ctx, time.Second)
 		}
 	}
@@ -475,8 +487,17 @@ func ingestOn(ctx context.Context, st canaryv1.CanaryService_IngestStreamClient,
 		obs.Add(n)
 		sleepCtx(ctx, opts.BatchInterval)
 	}
-	_ = st.CloseSend() // the stream's context has ended anyway
-	return nil
+	if err := st.CloseSend(); err != nil {
+		return err
+	}
+	for {
+		if _, err := st.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // watch follows a run's verdicts until ctx ends, reconnecting on errors.
