@@ -7,6 +7,7 @@
 package canaryv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -5489,7 +5490,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -5946,22 +5947,23 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"AlarmState\x12\x1b\n" +
 	"\x17ALARM_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ALARM_STATE_FIRING\x10\x01\x12\x18\n" +
-	"\x14ALARM_STATE_RESOLVED\x10\x022\x91\b\n" +
-	"\rCanaryService\x12F\n" +
-	"\tPutConfig\x12\x1b.canary.v1.PutConfigRequest\x1a\x1c.canary.v1.PutConfigResponse\x12F\n" +
-	"\tGetConfig\x12\x1b.canary.v1.GetConfigRequest\x1a\x1c.canary.v1.GetConfigResponse\x12L\n" +
-	"\vListConfigs\x12\x1d.canary.v1.ListConfigsRequest\x1a\x1e.canary.v1.ListConfigsResponse\x12F\n" +
-	"\tCreateRun\x12\x1b.canary.v1.CreateRunRequest\x1a\x1c.canary.v1.CreateRunResponse\x12=\n" +
-	"\x06GetRun\x12\x18.canary.v1.GetRunRequest\x1a\x19.canary.v1.GetRunResponse\x12C\n" +
-	"\bListRuns\x12\x1a.canary.v1.ListRunsRequest\x1a\x1b.canary.v1.ListRunsResponse\x12=\n" +
-	"\x06Ingest\x12\x18.canary.v1.IngestRequest\x1a\x19.canary.v1.IngestResponse\x12S\n" +
-	"\fIngestStream\x12\x1e.canary.v1.IngestStreamRequest\x1a\x1f.canary.v1.IngestStreamResponse(\x010\x01\x12:\n" +
-	"\x05Judge\x12\x17.canary.v1.JudgeRequest\x1a\x18.canary.v1.JudgeResponse\x12Q\n" +
-	"\fWatchVerdict\x12\x1e.canary.v1.WatchVerdictRequest\x1a\x1f.canary.v1.WatchVerdictResponse0\x01\x12L\n" +
-	"\vCompleteRun\x12\x1d.canary.v1.CompleteRunRequest\x1a\x1e.canary.v1.CompleteRunResponse\x12C\n" +
-	"\bAbortRun\x12\x1a.canary.v1.AbortRunRequest\x1a\x1b.canary.v1.AbortRunResponse\x12O\n" +
-	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponse\x12O\n" +
-	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
+	"\x14ALARM_STATE_RESOLVED\x10\x022\xbd\v\n" +
+	"\rCanaryService\x12^\n" +
+	"\tPutConfig\x12\x1b.canary.v1.PutConfigRequest\x1a\x1c.canary.v1.PutConfigResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/configs\x12e\n" +
+	"\tGetConfig\x12\x1b.canary.v1.GetConfigRequest\x1a\x1c.canary.v1.GetConfigResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/configs/{name=**}\x12a\n" +
+	"\vListConfigs\x12\x1d.canary.v1.ListConfigsRequest\x1a\x1e.canary.v1.ListConfigsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/configs\x12[\n" +
+	"\tCreateRun\x12\x1b.canary.v1.CreateRunRequest\x1a\x1c.canary.v1.CreateRunResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/runs\x12X\n" +
+	"\x06GetRun\x12\x18.canary.v1.GetRunRequest\x1a\x19.canary.v1.GetRunResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runs/{run_id}\x12U\n" +
+	"\bListRuns\x12\x1a.canary.v1.ListRunsRequest\x1a\x1b.canary.v1.ListRunsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/runs\x12m\n" +
+	"\x06Ingest\x12\x18.canary.v1.IngestRequest\x1a\x19.canary.v1.IngestResponse\".\x82\xd3\xe4\x93\x02(:\x05batch\"\x1f/v1/runs/{batch.run_id}/batches\x12r\n" +
+	"\fIngestStream\x12\x1e.canary.v1.IngestStreamRequest\x1a\x1f.canary.v1.IngestStreamResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:stream(\x010\x01\x12]\n" +
+	"\x05Judge\x12\x17.canary.v1.JudgeRequest\x1a\x18.canary.v1.JudgeResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/runs/{run_id}/verdict\x12z\n" +
+	"\fWatchVerdict\x12\x1e.canary.v1.WatchVerdictRequest\x1a\x1f.canary.v1.WatchVerdictResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/runs/{run_id}/verdict:watch0\x01\x12s\n" +
+	"\vCompleteRun\x12\x1d.canary.v1.CompleteRunRequest\x1a\x1e.canary.v1.CompleteRunResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/runs/{run_id}:complete\x12g\n" +
+	"\bAbortRun\x12\x1a.canary.v1.AbortRunRequest\x1a\x1b.canary.v1.AbortRunResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/runs/{run_id}:abort\x12e\n" +
+	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/verdicts\x12q\n" +
+	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/runs/{run_id}/reportB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_canary_v1_canary_proto_rawDescOnce sync.Once
