@@ -1417,7 +1417,9 @@ type Run struct {
 	// ingest rejects
 	// samples timed more than the server's clock-skew allowance (default 5m)
 	// before it or after the present.
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// When the run finishes by itself (CreateRunRequest.auto_finish).
+	AutoFinish    *AutoFinish `protobuf:"bytes,19,opt,name=auto_finish,json=autoFinish,proto3" json:"auto_finish,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1578,6 +1580,13 @@ func (x *Run) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Run) GetAutoFinish() *AutoFinish {
+	if x != nil {
+		return x.AutoFinish
+	}
+	return nil
+}
+
 // RunCounters counts what a run has ingested.
 type RunCounters struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1691,7 +1700,16 @@ type CreateRunRequest struct {
 	// When the run's data begin, for a run that replays data taken earlier;
 	// absent: its creation. Must not be later than the creation (plus the
 	// server's clock-skew allowance). See Run.start_time.
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// When the run finishes by itself, without CompleteRun (see AutoFinish);
+	// absent: only CompleteRun and AbortRun finish it.
+	AutoFinish *AutoFinish `protobuf:"bytes,12,opt,name=auto_finish,json=autoFinish,proto3" json:"auto_finish,omitempty"`
+	// Also judge the run and return its current verdict in
+	// CreateRunResponse.verdict (the final one once it is finished): one call
+	// that creates or finds the run and reads its verdict, for deployers that
+	// poll one URL (Argo Rollouts' web metric). Needs the read role too. Not
+	// part of the request's identity: a retry may set it or not.
+	Judge         bool `protobuf:"varint,13,opt,name=judge,proto3" json:"judge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1816,6 +1834,20 @@ func (x *CreateRunRequest) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CreateRunRequest) GetAutoFinish() *AutoFinish {
+	if x != nil {
+		return x.AutoFinish
+	}
+	return nil
+}
+
+func (x *CreateRunRequest) GetJudge() bool {
+	if x != nil {
+		return x.Judge
+	}
+	return false
+}
+
 type isCreateRunRequest_Config interface {
 	isCreateRunRequest_Config()
 }
@@ -1841,18 +1873,100 @@ func (*CreateRunRequest_InlineConfig) isCreateRunRequest_Config() {}
 
 func (*CreateRunRequest_InlineYaml) isCreateRunRequest_Config() {}
 
+// AutoFinish says when a run finishes by itself: its final verdict is
+// stored in the history as by CompleteRun (the run is COMPLETED), once,
+// whichever replica sees it first, and WatchVerdict ends with it. A run is
+// checked whenever its verdict is computed (Judge, WatchVerdict, CreateRun
+// with judge, the report) and by the server every few minutes while it is
+// in memory.
+type AutoFinish struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Finish on the first decisive verdict: a ROLLBACK (before the bake time
+	// ends only a critical regression rolls back), or, once the bake time has
+	// ended, a ROLLBACK or a PROMOTE. The final verdict is judged on all the
+	// data acknowledged when the run finishes; if it is no longer decisive
+	// (a HOLD), the run goes on.
+	OnDecision bool `protobuf:"varint,1,opt,name=on_decision,json=onDecision,proto3" json:"on_decision,omitempty"`
+	// Finish the run this long after its creation even if its verdict still
+	// holds (0 or absent: never). The final verdict is judged as by
+	// CompleteRun (the bake time counts as over); a HOLD becomes
+	// timeout_decision.
+	MaxDuration *durationpb.Duration `protobuf:"bytes,2,opt,name=max_duration,json=maxDuration,proto3" json:"max_duration,omitempty"`
+	// The final decision of a run that reaches max_duration with a HOLD:
+	// DECISION_HOLD (or unspecified) keeps the HOLD; DECISION_ROLLBACK fails
+	// closed (a canary that could not be shown safe in time is rolled back).
+	// DECISION_PROMOTE is not allowed.
+	TimeoutDecision Decision `protobuf:"varint,3,opt,name=timeout_decision,json=timeoutDecision,proto3,enum=canary.v1.Decision" json:"timeout_decision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AutoFinish) Reset() {
+	*x = AutoFinish{}
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoFinish) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoFinish) ProtoMessage() {}
+
+func (x *AutoFinish) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoFinish.ProtoReflect.Descriptor instead.
+func (*AutoFinish) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AutoFinish) GetOnDecision() bool {
+	if x != nil {
+		return x.OnDecision
+	}
+	return false
+}
+
+func (x *AutoFinish) GetMaxDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MaxDuration
+	}
+	return nil
+}
+
+func (x *AutoFinish) GetTimeoutDecision() Decision {
+	if x != nil {
+		return x.TimeoutDecision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
 // CreateRunResponse is the response of CreateRun.
 type CreateRunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The created (or, on a retry, the existing) run.
-	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Run *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// The run's current verdict (its final one once it is finished), when
+	// the request set judge.
+	Verdict       *Verdict `protobuf:"bytes,2,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1978,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,12 +1991,19 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
 	if x != nil {
 		return x.Run
+	}
+	return nil
+}
+
+func (x *CreateRunResponse) GetVerdict() *Verdict {
+	if x != nil {
+		return x.Verdict
 	}
 	return nil
 }
@@ -1898,7 +2019,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2031,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2044,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1944,7 +2065,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2077,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2090,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -2000,7 +2121,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2133,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2146,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -2076,7 +2197,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2209,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2222,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2131,7 +2252,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2264,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2277,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2184,7 +2305,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2317,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2330,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2232,7 +2353,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2365,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2378,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2285,7 +2406,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2418,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2431,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2349,7 +2470,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2482,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2495,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2481,7 +2602,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2614,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2627,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -2559,7 +2680,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2692,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2705,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -2672,7 +2793,7 @@ type Histogram struct {
 
 func (x *Histogram) Reset() {
 	*x = Histogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2805,7 @@ func (x *Histogram) String() string {
 func (*Histogram) ProtoMessage() {}
 
 func (x *Histogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2818,7 @@ func (x *Histogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
 func (*Histogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Histogram) GetBuckets() isHistogram_Buckets {
@@ -2773,7 +2894,7 @@ type ExplicitBuckets struct {
 
 func (x *ExplicitBuckets) Reset() {
 	*x = ExplicitBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2785,7 +2906,7 @@ func (x *ExplicitBuckets) String() string {
 func (*ExplicitBuckets) ProtoMessage() {}
 
 func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2798,7 +2919,7 @@ func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
 func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExplicitBuckets) GetUpperBounds() []float64 {
@@ -2858,7 +2979,7 @@ type ExponentialBuckets struct {
 
 func (x *ExponentialBuckets) Reset() {
 	*x = ExponentialBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2991,7 @@ func (x *ExponentialBuckets) String() string {
 func (*ExponentialBuckets) ProtoMessage() {}
 
 func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3004,7 @@ func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
 func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExponentialBuckets) GetSchema() int32 {
@@ -2950,7 +3071,7 @@ type BucketSpan struct {
 
 func (x *BucketSpan) Reset() {
 	*x = BucketSpan{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3083,7 @@ func (x *BucketSpan) String() string {
 func (*BucketSpan) ProtoMessage() {}
 
 func (x *BucketSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3096,7 @@ func (x *BucketSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
 func (*BucketSpan) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BucketSpan) GetOffset() int32 {
@@ -3015,7 +3136,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3148,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3161,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Batch) GetRunId() string {
@@ -3088,7 +3209,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3221,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3234,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -3155,7 +3276,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3167,7 +3288,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3180,7 +3301,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -3201,7 +3322,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3213,7 +3334,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3226,7 +3347,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -3247,7 +3368,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3380,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3393,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -3300,7 +3421,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3312,7 +3433,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3325,7 +3446,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -3398,7 +3519,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3410,7 +3531,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3423,7 +3544,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3579,7 +3700,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3712,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3725,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MetricResult) GetName() string {
@@ -3769,7 +3890,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3781,7 +3902,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3794,7 +3915,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -3900,7 +4021,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3912,7 +4033,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3925,7 +4046,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -3997,7 +4118,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4130,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4143,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Gate) GetReady() bool {
@@ -4078,7 +4199,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4090,7 +4211,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4103,7 +4224,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -4124,7 +4245,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4136,7 +4257,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4149,7 +4270,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -4170,7 +4291,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4182,7 +4303,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4195,7 +4316,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -4216,7 +4337,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4228,7 +4349,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4241,7 +4362,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -4276,7 +4397,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4409,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4422,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -4366,7 +4487,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4378,7 +4499,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4391,7 +4512,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4419,7 +4540,7 @@ type GetRunReportRequest struct {
 
 func (x *GetRunReportRequest) Reset() {
 	*x = GetRunReportRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4552,7 @@ func (x *GetRunReportRequest) String() string {
 func (*GetRunReportRequest) ProtoMessage() {}
 
 func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4565,7 @@ func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
 func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetRunReportRequest) GetRunId() string {
@@ -4465,7 +4586,7 @@ type GetRunReportResponse struct {
 
 func (x *GetRunReportResponse) Reset() {
 	*x = GetRunReportResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4477,7 +4598,7 @@ func (x *GetRunReportResponse) String() string {
 func (*GetRunReportResponse) ProtoMessage() {}
 
 func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4490,7 +4611,7 @@ func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
 func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetRunReportResponse) GetReport() *RunReport {
@@ -4527,7 +4648,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4539,7 +4660,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4552,7 +4673,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RunReport) GetRun() *Run {
@@ -4618,7 +4739,7 @@ type TrajectoryPoint struct {
 
 func (x *TrajectoryPoint) Reset() {
 	*x = TrajectoryPoint{}
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4630,7 +4751,7 @@ func (x *TrajectoryPoint) String() string {
 func (*TrajectoryPoint) ProtoMessage() {}
 
 func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4643,7 +4764,7 @@ func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
 func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
@@ -4708,7 +4829,7 @@ type TrajectoryMetric struct {
 
 func (x *TrajectoryMetric) Reset() {
 	*x = TrajectoryMetric{}
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4720,7 +4841,7 @@ func (x *TrajectoryMetric) String() string {
 func (*TrajectoryMetric) ProtoMessage() {}
 
 func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4733,7 +4854,7 @@ func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
 func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
@@ -4857,7 +4978,7 @@ type MetricReport struct {
 
 func (x *MetricReport) Reset() {
 	*x = MetricReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4869,7 +4990,7 @@ func (x *MetricReport) String() string {
 func (*MetricReport) ProtoMessage() {}
 
 func (x *MetricReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4882,7 +5003,7 @@ func (x *MetricReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
 func (*MetricReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MetricReport) GetName() string {
@@ -4981,7 +5102,7 @@ type CohortValue struct {
 
 func (x *CohortValue) Reset() {
 	*x = CohortValue{}
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4993,7 +5114,7 @@ func (x *CohortValue) String() string {
 func (*CohortValue) ProtoMessage() {}
 
 func (x *CohortValue) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5006,7 +5127,7 @@ func (x *CohortValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
 func (*CohortValue) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CohortValue) GetStatistic() string {
@@ -5071,7 +5192,7 @@ type DistributionHistogram struct {
 
 func (x *DistributionHistogram) Reset() {
 	*x = DistributionHistogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5083,7 +5204,7 @@ func (x *DistributionHistogram) String() string {
 func (*DistributionHistogram) ProtoMessage() {}
 
 func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5096,7 +5217,7 @@ func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
 func (*DistributionHistogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DistributionHistogram) GetEdges() []float64 {
@@ -5163,7 +5284,7 @@ type Quantiles struct {
 
 func (x *Quantiles) Reset() {
 	*x = Quantiles{}
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5175,7 +5296,7 @@ func (x *Quantiles) String() string {
 func (*Quantiles) ProtoMessage() {}
 
 func (x *Quantiles) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5188,7 +5309,7 @@ func (x *Quantiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
 func (*Quantiles) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Quantiles) GetP50() float64 {
@@ -5248,7 +5369,7 @@ type InstanceEffect struct {
 
 func (x *InstanceEffect) Reset() {
 	*x = InstanceEffect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5260,7 +5381,7 @@ func (x *InstanceEffect) String() string {
 func (*InstanceEffect) ProtoMessage() {}
 
 func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5273,7 +5394,7 @@ func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
 func (*InstanceEffect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *InstanceEffect) GetCohort() Cohort {
@@ -5352,7 +5473,7 @@ type ReportWindows struct {
 
 func (x *ReportWindows) Reset() {
 	*x = ReportWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5364,7 +5485,7 @@ func (x *ReportWindows) String() string {
 func (*ReportWindows) ProtoMessage() {}
 
 func (x *ReportWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5377,7 +5498,7 @@ func (x *ReportWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
 func (*ReportWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReportWindows) GetLength() *durationpb.Duration {
@@ -5416,7 +5537,7 @@ type AlarmEvent struct {
 
 func (x *AlarmEvent) Reset() {
 	*x = AlarmEvent{}
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5428,7 +5549,7 @@ func (x *AlarmEvent) String() string {
 func (*AlarmEvent) ProtoMessage() {}
 
 func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5441,7 +5562,7 @@ func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
 func (*AlarmEvent) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AlarmEvent) GetName() string {
@@ -5562,7 +5683,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListConfigsResponse\x122\n" +
 	"\aconfigs\x18\x01 \x03(\v2\x18.canary.v1.ConfigVersionR\aconfigs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe4\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9c\b\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -5587,7 +5708,9 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\averdict\x18\x10 \x01(\v2\x12.canary.v1.VerdictR\averdict\x122\n" +
 	"\bcounters\x18\x11 \x01(\v2\x16.canary.v1.RunCountersR\bcounters\x129\n" +
 	"\n" +
-	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1aA\n" +
+	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x126\n" +
+	"\vauto_finish\x18\x13 \x01(\v2\x15.canary.v1.AutoFinishR\n" +
+	"autoFinish\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
@@ -5600,7 +5723,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x11duplicate_batches\x18\x02 \x01(\x04R\x10duplicateBatches\x12)\n" +
 	"\x10baseline_samples\x18\x03 \x01(\x04R\x0fbaselineSamples\x12%\n" +
 	"\x0ecanary_samples\x18\x04 \x01(\x04R\rcanarySamples\x12D\n" +
-	"\x10last_ingest_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastIngestTime\"\xfa\x05\n" +
+	"\x10last_ingest_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastIngestTime\"\xc8\x06\n" +
 	"\x10CreateRunRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -5617,7 +5740,10 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x14canary_traffic_share\x18\n" +
 	" \x01(\x01H\x01R\x12canaryTrafficShare\x88\x01\x01\x129\n" +
 	"\n" +
-	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1aA\n" +
+	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x126\n" +
+	"\vauto_finish\x18\f \x01(\v2\x15.canary.v1.AutoFinishR\n" +
+	"autoFinish\x12\x14\n" +
+	"\x05judge\x18\r \x01(\bR\x05judge\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
@@ -5625,9 +5751,16 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
 	"\x06configB\x17\n" +
-	"\x15_canary_traffic_share\"5\n" +
+	"\x15_canary_traffic_share\"\xab\x01\n" +
+	"\n" +
+	"AutoFinish\x12\x1f\n" +
+	"\von_decision\x18\x01 \x01(\bR\n" +
+	"onDecision\x12<\n" +
+	"\fmax_duration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vmaxDuration\x12>\n" +
+	"\x10timeout_decision\x18\x03 \x01(\x0e2\x13.canary.v1.DecisionR\x0ftimeoutDecision\"c\n" +
 	"\x11CreateRunResponse\x12 \n" +
-	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\"&\n" +
+	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\x12,\n" +
+	"\averdict\x18\x02 \x01(\v2\x12.canary.v1.VerdictR\averdict\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"2\n" +
 	"\x0eGetRunResponse\x12 \n" +
@@ -5978,7 +6111,7 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
 	(MetricType)(0),               // 1: canary.v1.MetricType
@@ -6002,190 +6135,196 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(*Run)(nil),                   // 19: canary.v1.Run
 	(*RunCounters)(nil),           // 20: canary.v1.RunCounters
 	(*CreateRunRequest)(nil),      // 21: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),     // 22: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),         // 23: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 24: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 25: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 26: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),    // 27: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),   // 28: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),       // 29: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),      // 30: canary.v1.AbortRunResponse
-	(*Sample)(nil),                // 31: canary.v1.Sample
-	(*Counts)(nil),                // 32: canary.v1.Counts
-	(*MetricColumn)(nil),          // 33: canary.v1.MetricColumn
-	(*Histogram)(nil),             // 34: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),       // 35: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),    // 36: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),            // 37: canary.v1.BucketSpan
-	(*Batch)(nil),                 // 38: canary.v1.Batch
-	(*IngestAck)(nil),             // 39: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 40: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 41: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 42: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 43: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 44: canary.v1.Verdict
-	(*MetricResult)(nil),          // 45: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 46: canary.v1.CohortSummary
-	(*Effect)(nil),                // 47: canary.v1.Effect
-	(*Gate)(nil),                  // 48: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 49: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 50: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 51: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 52: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 53: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 54: canary.v1.ListVerdictsResponse
-	(*GetRunReportRequest)(nil),   // 55: canary.v1.GetRunReportRequest
-	(*GetRunReportResponse)(nil),  // 56: canary.v1.GetRunReportResponse
-	(*RunReport)(nil),             // 57: canary.v1.RunReport
-	(*TrajectoryPoint)(nil),       // 58: canary.v1.TrajectoryPoint
-	(*TrajectoryMetric)(nil),      // 59: canary.v1.TrajectoryMetric
-	(*MetricReport)(nil),          // 60: canary.v1.MetricReport
-	(*CohortValue)(nil),           // 61: canary.v1.CohortValue
-	(*DistributionHistogram)(nil), // 62: canary.v1.DistributionHistogram
-	(*Quantiles)(nil),             // 63: canary.v1.Quantiles
-	(*InstanceEffect)(nil),        // 64: canary.v1.InstanceEffect
-	(*ReportWindows)(nil),         // 65: canary.v1.ReportWindows
-	(*AlarmEvent)(nil),            // 66: canary.v1.AlarmEvent
-	nil,                           // 67: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 68: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 69: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 70: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	nil,                           // 71: canary.v1.AlarmEvent.LabelsEntry
-	(*durationpb.Duration)(nil),   // 72: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 73: google.protobuf.Timestamp
+	(*AutoFinish)(nil),            // 22: canary.v1.AutoFinish
+	(*CreateRunResponse)(nil),     // 23: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),         // 24: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 25: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),       // 26: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 27: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),    // 28: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),   // 29: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),       // 30: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),      // 31: canary.v1.AbortRunResponse
+	(*Sample)(nil),                // 32: canary.v1.Sample
+	(*Counts)(nil),                // 33: canary.v1.Counts
+	(*MetricColumn)(nil),          // 34: canary.v1.MetricColumn
+	(*Histogram)(nil),             // 35: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),       // 36: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),    // 37: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),            // 38: canary.v1.BucketSpan
+	(*Batch)(nil),                 // 39: canary.v1.Batch
+	(*IngestAck)(nil),             // 40: canary.v1.IngestAck
+	(*IngestRequest)(nil),         // 41: canary.v1.IngestRequest
+	(*IngestResponse)(nil),        // 42: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),   // 43: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),  // 44: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),               // 45: canary.v1.Verdict
+	(*MetricResult)(nil),          // 46: canary.v1.MetricResult
+	(*CohortSummary)(nil),         // 47: canary.v1.CohortSummary
+	(*Effect)(nil),                // 48: canary.v1.Effect
+	(*Gate)(nil),                  // 49: canary.v1.Gate
+	(*JudgeRequest)(nil),          // 50: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),         // 51: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),   // 52: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),  // 53: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),   // 54: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),  // 55: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),   // 56: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),  // 57: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),             // 58: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),       // 59: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),      // 60: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),          // 61: canary.v1.MetricReport
+	(*CohortValue)(nil),           // 62: canary.v1.CohortValue
+	(*DistributionHistogram)(nil), // 63: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),             // 64: canary.v1.Quantiles
+	(*InstanceEffect)(nil),        // 65: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),         // 66: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),            // 67: canary.v1.AlarmEvent
+	nil,                           // 68: canary.v1.Run.BaselineLabelsEntry
+	nil,                           // 69: canary.v1.Run.CanaryLabelsEntry
+	nil,                           // 70: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                           // 71: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                           // 72: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),   // 73: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 74: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	72,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	73,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
 	10,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	72,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	73,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
 	9,   // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
 	0,   // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
 	1,   // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
 	2,   // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
 	8,   // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	73,  // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	74,  // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
 	8,   // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
 	11,  // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
 	11,  // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
 	11,  // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
 	8,   // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	67,  // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	68,  // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	72,  // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	68,  // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	69,  // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	73,  // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
 	3,   // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
-	73,  // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	73,  // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	44,  // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	74,  // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	74,  // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	45,  // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
 	20,  // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	73,  // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	73,  // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	12,  // 24: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	8,   // 25: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	69,  // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	70,  // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	72,  // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	73,  // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	19,  // 30: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	19,  // 31: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,   // 32: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	19,  // 33: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	19,  // 34: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	19,  // 35: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,   // 36: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	32,  // 37: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	34,  // 38: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	73,  // 39: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,   // 40: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	73,  // 41: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	34,  // 42: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	35,  // 43: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	36,  // 44: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	37,  // 45: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	37,  // 46: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	31,  // 47: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	33,  // 48: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	38,  // 49: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	39,  // 50: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	38,  // 51: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	39,  // 52: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,   // 53: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	73,  // 54: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	45,  // 55: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,   // 56: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,   // 57: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,   // 58: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,   // 59: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,   // 60: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	46,  // 61: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	46,  // 62: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	47,  // 63: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	48,  // 64: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	47,  // 65: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	44,  // 66: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	44,  // 67: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,   // 68: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	73,  // 69: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	73,  // 70: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	44,  // 71: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	57,  // 72: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
-	19,  // 73: canary.v1.RunReport.run:type_name -> canary.v1.Run
-	44,  // 74: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
-	58,  // 75: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
-	60,  // 76: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
-	65,  // 77: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
-	66,  // 78: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	73,  // 79: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 80: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	59,  // 81: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 82: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	61,  // 83: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	61,  // 84: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	62,  // 85: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	64,  // 86: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	73,  // 87: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	63,  // 88: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	63,  // 89: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 90: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	72,  // 91: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	73,  // 92: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	71,  // 93: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	73,  // 94: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	73,  // 95: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 96: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	13,  // 97: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	15,  // 98: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	17,  // 99: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	21,  // 100: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	23,  // 101: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	25,  // 102: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	40,  // 103: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	42,  // 104: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	49,  // 105: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	51,  // 106: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	27,  // 107: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	29,  // 108: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	53,  // 109: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	55,  // 110: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	14,  // 111: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	16,  // 112: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	18,  // 113: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	22,  // 114: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	24,  // 115: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	26,  // 116: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	41,  // 117: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	43,  // 118: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	50,  // 119: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	52,  // 120: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	28,  // 121: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	30,  // 122: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	54,  // 123: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	56,  // 124: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	111, // [111:125] is the sub-list for method output_type
-	97,  // [97:111] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	74,  // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	22,  // 23: canary.v1.Run.auto_finish:type_name -> canary.v1.AutoFinish
+	74,  // 24: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	12,  // 25: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 26: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	70,  // 27: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	71,  // 28: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	73,  // 29: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	74,  // 30: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	22,  // 31: canary.v1.CreateRunRequest.auto_finish:type_name -> canary.v1.AutoFinish
+	73,  // 32: canary.v1.AutoFinish.max_duration:type_name -> google.protobuf.Duration
+	5,   // 33: canary.v1.AutoFinish.timeout_decision:type_name -> canary.v1.Decision
+	19,  // 34: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	45,  // 35: canary.v1.CreateRunResponse.verdict:type_name -> canary.v1.Verdict
+	19,  // 36: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 37: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	19,  // 38: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	19,  // 39: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	19,  // 40: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 41: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	33,  // 42: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	35,  // 43: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	74,  // 44: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 45: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	74,  // 46: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	35,  // 47: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	36,  // 48: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	37,  // 49: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	38,  // 50: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	38,  // 51: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	32,  // 52: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	34,  // 53: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	39,  // 54: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	40,  // 55: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	39,  // 56: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	40,  // 57: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 58: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	74,  // 59: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	46,  // 60: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 61: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 62: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 63: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 64: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 65: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	47,  // 66: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	47,  // 67: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	48,  // 68: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	49,  // 69: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	48,  // 70: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	45,  // 71: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	45,  // 72: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 73: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	74,  // 74: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	74,  // 75: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	45,  // 76: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	58,  // 77: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	19,  // 78: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	45,  // 79: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	59,  // 80: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	61,  // 81: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	66,  // 82: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	67,  // 83: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	74,  // 84: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 85: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	60,  // 86: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 87: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	62,  // 88: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	62,  // 89: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	63,  // 90: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	65,  // 91: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	74,  // 92: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	64,  // 93: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	64,  // 94: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 95: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	73,  // 96: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	74,  // 97: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	72,  // 98: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	74,  // 99: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	74,  // 100: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 101: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	13,  // 102: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	15,  // 103: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	17,  // 104: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	21,  // 105: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	24,  // 106: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	26,  // 107: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	41,  // 108: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	43,  // 109: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	50,  // 110: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	52,  // 111: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	28,  // 112: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	30,  // 113: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	54,  // 114: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	56,  // 115: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	14,  // 116: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	16,  // 117: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	18,  // 118: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	23,  // 119: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	25,  // 120: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	27,  // 121: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	42,  // 122: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	44,  // 123: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	51,  // 124: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	53,  // 125: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	29,  // 126: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	31,  // 127: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	55,  // 128: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	57,  // 129: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	116, // [116:130] is the sub-list for method output_type
+	102, // [102:116] is the sub-list for method input_type
+	102, // [102:102] is the sub-list for extension type_name
+	102, // [102:102] is the sub-list for extension extendee
+	0,   // [0:102] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -6206,24 +6345,24 @@ func file_canary_v1_canary_proto_init() {
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[23].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[24].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[26].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[27].OneofWrappers = []any{
 		(*Histogram_Explicit)(nil),
 		(*Histogram_Exponential)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[37].OneofWrappers = []any{}
 	file_canary_v1_canary_proto_msgTypes[38].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[39].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   64,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,7 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 					return reject(fmt.Errorf("corrupt request record %q", run.GetRequestId()))
 				}
 				if !bytes.Equal(v[w+int(n):], fingerprint) {
+					out = &canaryv1.Run{Id: string(v[w : w+int(n)])}
 					return reject(store.ErrConflict)
 				}
 				stored, err := getRun(tx, v[w:w+int(n)])
@@ -92,6 +93,9 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 		out, created = run, true
 		return nil
 	})
+	if errors.Is(err, store.ErrConflict) {
+		return out, false, fmt.Errorf("create run %s: %w", id, err) // out: the id of the run the request id names
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
