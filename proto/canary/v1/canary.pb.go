@@ -543,7 +543,12 @@ type CanaryConfig struct {
 	Window *durationpb.Duration `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
 	// The sample-ratio check of the canary's share of traffic (YAML key
 	// `traffic`). Absent: on, with its defaults.
-	Traffic       *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	Traffic *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	// Where a running run's metrics are pulled from (YAML `source`): canaryd
+	// reads the metrics that have a query (MetricConfig.query) from it every
+	// interval. Absent: clients send every sample. A source needs at least one
+	// metric with a query, and a query needs a source.
+	Source        *MetricSource `protobuf:"bytes,16,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -627,6 +632,232 @@ func (x *CanaryConfig) GetTraffic() *TrafficCheck {
 	return nil
 }
 
+func (x *CanaryConfig) GetSource() *MetricSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+// MetricSource is where a config's metrics are pulled from.
+type MetricSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A Prometheus server (or anything that serves its HTTP query API).
+	Prometheus    *PrometheusSource `protobuf:"bytes,1,opt,name=prometheus,proto3" json:"prometheus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricSource) Reset() {
+	*x = MetricSource{}
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricSource) ProtoMessage() {}
+
+func (x *MetricSource) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricSource.ProtoReflect.Descriptor instead.
+func (*MetricSource) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MetricSource) GetPrometheus() *PrometheusSource {
+	if x != nil {
+		return x.Prometheus
+	}
+	return nil
+}
+
+// PrometheusSource is a Prometheus that a running run's metrics are read
+// from, interval by interval (see collectors/prometheus).
+type PrometheusSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Base URL of the HTTP API, http:// or https://, without credentials.
+	// Required.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Length of the intervals read, on a grid fixed to the Unix epoch: whole
+	// milliseconds from 1s to 1h. Absent: 30s.
+	Interval *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	// How long after its end an interval is read (scrape and ingestion
+	// delay), from 0 to 1h. Absent: 30s.
+	Lag *durationpb.Duration `protobuf:"bytes,3,opt,name=lag,proto3" json:"lag,omitempty"`
+	// A file whose content is sent as a bearer token (read again when it
+	// changes). Optional.
+	BearerTokenFile string `protobuf:"bytes,4,opt,name=bearer_token_file,json=bearerTokenFile,proto3" json:"bearer_token_file,omitempty"`
+	// The PEM file of the CAs that verify an https:// URL. Optional.
+	TlsCaFile     string `protobuf:"bytes,5,opt,name=tls_ca_file,json=tlsCaFile,proto3" json:"tls_ca_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrometheusSource) Reset() {
+	*x = PrometheusSource{}
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusSource) ProtoMessage() {}
+
+func (x *PrometheusSource) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusSource.ProtoReflect.Descriptor instead.
+func (*PrometheusSource) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PrometheusSource) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PrometheusSource) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *PrometheusSource) GetLag() *durationpb.Duration {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
+func (x *PrometheusSource) GetBearerTokenFile() string {
+	if x != nil {
+		return x.BearerTokenFile
+	}
+	return ""
+}
+
+func (x *PrometheusSource) GetTlsCaFile() string {
+	if x != nil {
+		return x.TlsCaFile
+	}
+	return ""
+}
+
+// PrometheusQuery is the PromQL of one metric: text/templates with
+// {{.Selector}} (the cohort's label matchers) and {{.Range}} (the interval),
+// each returning one series per instance (and le, for buckets).
+type PrometheusQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rate metrics: events; mean metrics: observations.
+	Count string `protobuf:"bytes,1,opt,name=count,proto3" json:"count,omitempty"`
+	// Rate metrics: exposure.
+	Total string `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Distribution metrics: cumulative histogram buckets by le (or native
+	// histograms).
+	Buckets string `protobuf:"bytes,3,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// Distribution metrics (optional): the sum of the observations; mean
+	// metrics: the sum of the values.
+	Sum string `protobuf:"bytes,4,opt,name=sum,proto3" json:"sum,omitempty"`
+	// Multiplies bucket bounds and sums (1000: seconds to ms); 0 means 1.
+	Scale         float64 `protobuf:"fixed64,5,opt,name=scale,proto3" json:"scale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrometheusQuery) Reset() {
+	*x = PrometheusQuery{}
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusQuery) ProtoMessage() {}
+
+func (x *PrometheusQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusQuery.ProtoReflect.Descriptor instead.
+func (*PrometheusQuery) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PrometheusQuery) GetCount() string {
+	if x != nil {
+		return x.Count
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetBuckets() string {
+	if x != nil {
+		return x.Buckets
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetSum() string {
+	if x != nil {
+		return x.Sum
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetScale() float64 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
 // TrafficCheck configures the sample-ratio check: a canary whose share of
 // the traffic falls below (1 - tolerance) times the expected share (the
 // run's canary_traffic_share, else the canary's own share over the first
@@ -649,7 +880,7 @@ type TrafficCheck struct {
 
 func (x *TrafficCheck) Reset() {
 	*x = TrafficCheck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +892,7 @@ func (x *TrafficCheck) String() string {
 func (*TrafficCheck) ProtoMessage() {}
 
 func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +905,7 @@ func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficCheck.ProtoReflect.Descriptor instead.
 func (*TrafficCheck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TrafficCheck) GetMetric() string {
@@ -739,14 +970,17 @@ type MetricConfig struct {
 	Unit string `protobuf:"bytes,10,opt,name=unit,proto3" json:"unit,omitempty"`
 	// Rate metrics only: what Counts.total counts, e.g. "requests",
 	// "sessions", "instance-hours". Empty: "requests".
-	ExposureUnit  string `protobuf:"bytes,11,opt,name=exposure_unit,json=exposureUnit,proto3" json:"exposure_unit,omitempty"`
+	ExposureUnit string `protobuf:"bytes,11,opt,name=exposure_unit,json=exposureUnit,proto3" json:"exposure_unit,omitempty"`
+	// The PromQL that reads the metric from the config's source (YAML
+	// `query`); absent: clients send the metric's samples.
+	Query         *PrometheusQuery `protobuf:"bytes,16,opt,name=query,proto3" json:"query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetricConfig) Reset() {
 	*x = MetricConfig{}
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +992,7 @@ func (x *MetricConfig) String() string {
 func (*MetricConfig) ProtoMessage() {}
 
 func (x *MetricConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +1005,7 @@ func (x *MetricConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricConfig.ProtoReflect.Descriptor instead.
 func (*MetricConfig) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MetricConfig) GetName() string {
@@ -851,6 +1085,13 @@ func (x *MetricConfig) GetExposureUnit() string {
 	return ""
 }
 
+func (x *MetricConfig) GetQuery() *PrometheusQuery {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
 // ConfigVersion is one stored, immutable version of a named config.
 type ConfigVersion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -871,7 +1112,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1124,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1137,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConfigVersion) GetName() string {
@@ -948,7 +1189,7 @@ type ConfigRef struct {
 
 func (x *ConfigRef) Reset() {
 	*x = ConfigRef{}
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1201,7 @@ func (x *ConfigRef) String() string {
 func (*ConfigRef) ProtoMessage() {}
 
 func (x *ConfigRef) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1214,7 @@ func (x *ConfigRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRef.ProtoReflect.Descriptor instead.
 func (*ConfigRef) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfigRef) GetName() string {
@@ -1009,7 +1250,7 @@ type PutConfigRequest struct {
 
 func (x *PutConfigRequest) Reset() {
 	*x = PutConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1262,7 @@ func (x *PutConfigRequest) String() string {
 func (*PutConfigRequest) ProtoMessage() {}
 
 func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1275,7 @@ func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigRequest.ProtoReflect.Descriptor instead.
 func (*PutConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutConfigRequest) GetName() string {
@@ -1102,7 +1343,7 @@ type PutConfigResponse struct {
 
 func (x *PutConfigResponse) Reset() {
 	*x = PutConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1355,7 @@ func (x *PutConfigResponse) String() string {
 func (*PutConfigResponse) ProtoMessage() {}
 
 func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1368,7 @@ func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigResponse.ProtoReflect.Descriptor instead.
 func (*PutConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutConfigResponse) GetConfig() *ConfigVersion {
@@ -1157,7 +1398,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1410,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1423,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetConfigRequest) GetName() string {
@@ -1210,7 +1451,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1463,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1476,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConfigResponse) GetConfig() *ConfigVersion {
@@ -1263,7 +1504,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1516,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1529,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListConfigsRequest) GetName() string {
@@ -1325,7 +1566,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1578,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1591,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -1418,15 +1659,19 @@ type Run struct {
 	// samples timed more than the server's clock-skew allowance (default 5m)
 	// before it or after the present.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// What canaryd pulled of the run's metrics from the config's source, and
+	// why a metric holds when it could not; absent for a config without a
+	// source.
+	Pull *PullStatus `protobuf:"bytes,19,opt,name=pull,proto3" json:"pull,omitempty"`
 	// When the run finishes by itself (CreateRunRequest.auto_finish).
-	AutoFinish    *AutoFinish `protobuf:"bytes,19,opt,name=auto_finish,json=autoFinish,proto3" json:"auto_finish,omitempty"`
+	AutoFinish    *AutoFinish `protobuf:"bytes,20,opt,name=auto_finish,json=autoFinish,proto3" json:"auto_finish,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1683,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1696,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Run) GetId() string {
@@ -1580,11 +1825,169 @@ func (x *Run) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Run) GetPull() *PullStatus {
+	if x != nil {
+		return x.Pull
+	}
+	return nil
+}
+
 func (x *Run) GetAutoFinish() *AutoFinish {
 	if x != nil {
 		return x.AutoFinish
 	}
 	return nil
+}
+
+// PullStatus is the progress of the pull of a run's metrics from its
+// config's source, as recorded in the run's log by the replica pulling it.
+type PullStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source, e.g. "prometheus http://prometheus:9090 every 30s (lag 30s)".
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// One entry per metric with a query, in config order.
+	Metrics []*MetricPull `protobuf:"bytes,2,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// When the replica pulling the run recorded this status.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullStatus) Reset() {
+	*x = PullStatus{}
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullStatus) ProtoMessage() {}
+
+func (x *PullStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullStatus.ProtoReflect.Descriptor instead.
+func (*PullStatus) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PullStatus) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PullStatus) GetMetrics() []*MetricPull {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *PullStatus) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// MetricPull is the pull progress of one metric.
+type MetricPull struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Metric name.
+	Metric string `protobuf:"bytes,1,opt,name=metric,proto3" json:"metric,omitempty"`
+	// End of the last interval read, every interval before it since the run's
+	// start read too (or lost, see lost_intervals); absent before the first.
+	Through *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=through,proto3" json:"through,omitempty"`
+	// When reading began to fail (the first failed attempt of the current
+	// failure); absent while the reads succeed.
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// The last error, e.g. "prometheus unreachable: ... connection refused";
+	// empty while the reads succeed.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Intervals never read because they fell out of the backlog a replica
+	// catches up on (after a long outage).
+	LostIntervals uint64 `protobuf:"varint,5,opt,name=lost_intervals,json=lostIntervals,proto3" json:"lost_intervals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricPull) Reset() {
+	*x = MetricPull{}
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricPull) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricPull) ProtoMessage() {}
+
+func (x *MetricPull) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricPull.ProtoReflect.Descriptor instead.
+func (*MetricPull) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MetricPull) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *MetricPull) GetThrough() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Through
+	}
+	return nil
+}
+
+func (x *MetricPull) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *MetricPull) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *MetricPull) GetLostIntervals() uint64 {
+	if x != nil {
+		return x.LostIntervals
+	}
+	return 0
 }
 
 // RunCounters counts what a run has ingested.
@@ -1607,7 +2010,7 @@ type RunCounters struct {
 
 func (x *RunCounters) Reset() {
 	*x = RunCounters{}
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +2022,7 @@ func (x *RunCounters) String() string {
 func (*RunCounters) ProtoMessage() {}
 
 func (x *RunCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +2035,7 @@ func (x *RunCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCounters.ProtoReflect.Descriptor instead.
 func (*RunCounters) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunCounters) GetBatches() uint64 {
@@ -1716,7 +2119,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +2131,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +2144,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRunRequest) GetRequestId() string {
@@ -1903,7 +2306,7 @@ type AutoFinish struct {
 
 func (x *AutoFinish) Reset() {
 	*x = AutoFinish{}
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2318,7 @@ func (x *AutoFinish) String() string {
 func (*AutoFinish) ProtoMessage() {}
 
 func (x *AutoFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2331,7 @@ func (x *AutoFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoFinish.ProtoReflect.Descriptor instead.
 func (*AutoFinish) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AutoFinish) GetOnDecision() bool {
@@ -1966,7 +2369,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2381,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2394,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -2019,7 +2422,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2434,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2447,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2065,7 +2468,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2480,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2493,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -2121,7 +2524,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2536,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2549,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -2197,7 +2600,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2612,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2625,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2252,7 +2655,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2667,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2680,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2305,7 +2708,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2720,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2733,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2353,7 +2756,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2768,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2781,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2406,7 +2809,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2821,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2834,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2470,7 +2873,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2885,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2898,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2602,7 +3005,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +3017,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +3030,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -2680,7 +3083,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +3095,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +3108,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -2793,7 +3196,7 @@ type Histogram struct {
 
 func (x *Histogram) Reset() {
 	*x = Histogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3208,7 @@ func (x *Histogram) String() string {
 func (*Histogram) ProtoMessage() {}
 
 func (x *Histogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3221,7 @@ func (x *Histogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
 func (*Histogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Histogram) GetBuckets() isHistogram_Buckets {
@@ -2894,7 +3297,7 @@ type ExplicitBuckets struct {
 
 func (x *ExplicitBuckets) Reset() {
 	*x = ExplicitBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +3309,7 @@ func (x *ExplicitBuckets) String() string {
 func (*ExplicitBuckets) ProtoMessage() {}
 
 func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3322,7 @@ func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
 func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExplicitBuckets) GetUpperBounds() []float64 {
@@ -2979,7 +3382,7 @@ type ExponentialBuckets struct {
 
 func (x *ExponentialBuckets) Reset() {
 	*x = ExponentialBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3394,7 @@ func (x *ExponentialBuckets) String() string {
 func (*ExponentialBuckets) ProtoMessage() {}
 
 func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3407,7 @@ func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
 func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExponentialBuckets) GetSchema() int32 {
@@ -3071,7 +3474,7 @@ type BucketSpan struct {
 
 func (x *BucketSpan) Reset() {
 	*x = BucketSpan{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3083,7 +3486,7 @@ func (x *BucketSpan) String() string {
 func (*BucketSpan) ProtoMessage() {}
 
 func (x *BucketSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3096,7 +3499,7 @@ func (x *BucketSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
 func (*BucketSpan) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BucketSpan) GetOffset() int32 {
@@ -3136,7 +3539,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3551,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3564,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Batch) GetRunId() string {
@@ -3209,7 +3612,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3624,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3637,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -3276,7 +3679,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +3691,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3301,7 +3704,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -3322,7 +3725,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3334,7 +3737,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3347,7 +3750,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -3368,7 +3771,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3380,7 +3783,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3393,7 +3796,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -3421,7 +3824,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3433,7 +3836,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3446,7 +3849,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -3519,7 +3922,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3934,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3947,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3700,7 +4103,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3712,7 +4115,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3725,7 +4128,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MetricResult) GetName() string {
@@ -3890,7 +4293,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3902,7 +4305,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3915,7 +4318,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -4021,7 +4424,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4033,7 +4436,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4046,7 +4449,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -4118,7 +4521,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4130,7 +4533,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4143,7 +4546,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Gate) GetReady() bool {
@@ -4199,7 +4602,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4614,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4627,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -4245,7 +4648,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4257,7 +4660,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4270,7 +4673,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -4291,7 +4694,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4303,7 +4706,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4316,7 +4719,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -4337,7 +4740,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4349,7 +4752,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4362,7 +4765,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -4397,7 +4800,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4409,7 +4812,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4422,7 +4825,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -4487,7 +4890,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4499,7 +4902,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4512,7 +4915,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4540,7 +4943,7 @@ type GetRunReportRequest struct {
 
 func (x *GetRunReportRequest) Reset() {
 	*x = GetRunReportRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4552,7 +4955,7 @@ func (x *GetRunReportRequest) String() string {
 func (*GetRunReportRequest) ProtoMessage() {}
 
 func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4565,7 +4968,7 @@ func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
 func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetRunReportRequest) GetRunId() string {
@@ -4586,7 +4989,7 @@ type GetRunReportResponse struct {
 
 func (x *GetRunReportResponse) Reset() {
 	*x = GetRunReportResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4598,7 +5001,7 @@ func (x *GetRunReportResponse) String() string {
 func (*GetRunReportResponse) ProtoMessage() {}
 
 func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4611,7 +5014,7 @@ func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
 func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetRunReportResponse) GetReport() *RunReport {
@@ -4648,7 +5051,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4660,7 +5063,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4673,7 +5076,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RunReport) GetRun() *Run {
@@ -4739,7 +5142,7 @@ type TrajectoryPoint struct {
 
 func (x *TrajectoryPoint) Reset() {
 	*x = TrajectoryPoint{}
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4751,7 +5154,7 @@ func (x *TrajectoryPoint) String() string {
 func (*TrajectoryPoint) ProtoMessage() {}
 
 func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4764,7 +5167,7 @@ func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
 func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
@@ -4829,7 +5232,7 @@ type TrajectoryMetric struct {
 
 func (x *TrajectoryMetric) Reset() {
 	*x = TrajectoryMetric{}
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4841,7 +5244,7 @@ func (x *TrajectoryMetric) String() string {
 func (*TrajectoryMetric) ProtoMessage() {}
 
 func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4854,7 +5257,7 @@ func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
 func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
@@ -4978,7 +5381,7 @@ type MetricReport struct {
 
 func (x *MetricReport) Reset() {
 	*x = MetricReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4990,7 +5393,7 @@ func (x *MetricReport) String() string {
 func (*MetricReport) ProtoMessage() {}
 
 func (x *MetricReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5003,7 +5406,7 @@ func (x *MetricReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
 func (*MetricReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MetricReport) GetName() string {
@@ -5102,7 +5505,7 @@ type CohortValue struct {
 
 func (x *CohortValue) Reset() {
 	*x = CohortValue{}
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5114,7 +5517,7 @@ func (x *CohortValue) String() string {
 func (*CohortValue) ProtoMessage() {}
 
 func (x *CohortValue) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5127,7 +5530,7 @@ func (x *CohortValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
 func (*CohortValue) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CohortValue) GetStatistic() string {
@@ -5192,7 +5595,7 @@ type DistributionHistogram struct {
 
 func (x *DistributionHistogram) Reset() {
 	*x = DistributionHistogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5204,7 +5607,7 @@ func (x *DistributionHistogram) String() string {
 func (*DistributionHistogram) ProtoMessage() {}
 
 func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5217,7 +5620,7 @@ func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
 func (*DistributionHistogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DistributionHistogram) GetEdges() []float64 {
@@ -5284,7 +5687,7 @@ type Quantiles struct {
 
 func (x *Quantiles) Reset() {
 	*x = Quantiles{}
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5296,7 +5699,7 @@ func (x *Quantiles) String() string {
 func (*Quantiles) ProtoMessage() {}
 
 func (x *Quantiles) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5309,7 +5712,7 @@ func (x *Quantiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
 func (*Quantiles) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Quantiles) GetP50() float64 {
@@ -5369,7 +5772,7 @@ type InstanceEffect struct {
 
 func (x *InstanceEffect) Reset() {
 	*x = InstanceEffect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5381,7 +5784,7 @@ func (x *InstanceEffect) String() string {
 func (*InstanceEffect) ProtoMessage() {}
 
 func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5394,7 +5797,7 @@ func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
 func (*InstanceEffect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *InstanceEffect) GetCohort() Cohort {
@@ -5473,7 +5876,7 @@ type ReportWindows struct {
 
 func (x *ReportWindows) Reset() {
 	*x = ReportWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5485,7 +5888,7 @@ func (x *ReportWindows) String() string {
 func (*ReportWindows) ProtoMessage() {}
 
 func (x *ReportWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5498,7 +5901,7 @@ func (x *ReportWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
 func (*ReportWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ReportWindows) GetLength() *durationpb.Duration {
@@ -5537,7 +5940,7 @@ type AlarmEvent struct {
 
 func (x *AlarmEvent) Reset() {
 	*x = AlarmEvent{}
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5549,7 +5952,7 @@ func (x *AlarmEvent) String() string {
 func (*AlarmEvent) ProtoMessage() {}
 
 func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5562,7 +5965,7 @@ func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
 func (*AlarmEvent) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AlarmEvent) GetName() string {
@@ -5611,7 +6014,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -5621,9 +6024,26 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x05power\x18\x04 \x01(\x01H\x01R\x05power\x88\x01\x01\x121\n" +
 	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametrics\x121\n" +
 	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06window\x121\n" +
-	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atrafficB\r\n" +
+	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atraffic\x12/\n" +
+	"\x06source\x18\x10 \x01(\v2\x17.canary.v1.MetricSourceR\x06sourceB\r\n" +
 	"\v_confidenceB\b\n" +
-	"\x06_power\"\xa1\x01\n" +
+	"\x06_power\"K\n" +
+	"\fMetricSource\x12;\n" +
+	"\n" +
+	"prometheus\x18\x01 \x01(\v2\x1b.canary.v1.PrometheusSourceR\n" +
+	"prometheus\"\xd4\x01\n" +
+	"\x10PrometheusSource\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12+\n" +
+	"\x03lag\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12*\n" +
+	"\x11bearer_token_file\x18\x04 \x01(\tR\x0fbearerTokenFile\x12\x1e\n" +
+	"\vtls_ca_file\x18\x05 \x01(\tR\ttlsCaFile\"\x7f\n" +
+	"\x0fPrometheusQuery\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\tR\x05count\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\tR\x05total\x12\x18\n" +
+	"\abuckets\x18\x03 \x01(\tR\abuckets\x12\x10\n" +
+	"\x03sum\x18\x04 \x01(\tR\x03sum\x12\x14\n" +
+	"\x05scale\x18\x05 \x01(\x01R\x05scale\"\xa1\x01\n" +
 	"\fTrafficCheck\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12!\n" +
 	"\ttolerance\x18\x02 \x01(\x01H\x00R\ttolerance\x88\x01\x01\x12\x1f\n" +
@@ -5631,7 +6051,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\bdisabled\x18\x04 \x01(\bR\bdisabledB\f\n" +
 	"\n" +
 	"_toleranceB\v\n" +
-	"\t_critical\"\x88\x04\n" +
+	"\t_critical\"\xba\x04\n" +
 	"\fMetricConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x19.canary.v1.MetricCategoryR\bcategory\x12)\n" +
@@ -5645,7 +6065,8 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x11detectable_effect\x18\t \x01(\x01H\x04R\x10detectableEffect\x88\x01\x01\x12\x12\n" +
 	"\x04unit\x18\n" +
 	" \x01(\tR\x04unit\x12#\n" +
-	"\rexposure_unit\x18\v \x01(\tR\fexposureUnitB\f\n" +
+	"\rexposure_unit\x18\v \x01(\tR\fexposureUnit\x120\n" +
+	"\x05query\x18\x10 \x01(\v2\x1a.canary.v1.PrometheusQueryR\x05queryB\f\n" +
 	"\n" +
 	"_toleranceB\v\n" +
 	"\t_criticalB\x0e\n" +
@@ -5683,7 +6104,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListConfigsResponse\x122\n" +
 	"\aconfigs\x18\x01 \x03(\v2\x18.canary.v1.ConfigVersionR\aconfigs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9c\b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc7\b\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -5708,8 +6129,9 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\averdict\x18\x10 \x01(\v2\x12.canary.v1.VerdictR\averdict\x122\n" +
 	"\bcounters\x18\x11 \x01(\v2\x16.canary.v1.RunCountersR\bcounters\x129\n" +
 	"\n" +
-	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x126\n" +
-	"\vauto_finish\x18\x13 \x01(\v2\x15.canary.v1.AutoFinishR\n" +
+	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12)\n" +
+	"\x04pull\x18\x13 \x01(\v2\x15.canary.v1.PullStatusR\x04pull\x126\n" +
+	"\vauto_finish\x18\x14 \x01(\v2\x15.canary.v1.AutoFinishR\n" +
 	"autoFinish\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -5717,7 +6139,20 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x11CanaryLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
-	"\x15_canary_traffic_share\"\xec\x01\n" +
+	"\x15_canary_traffic_share\"\x92\x01\n" +
+	"\n" +
+	"PullStatus\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12/\n" +
+	"\ametrics\x18\x02 \x03(\v2\x15.canary.v1.MetricPullR\ametrics\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xd8\x01\n" +
+	"\n" +
+	"MetricPull\x12\x16\n" +
+	"\x06metric\x18\x01 \x01(\tR\x06metric\x124\n" +
+	"\athrough\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\athrough\x12?\n" +
+	"\rfailing_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12%\n" +
+	"\x0elost_intervals\x18\x05 \x01(\x04R\rlostIntervals\"\xec\x01\n" +
 	"\vRunCounters\x12\x18\n" +
 	"\abatches\x18\x01 \x01(\x04R\abatches\x12+\n" +
 	"\x11duplicate_batches\x18\x02 \x01(\x04R\x10duplicateBatches\x12)\n" +
@@ -6111,7 +6546,7 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
 	(MetricType)(0),               // 1: canary.v1.MetricType
@@ -6122,209 +6557,224 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricOutcome)(0),            // 6: canary.v1.MetricOutcome
 	(AlarmState)(0),               // 7: canary.v1.AlarmState
 	(*CanaryConfig)(nil),          // 8: canary.v1.CanaryConfig
-	(*TrafficCheck)(nil),          // 9: canary.v1.TrafficCheck
-	(*MetricConfig)(nil),          // 10: canary.v1.MetricConfig
-	(*ConfigVersion)(nil),         // 11: canary.v1.ConfigVersion
-	(*ConfigRef)(nil),             // 12: canary.v1.ConfigRef
-	(*PutConfigRequest)(nil),      // 13: canary.v1.PutConfigRequest
-	(*PutConfigResponse)(nil),     // 14: canary.v1.PutConfigResponse
-	(*GetConfigRequest)(nil),      // 15: canary.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 16: canary.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),    // 17: canary.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),   // 18: canary.v1.ListConfigsResponse
-	(*Run)(nil),                   // 19: canary.v1.Run
-	(*RunCounters)(nil),           // 20: canary.v1.RunCounters
-	(*CreateRunRequest)(nil),      // 21: canary.v1.CreateRunRequest
-	(*AutoFinish)(nil),            // 22: canary.v1.AutoFinish
-	(*CreateRunResponse)(nil),     // 23: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),         // 24: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 25: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 26: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 27: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),    // 28: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),   // 29: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),       // 30: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),      // 31: canary.v1.AbortRunResponse
-	(*Sample)(nil),                // 32: canary.v1.Sample
-	(*Counts)(nil),                // 33: canary.v1.Counts
-	(*MetricColumn)(nil),          // 34: canary.v1.MetricColumn
-	(*Histogram)(nil),             // 35: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),       // 36: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),    // 37: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),            // 38: canary.v1.BucketSpan
-	(*Batch)(nil),                 // 39: canary.v1.Batch
-	(*IngestAck)(nil),             // 40: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 41: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 42: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 43: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 44: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 45: canary.v1.Verdict
-	(*MetricResult)(nil),          // 46: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 47: canary.v1.CohortSummary
-	(*Effect)(nil),                // 48: canary.v1.Effect
-	(*Gate)(nil),                  // 49: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 50: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 51: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 52: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 53: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 54: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 55: canary.v1.ListVerdictsResponse
-	(*GetRunReportRequest)(nil),   // 56: canary.v1.GetRunReportRequest
-	(*GetRunReportResponse)(nil),  // 57: canary.v1.GetRunReportResponse
-	(*RunReport)(nil),             // 58: canary.v1.RunReport
-	(*TrajectoryPoint)(nil),       // 59: canary.v1.TrajectoryPoint
-	(*TrajectoryMetric)(nil),      // 60: canary.v1.TrajectoryMetric
-	(*MetricReport)(nil),          // 61: canary.v1.MetricReport
-	(*CohortValue)(nil),           // 62: canary.v1.CohortValue
-	(*DistributionHistogram)(nil), // 63: canary.v1.DistributionHistogram
-	(*Quantiles)(nil),             // 64: canary.v1.Quantiles
-	(*InstanceEffect)(nil),        // 65: canary.v1.InstanceEffect
-	(*ReportWindows)(nil),         // 66: canary.v1.ReportWindows
-	(*AlarmEvent)(nil),            // 67: canary.v1.AlarmEvent
-	nil,                           // 68: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 69: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 70: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 71: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	nil,                           // 72: canary.v1.AlarmEvent.LabelsEntry
-	(*durationpb.Duration)(nil),   // 73: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 74: google.protobuf.Timestamp
+	(*MetricSource)(nil),          // 9: canary.v1.MetricSource
+	(*PrometheusSource)(nil),      // 10: canary.v1.PrometheusSource
+	(*PrometheusQuery)(nil),       // 11: canary.v1.PrometheusQuery
+	(*TrafficCheck)(nil),          // 12: canary.v1.TrafficCheck
+	(*MetricConfig)(nil),          // 13: canary.v1.MetricConfig
+	(*ConfigVersion)(nil),         // 14: canary.v1.ConfigVersion
+	(*ConfigRef)(nil),             // 15: canary.v1.ConfigRef
+	(*PutConfigRequest)(nil),      // 16: canary.v1.PutConfigRequest
+	(*PutConfigResponse)(nil),     // 17: canary.v1.PutConfigResponse
+	(*GetConfigRequest)(nil),      // 18: canary.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),     // 19: canary.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),    // 20: canary.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),   // 21: canary.v1.ListConfigsResponse
+	(*Run)(nil),                   // 22: canary.v1.Run
+	(*PullStatus)(nil),            // 23: canary.v1.PullStatus
+	(*MetricPull)(nil),            // 24: canary.v1.MetricPull
+	(*RunCounters)(nil),           // 25: canary.v1.RunCounters
+	(*CreateRunRequest)(nil),      // 26: canary.v1.CreateRunRequest
+	(*AutoFinish)(nil),            // 27: canary.v1.AutoFinish
+	(*CreateRunResponse)(nil),     // 28: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),         // 29: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 30: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),       // 31: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 32: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),    // 33: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),   // 34: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),       // 35: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),      // 36: canary.v1.AbortRunResponse
+	(*Sample)(nil),                // 37: canary.v1.Sample
+	(*Counts)(nil),                // 38: canary.v1.Counts
+	(*MetricColumn)(nil),          // 39: canary.v1.MetricColumn
+	(*Histogram)(nil),             // 40: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),       // 41: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),    // 42: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),            // 43: canary.v1.BucketSpan
+	(*Batch)(nil),                 // 44: canary.v1.Batch
+	(*IngestAck)(nil),             // 45: canary.v1.IngestAck
+	(*IngestRequest)(nil),         // 46: canary.v1.IngestRequest
+	(*IngestResponse)(nil),        // 47: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),   // 48: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),  // 49: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),               // 50: canary.v1.Verdict
+	(*MetricResult)(nil),          // 51: canary.v1.MetricResult
+	(*CohortSummary)(nil),         // 52: canary.v1.CohortSummary
+	(*Effect)(nil),                // 53: canary.v1.Effect
+	(*Gate)(nil),                  // 54: canary.v1.Gate
+	(*JudgeRequest)(nil),          // 55: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),         // 56: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),   // 57: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),  // 58: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),   // 59: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),  // 60: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),   // 61: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),  // 62: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),             // 63: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),       // 64: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),      // 65: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),          // 66: canary.v1.MetricReport
+	(*CohortValue)(nil),           // 67: canary.v1.CohortValue
+	(*DistributionHistogram)(nil), // 68: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),             // 69: canary.v1.Quantiles
+	(*InstanceEffect)(nil),        // 70: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),         // 71: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),            // 72: canary.v1.AlarmEvent
+	nil,                           // 73: canary.v1.Run.BaselineLabelsEntry
+	nil,                           // 74: canary.v1.Run.CanaryLabelsEntry
+	nil,                           // 75: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                           // 76: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                           // 77: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),   // 78: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 79: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	73,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
-	10,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	73,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
-	9,   // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
-	0,   // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,   // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,   // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	8,   // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	74,  // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	8,   // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	11,  // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	11,  // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	11,  // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	8,   // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	68,  // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	69,  // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	73,  // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,   // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
-	74,  // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	74,  // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	45,  // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	20,  // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	74,  // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	22,  // 23: canary.v1.Run.auto_finish:type_name -> canary.v1.AutoFinish
-	74,  // 24: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	12,  // 25: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	8,   // 26: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	70,  // 27: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	71,  // 28: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	73,  // 29: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	74,  // 30: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	22,  // 31: canary.v1.CreateRunRequest.auto_finish:type_name -> canary.v1.AutoFinish
-	73,  // 32: canary.v1.AutoFinish.max_duration:type_name -> google.protobuf.Duration
-	5,   // 33: canary.v1.AutoFinish.timeout_decision:type_name -> canary.v1.Decision
-	19,  // 34: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	45,  // 35: canary.v1.CreateRunResponse.verdict:type_name -> canary.v1.Verdict
-	19,  // 36: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,   // 37: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	19,  // 38: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	19,  // 39: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	19,  // 40: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,   // 41: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	33,  // 42: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	35,  // 43: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	74,  // 44: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,   // 45: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	74,  // 46: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	35,  // 47: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	36,  // 48: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	37,  // 49: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	38,  // 50: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	38,  // 51: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	32,  // 52: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	34,  // 53: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	39,  // 54: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	40,  // 55: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	39,  // 56: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	40,  // 57: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,   // 58: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	74,  // 59: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	46,  // 60: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,   // 61: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,   // 62: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,   // 63: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,   // 64: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,   // 65: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	47,  // 66: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	47,  // 67: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	48,  // 68: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	49,  // 69: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	48,  // 70: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	45,  // 71: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	45,  // 72: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,   // 73: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	74,  // 74: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	74,  // 75: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	45,  // 76: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	58,  // 77: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
-	19,  // 78: canary.v1.RunReport.run:type_name -> canary.v1.Run
-	45,  // 79: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
-	59,  // 80: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
-	61,  // 81: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
-	66,  // 82: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
-	67,  // 83: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	74,  // 84: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 85: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	60,  // 86: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 87: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	62,  // 88: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	62,  // 89: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	63,  // 90: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	65,  // 91: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	74,  // 92: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	64,  // 93: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	64,  // 94: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 95: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	73,  // 96: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	74,  // 97: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	72,  // 98: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	74,  // 99: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	74,  // 100: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 101: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	13,  // 102: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	15,  // 103: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	17,  // 104: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	21,  // 105: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	24,  // 106: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	26,  // 107: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	41,  // 108: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	43,  // 109: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	50,  // 110: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	52,  // 111: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	28,  // 112: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	30,  // 113: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	54,  // 114: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	56,  // 115: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	14,  // 116: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	16,  // 117: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	18,  // 118: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	23,  // 119: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	25,  // 120: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	27,  // 121: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	42,  // 122: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	44,  // 123: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	51,  // 124: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	53,  // 125: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	29,  // 126: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	31,  // 127: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	55,  // 128: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	57,  // 129: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	116, // [116:130] is the sub-list for method output_type
-	102, // [102:116] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	78,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	13,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
+	78,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	12,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
+	9,   // 4: canary.v1.CanaryConfig.source:type_name -> canary.v1.MetricSource
+	10,  // 5: canary.v1.MetricSource.prometheus:type_name -> canary.v1.PrometheusSource
+	78,  // 6: canary.v1.PrometheusSource.interval:type_name -> google.protobuf.Duration
+	78,  // 7: canary.v1.PrometheusSource.lag:type_name -> google.protobuf.Duration
+	0,   // 8: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,   // 9: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,   // 10: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	11,  // 11: canary.v1.MetricConfig.query:type_name -> canary.v1.PrometheusQuery
+	8,   // 12: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	79,  // 13: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	8,   // 14: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	14,  // 15: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	14,  // 16: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	14,  // 17: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	8,   // 18: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	73,  // 19: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	74,  // 20: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	78,  // 21: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,   // 22: canary.v1.Run.state:type_name -> canary.v1.RunState
+	79,  // 23: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	79,  // 24: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	50,  // 25: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	25,  // 26: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	79,  // 27: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	23,  // 28: canary.v1.Run.pull:type_name -> canary.v1.PullStatus
+	27,  // 29: canary.v1.Run.auto_finish:type_name -> canary.v1.AutoFinish
+	24,  // 30: canary.v1.PullStatus.metrics:type_name -> canary.v1.MetricPull
+	79,  // 31: canary.v1.PullStatus.update_time:type_name -> google.protobuf.Timestamp
+	79,  // 32: canary.v1.MetricPull.through:type_name -> google.protobuf.Timestamp
+	79,  // 33: canary.v1.MetricPull.failing_since:type_name -> google.protobuf.Timestamp
+	79,  // 34: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	15,  // 35: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 36: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	75,  // 37: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	76,  // 38: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	78,  // 39: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	79,  // 40: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	27,  // 41: canary.v1.CreateRunRequest.auto_finish:type_name -> canary.v1.AutoFinish
+	78,  // 42: canary.v1.AutoFinish.max_duration:type_name -> google.protobuf.Duration
+	5,   // 43: canary.v1.AutoFinish.timeout_decision:type_name -> canary.v1.Decision
+	22,  // 44: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	50,  // 45: canary.v1.CreateRunResponse.verdict:type_name -> canary.v1.Verdict
+	22,  // 46: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 47: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	22,  // 48: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	22,  // 49: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	22,  // 50: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 51: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	38,  // 52: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	40,  // 53: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	79,  // 54: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 55: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	79,  // 56: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	40,  // 57: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	41,  // 58: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	42,  // 59: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	43,  // 60: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	43,  // 61: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	37,  // 62: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	39,  // 63: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	44,  // 64: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	45,  // 65: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	44,  // 66: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	45,  // 67: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 68: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	79,  // 69: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	51,  // 70: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 71: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 72: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 73: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 74: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 75: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	52,  // 76: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	52,  // 77: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	53,  // 78: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	54,  // 79: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	53,  // 80: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	50,  // 81: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	50,  // 82: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 83: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	79,  // 84: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	79,  // 85: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	50,  // 86: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	63,  // 87: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	22,  // 88: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	50,  // 89: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	64,  // 90: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	66,  // 91: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	71,  // 92: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	72,  // 93: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	79,  // 94: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 95: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	65,  // 96: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 97: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	67,  // 98: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	67,  // 99: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	68,  // 100: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	70,  // 101: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	79,  // 102: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	69,  // 103: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	69,  // 104: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 105: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	78,  // 106: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	79,  // 107: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	77,  // 108: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	79,  // 109: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	79,  // 110: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 111: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	16,  // 112: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	18,  // 113: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	20,  // 114: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	26,  // 115: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	29,  // 116: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	31,  // 117: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	46,  // 118: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	48,  // 119: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	55,  // 120: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	57,  // 121: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	33,  // 122: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	35,  // 123: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	59,  // 124: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	61,  // 125: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	17,  // 126: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	19,  // 127: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	21,  // 128: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	28,  // 129: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	30,  // 130: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	32,  // 131: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	47,  // 132: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	49,  // 133: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	56,  // 134: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	58,  // 135: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	34,  // 136: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	36,  // 137: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	60,  // 138: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	62,  // 139: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	126, // [126:140] is the sub-list for method output_type
+	112, // [112:126] is the sub-list for method input_type
+	112, // [112:112] is the sub-list for extension type_name
+	112, // [112:112] is the sub-list for extension extendee
+	0,   // [0:112] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -6333,36 +6783,36 @@ func file_canary_v1_canary_proto_init() {
 		return
 	}
 	file_canary_v1_canary_proto_msgTypes[0].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[1].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[2].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[4].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[8].OneofWrappers = []any{
 		(*PutConfigRequest_Config)(nil),
 		(*PutConfigRequest_Yaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[11].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[13].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[14].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[18].OneofWrappers = []any{
 		(*CreateRunRequest_ConfigRef)(nil),
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[24].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[29].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[27].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[32].OneofWrappers = []any{
 		(*Histogram_Explicit)(nil),
 		(*Histogram_Exponential)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[38].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[39].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[43].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[44].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   65,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
