@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/canaryd/canaryd/internal/flagger"
 	"github.com/canaryd/canaryd/internal/gateway"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server"
@@ -252,7 +253,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", gw) // the HTTP/JSON API (package gateway)
+	mux.Handle("/v1/", gw)                                          // the HTTP/JSON API (package gateway)
+	mux.Handle("POST /flagger/{hook}", flagger.New(gw.Conn(), log)) // Flagger's webhooks
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		hctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -168,6 +168,11 @@ func New(o Options) (*Gateway, error) {
 	return g, nil
 }
 
+// Conn is the gateway's connection to the in-memory server: other HTTP
+// handlers (the Flagger webhooks) call the CanaryService through it, with
+// the same interceptors as every call.
+func (g *Gateway) Conn() grpc.ClientConnInterface { return g.conn }
+
 // ServeHTTP serves the /v1/ routes. A request body larger than 4 times the
 // service's message size is refused (413); its reading is bounded by
 // RequestTimeout, except for the ingest stream.
