@@ -159,18 +159,21 @@ func (lr *liveRun) autoDeadline() time.Time {
 	return lr.auto.deadline
 }
 
-// autoCheck judges the live runs in memory that finish by themselves, so
-// that they finish even when nobody asks for their verdict (the janitor
-// calls it). Runs that are not in memory are checked when they are next
-// used.
+// autoCheck finishes the live runs in memory whose max_duration has
+// passed, so that they finish even when nobody asks for their verdict any
+// more (the janitor calls it). Runs that are not in memory are finished
+// when they are next used; a decisive verdict comes with new data or the
+// end of the bake, and finishes the run when someone asks for it (judging
+// idle runs here would keep them in memory).
 func (s *Service) autoCheck() {
+	now := s.now()
 	for _, lr := range s.registered() {
 		select {
 		case <-lr.loaded:
 		default:
 			continue // being loaded
 		}
-		if lr.err != nil || lr.auto == nil || lr.state() != stateLive {
+		if lr.err != nil || lr.auto == nil || lr.auto.deadline.IsZero() || now.Before(lr.auto.deadline) || lr.state() != stateLive {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.shutdownCtx, backgroundTimeout)

@@ -131,6 +131,10 @@ func TestHTTPAPI(t *testing.T) {
     sha256: `+sha("tok-pipe")+`
     roles: [ingest, read]
     services: ["checkout-*"]
+  - name: ingest-only
+    sha256: `+sha("tok-ingest")+`
+    roles: [ingest]
+    services: ["*"]
 `)
 	grpcAddr, httpAddr := startRun(t, Options{AuthTokens: tokens})
 	ctx := ctxT(t)
@@ -209,6 +213,20 @@ func TestHTTPAPI(t *testing.T) {
 	pipe.call(ctx, "POST", "/v1/runs", newRun("r1", "checkout-api"), &again)
 	if again.GetRun().GetId() != runID {
 		t.Errorf("CreateRun retry: run %s, want %s", again.GetRun().GetId(), runID)
+	}
+	// judge: true also needs the read role.
+	ingestOnly := httpAPI{t: t, base: root.base, token: "tok-ingest"}
+	withJudge := newRun("r1", "checkout-api")
+	withJudge.Judge = true
+	code, body = ingestOnly.do(ctx, "POST", "/v1/runs", withJudge)
+	if st := wantStatus(t, code, body, http.StatusForbidden, codes.PermissionDenied, ""); !strings.Contains(st.GetMessage(), "lacks role read") {
+		t.Errorf("judge without read: %q", st.GetMessage())
+	}
+	ingestOnly.call(ctx, "POST", "/v1/runs", newRun("r1", "checkout-api"), &again)
+	var judgedCreate canaryv1.CreateRunResponse
+	pipe.call(ctx, "POST", "/v1/runs", withJudge, &judgedCreate)
+	if judgedCreate.GetRun().GetId() != runID || judgedCreate.GetVerdict().GetDecision() != canaryv1.Decision_DECISION_HOLD {
+		t.Errorf("CreateRun with judge: run %s verdict %v", judgedCreate.GetRun().GetId(), judgedCreate.GetVerdict())
 	}
 	var got canaryv1.GetRunResponse
 	pipe.call(ctx, "GET", "/v1/runs/"+runID, nil, &got)
@@ -338,8 +356,28 @@ func TestHTTPAPI(t *testing.T) {
 	if len(hist.GetVerdicts()) != 2 {
 		t.Errorf("ListVerdicts: %d verdicts, want 2", len(hist.GetVerdicts()))
 	}
+	// The HTTP calls are counted by the service's metrics, as gRPC calls
+	// (the method as a label value): GetRunReport is called only here.
+	metricsHas := func(method string) bool {
+		resp, err := http.Get(root.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(b), method)
+	}
+	if metricsHas("GetRunReport") {
+		t.Fatal("/metrics counts GetRunReport before any call")
+	}
 	var rep canaryv1.GetRunReportResponse
 	pipe.call(ctx, "GET", "/v1/runs/"+runID+"/report", nil, &rep)
+	if !metricsHas("GetRunReport") {
+		t.Error("/metrics does not count the HTTP call of GetRunReport")
+	}
 	if rep.GetReport().GetRun().GetId() != runID || !rep.GetReport().GetVerdict().GetFinal() {
 		t.Errorf("GetRunReport: run %s final %v", rep.GetReport().GetRun().GetId(), rep.GetReport().GetVerdict().GetFinal())
 	}

@@ -2280,8 +2280,10 @@ func (*CreateRunRequest_InlineYaml) isCreateRunRequest_Config() {}
 // stored in the history as by CompleteRun (the run is COMPLETED), once,
 // whichever replica sees it first, and WatchVerdict ends with it. A run is
 // checked whenever its verdict is computed (Judge, WatchVerdict, CreateRun
-// with judge, the report) and by the server every few minutes while it is
-// in memory.
+// with judge, the report); a run past its max_duration is also finished by
+// the server within a few minutes while it is in memory (a running run
+// leaves memory after --idle-timeout without calls; it is finished when it
+// is next used).
 type AutoFinish struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Finish on the first decisive verdict: a ROLLBACK (before the bake time
