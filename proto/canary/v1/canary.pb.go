@@ -542,7 +542,18 @@ type CanaryConfig struct {
 	Window *durationpb.Duration `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
 	// The sample-ratio check of the canary's share of traffic (YAML key
 	// `traffic`). Absent: on, with its defaults.
-	Traffic       *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	Traffic *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	// Alarms that roll a running run back: an alarm (an Alertmanager alert,
+	// or one reported with ReportAlarm) that fires and matches any of these
+	// rules is a critical stability signal, and the run's verdict is
+	// ROLLBACK at once (and stays so).
+	//
+	//	alarms:
+	//	  - matchers: ['severity="page"', 'service="{{.Service}}"']
+	//	  - name: team
+	//	    matchers: ['severity="page"', 'team="checkout"']
+	//	  - matchers: ['severity=~"page|critical"', 'stage=~"onebox.*"']
+	Alarms        []*AlarmRule `protobuf:"bytes,8,rep,name=alarms,proto3" json:"alarms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +637,74 @@ func (x *CanaryConfig) GetTraffic() *TrafficCheck {
 	return nil
 }
 
+func (x *CanaryConfig) GetAlarms() []*AlarmRule {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+// AlarmRule selects alarms by their labels: an alarm matches when every
+// matcher does. Matchers are in Alertmanager's syntax: a label name, an
+// operator (=, !=, =~, !~) and a value, quoted or not (`severity="page"`,
+// `stage=~"onebox.*"`; regular expressions are anchored, as in
+// Alertmanager; a label an alarm does not have is the empty string). In
+// values, {{.Service}} and {{.Stage}} stand for the run's (or, in a deploy
+// policy, the deployment's) service and stage.
+type AlarmRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the rule, for reasons; optional.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The label matchers; at least one, at most 32.
+	Matchers      []string `protobuf:"bytes,2,rep,name=matchers,proto3" json:"matchers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmRule) Reset() {
+	*x = AlarmRule{}
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmRule) ProtoMessage() {}
+
+func (x *AlarmRule) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmRule.ProtoReflect.Descriptor instead.
+func (*AlarmRule) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AlarmRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlarmRule) GetMatchers() []string {
+	if x != nil {
+		return x.Matchers
+	}
+	return nil
+}
+
 // TrafficCheck configures the sample-ratio check: a canary whose share of
 // the traffic falls below (1 - tolerance) times the expected share (the
 // run's canary_traffic_share, else the canary's own share over the first
@@ -648,7 +727,7 @@ type TrafficCheck struct {
 
 func (x *TrafficCheck) Reset() {
 	*x = TrafficCheck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +739,7 @@ func (x *TrafficCheck) String() string {
 func (*TrafficCheck) ProtoMessage() {}
 
 func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +752,7 @@ func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficCheck.ProtoReflect.Descriptor instead.
 func (*TrafficCheck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TrafficCheck) GetMetric() string {
@@ -745,7 +824,7 @@ type MetricConfig struct {
 
 func (x *MetricConfig) Reset() {
 	*x = MetricConfig{}
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +836,7 @@ func (x *MetricConfig) String() string {
 func (*MetricConfig) ProtoMessage() {}
 
 func (x *MetricConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +849,7 @@ func (x *MetricConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricConfig.ProtoReflect.Descriptor instead.
 func (*MetricConfig) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MetricConfig) GetName() string {
@@ -870,7 +949,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +961,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +974,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConfigVersion) GetName() string {
@@ -947,7 +1026,7 @@ type ConfigRef struct {
 
 func (x *ConfigRef) Reset() {
 	*x = ConfigRef{}
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1038,7 @@ func (x *ConfigRef) String() string {
 func (*ConfigRef) ProtoMessage() {}
 
 func (x *ConfigRef) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1051,7 @@ func (x *ConfigRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRef.ProtoReflect.Descriptor instead.
 func (*ConfigRef) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConfigRef) GetName() string {
@@ -1008,7 +1087,7 @@ type PutConfigRequest struct {
 
 func (x *PutConfigRequest) Reset() {
 	*x = PutConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1099,7 @@ func (x *PutConfigRequest) String() string {
 func (*PutConfigRequest) ProtoMessage() {}
 
 func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1112,7 @@ func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigRequest.ProtoReflect.Descriptor instead.
 func (*PutConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutConfigRequest) GetName() string {
@@ -1101,7 +1180,7 @@ type PutConfigResponse struct {
 
 func (x *PutConfigResponse) Reset() {
 	*x = PutConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1192,7 @@ func (x *PutConfigResponse) String() string {
 func (*PutConfigResponse) ProtoMessage() {}
 
 func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1205,7 @@ func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigResponse.ProtoReflect.Descriptor instead.
 func (*PutConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutConfigResponse) GetConfig() *ConfigVersion {
@@ -1156,7 +1235,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1247,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1260,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetConfigRequest) GetName() string {
@@ -1209,7 +1288,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1300,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1313,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetConfigResponse) GetConfig() *ConfigVersion {
@@ -1262,7 +1341,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1353,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1366,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListConfigsRequest) GetName() string {
@@ -1324,7 +1403,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1415,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1428,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -1423,7 +1502,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1514,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1527,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Run) GetId() string {
@@ -1597,7 +1676,7 @@ type RunCounters struct {
 
 func (x *RunCounters) Reset() {
 	*x = RunCounters{}
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1688,7 @@ func (x *RunCounters) String() string {
 func (*RunCounters) ProtoMessage() {}
 
 func (x *RunCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1701,7 @@ func (x *RunCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCounters.ProtoReflect.Descriptor instead.
 func (*RunCounters) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunCounters) GetBatches() uint64 {
@@ -1697,7 +1776,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1788,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1801,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateRunRequest) GetRequestId() string {
@@ -1851,7 +1930,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1942,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1955,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -1897,7 +1976,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +1988,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2001,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1943,7 +2022,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2034,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2047,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1999,7 +2078,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2090,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2103,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -2075,7 +2154,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2166,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2179,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2130,7 +2209,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2221,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2234,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2183,7 +2262,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2274,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2287,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2231,7 +2310,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2322,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2335,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2284,7 +2363,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2375,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2388,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2348,7 +2427,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2439,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2452,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2480,7 +2559,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2571,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2584,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -2558,7 +2637,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2649,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2662,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -2671,7 +2750,7 @@ type Histogram struct {
 
 func (x *Histogram) Reset() {
 	*x = Histogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2683,7 +2762,7 @@ func (x *Histogram) String() string {
 func (*Histogram) ProtoMessage() {}
 
 func (x *Histogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2696,7 +2775,7 @@ func (x *Histogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
 func (*Histogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Histogram) GetBuckets() isHistogram_Buckets {
@@ -2772,7 +2851,7 @@ type ExplicitBuckets struct {
 
 func (x *ExplicitBuckets) Reset() {
 	*x = ExplicitBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2863,7 @@ func (x *ExplicitBuckets) String() string {
 func (*ExplicitBuckets) ProtoMessage() {}
 
 func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2876,7 @@ func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
 func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExplicitBuckets) GetUpperBounds() []float64 {
@@ -2857,7 +2936,7 @@ type ExponentialBuckets struct {
 
 func (x *ExponentialBuckets) Reset() {
 	*x = ExponentialBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +2948,7 @@ func (x *ExponentialBuckets) String() string {
 func (*ExponentialBuckets) ProtoMessage() {}
 
 func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +2961,7 @@ func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
 func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExponentialBuckets) GetSchema() int32 {
@@ -2949,7 +3028,7 @@ type BucketSpan struct {
 
 func (x *BucketSpan) Reset() {
 	*x = BucketSpan{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3040,7 @@ func (x *BucketSpan) String() string {
 func (*BucketSpan) ProtoMessage() {}
 
 func (x *BucketSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3053,7 @@ func (x *BucketSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
 func (*BucketSpan) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BucketSpan) GetOffset() int32 {
@@ -3014,7 +3093,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3026,7 +3105,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3039,7 +3118,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Batch) GetRunId() string {
@@ -3087,7 +3166,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3178,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3191,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -3154,7 +3233,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3245,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3258,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -3200,7 +3279,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3291,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3304,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -3246,7 +3325,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3337,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3350,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -3299,7 +3378,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3390,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3403,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -3397,7 +3476,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3409,7 +3488,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3422,7 +3501,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3578,7 +3657,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3669,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +3682,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MetricResult) GetName() string {
@@ -3768,7 +3847,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +3859,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +3872,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -3899,7 +3978,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3911,7 +3990,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3924,7 +4003,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -3996,7 +4075,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4008,7 +4087,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4021,7 +4100,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Gate) GetReady() bool {
@@ -4077,7 +4156,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4168,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4181,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -4123,7 +4202,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4135,7 +4214,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4148,7 +4227,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -4169,7 +4248,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4260,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4273,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -4215,7 +4294,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4227,7 +4306,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4240,7 +4319,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -4275,7 +4354,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4366,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4379,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -4365,7 +4444,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4377,7 +4456,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4390,7 +4469,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4418,7 +4497,7 @@ type GetRunReportRequest struct {
 
 func (x *GetRunReportRequest) Reset() {
 	*x = GetRunReportRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4430,7 +4509,7 @@ func (x *GetRunReportRequest) String() string {
 func (*GetRunReportRequest) ProtoMessage() {}
 
 func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4443,7 +4522,7 @@ func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
 func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetRunReportRequest) GetRunId() string {
@@ -4464,7 +4543,7 @@ type GetRunReportResponse struct {
 
 func (x *GetRunReportResponse) Reset() {
 	*x = GetRunReportResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +4555,7 @@ func (x *GetRunReportResponse) String() string {
 func (*GetRunReportResponse) ProtoMessage() {}
 
 func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +4568,7 @@ func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
 func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetRunReportResponse) GetReport() *RunReport {
@@ -4526,7 +4605,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4538,7 +4617,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4551,7 +4630,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RunReport) GetRun() *Run {
@@ -4617,7 +4696,7 @@ type TrajectoryPoint struct {
 
 func (x *TrajectoryPoint) Reset() {
 	*x = TrajectoryPoint{}
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4629,7 +4708,7 @@ func (x *TrajectoryPoint) String() string {
 func (*TrajectoryPoint) ProtoMessage() {}
 
 func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4642,7 +4721,7 @@ func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
 func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
@@ -4707,7 +4786,7 @@ type TrajectoryMetric struct {
 
 func (x *TrajectoryMetric) Reset() {
 	*x = TrajectoryMetric{}
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4719,7 +4798,7 @@ func (x *TrajectoryMetric) String() string {
 func (*TrajectoryMetric) ProtoMessage() {}
 
 func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4732,7 +4811,7 @@ func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
 func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
@@ -4856,7 +4935,7 @@ type MetricReport struct {
 
 func (x *MetricReport) Reset() {
 	*x = MetricReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +4947,7 @@ func (x *MetricReport) String() string {
 func (*MetricReport) ProtoMessage() {}
 
 func (x *MetricReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +4960,7 @@ func (x *MetricReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
 func (*MetricReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MetricReport) GetName() string {
@@ -4980,7 +5059,7 @@ type CohortValue struct {
 
 func (x *CohortValue) Reset() {
 	*x = CohortValue{}
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4992,7 +5071,7 @@ func (x *CohortValue) String() string {
 func (*CohortValue) ProtoMessage() {}
 
 func (x *CohortValue) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5005,7 +5084,7 @@ func (x *CohortValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
 func (*CohortValue) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CohortValue) GetStatistic() string {
@@ -5070,7 +5149,7 @@ type DistributionHistogram struct {
 
 func (x *DistributionHistogram) Reset() {
 	*x = DistributionHistogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5082,7 +5161,7 @@ func (x *DistributionHistogram) String() string {
 func (*DistributionHistogram) ProtoMessage() {}
 
 func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5095,7 +5174,7 @@ func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
 func (*DistributionHistogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DistributionHistogram) GetEdges() []float64 {
@@ -5162,7 +5241,7 @@ type Quantiles struct {
 
 func (x *Quantiles) Reset() {
 	*x = Quantiles{}
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5174,7 +5253,7 @@ func (x *Quantiles) String() string {
 func (*Quantiles) ProtoMessage() {}
 
 func (x *Quantiles) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5187,7 +5266,7 @@ func (x *Quantiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
 func (*Quantiles) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Quantiles) GetP50() float64 {
@@ -5247,7 +5326,7 @@ type InstanceEffect struct {
 
 func (x *InstanceEffect) Reset() {
 	*x = InstanceEffect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5259,7 +5338,7 @@ func (x *InstanceEffect) String() string {
 func (*InstanceEffect) ProtoMessage() {}
 
 func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5272,7 +5351,7 @@ func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
 func (*InstanceEffect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *InstanceEffect) GetCohort() Cohort {
@@ -5351,7 +5430,7 @@ type ReportWindows struct {
 
 func (x *ReportWindows) Reset() {
 	*x = ReportWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5363,7 +5442,7 @@ func (x *ReportWindows) String() string {
 func (*ReportWindows) ProtoMessage() {}
 
 func (x *ReportWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5376,7 +5455,7 @@ func (x *ReportWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
 func (*ReportWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReportWindows) GetLength() *durationpb.Duration {
@@ -5408,14 +5487,26 @@ type AlarmEvent struct {
 	// When it was resolved; absent while it fires.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Its state.
-	State         AlarmState `protobuf:"varint,6,opt,name=state,proto3,enum=canary.v1.AlarmState" json:"state,omitempty"`
+	State AlarmState `protobuf:"varint,6,opt,name=state,proto3,enum=canary.v1.AlarmState" json:"state,omitempty"`
+	// Identity of the alarm: Alertmanager's fingerprint of its labels, or,
+	// for ReportAlarm, the request's fingerprint, else a hash of the name and
+	// labels. One alarm's firing and resolved events share it.
+	Fingerprint string `protobuf:"bytes,7,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// Where it came from: "alertmanager" or "api".
+	Source string `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	// Who reported it (the caller's name, as in the audit log).
+	ReportedBy string `protobuf:"bytes,9,opt,name=reported_by,json=reportedBy,proto3" json:"reported_by,omitempty"`
+	// When canaryd received it.
+	ReceiveTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	// A link to the alarm's source (Alertmanager's generatorURL), if any.
+	Url           string `protobuf:"bytes,11,opt,name=url,proto3" json:"url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AlarmEvent) Reset() {
 	*x = AlarmEvent{}
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5427,7 +5518,7 @@ func (x *AlarmEvent) String() string {
 func (*AlarmEvent) ProtoMessage() {}
 
 func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5440,7 +5531,7 @@ func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
 func (*AlarmEvent) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AlarmEvent) GetName() string {
@@ -5485,11 +5576,1052 @@ func (x *AlarmEvent) GetState() AlarmState {
 	return AlarmState_ALARM_STATE_UNSPECIFIED
 }
 
+func (x *AlarmEvent) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetReportedBy() string {
+	if x != nil {
+		return x.ReportedBy
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetReceiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiveTime
+	}
+	return nil
+}
+
+func (x *AlarmEvent) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+// ReportAlarmRequest is the request of ReportAlarm.
+type ReportAlarmRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarm. Required: name, and state FIRING or RESOLVED. Absent
+	// start_time: now (for FIRING), and for RESOLVED the start of the firing
+	// event of the same fingerprint; absent end_time of a RESOLVED alarm:
+	// now. Labels: at most 64, keys as Prometheus label names (the `alertname`
+	// label is the name). source, reported_by and receive_time are set by
+	// the server.
+	Alarm         *AlarmEvent `protobuf:"bytes,1,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportAlarmRequest) Reset() {
+	*x = ReportAlarmRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportAlarmRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportAlarmRequest) ProtoMessage() {}
+
+func (x *ReportAlarmRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportAlarmRequest.ProtoReflect.Descriptor instead.
+func (*ReportAlarmRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ReportAlarmRequest) GetAlarm() *AlarmEvent {
+	if x != nil {
+		return x.Alarm
+	}
+	return nil
+}
+
+// ReportAlarmResponse is the response of ReportAlarm.
+type ReportAlarmResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarm as recorded.
+	Alarm *AlarmEvent `protobuf:"bytes,1,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	// The running runs it matched (a firing alarm rolls them back).
+	RunIds        []string `protobuf:"bytes,2,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportAlarmResponse) Reset() {
+	*x = ReportAlarmResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportAlarmResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportAlarmResponse) ProtoMessage() {}
+
+func (x *ReportAlarmResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportAlarmResponse.ProtoReflect.Descriptor instead.
+func (*ReportAlarmResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ReportAlarmResponse) GetAlarm() *AlarmEvent {
+	if x != nil {
+		return x.Alarm
+	}
+	return nil
+}
+
+func (x *ReportAlarmResponse) GetRunIds() []string {
+	if x != nil {
+		return x.RunIds
+	}
+	return nil
+}
+
+// ListAlarmsRequest is the request of ListAlarms.
+type ListAlarmsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarms recorded with this run; empty: the alarms known now.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Without run_id: only alarms whose `service` label is this.
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// Only alarms in this state; UNSPECIFIED for both.
+	State         AlarmState `protobuf:"varint,3,opt,name=state,proto3,enum=canary.v1.AlarmState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlarmsRequest) Reset() {
+	*x = ListAlarmsRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlarmsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlarmsRequest) ProtoMessage() {}
+
+func (x *ListAlarmsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlarmsRequest.ProtoReflect.Descriptor instead.
+func (*ListAlarmsRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ListAlarmsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListAlarmsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ListAlarmsRequest) GetState() AlarmState {
+	if x != nil {
+		return x.State
+	}
+	return AlarmState_ALARM_STATE_UNSPECIFIED
+}
+
+// ListAlarmsResponse is the response of ListAlarms.
+type ListAlarmsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarms.
+	Alarms        []*AlarmEvent `protobuf:"bytes,1,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlarmsResponse) Reset() {
+	*x = ListAlarmsResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlarmsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlarmsResponse) ProtoMessage() {}
+
+func (x *ListAlarmsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlarmsResponse.ProtoReflect.Descriptor instead.
+func (*ListAlarmsResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListAlarmsResponse) GetAlarms() []*AlarmEvent {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+// DeployPolicy says when a service may be deployed: within its deploy
+// windows, and while none of its alarms fires. One policy per service;
+// the policy of service "*" applies to services without their own.
+//
+//	service: checkout-api
+//	deploy_windows:
+//	  time_zone: America/New_York
+//	  allow: ["Mon-Thu 09:00-16:00", "Fri 09:00-12:00"]
+//	  deny_dates: ["2026-12-24", "2026-12-25", "2026-12-31"]
+//	alarms:
+//	  - matchers: ['severity="page"', 'service="{{.Service}}"']
+//	  - name: team
+//	    matchers: ['severity="page"', 'team="checkout"']
+type DeployPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service the policy governs, or "*" for the default policy.
+	// Required.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// When deployments may start. Absent: at any time.
+	DeployWindows *DeployWindows `protobuf:"bytes,2,opt,name=deploy_windows,json=deployWindows,proto3" json:"deploy_windows,omitempty"`
+	// A deployment is blocked while a firing alarm matches any of these
+	// rules ({{.Service}} and {{.Stage}} are the deployment's); a rule such
+	// as team="checkout" blocks on alarms of any of the team's services.
+	Alarms        []*AlarmRule `protobuf:"bytes,3,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployPolicy) Reset() {
+	*x = DeployPolicy{}
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployPolicy) ProtoMessage() {}
+
+func (x *DeployPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployPolicy.ProtoReflect.Descriptor instead.
+func (*DeployPolicy) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *DeployPolicy) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *DeployPolicy) GetDeployWindows() *DeployWindows {
+	if x != nil {
+		return x.DeployWindows
+	}
+	return nil
+}
+
+func (x *DeployPolicy) GetAlarms() []*AlarmRule {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+// DeployWindows are the times when deployments may start, in one time
+// zone (wall-clock times: correct across daylight-saving changes).
+type DeployWindows struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// IANA time zone, e.g. "America/New_York"; empty: UTC.
+	TimeZone string `protobuf:"bytes,1,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// Allowed windows, each days and a time range: "Mon-Thu 09:00-16:00",
+	// "Fri 09:00-12:00", "Sat,Sun 10:00-11:00", "Mon-Fri 22:00-02:00" (a range
+	// that ends before it starts runs past midnight, into the next day). The
+	// end is exclusive; "24:00" is the end of the day. Empty: every day, all
+	// day (only deny_dates block).
+	Allow []string `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
+	// Dates (YYYY-MM-DD, in time_zone) when no deployment may start.
+	DenyDates     []string `protobuf:"bytes,3,rep,name=deny_dates,json=denyDates,proto3" json:"deny_dates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployWindows) Reset() {
+	*x = DeployWindows{}
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployWindows) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployWindows) ProtoMessage() {}
+
+func (x *DeployWindows) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployWindows.ProtoReflect.Descriptor instead.
+func (*DeployWindows) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *DeployWindows) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *DeployWindows) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *DeployWindows) GetDenyDates() []string {
+	if x != nil {
+		return x.DenyDates
+	}
+	return nil
+}
+
+// StoredDeployPolicy is a stored deploy policy.
+type StoredDeployPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy.
+	Policy *DeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The YAML text as sent, when it was put as YAML.
+	Yaml string `protobuf:"bytes,2,opt,name=yaml,proto3" json:"yaml,omitempty"`
+	// When it was stored.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Who stored it (the caller's name, as in the audit log).
+	UpdatedBy     string `protobuf:"bytes,4,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredDeployPolicy) Reset() {
+	*x = StoredDeployPolicy{}
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredDeployPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredDeployPolicy) ProtoMessage() {}
+
+func (x *StoredDeployPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredDeployPolicy.ProtoReflect.Descriptor instead.
+func (*StoredDeployPolicy) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *StoredDeployPolicy) GetPolicy() *DeployPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *StoredDeployPolicy) GetYaml() string {
+	if x != nil {
+		return x.Yaml
+	}
+	return ""
+}
+
+func (x *StoredDeployPolicy) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *StoredDeployPolicy) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+// PutDeployPolicyRequest is the request of PutDeployPolicy.
+type PutDeployPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy, structured or as YAML text.
+	//
+	// Types that are valid to be assigned to Source:
+	//
+	//	*PutDeployPolicyRequest_Policy
+	//	*PutDeployPolicyRequest_Yaml
+	Source        isPutDeployPolicyRequest_Source `protobuf_oneof:"source"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutDeployPolicyRequest) Reset() {
+	*x = PutDeployPolicyRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutDeployPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutDeployPolicyRequest) ProtoMessage() {}
+
+func (x *PutDeployPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutDeployPolicyRequest.ProtoReflect.Descriptor instead.
+func (*PutDeployPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *PutDeployPolicyRequest) GetSource() isPutDeployPolicyRequest_Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *PutDeployPolicyRequest) GetPolicy() *DeployPolicy {
+	if x != nil {
+		if x, ok := x.Source.(*PutDeployPolicyRequest_Policy); ok {
+			return x.Policy
+		}
+	}
+	return nil
+}
+
+func (x *PutDeployPolicyRequest) GetYaml() string {
+	if x != nil {
+		if x, ok := x.Source.(*PutDeployPolicyRequest_Yaml); ok {
+			return x.Yaml
+		}
+	}
+	return ""
+}
+
+type isPutDeployPolicyRequest_Source interface {
+	isPutDeployPolicyRequest_Source()
+}
+
+type PutDeployPolicyRequest_Policy struct {
+	// The policy as a message.
+	Policy *DeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3,oneof"`
+}
+
+type PutDeployPolicyRequest_Yaml struct {
+	// The policy as YAML text; unknown keys are errors.
+	Yaml string `protobuf:"bytes,2,opt,name=yaml,proto3,oneof"`
+}
+
+func (*PutDeployPolicyRequest_Policy) isPutDeployPolicyRequest_Source() {}
+
+func (*PutDeployPolicyRequest_Yaml) isPutDeployPolicyRequest_Source() {}
+
+// PutDeployPolicyResponse is the response of PutDeployPolicy.
+type PutDeployPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored policy.
+	Policy        *StoredDeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutDeployPolicyResponse) Reset() {
+	*x = PutDeployPolicyResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutDeployPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutDeployPolicyResponse) ProtoMessage() {}
+
+func (x *PutDeployPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutDeployPolicyResponse.ProtoReflect.Descriptor instead.
+func (*PutDeployPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *PutDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// GetDeployPolicyRequest is the request of GetDeployPolicy.
+type GetDeployPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service, or "*" for the default policy.
+	Service       string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeployPolicyRequest) Reset() {
+	*x = GetDeployPolicyRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeployPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeployPolicyRequest) ProtoMessage() {}
+
+func (x *GetDeployPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeployPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetDeployPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *GetDeployPolicyRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+// GetDeployPolicyResponse is the response of GetDeployPolicy.
+type GetDeployPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy that applies to the service: its own, else the default.
+	Policy        *StoredDeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeployPolicyResponse) Reset() {
+	*x = GetDeployPolicyResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeployPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeployPolicyResponse) ProtoMessage() {}
+
+func (x *GetDeployPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeployPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetDeployPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *GetDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// CheckDeployRequest is the request of CheckDeploy.
+type CheckDeployRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service to deploy. Required.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The stage to deploy to. Required.
+	Stage string `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	// If set and the deployment is blocked, it is allowed anyway and the
+	// override is recorded (who, why, when, what it overrode). At most 4,096
+	// bytes.
+	OverrideReason string `protobuf:"bytes,3,opt,name=override_reason,json=overrideReason,proto3" json:"override_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckDeployRequest) Reset() {
+	*x = CheckDeployRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckDeployRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckDeployRequest) ProtoMessage() {}
+
+func (x *CheckDeployRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckDeployRequest.ProtoReflect.Descriptor instead.
+func (*CheckDeployRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *CheckDeployRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *CheckDeployRequest) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *CheckDeployRequest) GetOverrideReason() string {
+	if x != nil {
+		return x.OverrideReason
+	}
+	return ""
+}
+
+// CheckDeployResponse is the response of CheckDeploy.
+type CheckDeployResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the deployment may start now.
+	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// Why it is blocked (each blocker, in words); when allowed by an
+	// override, what the override overrode.
+	Reasons []string `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// The firing alarms that block it.
+	Alarms []*AlarmEvent `protobuf:"bytes,3,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	// The override recorded, when override_reason was set and the
+	// deployment was blocked.
+	Override *DeployOverride `protobuf:"bytes,4,opt,name=override,proto3" json:"override,omitempty"`
+	// The service of the policy that applied ("*" for the default); empty
+	// when no policy applies (then only nothing blocks).
+	PolicyService string `protobuf:"bytes,5,opt,name=policy_service,json=policyService,proto3" json:"policy_service,omitempty"`
+	// When the next allowed window opens, when the deployment is outside its
+	// windows.
+	NextWindow    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=next_window,json=nextWindow,proto3" json:"next_window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckDeployResponse) Reset() {
+	*x = CheckDeployResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckDeployResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckDeployResponse) ProtoMessage() {}
+
+func (x *CheckDeployResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckDeployResponse.ProtoReflect.Descriptor instead.
+func (*CheckDeployResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *CheckDeployResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *CheckDeployResponse) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *CheckDeployResponse) GetAlarms() []*AlarmEvent {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+func (x *CheckDeployResponse) GetOverride() *DeployOverride {
+	if x != nil {
+		return x.Override
+	}
+	return nil
+}
+
+func (x *CheckDeployResponse) GetPolicyService() string {
+	if x != nil {
+		return x.PolicyService
+	}
+	return ""
+}
+
+func (x *CheckDeployResponse) GetNextWindow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextWindow
+	}
+	return nil
+}
+
+// DeployOverride is a recorded override of a blocked deployment.
+type DeployOverride struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The stage.
+	Stage string `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	// Why (CheckDeployRequest.override_reason).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who (the caller's name, as in the audit log).
+	Who string `protobuf:"bytes,4,opt,name=who,proto3" json:"who,omitempty"`
+	// When.
+	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// The blockers it overrode.
+	BlockedReasons []string `protobuf:"bytes,6,rep,name=blocked_reasons,json=blockedReasons,proto3" json:"blocked_reasons,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeployOverride) Reset() {
+	*x = DeployOverride{}
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployOverride) ProtoMessage() {}
+
+func (x *DeployOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployOverride.ProtoReflect.Descriptor instead.
+func (*DeployOverride) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *DeployOverride) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DeployOverride) GetBlockedReasons() []string {
+	if x != nil {
+		return x.BlockedReasons
+	}
+	return nil
+}
+
+// ListDeployOverridesRequest is the request of ListDeployOverrides.
+type ListDeployOverridesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only overrides of this service; empty for all.
+	Service       string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeployOverridesRequest) Reset() {
+	*x = ListDeployOverridesRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeployOverridesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeployOverridesRequest) ProtoMessage() {}
+
+func (x *ListDeployOverridesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeployOverridesRequest.ProtoReflect.Descriptor instead.
+func (*ListDeployOverridesRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ListDeployOverridesRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+// ListDeployOverridesResponse is the response of ListDeployOverrides.
+type ListDeployOverridesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The overrides, newest first (at most the last 1,000).
+	Overrides     []*DeployOverride `protobuf:"bytes,1,rep,name=overrides,proto3" json:"overrides,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeployOverridesResponse) Reset() {
+	*x = ListDeployOverridesResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeployOverridesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeployOverridesResponse) ProtoMessage() {}
+
+func (x *ListDeployOverridesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeployOverridesResponse.ProtoReflect.Descriptor instead.
+func (*ListDeployOverridesResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ListDeployOverridesResponse) GetOverrides() []*DeployOverride {
+	if x != nil {
+		return x.Overrides
+	}
+	return nil
+}
+
 var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x02\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -5499,9 +6631,13 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x05power\x18\x04 \x01(\x01H\x01R\x05power\x88\x01\x01\x121\n" +
 	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametrics\x121\n" +
 	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06window\x121\n" +
-	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atrafficB\r\n" +
+	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atraffic\x12,\n" +
+	"\x06alarms\x18\b \x03(\v2\x14.canary.v1.AlarmRuleR\x06alarmsB\r\n" +
 	"\v_confidenceB\b\n" +
-	"\x06_power\"\xa1\x01\n" +
+	"\x06_power\";\n" +
+	"\tAlarmRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bmatchers\x18\x02 \x03(\tR\bmatchers\"\xa1\x01\n" +
 	"\fTrafficCheck\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12!\n" +
 	"\ttolerance\x18\x02 \x01(\x01H\x00R\ttolerance\x88\x01\x01\x12\x1f\n" +
@@ -5893,7 +7029,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"stands_out\x18\t \x01(\bR\tstandsOut\"v\n" +
 	"\rReportWindows\x121\n" +
 	"\x06length\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06length\x122\n" +
-	"\x06starts\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampR\x06starts\"\xcf\x02\n" +
+	"\x06starts\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampR\x06starts\"\xfb\x03\n" +
 	"\n" +
 	"AlarmEvent\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -5902,10 +7038,77 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12+\n" +
-	"\x05state\x18\x06 \x01(\x0e2\x15.canary.v1.AlarmStateR\x05state\x1a9\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x15.canary.v1.AlarmStateR\x05state\x12 \n" +
+	"\vfingerprint\x18\a \x01(\tR\vfingerprint\x12\x16\n" +
+	"\x06source\x18\b \x01(\tR\x06source\x12\x1f\n" +
+	"\vreported_by\x18\t \x01(\tR\n" +
+	"reportedBy\x12=\n" +
+	"\freceive_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12\x10\n" +
+	"\x03url\x18\v \x01(\tR\x03url\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x8f\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x12ReportAlarmRequest\x12+\n" +
+	"\x05alarm\x18\x01 \x01(\v2\x15.canary.v1.AlarmEventR\x05alarm\"[\n" +
+	"\x13ReportAlarmResponse\x12+\n" +
+	"\x05alarm\x18\x01 \x01(\v2\x15.canary.v1.AlarmEventR\x05alarm\x12\x17\n" +
+	"\arun_ids\x18\x02 \x03(\tR\x06runIds\"q\n" +
+	"\x11ListAlarmsRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12+\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x15.canary.v1.AlarmStateR\x05state\"C\n" +
+	"\x12ListAlarmsResponse\x12-\n" +
+	"\x06alarms\x18\x01 \x03(\v2\x15.canary.v1.AlarmEventR\x06alarms\"\x97\x01\n" +
+	"\fDeployPolicy\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12?\n" +
+	"\x0edeploy_windows\x18\x02 \x01(\v2\x18.canary.v1.DeployWindowsR\rdeployWindows\x12,\n" +
+	"\x06alarms\x18\x03 \x03(\v2\x14.canary.v1.AlarmRuleR\x06alarms\"a\n" +
+	"\rDeployWindows\x12\x1b\n" +
+	"\ttime_zone\x18\x01 \x01(\tR\btimeZone\x12\x14\n" +
+	"\x05allow\x18\x02 \x03(\tR\x05allow\x12\x1d\n" +
+	"\n" +
+	"deny_dates\x18\x03 \x03(\tR\tdenyDates\"\xb5\x01\n" +
+	"\x12StoredDeployPolicy\x12/\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.canary.v1.DeployPolicyR\x06policy\x12\x12\n" +
+	"\x04yaml\x18\x02 \x01(\tR\x04yaml\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x04 \x01(\tR\tupdatedBy\"k\n" +
+	"\x16PutDeployPolicyRequest\x121\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.canary.v1.DeployPolicyH\x00R\x06policy\x12\x14\n" +
+	"\x04yaml\x18\x02 \x01(\tH\x00R\x04yamlB\b\n" +
+	"\x06source\"P\n" +
+	"\x17PutDeployPolicyResponse\x125\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1d.canary.v1.StoredDeployPolicyR\x06policy\"2\n" +
+	"\x16GetDeployPolicyRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"P\n" +
+	"\x17GetDeployPolicyResponse\x125\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1d.canary.v1.StoredDeployPolicyR\x06policy\"m\n" +
+	"\x12CheckDeployRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\tR\x05stage\x12'\n" +
+	"\x0foverride_reason\x18\x03 \x01(\tR\x0eoverrideReason\"\x93\x02\n" +
+	"\x13CheckDeployResponse\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x18\n" +
+	"\areasons\x18\x02 \x03(\tR\areasons\x12-\n" +
+	"\x06alarms\x18\x03 \x03(\v2\x15.canary.v1.AlarmEventR\x06alarms\x125\n" +
+	"\boverride\x18\x04 \x01(\v2\x19.canary.v1.DeployOverrideR\boverride\x12%\n" +
+	"\x0epolicy_service\x18\x05 \x01(\tR\rpolicyService\x12;\n" +
+	"\vnext_window\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"nextWindow\"\xc3\x01\n" +
+	"\x0eDeployOverride\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\tR\x05stage\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03who\x18\x04 \x01(\tR\x03who\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12'\n" +
+	"\x0fblocked_reasons\x18\x06 \x03(\tR\x0eblockedReasons\"6\n" +
+	"\x1aListDeployOverridesRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"V\n" +
+	"\x1bListDeployOverridesResponse\x127\n" +
+	"\toverrides\x18\x01 \x03(\v2\x19.canary.v1.DeployOverrideR\toverrides*\x8f\x01\n" +
 	"\x0eMetricCategory\x12\x1f\n" +
 	"\x1bMETRIC_CATEGORY_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19METRIC_CATEGORY_STABILITY\x10\x01\x12\x1f\n" +
@@ -5946,7 +7149,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"AlarmState\x12\x1b\n" +
 	"\x17ALARM_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ALARM_STATE_FIRING\x10\x01\x12\x18\n" +
-	"\x14ALARM_STATE_RESOLVED\x10\x022\x91\b\n" +
+	"\x14ALARM_STATE_RESOLVED\x10\x022\x92\f\n" +
 	"\rCanaryService\x12F\n" +
 	"\tPutConfig\x12\x1b.canary.v1.PutConfigRequest\x1a\x1c.canary.v1.PutConfigResponse\x12F\n" +
 	"\tGetConfig\x12\x1b.canary.v1.GetConfigRequest\x1a\x1c.canary.v1.GetConfigResponse\x12L\n" +
@@ -5961,7 +7164,14 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\vCompleteRun\x12\x1d.canary.v1.CompleteRunRequest\x1a\x1e.canary.v1.CompleteRunResponse\x12C\n" +
 	"\bAbortRun\x12\x1a.canary.v1.AbortRunRequest\x1a\x1b.canary.v1.AbortRunResponse\x12O\n" +
 	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponse\x12O\n" +
-	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
+	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponse\x12L\n" +
+	"\vReportAlarm\x12\x1d.canary.v1.ReportAlarmRequest\x1a\x1e.canary.v1.ReportAlarmResponse\x12I\n" +
+	"\n" +
+	"ListAlarms\x12\x1c.canary.v1.ListAlarmsRequest\x1a\x1d.canary.v1.ListAlarmsResponse\x12L\n" +
+	"\vCheckDeploy\x12\x1d.canary.v1.CheckDeployRequest\x1a\x1e.canary.v1.CheckDeployResponse\x12X\n" +
+	"\x0fPutDeployPolicy\x12!.canary.v1.PutDeployPolicyRequest\x1a\".canary.v1.PutDeployPolicyResponse\x12X\n" +
+	"\x0fGetDeployPolicy\x12!.canary.v1.GetDeployPolicyRequest\x1a\".canary.v1.GetDeployPolicyResponse\x12d\n" +
+	"\x13ListDeployOverrides\x12%.canary.v1.ListDeployOverridesRequest\x1a&.canary.v1.ListDeployOverridesResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_canary_v1_canary_proto_rawDescOnce sync.Once
@@ -5976,214 +7186,261 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_canary_v1_canary_proto_goTypes = []any{
-	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
-	(MetricType)(0),               // 1: canary.v1.MetricType
-	(BadDirection)(0),             // 2: canary.v1.BadDirection
-	(RunState)(0),                 // 3: canary.v1.RunState
-	(Cohort)(0),                   // 4: canary.v1.Cohort
-	(Decision)(0),                 // 5: canary.v1.Decision
-	(MetricOutcome)(0),            // 6: canary.v1.MetricOutcome
-	(AlarmState)(0),               // 7: canary.v1.AlarmState
-	(*CanaryConfig)(nil),          // 8: canary.v1.CanaryConfig
-	(*TrafficCheck)(nil),          // 9: canary.v1.TrafficCheck
-	(*MetricConfig)(nil),          // 10: canary.v1.MetricConfig
-	(*ConfigVersion)(nil),         // 11: canary.v1.ConfigVersion
-	(*ConfigRef)(nil),             // 12: canary.v1.ConfigRef
-	(*PutConfigRequest)(nil),      // 13: canary.v1.PutConfigRequest
-	(*PutConfigResponse)(nil),     // 14: canary.v1.PutConfigResponse
-	(*GetConfigRequest)(nil),      // 15: canary.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 16: canary.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),    // 17: canary.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),   // 18: canary.v1.ListConfigsResponse
-	(*Run)(nil),                   // 19: canary.v1.Run
-	(*RunCounters)(nil),           // 20: canary.v1.RunCounters
-	(*CreateRunRequest)(nil),      // 21: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),     // 22: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),         // 23: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 24: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 25: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 26: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),    // 27: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),   // 28: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),       // 29: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),      // 30: canary.v1.AbortRunResponse
-	(*Sample)(nil),                // 31: canary.v1.Sample
-	(*Counts)(nil),                // 32: canary.v1.Counts
-	(*MetricColumn)(nil),          // 33: canary.v1.MetricColumn
-	(*Histogram)(nil),             // 34: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),       // 35: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),    // 36: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),            // 37: canary.v1.BucketSpan
-	(*Batch)(nil),                 // 38: canary.v1.Batch
-	(*IngestAck)(nil),             // 39: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 40: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 41: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 42: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 43: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 44: canary.v1.Verdict
-	(*MetricResult)(nil),          // 45: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 46: canary.v1.CohortSummary
-	(*Effect)(nil),                // 47: canary.v1.Effect
-	(*Gate)(nil),                  // 48: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 49: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 50: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 51: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 52: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 53: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 54: canary.v1.ListVerdictsResponse
-	(*GetRunReportRequest)(nil),   // 55: canary.v1.GetRunReportRequest
-	(*GetRunReportResponse)(nil),  // 56: canary.v1.GetRunReportResponse
-	(*RunReport)(nil),             // 57: canary.v1.RunReport
-	(*TrajectoryPoint)(nil),       // 58: canary.v1.TrajectoryPoint
-	(*TrajectoryMetric)(nil),      // 59: canary.v1.TrajectoryMetric
-	(*MetricReport)(nil),          // 60: canary.v1.MetricReport
-	(*CohortValue)(nil),           // 61: canary.v1.CohortValue
-	(*DistributionHistogram)(nil), // 62: canary.v1.DistributionHistogram
-	(*Quantiles)(nil),             // 63: canary.v1.Quantiles
-	(*InstanceEffect)(nil),        // 64: canary.v1.InstanceEffect
-	(*ReportWindows)(nil),         // 65: canary.v1.ReportWindows
-	(*AlarmEvent)(nil),            // 66: canary.v1.AlarmEvent
-	nil,                           // 67: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 68: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 69: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 70: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	nil,                           // 71: canary.v1.AlarmEvent.LabelsEntry
-	(*durationpb.Duration)(nil),   // 72: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 73: google.protobuf.Timestamp
+	(MetricCategory)(0),                 // 0: canary.v1.MetricCategory
+	(MetricType)(0),                     // 1: canary.v1.MetricType
+	(BadDirection)(0),                   // 2: canary.v1.BadDirection
+	(RunState)(0),                       // 3: canary.v1.RunState
+	(Cohort)(0),                         // 4: canary.v1.Cohort
+	(Decision)(0),                       // 5: canary.v1.Decision
+	(MetricOutcome)(0),                  // 6: canary.v1.MetricOutcome
+	(AlarmState)(0),                     // 7: canary.v1.AlarmState
+	(*CanaryConfig)(nil),                // 8: canary.v1.CanaryConfig
+	(*AlarmRule)(nil),                   // 9: canary.v1.AlarmRule
+	(*TrafficCheck)(nil),                // 10: canary.v1.TrafficCheck
+	(*MetricConfig)(nil),                // 11: canary.v1.MetricConfig
+	(*ConfigVersion)(nil),               // 12: canary.v1.ConfigVersion
+	(*ConfigRef)(nil),                   // 13: canary.v1.ConfigRef
+	(*PutConfigRequest)(nil),            // 14: canary.v1.PutConfigRequest
+	(*PutConfigResponse)(nil),           // 15: canary.v1.PutConfigResponse
+	(*GetConfigRequest)(nil),            // 16: canary.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),           // 17: canary.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),          // 18: canary.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),         // 19: canary.v1.ListConfigsResponse
+	(*Run)(nil),                         // 20: canary.v1.Run
+	(*RunCounters)(nil),                 // 21: canary.v1.RunCounters
+	(*CreateRunRequest)(nil),            // 22: canary.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),           // 23: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),               // 24: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),              // 25: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),             // 26: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),            // 27: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),          // 28: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),         // 29: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),             // 30: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),            // 31: canary.v1.AbortRunResponse
+	(*Sample)(nil),                      // 32: canary.v1.Sample
+	(*Counts)(nil),                      // 33: canary.v1.Counts
+	(*MetricColumn)(nil),                // 34: canary.v1.MetricColumn
+	(*Histogram)(nil),                   // 35: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),             // 36: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),          // 37: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),                  // 38: canary.v1.BucketSpan
+	(*Batch)(nil),                       // 39: canary.v1.Batch
+	(*IngestAck)(nil),                   // 40: canary.v1.IngestAck
+	(*IngestRequest)(nil),               // 41: canary.v1.IngestRequest
+	(*IngestResponse)(nil),              // 42: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),         // 43: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),        // 44: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),                     // 45: canary.v1.Verdict
+	(*MetricResult)(nil),                // 46: canary.v1.MetricResult
+	(*CohortSummary)(nil),               // 47: canary.v1.CohortSummary
+	(*Effect)(nil),                      // 48: canary.v1.Effect
+	(*Gate)(nil),                        // 49: canary.v1.Gate
+	(*JudgeRequest)(nil),                // 50: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),               // 51: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),         // 52: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),        // 53: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),         // 54: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),        // 55: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),         // 56: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),        // 57: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),                   // 58: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),             // 59: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),            // 60: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),                // 61: canary.v1.MetricReport
+	(*CohortValue)(nil),                 // 62: canary.v1.CohortValue
+	(*DistributionHistogram)(nil),       // 63: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),                   // 64: canary.v1.Quantiles
+	(*InstanceEffect)(nil),              // 65: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),               // 66: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),                  // 67: canary.v1.AlarmEvent
+	(*ReportAlarmRequest)(nil),          // 68: canary.v1.ReportAlarmRequest
+	(*ReportAlarmResponse)(nil),         // 69: canary.v1.ReportAlarmResponse
+	(*ListAlarmsRequest)(nil),           // 70: canary.v1.ListAlarmsRequest
+	(*ListAlarmsResponse)(nil),          // 71: canary.v1.ListAlarmsResponse
+	(*DeployPolicy)(nil),                // 72: canary.v1.DeployPolicy
+	(*DeployWindows)(nil),               // 73: canary.v1.DeployWindows
+	(*StoredDeployPolicy)(nil),          // 74: canary.v1.StoredDeployPolicy
+	(*PutDeployPolicyRequest)(nil),      // 75: canary.v1.PutDeployPolicyRequest
+	(*PutDeployPolicyResponse)(nil),     // 76: canary.v1.PutDeployPolicyResponse
+	(*GetDeployPolicyRequest)(nil),      // 77: canary.v1.GetDeployPolicyRequest
+	(*GetDeployPolicyResponse)(nil),     // 78: canary.v1.GetDeployPolicyResponse
+	(*CheckDeployRequest)(nil),          // 79: canary.v1.CheckDeployRequest
+	(*CheckDeployResponse)(nil),         // 80: canary.v1.CheckDeployResponse
+	(*DeployOverride)(nil),              // 81: canary.v1.DeployOverride
+	(*ListDeployOverridesRequest)(nil),  // 82: canary.v1.ListDeployOverridesRequest
+	(*ListDeployOverridesResponse)(nil), // 83: canary.v1.ListDeployOverridesResponse
+	nil,                                 // 84: canary.v1.Run.BaselineLabelsEntry
+	nil,                                 // 85: canary.v1.Run.CanaryLabelsEntry
+	nil,                                 // 86: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                                 // 87: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                                 // 88: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),         // 89: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 90: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	72,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
-	10,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	72,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
-	9,   // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
-	0,   // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,   // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,   // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	8,   // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	73,  // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	8,   // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	11,  // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	11,  // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	11,  // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	8,   // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	67,  // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	68,  // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	72,  // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,   // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
-	73,  // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	73,  // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	44,  // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	20,  // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	73,  // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	73,  // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	12,  // 24: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	8,   // 25: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	69,  // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	70,  // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	72,  // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	73,  // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	19,  // 30: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	19,  // 31: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,   // 32: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	19,  // 33: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	19,  // 34: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	19,  // 35: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,   // 36: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	32,  // 37: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	34,  // 38: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	73,  // 39: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,   // 40: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	73,  // 41: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	34,  // 42: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	35,  // 43: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	36,  // 44: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	37,  // 45: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	37,  // 46: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	31,  // 47: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	33,  // 48: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	38,  // 49: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	39,  // 50: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	38,  // 51: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	39,  // 52: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,   // 53: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	73,  // 54: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	45,  // 55: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,   // 56: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,   // 57: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,   // 58: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,   // 59: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,   // 60: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	46,  // 61: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	46,  // 62: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	47,  // 63: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	48,  // 64: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	47,  // 65: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	44,  // 66: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	44,  // 67: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,   // 68: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	73,  // 69: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	73,  // 70: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	44,  // 71: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	57,  // 72: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
-	19,  // 73: canary.v1.RunReport.run:type_name -> canary.v1.Run
-	44,  // 74: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
-	58,  // 75: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
-	60,  // 76: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
-	65,  // 77: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
-	66,  // 78: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	73,  // 79: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 80: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	59,  // 81: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 82: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	61,  // 83: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	61,  // 84: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	62,  // 85: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	64,  // 86: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	73,  // 87: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	63,  // 88: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	63,  // 89: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 90: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	72,  // 91: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	73,  // 92: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	71,  // 93: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	73,  // 94: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	73,  // 95: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 96: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	13,  // 97: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	15,  // 98: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	17,  // 99: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	21,  // 100: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	23,  // 101: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	25,  // 102: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	40,  // 103: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	42,  // 104: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	49,  // 105: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	51,  // 106: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	27,  // 107: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	29,  // 108: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	53,  // 109: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	55,  // 110: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	14,  // 111: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	16,  // 112: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	18,  // 113: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	22,  // 114: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	24,  // 115: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	26,  // 116: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	41,  // 117: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	43,  // 118: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	50,  // 119: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	52,  // 120: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	28,  // 121: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	30,  // 122: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	54,  // 123: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	56,  // 124: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	111, // [111:125] is the sub-list for method output_type
-	97,  // [97:111] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	89,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	11,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
+	89,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	10,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
+	9,   // 4: canary.v1.CanaryConfig.alarms:type_name -> canary.v1.AlarmRule
+	0,   // 5: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,   // 6: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,   // 7: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	8,   // 8: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	90,  // 9: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	8,   // 10: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	12,  // 11: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	12,  // 12: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	12,  // 13: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	8,   // 14: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	84,  // 15: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	85,  // 16: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	89,  // 17: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,   // 18: canary.v1.Run.state:type_name -> canary.v1.RunState
+	90,  // 19: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	90,  // 20: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	45,  // 21: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	21,  // 22: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	90,  // 23: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	90,  // 24: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	13,  // 25: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 26: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	86,  // 27: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	87,  // 28: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	89,  // 29: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	90,  // 30: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	20,  // 31: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	20,  // 32: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 33: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	20,  // 34: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	20,  // 35: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	20,  // 36: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 37: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	33,  // 38: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	35,  // 39: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	90,  // 40: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 41: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	90,  // 42: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	35,  // 43: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	36,  // 44: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	37,  // 45: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	38,  // 46: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	38,  // 47: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	32,  // 48: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	34,  // 49: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	39,  // 50: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	40,  // 51: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	39,  // 52: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	40,  // 53: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 54: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	90,  // 55: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	46,  // 56: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 57: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 58: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 59: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 60: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 61: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	47,  // 62: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	47,  // 63: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	48,  // 64: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	49,  // 65: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	48,  // 66: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	45,  // 67: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	45,  // 68: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 69: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	90,  // 70: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	90,  // 71: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	45,  // 72: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	58,  // 73: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	20,  // 74: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	45,  // 75: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	59,  // 76: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	61,  // 77: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	66,  // 78: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	67,  // 79: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	90,  // 80: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 81: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	60,  // 82: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 83: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	62,  // 84: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	62,  // 85: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	63,  // 86: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	65,  // 87: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	90,  // 88: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	64,  // 89: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	64,  // 90: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 91: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	89,  // 92: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	90,  // 93: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	88,  // 94: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	90,  // 95: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	90,  // 96: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 97: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	90,  // 98: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
+	67,  // 99: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
+	67,  // 100: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
+	7,   // 101: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
+	67,  // 102: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
+	73,  // 103: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
+	9,   // 104: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
+	72,  // 105: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
+	90,  // 106: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
+	72,  // 107: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
+	74,  // 108: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	74,  // 109: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	67,  // 110: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
+	81,  // 111: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
+	90,  // 112: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
+	90,  // 113: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
+	81,  // 114: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
+	14,  // 115: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	16,  // 116: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	18,  // 117: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	22,  // 118: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	24,  // 119: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	26,  // 120: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	41,  // 121: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	43,  // 122: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	50,  // 123: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	52,  // 124: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	28,  // 125: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	30,  // 126: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	54,  // 127: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	56,  // 128: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	68,  // 129: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
+	70,  // 130: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
+	79,  // 131: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
+	75,  // 132: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
+	77,  // 133: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
+	82,  // 134: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
+	15,  // 135: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	17,  // 136: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	19,  // 137: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	23,  // 138: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	25,  // 139: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	27,  // 140: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	42,  // 141: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	44,  // 142: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	51,  // 143: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	53,  // 144: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	29,  // 145: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	31,  // 146: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	55,  // 147: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	57,  // 148: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	69,  // 149: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
+	71,  // 150: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
+	80,  // 151: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
+	76,  // 152: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
+	78,  // 153: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
+	83,  // 154: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
+	135, // [135:155] is the sub-list for method output_type
+	115, // [115:135] is the sub-list for method input_type
+	115, // [115:115] is the sub-list for extension type_name
+	115, // [115:115] is the sub-list for extension extendee
+	0,   // [0:115] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -6192,36 +7449,40 @@ func file_canary_v1_canary_proto_init() {
 		return
 	}
 	file_canary_v1_canary_proto_msgTypes[0].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[1].OneofWrappers = []any{}
 	file_canary_v1_canary_proto_msgTypes[2].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[3].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[6].OneofWrappers = []any{
 		(*PutConfigRequest_Config)(nil),
 		(*PutConfigRequest_Yaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[11].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[13].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[12].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[14].OneofWrappers = []any{
 		(*CreateRunRequest_ConfigRef)(nil),
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[23].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[24].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[26].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[27].OneofWrappers = []any{
 		(*Histogram_Explicit)(nil),
 		(*Histogram_Exponential)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[37].OneofWrappers = []any{}
 	file_canary_v1_canary_proto_msgTypes[38].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[39].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[67].OneofWrappers = []any{
+		(*PutDeployPolicyRequest_Policy)(nil),
+		(*PutDeployPolicyRequest_Yaml)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   64,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
