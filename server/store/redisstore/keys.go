@@ -41,6 +41,8 @@ import (
 //	configs (slot of {cfg:<name>}, and {cfgs}):
 //	P:{cfg:<name>}:v     list    ConfigVersion; version k at index k-1
 //	P:{cfgs}:names       zset    config names
+//	docs (slot of {docs:<kind>}):
+//	P:{docs:<kind>}:h    hash    key → value (store.Docs: alarms, deploy policies, overrides)
 //	P:schema             string  schema version of the layout
 //	P:health             string  written by Healthy (a write probe), expires in a minute
 //
@@ -78,6 +80,7 @@ func (k keys) verdicts() string               { return k.p + ":{hist}:v" }
 func (k keys) verdictIndex(f string) string   { return k.p + ":{hist}:vi:" + f }
 func (k keys) pending() string                { return k.p + ":{hist}:pending" }
 func (k keys) configVersions(n string) string { return k.p + ":{cfg:" + n + "}:v" }
+func (k keys) docs(kind string) string        { return k.p + ":{docs:" + kind + "}:h" }
 func (k keys) configNames() string            { return k.p + ":{cfgs}:names" }
 
 // runKeys are the keys of one run, in the order the scripts take them.

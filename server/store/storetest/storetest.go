@@ -94,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Persistence", s.testPersistence},
 		{"Retention/RawData", s.testRawRetention},
 		{"Retention/Verdicts", s.testVerdictRetention},
+		{"Docs", s.testDocs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
