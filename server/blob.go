@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/canaryd/canaryd/analysis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
@@ -15,11 +17,17 @@ import (
 // followed by analysis.Data.MarshalBinary.
 //
 //	delta:    0x01 'D' varint(receive time, Unix ns) data
+//	alarm:    0x01 'A' varint(receive time, Unix ns) AlarmEvent (proto)
 //	snapshot: 0x01 'S' uvarint(batches) uvarint(duplicate batches)
 //	          varint(last ingest time, Unix ns; 0 if none) data
+//	          (a run without alarms), or
+//	          0x01 'T' the same header, uvarint(alarms)
+//	          {uvarint(len) AlarmEvent (proto)}... data
 //
 // The headers let a reload restore the run's counters, which the deltas
-// alone do not carry once they are folded into a snapshot.
+// alone do not carry once they are folded into a snapshot. An alarm
+// recorded with a run (alarms.go) is an entry of its log like a batch's
+// delta, so that every process folds the same alarms in the same order.
 const blobVersion = 1
 
 // snapshotHeader is what a snapshot records besides the data.
@@ -27,6 +35,7 @@ type snapshotHeader struct {
 	batches    uint64
 	duplicates uint64
 	lastIngest time.Time
+	alarms     []*canaryv1.AlarmEvent
 }
 
 func encodeDelta(at time.Time, d *analysis.Data) ([]byte, error) {
@@ -56,13 +65,44 @@ func decodeDelta(cfg *analysis.Config, b []byte) (time.Time, *analysis.Data, err
 	return at, d, nil
 }
 
-// snapshotOf encodes a run's data with the counters its record holds.
-func snapshotOf(run *canaryv1.Run, d *analysis.Data) ([]byte, error) {
+// isAlarm reports whether an entry of a run's log is an alarm.
+func isAlarm(b []byte) bool { return len(b) >= 2 && b[0] == blobVersion && b[1] == 'A' }
+
+func encodeAlarm(at time.Time, ev *canaryv1.AlarmEvent) ([]byte, error) {
+	pb, err := proto.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode alarm: %w", err)
+	}
+	b := make([]byte, 0, len(pb)+12)
+	b = append(b, blobVersion, 'A')
+	b = binary.AppendVarint(b, unixNano(at))
+	return append(b, pb...), nil
+}
+
+func decodeAlarm(b []byte) (*canaryv1.AlarmEvent, error) {
+	r, err := blobBody(b, 'A')
+	if err == nil {
+		_, err = r.time()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode alarm: %w", err)
+	}
+	ev := new(canaryv1.AlarmEvent)
+	if err := proto.Unmarshal(r.b, ev); err != nil {
+		return nil, fmt.Errorf("decode alarm: %w", err)
+	}
+	return ev, nil
+}
+
+// snapshotOf encodes a run's data and alarms with the counters its record
+// holds.
+func snapshotOf(run *canaryv1.Run, d *analysis.Data, alarms []*canaryv1.AlarmEvent) ([]byte, error) {
 	c := run.GetCounters()
 	return encodeSnapshot(snapshotHeader{
 		batches:    c.GetBatches(),
 		duplicates: c.GetDuplicateBatches(),
 		lastIngest: c.GetLastIngestTime().AsTime(),
+		alarms:     alarms,
 	}, d)
 }
 
@@ -72,16 +112,35 @@ func encodeSnapshot(h snapshotHeader, d *analysis.Data) ([]byte, error) {
 		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	b := make([]byte, 0, len(data)+32)
-	b = append(b, blobVersion, 'S')
+	kind := byte('S')
+	if len(h.alarms) > 0 {
+		kind = 'T'
+	}
+	b = append(b, blobVersion, kind)
 	b = binary.AppendUvarint(b, h.batches)
 	b = binary.AppendUvarint(b, h.duplicates)
 	b = binary.AppendVarint(b, unixNano(h.lastIngest))
+	if kind == 'T' {
+		b = binary.AppendUvarint(b, uint64(len(h.alarms)))
+		for _, ev := range h.alarms {
+			pb, err := proto.Marshal(ev)
+			if err != nil {
+				return nil, fmt.Errorf("encode snapshot: %w", err)
+			}
+			b = binary.AppendUvarint(b, uint64(len(pb)))
+			b = append(b, pb...)
+		}
+	}
 	return append(b, data...), nil
 }
 
 func decodeSnapshot(cfg *analysis.Config, b []byte) (snapshotHeader, *analysis.Data, error) {
 	var h snapshotHeader
-	r, err := blobBody(b, 'S')
+	kind := byte('S')
+	if len(b) >= 2 && b[1] == 'T' {
+		kind = 'T'
+	}
+	r, err := blobBody(b, kind)
 	if err == nil {
 		h.batches, err = r.uvarint()
 	}
@@ -90,6 +149,9 @@ func decodeSnapshot(cfg *analysis.Config, b []byte) (snapshotHeader, *analysis.D
 	}
 	if err == nil {
 		h.lastIngest, err = r.time()
+	}
+	if err == nil && kind == 'T' {
+		h.alarms, err = r.alarms()
 	}
 	if err != nil {
 		return h, nil, fmt.Errorf("decode snapshot: %w", err)
@@ -124,6 +186,27 @@ func (r *blobReader) uvarint() (uint64, error) {
 	}
 	r.b = r.b[n:]
 	return v, nil
+}
+
+func (r *blobReader) alarms() ([]*canaryv1.AlarmEvent, error) {
+	n, err := r.uvarint()
+	if err != nil || n > uint64(len(r.b)) {
+		return nil, errBlob
+	}
+	out := make([]*canaryv1.AlarmEvent, 0, n)
+	for range n {
+		l, err := r.uvarint()
+		if err != nil || l > uint64(len(r.b)) {
+			return nil, errBlob
+		}
+		ev := new(canaryv1.AlarmEvent)
+		if err := proto.Unmarshal(r.b[:l], ev); err != nil {
+			return nil, fmt.Errorf("alarm: %w", err)
+		}
+		r.b = r.b[l:]
+		out = append(out, ev)
+	}
+	return out, nil
 }
 
 func (r *blobReader) time() (time.Time, error) {

@@ -43,6 +43,7 @@ import (
 type logState struct {
 	data     *analysis.Data
 	counters *canaryv1.RunCounters
+	alarms   []*canaryv1.AlarmEvent // the alarms recorded with the run, in log order
 	cursor   store.Cursor
 	folded   int64
 }
@@ -57,7 +58,7 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 	cur, err := log.ReadBatchesFrom(ctx, id, nil, func(snapshot bool, b []byte) error {
 		if !snapshot {
 			after++
-			return foldDelta(cfg, ls.data, ls.counters, b)
+			return foldDelta(cfg, ls.data, ls.counters, &ls.alarms, b)
 		}
 		if len(b) == 0 {
 			return nil // no snapshot yet
@@ -67,6 +68,7 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 			return err
 		}
 		ls.data.Merge(d)
+		ls.alarms = append(ls.alarms, h.alarms...)
 		c := ls.counters
 		c.Batches = h.batches
 		c.DuplicateBatches = max(c.DuplicateBatches, h.duplicates)
@@ -84,8 +86,17 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 	return ls, nil
 }
 
-// foldDelta folds one delta of a run's log into data and its counters.
-func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, b []byte) error {
+// foldDelta folds one entry of a run's log: a batch's delta into data and
+// its counters, or an alarm (alarms.go) into alarms.
+func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, alarms *[]*canaryv1.AlarmEvent, b []byte) error {
+	if isAlarm(b) {
+		ev, err := decodeAlarm(b)
+		if err != nil {
+			return err
+		}
+		*alarms = append(*alarms, ev)
+		return nil
+	}
 	at, d, err := decodeDelta(cfg, b)
 	if err != nil {
 		return err
@@ -119,6 +130,7 @@ func (st *liveState) setLog(ls *logState) {
 		ls.counters.DuplicateBatches = st.rec.GetCounters().GetDuplicateBatches()
 	}
 	st.data = ls.data
+	st.alarms = ls.alarms
 	st.rec.Counters = ls.counters
 	st.cursor = ls.cursor
 	st.snapshots.at = ls.folded
@@ -152,7 +164,7 @@ func (lr *liveRun) catchUp(ctx context.Context, log store.Tailer, snapN int) (*s
 	folded := 0
 	from := st.cursor
 	cur, err := log.ReadBatchesFrom(ctx, lr.id, &from, func(_ bool, b []byte) error {
-		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, b); err != nil {
+		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, &st.alarms, b); err != nil {
 			return err
 		}
 		folded++
@@ -218,7 +230,7 @@ func (st *liveState) snapshotDue(snapN int) (*snapshotJob, error) {
 		return nil, nil
 	}
 	run := st.record()
-	blob, err := snapshotOf(run, st.data)
+	blob, err := snapshotOf(run, st.data, st.alarms)
 	if err != nil {
 		return nil, err
 	}

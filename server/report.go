@@ -24,17 +24,23 @@ func (s *Service) GetRunReport(ctx context.Context, req *canaryv1.GetRunReportRe
 		v, _, err := s.verdict(ctx, lr)
 		var d *analysis.Data
 		var run *canaryv1.Run
+		var alarms []*canaryv1.AlarmEvent
+		live := false
 		if err == nil {
 			d, _, _ = lr.copyData()
 			run = lr.record()
+			alarms, live = lr.alarmsIfLive()
 		}
 		s.release(lr)
+		if err == nil && !live {
+			alarms, err = s.readAlarms(ctx, req.GetRunId())
+		}
 		if errors.Is(err, errStale) && attempt < 2 {
 			continue // dropped meanwhile: report the reloaded run
 		}
 		if err != nil {
 			return nil, err
 		}
-		return &canaryv1.GetRunReportResponse{Report: report.Build(run, v, nil, d, report.Options{})}, nil
+		return &canaryv1.GetRunReportResponse{Report: report.Build(run, v, nil, d, report.Options{Alarms: alarms})}, nil
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/alarm"
 	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
@@ -75,6 +76,7 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		Counters:           &canaryv1.RunCounters{},
 	}
 	var cfg *analysis.Config
+	var rules []*canaryv1.AlarmRule // of an inline config
 	switch src := req.GetConfig().(type) {
 	case *canaryv1.CreateRunRequest_ConfigRef:
 		ref := src.ConfigRef
@@ -97,6 +99,11 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		}
 		run.ConfigName, run.ConfigVersion, run.Config = cv.GetName(), cv.GetVersion(), cv.GetConfig()
 	case *canaryv1.CreateRunRequest_InlineConfig:
+		rules = src.InlineConfig.GetAlarms()
+		if errs := alarm.Check("alarms", rules); len(errs) > 0 {
+			avs, _ := fieldViolations("inline_config", errs)
+			vs = append(vs, avs...)
+		}
 		c, err := apiconv.ConfigFromProto(src.InlineConfig)
 		if err != nil {
 			cvs, ok := fieldViolations("inline_config", err)
@@ -112,12 +119,20 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 			vs = append(vs, violation("inline_yaml", "is %d bytes, more than %d", len(src.InlineYaml), maxYAMLLen))
 			break
 		}
-		c, err := analysis.ParseConfig([]byte(src.InlineYaml))
+		rs, rest, err := alarm.SplitConfig([]byte(src.InlineYaml))
+		var c *analysis.Config
+		if err == nil {
+			c, err = analysis.ParseConfig(rest)
+		}
 		if err != nil {
 			vs = append(vs, yamlViolations("inline_yaml", err)...)
 			break
 		}
-		cfg = c
+		if errs := alarm.Check("alarms", rs); len(errs) > 0 {
+			avs, _ := fieldViolations("inline_yaml", errs)
+			vs = append(vs, avs...)
+		}
+		cfg, rules = c, rs
 	default:
 		vs = append(vs, violation("config", "is required: config_ref, inline_config or inline_yaml"))
 	}
@@ -126,6 +141,7 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 	}
 	if run.Config == nil {
 		run.ConfigName, run.Config = cfg.Name, apiconv.ConfigToProto(cfg)
+		run.Config.Alarms = rules
 	}
 
 	fp, err := fingerprint(req)
@@ -159,6 +175,7 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 	}, s.now())
 	close(lr.loaded)
 	s.register(lr)
+	s.recordFiring(ctx, stored)
 	s.log.Info("run created", "run", stored.GetId(), "service", run.GetService(), "stage", run.GetStage(),
 		"config", configRefName(run.GetConfigName(), run.GetConfigVersion()))
 	return stored, nil
@@ -416,7 +433,7 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 				return nil, err
 			}
 			// A run whose data cannot be judged can always be aborted.
-			v = unjudgedVerdict(in.run, lr.cfg)
+			v = withAlarms(unjudgedVerdict(in.run, lr.cfg), in.alarms, in.run)
 		}
 		now := s.now()
 		f := proto.Clone(v).(*canaryv1.Verdict)
