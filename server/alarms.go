@@ -162,7 +162,7 @@ func (s *Service) recordAlarm(ctx context.Context, ev *canaryv1.AlarmEvent) ([]s
 		if !c.AllServices() {
 			if svc := ev.GetLabels()["service"]; svc == "" || !c.AllowsService(svc) {
 				return nil, &apiError{code: codes.PermissionDenied, msg: fmt.Sprintf(
-					"%s may report only alarms whose label service is one of its services (alarm %s has service=%q)", c.Name, ev.GetName(), svc)}
+					"%s is not allowed service %s: it may report only alarms whose label service is one of its services (alarm %s)", c, svc, ev.GetName())}
 			}
 		}
 	}
@@ -396,7 +396,7 @@ func (s *Service) ListAlarms(ctx context.Context, req *canaryv1.ListAlarmsReques
 			return nil, err
 		}
 		if c := auth.CallerFrom(ctx); c != nil && !c.AllowsService(svc) {
-			return nil, &apiError{code: codes.PermissionDenied, msg: fmt.Sprintf("%s is not allowed service %s", c.Name, svc)}
+			return nil, &apiError{code: codes.PermissionDenied, msg: fmt.Sprintf("%s is not allowed service %s", c, svc)}
 		}
 		return &canaryv1.ListAlarmsResponse{Alarms: filterState(alarms, req.GetState())}, nil
 	}

@@ -135,7 +135,7 @@ func (s *Service) CheckDeploy(ctx context.Context, req *canaryv1.CheckDeployRequ
 	c := auth.CallerFrom(ctx)
 	if req.GetOverrideReason() != "" && c != nil && !c.Has(auth.RoleOperate) {
 		return nil, &apiError{code: codes.PermissionDenied, msg: fmt.Sprintf(
-			"%s lacks role operate, which an override needs", c.Name)}
+			"%s lacks role operate, which an override needs", c)}
 	}
 	now := s.now()
 	resp := &canaryv1.CheckDeployResponse{}

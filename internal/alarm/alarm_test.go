@@ -254,3 +254,26 @@ func TestSplitConfigAndPolicy(t *testing.T) {
 		t.Errorf("CheckPolicy(empty): %v", errs)
 	}
 }
+
+// TestTemplateEscaping: {{.Service}} stands for the name itself, in
+// quoted values and in regular expressions.
+func TestTemplateEscaping(t *testing.T) {
+	t.Parallel()
+	svc := `a.b"c\d`
+	rules, err := Compile([]*canaryv1.AlarmRule{
+		{Matchers: []string{`service="{{.Service}}"`}},
+		{Matchers: []string{`service=~"{{.Service}}|other"`}},
+		{Matchers: []string{`service={{.Service}}`}},
+	}, Target{Service: svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rules {
+		if !r.Matches(map[string]string{"service": svc}) {
+			t.Errorf("rule %d (%s) does not match the service", i, r)
+		}
+		if r.Matches(map[string]string{"service": `aXb"c\d`}) {
+			t.Errorf("rule %d (%s): the service's '.' matched any character", i, r)
+		}
+	}
+}

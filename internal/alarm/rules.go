@@ -170,9 +170,13 @@ type Target struct {
 	Stage   string
 }
 
-// quoted returns t with its values escaped for a double-quoted matcher
-// value, where templates substitute them.
-func (t Target) quoted() Target {
+// escaped returns t with its values escaped for a matcher value (quotes
+// and backslashes) and, for a regular expression, quoted as literal text:
+// {{.Service}} always stands for the service's name itself.
+func (t Target) escaped(regex bool) Target {
+	if regex {
+		t = Target{Service: regexp.QuoteMeta(t.Service), Stage: regexp.QuoteMeta(t.Stage)}
+	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return Target{Service: r.Replace(t.Service), Stage: r.Replace(t.Stage)}
 }
@@ -181,11 +185,10 @@ func (t Target) quoted() Target {
 // by Check when they were stored; an error here is one of a stored rule.
 func Compile(rules []*canaryv1.AlarmRule, t Target) ([]*Rule, error) {
 	out := make([]*Rule, 0, len(rules))
-	q := t.quoted()
 	for i, pr := range rules {
 		r := &Rule{Name: pr.GetName()}
 		for j, s := range pr.GetMatchers() {
-			m, err := compileMatcher(s, q)
+			m, err := compileMatcher(s, t)
 			if err != nil {
 				return nil, fmt.Errorf("alarms[%d].matchers[%d]: %w", i, j, err)
 			}
@@ -198,12 +201,16 @@ func Compile(rules []*canaryv1.AlarmRule, t Target) ([]*Rule, error) {
 
 func compileMatcher(s string, t Target) (*Matcher, error) {
 	if strings.Contains(s, "{{") {
+		regex := false
+		if ms := matcherRE.FindStringSubmatch(s); ms != nil {
+			regex = ms[2] == string(MatchRegexp) || ms[2] == string(MatchNotRegexp)
+		}
 		tmpl, err := template.New("matcher").Option("missingkey=error").Parse(s)
 		if err != nil {
 			return nil, fmt.Errorf("bad template: %w", err)
 		}
 		var b strings.Builder
-		if err := tmpl.Execute(&b, t); err != nil {
+		if err := tmpl.Execute(&b, t.escaped(regex)); err != nil {
 			return nil, fmt.Errorf("bad template (it may use {{.Service}} and {{.Stage}}): %w", err)
 		}
 		s = b.String()
@@ -224,7 +231,7 @@ func Check(path string, rules []*canaryv1.AlarmRule) analysis.FieldErrors {
 	}
 	// A probe target with characters that need escaping: templates must
 	// still give valid matchers.
-	probe := Target{Service: `svc"\x`, Stage: `stage"\x`}.quoted()
+	probe := Target{Service: `svc"\x.`, Stage: `stage"\x.`}
 	for i, r := range rules {
 		rp := fmt.Sprintf("%s[%d]", path, i)
 		if len(r.GetName()) > MaxRuleNameLen || !utf8.ValidString(r.GetName()) {
