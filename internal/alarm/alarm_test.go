@@ -123,7 +123,7 @@ func TestWindowsDST(t *testing.T) {
 		want  bool
 		next  string // "" when allowed
 	}{
-		{"weekday inside (EST)", work, nil, "2026-12-03T14:00:00Z", true, ""},              // Thu 09:00 EST
+		{"weekday inside (EST)", work, nil, "2026-12-03T14:00:00Z", true, ""}, // Thu 09:00 EST
 		{"weekday before open (EST)", work, nil, "2026-12-03T13:59:00Z", false, "2026-12-03T14:00:00Z"},
 		{"end is exclusive", work, nil, "2026-12-03T21:00:00Z", false, "2026-12-04T14:00:00Z"}, // Thu 16:00 EST
 		{"friday afternoon", work, nil, "2026-12-04T18:00:00Z", false, "2026-12-07T14:00:00Z"},
