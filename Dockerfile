@@ -27,7 +27,7 @@ ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/canaryd ./cmd/canaryctl
+    go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/ ./cmd/canaryd ./cmd/canaryctl
 # The volume's mount point, owned by the nonroot user (65532) of the
 # runtime image, so that a new named volume starts with that owner.
 RUN mkdir -p /out/var/lib/canaryd && chown 65532:65532 /out/var/lib/canaryd

@@ -17,12 +17,15 @@ import (
 // followed by analysis.Data.MarshalBinary.
 //
 //	delta:    0x01 'D' varint(receive time, Unix ns) data
-//	alarm:    0x01 'A' varint(receive time, Unix ns) AlarmEvent (proto)
 //	snapshot: 0x01 'S' uvarint(batches) uvarint(duplicate batches)
 //	          varint(last ingest time, Unix ns; 0 if none) data
-//	          (a run without alarms), or
-//	          0x01 'T' the same header, uvarint(alarms)
-//	          {uvarint(len) AlarmEvent (proto)}... data
+//	snapshot of a pulled run: 0x01 'Q', then as 'S' but with
+//	          uvarint(n) PullStatus (n bytes of protobuf) before data
+//	pull record: 0x01 'P' PullStatus (pull.go)
+//	alarm:    0x01 'A' varint(receive time, Unix ns) AlarmEvent (proto)
+//	snapshot of a run with alarms: 0x01 'T', then as 'S' but with
+//	          uvarint(n) PullStatus (n bytes; n = 0: none), uvarint(alarms),
+//	          {uvarint(len) AlarmEvent (proto)}... before data
 //
 // The headers let a reload restore the run's counters, which the deltas
 // alone do not carry once they are folded into a snapshot. An alarm
@@ -35,7 +38,8 @@ type snapshotHeader struct {
 	batches    uint64
 	duplicates uint64
 	lastIngest time.Time
-	alarms     []*canaryv1.AlarmEvent
+	pull       *canaryv1.PullStatus   // nil: none ('S')
+	alarms     []*canaryv1.AlarmEvent // none: 'S' or 'Q'
 }
 
 func encodeDelta(at time.Time, d *analysis.Data) ([]byte, error) {
@@ -65,6 +69,107 @@ func decodeDelta(cfg *analysis.Config, b []byte) (time.Time, *analysis.Data, err
 	return at, d, nil
 }
 
+// snapshotOf encodes a run's data and alarms with the counters its record
+// holds.
+func snapshotOf(run *canaryv1.Run, d *analysis.Data, alarms []*canaryv1.AlarmEvent) ([]byte, error) {
+	c := run.GetCounters()
+	return encodeSnapshot(snapshotHeader{
+		batches:    c.GetBatches(),
+		duplicates: c.GetDuplicateBatches(),
+		lastIngest: c.GetLastIngestTime().AsTime(),
+		pull:       run.GetPull(),
+		alarms:     alarms,
+	}, d)
+}
+
+func encodeSnapshot(h snapshotHeader, d *analysis.Data) ([]byte, error) {
+	data, err := d.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot: %w", err)
+	}
+	var pull []byte
+	kind := byte('S')
+	if h.pull != nil {
+		if pull, err = proto.Marshal(h.pull); err != nil {
+			return nil, fmt.Errorf("encode snapshot: %w", err)
+		}
+		kind = 'Q'
+	}
+	if len(h.alarms) > 0 {
+		kind = 'T'
+	}
+	b := make([]byte, 0, len(data)+len(pull)+40)
+	b = append(b, blobVersion, kind)
+	b = binary.AppendUvarint(b, h.batches)
+	b = binary.AppendUvarint(b, h.duplicates)
+	b = binary.AppendVarint(b, unixNano(h.lastIngest))
+	if kind == 'Q' || kind == 'T' {
+		b = binary.AppendUvarint(b, uint64(len(pull)))
+		b = append(b, pull...)
+	}
+	if kind == 'T' {
+		b = binary.AppendUvarint(b, uint64(len(h.alarms)))
+		for _, ev := range h.alarms {
+			pb, err := proto.Marshal(ev)
+			if err != nil {
+				return nil, fmt.Errorf("encode snapshot: %w", err)
+			}
+			b = binary.AppendUvarint(b, uint64(len(pb)))
+			b = append(b, pb...)
+		}
+	}
+	return append(b, data...), nil
+}
+
+func decodeSnapshot(cfg *analysis.Config, b []byte) (snapshotHeader, *analysis.Data, error) {
+	h, r, err := decodeSnapshotHeader(b)
+	if err != nil {
+		return h, nil, fmt.Errorf("decode snapshot: %w", err)
+	}
+	d, err := analysis.UnmarshalData(cfg, r.b)
+	if err != nil {
+		return h, nil, fmt.Errorf("decode snapshot: %w", err)
+	}
+	return h, d, nil
+}
+
+// decodeSnapshotHeader decodes what a snapshot holds besides its data,
+// and returns the reader at the data.
+func decodeSnapshotHeader(b []byte) (snapshotHeader, *blobReader, error) {
+	var h snapshotHeader
+	kind := byte('S')
+	if len(b) >= 2 && (b[1] == 'Q' || b[1] == 'T') {
+		kind = b[1]
+	}
+	r, err := blobBody(b, kind)
+	if err == nil {
+		h.batches, err = r.uvarint()
+	}
+	if err == nil {
+		h.duplicates, err = r.uvarint()
+	}
+	if err == nil {
+		h.lastIngest, err = r.time()
+	}
+	if err == nil && (kind == 'Q' || kind == 'T') {
+		var n uint64
+		if n, err = r.uvarint(); err == nil && n > uint64(len(r.b)) {
+			err = errBlob
+		}
+		if err == nil && (n > 0 || kind == 'Q') {
+			h.pull = &canaryv1.PullStatus{}
+			err = proto.Unmarshal(r.b[:n], h.pull)
+		}
+		if err == nil {
+			r.b = r.b[n:]
+		}
+	}
+	if err == nil && kind == 'T' {
+		h.alarms, err = r.alarms()
+	}
+	return h, r, err
+}
+
 // isAlarm reports whether an entry of a run's log is an alarm.
 func isAlarm(b []byte) bool { return len(b) >= 2 && b[0] == blobVersion && b[1] == 'A' }
 
@@ -92,75 +197,6 @@ func decodeAlarm(b []byte) (*canaryv1.AlarmEvent, error) {
 		return nil, fmt.Errorf("decode alarm: %w", err)
 	}
 	return ev, nil
-}
-
-// snapshotOf encodes a run's data and alarms with the counters its record
-// holds.
-func snapshotOf(run *canaryv1.Run, d *analysis.Data, alarms []*canaryv1.AlarmEvent) ([]byte, error) {
-	c := run.GetCounters()
-	return encodeSnapshot(snapshotHeader{
-		batches:    c.GetBatches(),
-		duplicates: c.GetDuplicateBatches(),
-		lastIngest: c.GetLastIngestTime().AsTime(),
-		alarms:     alarms,
-	}, d)
-}
-
-func encodeSnapshot(h snapshotHeader, d *analysis.Data) ([]byte, error) {
-	data, err := d.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("encode snapshot: %w", err)
-	}
-	b := make([]byte, 0, len(data)+32)
-	kind := byte('S')
-	if len(h.alarms) > 0 {
-		kind = 'T'
-	}
-	b = append(b, blobVersion, kind)
-	b = binary.AppendUvarint(b, h.batches)
-	b = binary.AppendUvarint(b, h.duplicates)
-	b = binary.AppendVarint(b, unixNano(h.lastIngest))
-	if kind == 'T' {
-		b = binary.AppendUvarint(b, uint64(len(h.alarms)))
-		for _, ev := range h.alarms {
-			pb, err := proto.Marshal(ev)
-			if err != nil {
-				return nil, fmt.Errorf("encode snapshot: %w", err)
-			}
-			b = binary.AppendUvarint(b, uint64(len(pb)))
-			b = append(b, pb...)
-		}
-	}
-	return append(b, data...), nil
-}
-
-func decodeSnapshot(cfg *analysis.Config, b []byte) (snapshotHeader, *analysis.Data, error) {
-	var h snapshotHeader
-	kind := byte('S')
-	if len(b) >= 2 && b[1] == 'T' {
-		kind = 'T'
-	}
-	r, err := blobBody(b, kind)
-	if err == nil {
-		h.batches, err = r.uvarint()
-	}
-	if err == nil {
-		h.duplicates, err = r.uvarint()
-	}
-	if err == nil {
-		h.lastIngest, err = r.time()
-	}
-	if err == nil && kind == 'T' {
-		h.alarms, err = r.alarms()
-	}
-	if err != nil {
-		return h, nil, fmt.Errorf("decode snapshot: %w", err)
-	}
-	d, err := analysis.UnmarshalData(cfg, r.b)
-	if err != nil {
-		return h, nil, fmt.Errorf("decode snapshot: %w", err)
-	}
-	return h, d, nil
 }
 
 var errBlob = errors.New("truncated or corrupt")

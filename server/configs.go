@@ -13,8 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/canaryd/canaryd/analysis"
-	"github.com/canaryd/canaryd/internal/alarm"
-	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -28,12 +26,10 @@ import (
 // that version keeps the text of the put that created it (none if it was
 // put as a message).
 func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest) (*canaryv1.PutConfigResponse, error) {
-	cfg, rules, err := putConfigSource(req)
+	cfg, pc, err := putConfigSource(req)
 	if err != nil {
 		return nil, err
 	}
-	pc := apiconv.ConfigToProto(cfg)
-	pc.Alarms = rules
 	v, created, err := s.store.PutConfig(ctx, pc, req.GetYaml())
 	if err != nil {
 		return nil, fmt.Errorf("put config %s: %w", cfg.Name, err)
@@ -45,18 +41,18 @@ func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest)
 }
 
 // putConfigSource parses and validates the config of a PutConfig request,
-// and its alarm rules (alarms.go), which the analysis config does not
-// hold.
-func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, []*canaryv1.AlarmRule, error) {
+// and returns it with its message as stored (defaults applied, source and
+// queries kept).
+func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, *canaryv1.CanaryConfig, error) {
 	name := req.GetName()
 	if name != "" && checkText(name) != "" {
 		return nil, nil, badField("name", "%s", checkText(name))
 	}
 	var (
 		cfg   *analysis.Config
-		rules []*canaryv1.AlarmRule
+		out   *canaryv1.CanaryConfig
 		field string
-		err   error
+		vs    []*errdetails.BadRequest_FieldViolation
 	)
 	switch src := req.GetSource().(type) {
 	case *canaryv1.PutConfigRequest_Config:
@@ -66,13 +62,7 @@ func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, []*canar
 			pc = proto.Clone(pc).(*canaryv1.CanaryConfig)
 			pc.Name = name
 		}
-		rules = pc.GetAlarms()
-		cfg, err = apiconv.ConfigFromProto(pc)
-		if err != nil {
-			vs, ok := fieldViolations(field, err)
-			if !ok {
-				return nil, nil, err
-			}
+		if cfg, out, vs = protoConfig(field, pc); len(vs) > 0 {
 			return nil, nil, invalid(vs...)
 		}
 	case *canaryv1.PutConfigRequest_Yaml:
@@ -80,27 +70,18 @@ func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, []*canar
 		if len(src.Yaml) > maxYAMLLen {
 			return nil, nil, badField(field, "is %d bytes, more than %d", len(src.Yaml), maxYAMLLen)
 		}
-		var rest []byte
-		rules, rest, err = alarm.SplitConfig(withName(src.Yaml, name))
-		if err == nil {
-			cfg, err = analysis.ParseConfig(rest)
-		}
-		if err != nil {
-			return nil, nil, invalid(yamlViolations(field, err)...)
+		if cfg, out, vs = parseYAMLConfig(field, withName(src.Yaml, name)); len(vs) > 0 {
+			return nil, nil, invalid(vs...)
 		}
 	default:
 		return nil, nil, badField("source", "is required: config or yaml")
-	}
-	if errs := alarm.Check("alarms", rules); len(errs) > 0 {
-		vs, _ := fieldViolations(field, errs)
-		return nil, nil, invalid(vs...)
 	}
 	if name != "" && cfg.Name != name {
 		return nil, nil, invalid(
 			violation("name", "%q differs from the config's own name %q", name, cfg.Name),
 			violation(field+".name", "%q differs from the request's name %q", cfg.Name, name))
 	}
-	return cfg, rules, nil
+	return cfg, out, nil
 }
 
 // withName returns YAML text with a top-level name: key set to name when

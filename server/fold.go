@@ -44,6 +44,7 @@ type logState struct {
 	data     *analysis.Data
 	counters *canaryv1.RunCounters
 	alarms   []*canaryv1.AlarmEvent // the alarms recorded with the run, in log order
+	pull     *canaryv1.PullStatus   // the pull records folded (pull.go)
 	cursor   store.Cursor
 	folded   int64
 }
@@ -58,7 +59,7 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 	cur, err := log.ReadBatchesFrom(ctx, id, nil, func(snapshot bool, b []byte) error {
 		if !snapshot {
 			after++
-			return foldDelta(cfg, ls.data, ls.counters, &ls.alarms, b)
+			return foldDelta(cfg, ls.data, ls.counters, &ls.pull, &ls.alarms, b)
 		}
 		if len(b) == 0 {
 			return nil // no snapshot yet
@@ -66,6 +67,9 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 		h, d, err := decodeSnapshot(cfg, b)
 		if err != nil {
 			return err
+		}
+		if h.pull != nil {
+			mergePull(&ls.pull, h.pull)
 		}
 		ls.data.Merge(d)
 		ls.alarms = append(ls.alarms, h.alarms...)
@@ -87,14 +91,24 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 }
 
 // foldDelta folds one entry of a run's log: a batch's delta into data and
-// its counters, or an alarm (alarms.go) into alarms.
-func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, alarms *[]*canaryv1.AlarmEvent, b []byte) error {
+// its counters, a pull record into *pull, or an alarm (alarms.go) into
+// *alarms.
+func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, pull **canaryv1.PullStatus,
+	alarms *[]*canaryv1.AlarmEvent, b []byte) error {
 	if isAlarm(b) {
 		ev, err := decodeAlarm(b)
 		if err != nil {
 			return err
 		}
 		*alarms = append(*alarms, ev)
+		return nil
+	}
+	if isPull(b) {
+		p, err := decodePull(b)
+		if err != nil {
+			return err
+		}
+		mergePull(pull, p)
 		return nil
 	}
 	at, d, err := decodeDelta(cfg, b)
@@ -132,6 +146,7 @@ func (st *liveState) setLog(ls *logState) {
 	st.data = ls.data
 	st.alarms = ls.alarms
 	st.rec.Counters = ls.counters
+	st.rec.Pull = ls.pull
 	st.cursor = ls.cursor
 	st.snapshots.at = ls.folded
 	st.snapshots.stored = ls.folded
@@ -164,7 +179,7 @@ func (lr *liveRun) catchUp(ctx context.Context, log store.Tailer, snapN int) (*s
 	folded := 0
 	from := st.cursor
 	cur, err := log.ReadBatchesFrom(ctx, lr.id, &from, func(_ bool, b []byte) error {
-		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, &st.alarms, b); err != nil {
+		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, &st.rec.Pull, &st.alarms, b); err != nil {
 			return err
 		}
 		folded++

@@ -27,7 +27,7 @@ func (s *Service) GetRunReport(ctx context.Context, req *canaryv1.GetRunReportRe
 		var alarms []*canaryv1.AlarmEvent
 		live := false
 		if err == nil {
-			d, _, _ = lr.copyData()
+			d, _, _, _ = lr.copyData()
 			run = lr.record()
 			alarms, live = lr.alarmsIfLive()
 		}

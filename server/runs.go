@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
-	"github.com/canaryd/canaryd/internal/alarm"
 	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
@@ -76,7 +75,6 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		Counters:           &canaryv1.RunCounters{},
 	}
 	var cfg *analysis.Config
-	var rules []*canaryv1.AlarmRule // of an inline config
 	switch src := req.GetConfig().(type) {
 	case *canaryv1.CreateRunRequest_ConfigRef:
 		ref := src.ConfigRef
@@ -99,49 +97,31 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		}
 		run.ConfigName, run.ConfigVersion, run.Config = cv.GetName(), cv.GetVersion(), cv.GetConfig()
 	case *canaryv1.CreateRunRequest_InlineConfig:
-		rules = src.InlineConfig.GetAlarms()
-		if errs := alarm.Check("alarms", rules); len(errs) > 0 {
-			avs, _ := fieldViolations("inline_config", errs)
-			vs = append(vs, avs...)
-		}
-		c, err := apiconv.ConfigFromProto(src.InlineConfig)
-		if err != nil {
-			cvs, ok := fieldViolations("inline_config", err)
-			if !ok {
-				return nil, err
-			}
+		c, pc, cvs := protoConfig("inline_config", src.InlineConfig)
+		if len(cvs) > 0 {
 			vs = append(vs, cvs...)
 			break
 		}
-		cfg = c
+		cfg, run.ConfigName, run.Config = c, c.Name, pc
 	case *canaryv1.CreateRunRequest_InlineYaml:
 		if len(src.InlineYaml) > maxYAMLLen {
 			vs = append(vs, violation("inline_yaml", "is %d bytes, more than %d", len(src.InlineYaml), maxYAMLLen))
 			break
 		}
-		rs, rest, err := alarm.SplitConfig([]byte(src.InlineYaml))
-		var c *analysis.Config
-		if err == nil {
-			c, err = analysis.ParseConfig(rest)
-		}
-		if err != nil {
-			vs = append(vs, yamlViolations("inline_yaml", err)...)
+		c, pc, cvs := parseYAMLConfig("inline_yaml", []byte(src.InlineYaml))
+		if len(cvs) > 0 {
+			vs = append(vs, cvs...)
 			break
 		}
-		if errs := alarm.Check("alarms", rs); len(errs) > 0 {
-			avs, _ := fieldViolations("inline_yaml", errs)
-			vs = append(vs, avs...)
-		}
-		cfg, rules = c, rs
+		cfg, run.ConfigName, run.Config = c, c.Name, pc
 	default:
 		vs = append(vs, violation("config", "is required: config_ref, inline_config or inline_yaml"))
 	}
+	if run.Config != nil {
+		vs = append(vs, checkRunSource(run)...)
+	}
 	if len(vs) > 0 {
 		return nil, invalid(vs...)
-	}
-	if run.Config == nil {
-		run.ConfigName, run.Config = cfg.Name, apiconv.ConfigToProto(cfg)
-		run.Config.Alarms = rules
 	}
 
 	fp, err := fingerprint(req)

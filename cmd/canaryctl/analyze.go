@@ -10,77 +10,104 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/collectors/jsonl"
 	"github.com/canaryd/canaryd/collectors/prometheus"
 )
 
-// runAnalyze judges a finished data set offline with the fixed-sample
+// newAnalyzeCmd returns `canaryctl analyze`, which judges a finished data set offline with the fixed-sample
 // tests (the whole file is one look, so the bake is complete), or with
 // --sequential the anytime-valid tests a live run is judged with. The data
 // set is a samples file, or with --prometheus a past window read from
 // Prometheus with the config's queries.
-func runAnalyze(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "analyze")
-	cfgPath := fs.String("config", "", "canary config (YAML)")
-	samplesPath := fs.String("samples", "", "samples (JSON Lines); - for standard input")
-	out := outputFlag(fs)
-	live := fs.Bool("bake-incomplete", false, "judge as a live run whose bake time has not ended (non-critical regressions hold)")
-	seq := fs.Bool("sequential", false, "use the anytime-valid tests of live runs instead of the fixed-sample tests")
-	maxGap := fs.Duration("max-gap", time.Hour, "samples timed more than this apart from the rest, and fewer than 1% of them, are excluded as skewed clocks")
-	var pf promFlags
-	pf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+func newAnalyzeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "analyze --config FILE (--samples FILE | --prometheus URL --start T --end T --baseline-labels k=v --canary-labels k=v)",
+		Short: "Judge a finished data set offline (exit code = verdict)",
+		Long: `Judge a finished data set offline, without canaryd: a samples file (JSON Lines), or a past window
+read from Prometheus with the config's queries. The whole data set is one look with the fixed-sample
+tests (--sequential: the anytime-valid tests of live runs). The exit code is the verdict's:
+0 PROMOTE, 10 HOLD, 20 ROLLBACK.`,
+		Example: `  canaryctl analyze --config examples/canary.yaml --samples examples/rollback.jsonl
+  canaryctl analyze --config canary.yaml --prometheus http://prometheus:9090 \
+      --start 2026-11-22T10:00:00Z --end 2026-11-22T10:30:00Z \
+      --baseline-labels version=v1 --canary-labels version=v2 -o json`,
+		Args: rangeArgs(0, 0, ""),
+	}
+	fs := cmd.Flags()
+	o := &analyzeOpts{}
+	fs.StringVar(&o.cfgPath, "config", "", "canary config (YAML)")
+	fs.StringVar(&o.samplesPath, "samples", "", "samples (JSON Lines); - for standard input")
+	fs.BoolVar(&o.live, "bake-incomplete", false, "judge as a live run whose bake time has not ended (non-critical regressions hold)")
+	fs.BoolVar(&o.seq, "sequential", false, "use the anytime-valid tests of live runs instead of the fixed-sample tests")
+	fs.DurationVar(&o.maxGap, "max-gap", time.Hour, "samples timed more than this apart from the rest, and fewer than 1% of them, are excluded as skewed clocks")
+	o.pf.register(fs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runAnalyze(cmd.Context(), g, o)
+	}
+	return cmd
+}
+
+// analyzeOpts are the flags of analyze.
+type analyzeOpts struct {
+	cfgPath, samplesPath string
+	live, seq            bool
+	maxGap               time.Duration
+	pf                   promFlags
+}
+
+func runAnalyze(ctx context.Context, g *globals, o *analyzeOpts) error {
+	e := g.e
+	if err := checkOutput(g.cf.out); err != nil {
 		return err
 	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	if *cfgPath == "" || (*samplesPath == "") == (pf.url == "") {
+	if o.cfgPath == "" || (o.samplesPath == "") == (o.pf.url == "") {
 		return usagef("--config and one of --samples or --prometheus are required")
 	}
-	src, err := os.ReadFile(*cfgPath)
+	src, err := os.ReadFile(o.cfgPath)
 	if err != nil {
 		return usageError{fmt.Errorf("read config: %w", err)}
 	}
 	pcfg, rest, err := prometheus.ParseConfig(src)
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w", *cfgPath, err)}
+		return usageError{fmt.Errorf("%s: %w", o.cfgPath, err)}
 	}
 	cfg, err := analysis.ParseConfig(rest)
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w", *cfgPath, err)}
+		return usageError{fmt.Errorf("%s: %w", o.cfgPath, err)}
 	}
 	judge := func(data *analysis.Data) error {
-		v := analysis.Judge(data, analysis.Options{BakeComplete: !*live, Sequential: *seq})
-		if err := printVerdict(e.stdout, *out, &v); err != nil {
+		v := analysis.Judge(data, analysis.Options{BakeComplete: !o.live, Sequential: o.seq})
+		if err := printVerdict(e.stdout, g.cf.out, &v); err != nil {
 			return err
 		}
 		return exitCodeError{v.Decision.ExitCode()}
 	}
-	if pf.url != "" {
-		data, err := pf.load(ctx, e, cfg, pcfg)
+	if o.pf.url != "" {
+		data, err := o.pf.load(ctx, e, cfg, pcfg)
 		if err != nil {
 			return err
 		}
 		return judge(data)
 	}
 	var in io.Reader = e.stdin
-	if *samplesPath != "-" {
-		f, err := os.Open(*samplesPath)
+	if o.samplesPath != "-" {
+		f, err := os.Open(o.samplesPath)
 		if err != nil {
 			return usageError{fmt.Errorf("read samples: %w", err)}
 		}
 		defer f.Close()
 		in = f
 	}
-	data, skewed, err := loadSamples(cfg, in, *maxGap)
+	data, skewed, err := loadSamples(cfg, in, o.maxGap)
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w", *samplesPath, err)}
+		return usageError{fmt.Errorf("%s: %w", o.samplesPath, err)}
 	}
 	if len(skewed.records) > 0 {
 		fmt.Fprintf(e.stderr, "canaryctl analyze: excluded %d samples timed outside %s – %s, more than %v from the rest (a skewed clock?): %s\n",
-			len(skewed.records), skewed.lo.Format(time.RFC3339), skewed.hi.Format(time.RFC3339), *maxGap, skewed.examples())
+			len(skewed.records), skewed.lo.Format(time.RFC3339), skewed.hi.Format(time.RFC3339), o.maxGap, skewed.examples())
 	}
 	return judge(data)
 }

@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/collectors/prometheus"
@@ -21,7 +22,7 @@ type promFlags struct {
 	baseline, canary labelsFlag
 }
 
-func (p *promFlags) register(fs *flag.FlagSet) {
+func (p *promFlags) register(fs *pflag.FlagSet) {
 	p.baseline, p.canary = labelsFlag{}, labelsFlag{}
 	fs.StringVar(&p.url, "prometheus", "", "read the data set from this Prometheus (its base URL) with the config's queries, instead of --samples")
 	fs.StringVar(&p.start, "start", "", "with --prometheus: start of the window, RFC 3339")
@@ -35,6 +36,9 @@ func (p *promFlags) register(fs *flag.FlagSet) {
 type labelList labelsFlag
 
 func (l labelList) String() string { return labelsFlag(l).String() }
+
+// Type names the flag's values in the help.
+func (l labelList) Type() string { return "key=value[,...]" }
 
 func (l labelList) Set(s string) error {
 	for _, kv := range strings.Split(s, ",") {

@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes other than the verdicts' (analysis.Decision.ExitCode).
@@ -16,30 +17,19 @@ const (
 	exitUsage = 2
 )
 
+// exitCodesHelp documents the exit codes in the root command's help.
+const exitCodesHelp = `Exit codes (of the built binary: "go run" turns every non-zero code into 1):
+  0   PROMOTE (and success of the commands without a verdict)
+  10  HOLD
+  20  ROLLBACK
+  1   error: canaryd unavailable, internal error, deadline exceeded
+  2   bad usage or bad input (also INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION)`
+
 // env is what a command runs with.
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
-}
-
-// command is one subcommand of canaryctl.
-type command struct {
-	summary string
-	run     func(ctx context.Context, e *env, args []string) error
-}
-
-// commands lists the subcommands by name.
-var commands = map[string]command{
-	"analyze":  {"judge a finished data set offline: --config FILE --samples FILE | --prometheus URL --start T --end T --baseline-labels k=v --canary-labels k=v", runAnalyze},
-	"config":   {"manage named, versioned configs: put FILE | get NAME[@VERSION] | list [NAME]", group("config", configCommands)},
-	"run":      {"manage runs: create | get ID | list | complete ID | abort ID", group("run", runCommands)},
-	"ingest":   {"stream samples into a run: --run ID --samples FILE (- for standard input)", runIngest},
-	"judge":    {"print a run's verdict now (exit code = verdict): --run ID", runJudge},
-	"watch":    {"show a run's verdict live until it ends (exit code = final verdict): --run ID", runWatch},
-	"simulate": {"measure decision quality on simulated runs: [--runs N] [--seed S] [--scenario NAME|all] [--policy NAME|all] [--workers W]", runSimulate},
-	"history":  {"list final verdicts: [--service S] [--stage ST] [--decision D] [--since 24h|RFC3339]", runHistory},
-	"report":   {"write a run's report, one self-contained HTML file (-o json: the RunReport): RUN > report.html", runReport},
 }
 
 // usageError marks an error as the caller's (exit code 2).
@@ -58,22 +48,19 @@ type exitCodeError struct{ code int }
 
 func (e exitCodeError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
+// globals are what every command shares: its environment and the global
+// flags, parsed wherever they stand on the command line.
+type globals struct {
+	e  *env
+	cf *clientFlags
+}
+
+// run executes canaryctl with args and returns its exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return 0
-	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "canaryctl: unknown command %q\n", args[0])
-		usage(stderr)
-		return exitUsage
-	}
-	err := cmd.run(ctx, e, args[1:])
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
 	var ec exitCodeError
 	var ue usageError
 	switch {
@@ -81,59 +68,164 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	case errors.As(err, &ec):
 		return ec.code
-	case errors.Is(err, flag.ErrHelp):
-		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "canaryctl %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd.CommandPath(), err, cmd.CommandPath())
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "canaryctl %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
 		return exitError
 	}
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: canaryctl COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// newRootCmd builds the command tree of canaryctl.
+func newRootCmd(e *env) *cobra.Command {
+	g := &globals{e: e}
+	root := &cobra.Command{
+		Use:   "canaryctl",
+		Short: "canaryd's command-line client",
+		Long: `canaryctl talks to canaryd (configs, runs, verdicts, reports) and judges data sets offline.
+
+Global flags (--addr, --token, --timeout, --tls*, -o) go before or after the subcommand, and
+default to the environment: CANARY_ADDR, CANARY_TOKEN, CANARY_TLS, CANARY_TLS_CA,
+CANARY_TLS_CERT, CANARY_TLS_KEY.
+
+` + exitCodesHelp,
+		Example: `  export CANARY_ADDR=canaryd.example:7070 CANARY_TOKEN=...
+  RUN=$(canaryctl run create --service checkout --stage prod --config checkout-api --bake 30m)
+  canaryctl ingest "$RUN" samples.jsonl
+  canaryctl watch "$RUN"; echo "exit $?"   # 0 PROMOTE, 10 HOLD, 20 ROLLBACK
+  canaryctl --addr localhost:7070 run list -o wide`,
+		Args: subcommandArgs,
+		RunE: missingSubcommand,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			g.cf.timeoutSet = cmd.Flags().Changed("timeout")
+		},
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	root.SetIn(e.stdin)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	g.cf = addClientFlags(e, root.PersistentFlags())
+
+	root.AddGroup(&cobra.Group{ID: "service", Title: "Commands that talk to canaryd:"},
+		&cobra.Group{ID: "offline", Title: "Offline commands:"})
+	for _, c := range []*cobra.Command{
+		newConfigCmd(g), newRunCmd(g), newIngestCmd(g), newJudgeCmd(g), newWatchCmd(g),
+		newHistoryCmd(g), newReportCmd(g),
+	} {
+		c.GroupID = "service"
+		root.AddCommand(c)
 	}
-	fmt.Fprintln(w, "\nexit codes: 0 PROMOTE, 10 HOLD, 20 ROLLBACK, 1 error, 2 bad usage or input")
+	for _, c := range []*cobra.Command{newAnalyzeCmd(g), newSimulateCmd(g), newVersionCmd(g)} {
+		c.GroupID = "offline"
+		root.AddCommand(c)
+	}
+	root.SetHelpCommandGroupID("offline")
+	root.SetCompletionCommandGroupID("offline")
+	// The completion command is built here rather than when executing,
+	// so that an unknown shell is a usage error like an unknown command.
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
+		c.Args, c.RunE, c.SuggestionsMinimumDistance = subcommandArgs, missingSubcommand, 2
+		c.Example = `  source <(canaryctl completion bash)
+  canaryctl completion zsh > "${fpath[1]}/_canaryctl"
+  canaryctl completion fish > ~/.config/fish/completions/canaryctl.fish`
+	}
+	return root
 }
 
-// newFlags returns a flag set that reports errors instead of exiting.
-func newFlags(e *env, name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("canaryctl "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	return fs
+// newGroupCmd returns a command made of subcommands, such as `canaryctl
+// config put|get|list`.
+func newGroupCmd(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  subcommandArgs,
+		RunE:  missingSubcommand,
+		// Suggest subcommands within two edits ("lst": list).
+		SuggestionsMinimumDistance: 2,
+	}
+	c.AddCommand(subs...)
+	return c
 }
 
-// parseFlags parses args, turning flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// subcommandArgs rejects an unknown subcommand of a group, suggesting the
+// nearest ones.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q", args[0])
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg)}
+}
+
+// missingSubcommand is the run function of a group called alone: its help
+// on stderr, and exit 2.
+func missingSubcommand(cmd *cobra.Command, _ []string) error {
+	cmd.SetOut(cmd.ErrOrStderr())
+	if err := cmd.Help(); err != nil {
+		return err
+	}
+	return usagef("missing subcommand")
+}
+
+// exactArgs wants n positional arguments, named by what for the error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return rangeArgs(n, n, what)
+}
+
+// rangeArgs wants between lo and hi positional arguments.
+func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) < lo:
+			return usagef("missing %s", what)
+		case len(args) > hi:
+			return usagef("unexpected arguments: %s", strings.Join(args[hi:], " "))
 		}
-		return usageError{err}
+		return nil
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	return nil
 }
 
-// outputFlag registers -o table|json.
-func outputFlag(fs *flag.FlagSet) *string {
-	return fs.String("o", "table", "output format: table or json")
-}
-
+// checkOutput validates -o for the commands that print tables or JSON.
 func checkOutput(o string) error {
 	if o != "table" && o != "json" {
 		return usagef("-o must be table or json (got %q)", o)
 	}
 	return nil
+}
+
+// withRunFlag puts the run id of the deprecated --run flag first among
+// the positional arguments.
+func withRunFlag(flagRun string, args []string) []string {
+	if flagRun == "" {
+		return args
+	}
+	return append([]string{flagRun}, args...)
+}
+
+// deprecatedFlag registers a hidden string flag kept for the command
+// lines written before the flag's value became a positional argument.
+// warnDeprecated says so on stderr when it is used. (pflag's own
+// MarkDeprecated would print its warning on cobra's standard output.)
+func deprecatedFlag(fs *pflag.FlagSet, name string) *string {
+	s := fs.String(name, "", "deprecated")
+	_ = fs.MarkHidden(name)
+	return s
+}
+
+// warnDeprecated tells on stderr which deprecated flags of cmd were given
+// and what to write instead.
+func warnDeprecated(e *env, cmd *cobra.Command, instead map[string]string) {
+	for name, use := range instead {
+		if cmd.Flags().Changed(name) {
+			fmt.Fprintf(e.stderr, "%s: --%s is deprecated: %s\n", cmd.CommandPath(), name, use)
+		}
+	}
 }

@@ -4,16 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,12 +42,14 @@ type clientFlags struct {
 	tls                    bool
 	tlsCA, tlsCert, tlsKey string
 	envErr                 error // a bad environment value, reported by check
+	// timeoutSet reports whether --timeout was given; else a command's
+	// own default applies.
+	timeoutSet bool
 }
 
-// addClientFlags registers --addr, -o, --timeout, --token and the TLS
-// flags on fs. timeout is the command's default deadline; 0 means none
-// (watch, ingest).
-func addClientFlags(e *env, fs *flag.FlagSet, timeout time.Duration) *clientFlags {
+// addClientFlags registers the global flags --addr, -o, --timeout, --token
+// and the TLS flags on fs, with their defaults from the environment.
+func addClientFlags(e *env, fs *pflag.FlagSet) *clientFlags {
 	c := &clientFlags{}
 	addr := e.getenv("CANARY_ADDR")
 	if addr == "" {
@@ -64,8 +64,8 @@ func addClientFlags(e *env, fs *flag.FlagSet, timeout time.Duration) *clientFlag
 		useTLS = b
 	}
 	fs.StringVar(&c.addr, "addr", addr, "canaryd gRPC address [CANARY_ADDR]")
-	fs.StringVar(&c.out, "o", "table", "output format: table or json")
-	fs.DurationVar(&c.timeout, "timeout", timeout, "deadline of the whole command (0: none)")
+	fs.StringVarP(&c.out, "output", "o", "table", "output format: table, wide, json or yaml (json and yaml: the API's messages in protojson)")
+	fs.DurationVar(&c.timeout, "timeout", defaultTimeout, "deadline of the whole command (0: none; watch and ingest have none unless given)")
 	fs.StringVar(&c.token, "token", e.getenv("CANARY_TOKEN"),
 		"bearer token sent to canaryd (prefer the environment: a flag shows in the process list) [CANARY_TOKEN]")
 	fs.BoolVar(&c.tls, "tls", useTLS, "connect with TLS, verifying canaryd against the system's roots (implied by the --tls-* flags) [CANARY_TLS]")
@@ -139,10 +139,10 @@ type client struct {
 	conn *grpc.ClientConn
 }
 
-// connect validates the flags, applies the command's deadline to ctx and
-// returns a client. The caller calls the returned cancel function, which
-// also closes the connection.
-func (c *clientFlags) connect(ctx context.Context) (context.Context, *client, func(), error) {
+// connect validates the flags, applies the command's deadline to ctx
+// (--timeout, else def; 0 means none) and returns a client. The caller
+// calls the returned cancel function, which also closes the connection.
+func (c *clientFlags) connect(ctx context.Context, def time.Duration) (context.Context, *client, func(), error) {
 	if err := c.check(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -162,8 +162,12 @@ func (c *clientFlags) connect(ctx context.Context) (context.Context, *client, fu
 		return nil, nil, nil, usageError{fmt.Errorf("--addr %s: %w", c.addr, err)}
 	}
 	cancel := func() {}
-	if c.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+	timeout := def
+	if c.timeoutSet {
+		timeout = c.timeout
+	}
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	return ctx, &client{CanaryServiceClient: canaryv1.NewCanaryServiceClient(conn), conn: conn}, func() {
 		cancel()
@@ -288,66 +292,6 @@ func codeName(c codes.Code) string {
 		b.WriteRune(r)
 	}
 	return strings.ToUpper(b.String())
-}
-
-// parseArgs parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones, of which there
-// must be between lo and hi (named by what, for the error).
-func parseArgs(fs *flag.FlagSet, args []string, lo, hi int, what string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	switch {
-	case len(pos) < lo:
-		return nil, usagef("missing %s", what)
-	case len(pos) > hi:
-		return nil, usagef("unexpected arguments: %s", strings.Join(pos[hi:], " "))
-	}
-	return pos, nil
-}
-
-// group returns the run function of a command made of subcommands, such
-// as `canaryctl config put|get|list`.
-func group(name string, subs map[string]command) func(context.Context, *env, []string) error {
-	return func(ctx context.Context, e *env, args []string) error {
-		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			groupUsage(e.stderr, name, subs)
-			if len(args) == 0 {
-				return usagef("missing subcommand")
-			}
-			return flag.ErrHelp
-		}
-		sub, ok := subs[args[0]]
-		if !ok {
-			groupUsage(e.stderr, name, subs)
-			return usagef("unknown subcommand %q", args[0])
-		}
-		return sub.run(ctx, e, args[1:])
-	}
-}
-
-func groupUsage(w io.Writer, name string, subs map[string]command) {
-	fmt.Fprintf(w, "usage: canaryctl %s SUBCOMMAND [flags]\n\nsubcommands:\n", name)
-	names := make([]string, 0, len(subs))
-	for n := range subs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, subs[n].summary)
-	}
 }
 
 // openInput opens a file named on the command line; "-" is stdin.

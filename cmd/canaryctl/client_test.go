@@ -73,7 +73,7 @@ func TestIngestIdempotent(t *testing.T) {
 	addr := startFake(t, f)
 	path := writeSamples(t, 2500)
 
-	code, out, errOut := ctl(t, "", "ingest", "--addr", addr, "--run", "run-1", "--samples", path, "--batch-size", "1000", "-o", "json")
+	code, out, errOut := ctl(t, "", "ingest", "--addr", addr, "run-1", path, "--batch-size", "1000", "-o", "json")
 	if code != 0 {
 		t.Fatalf("ingest: exit %d: %s", code, errOut)
 	}
@@ -83,7 +83,7 @@ func TestIngestIdempotent(t *testing.T) {
 	ids := storedIDs(f)
 
 	// The same file again: the same ids, every batch a duplicate.
-	code, out, errOut = ctl(t, "", "ingest", "--addr", addr, "--run", "run-1", "--samples", path, "--batch-size", "1000", "-o", "json")
+	code, out, errOut = ctl(t, "", "ingest", "--addr", addr, "run-1", path, "--batch-size", "1000", "-o", "json")
 	if code != 0 {
 		t.Fatalf("second ingest: exit %d: %s", code, errOut)
 	}
@@ -97,7 +97,7 @@ func TestIngestIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut = ctl(t, string(src), "ingest", "--addr", addr, "--run", "run-1", "--samples", "-", "--batch-size", "1000", "-o", "json")
+	code, out, errOut = ctl(t, string(src), "ingest", "--addr", addr, "run-1", "-", "--batch-size", "1000", "-o", "json")
 	if code != 0 {
 		t.Fatalf("ingest from stdin: exit %d: %s", code, errOut)
 	}
@@ -131,7 +131,7 @@ func TestIngestResumes(t *testing.T) {
 	f := &fakeService{run: testRun(), breakAfter: 4, ackDelay: time.Millisecond}
 	addr := startFake(t, f)
 	path := writeSamples(t, 1000)
-	code, out, errOut := ctl(t, "", "ingest", "--addr", addr, "--run", "run-1", "--samples", path, "--batch-size", "100", "--window", "3", "-o", "json")
+	code, out, errOut := ctl(t, "", "ingest", "--addr", addr, "run-1", path, "--batch-size", "100", "--window", "3", "-o", "json")
 	if code != 0 {
 		t.Fatalf("ingest: exit %d: %s", code, errOut)
 	}
@@ -162,7 +162,7 @@ func TestIngestWindow(t *testing.T) {
 	f := &fakeService{run: testRun(), ackDelay: 50 * time.Millisecond}
 	addr := startFake(t, f)
 	path := writeSamples(t, 2000)
-	code, _, errOut := ctl(t, "", "ingest", "--addr", addr, "--run", "run-1", "--samples", path, "--batch-size", "100", "--window", "4")
+	code, _, errOut := ctl(t, "", "ingest", "--addr", addr, "run-1", path, "--batch-size", "100", "--window", "4")
 	if code != 0 {
 		t.Fatalf("ingest: exit %d: %s", code, errOut)
 	}
@@ -195,11 +195,12 @@ func TestIngestErrors(t *testing.T) {
 		batches  int
 		stdinTxt string
 	}{
-		{"missing flags", []string{"--run", "run-1"}, 2, []string{"--run and --samples are required"}, 0, ""},
-		{"unknown run", []string{"--run", "nope", "--samples", good}, 2, []string{"NOT_FOUND", `run "nope" not found`}, 0, ""},
-		{"no file", []string{"--run", "run-1", "--samples", filepath.Join(dir, "none")}, 2, []string{"no such file"}, 0, ""},
-		{"empty", []string{"--run", "run-1", "--samples", "-"}, 2, []string{"no samples"}, 0, ""},
-		{"bad line", []string{"--run", "run-1", "--samples", bad, "--batch-size", "100"}, 2,
+		{"missing file", []string{"run-1"}, 2, []string{"canaryctl ingest: missing run id and samples file (RUN FILE)"}, 0, ""},
+		{"deprecated flags", []string{"--run", "run-1"}, 2, []string{"--run is deprecated", "missing run id and samples file"}, 0, ""},
+		{"unknown run", []string{"nope", good}, 2, []string{"NOT_FOUND", `run "nope" not found`}, 0, ""},
+		{"no file", []string{"run-1", filepath.Join(dir, "none")}, 2, []string{"no such file"}, 0, ""},
+		{"empty", []string{"run-1", "-"}, 2, []string{"no samples"}, 0, ""},
+		{"bad line", []string{"run-1", bad, "--batch-size", "100"}, 2,
 			[]string{"line 201: metric:", `"cpu" is not a metric`, "the 2 batches before it are stored"}, 2, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -227,7 +228,7 @@ func TestIngestRejected(t *testing.T) {
 	path := writeSamples(t, 300)
 	// Find the id of the second batch by ingesting into another fake.
 	probe := &fakeService{run: testRun(), ackDelay: time.Millisecond}
-	if code, _, errOut := ctl(t, "", "ingest", "--addr", startFake(t, probe), "--run", "run-1", "--samples", path, "--batch-size", "100"); code != 0 {
+	if code, _, errOut := ctl(t, "", "ingest", "--addr", startFake(t, probe), "run-1", path, "--batch-size", "100"); code != 0 {
 		t.Fatalf("ingest: %s", errOut)
 	}
 	_, _, _, probed := probe.snapshot()
@@ -238,7 +239,7 @@ func TestIngestRejected(t *testing.T) {
 		}
 	}
 	f := &fakeService{run: testRun(), ackDelay: time.Millisecond, rejectID: second}
-	code, _, errOut := ctl(t, "", "ingest", "--addr", startFake(t, f), "--run", "run-1", "--samples", path, "--batch-size", "100")
+	code, _, errOut := ctl(t, "", "ingest", "--addr", startFake(t, f), "run-1", path, "--batch-size", "100")
 	if code != 2 || !strings.Contains(errOut, "lines 101-200: INVALID_ARGUMENT: batch") {
 		t.Errorf("exit %d, stderr %q: want 2 and the lines of the rejected batch", code, errOut)
 	}
@@ -311,7 +312,7 @@ func TestRPCErrors(t *testing.T) {
 		t.Run(codeName(status.Code(tc.err)), func(t *testing.T) {
 			t.Parallel()
 			f := &fakeService{unaryErr: tc.err}
-			code, _, errOut := ctl(t, "", "judge", "--addr", startFake(t, f), "--run", "x")
+			code, _, errOut := ctl(t, "", "judge", "--addr", startFake(t, f), "x")
 			if code != tc.code {
 				t.Errorf("exit %d, want %d", code, tc.code)
 			}

@@ -128,7 +128,7 @@ func TestJudgeAndComplete(t *testing.T) {
 	f := &fakeService{verdict: testVerdict(canaryv1.Decision_DECISION_ROLLBACK, 4, true)}
 	addr := startFake(t, f)
 
-	code, out, _ := ctl(t, "", "judge", "--addr", addr, "--run", "run-1")
+	code, out, _ := ctl(t, "", "judge", "--addr", addr, "run-1")
 	if code != 20 {
 		t.Errorf("judge of a ROLLBACK: exit %d, want 20", code)
 	}
@@ -171,7 +171,7 @@ func TestWatch(t *testing.T) {
 		{hold, testVerdict(canaryv1.Decision_DECISION_HOLD, 2, false), testVerdict(canaryv1.Decision_DECISION_PROMOTE, 3, true)},
 	}}
 	addr := startFake(t, f)
-	code, out, errOut := ctl(t, "", "watch", "--addr", addr, "--run", "run-1")
+	code, out, errOut := ctl(t, "", "watch", "--addr", addr, "run-1")
 	if code != 0 {
 		t.Fatalf("watch: exit %d, want 0 (PROMOTE): %s", code, errOut)
 	}
@@ -191,7 +191,7 @@ func TestWatch(t *testing.T) {
 
 	// -o json: one verdict per line; the exit code is the final verdict's.
 	f = &fakeService{watches: [][]*canaryv1.Verdict{{hold, testVerdict(canaryv1.Decision_DECISION_ROLLBACK, 2, true)}}}
-	code, out, _ = ctl(t, "", "watch", "--addr", startFake(t, f), "--run", "run-1", "-o", "json")
+	code, out, _ = ctl(t, "", "watch", "--addr", startFake(t, f), "run-1", "-o", "json")
 	lines = strings.Split(strings.TrimSpace(out), "\n")
 	var last verdictJSON
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != 20 || len(lines) != 2 || last.Decision != "ROLLBACK" || !last.Final {
@@ -199,7 +199,7 @@ func TestWatch(t *testing.T) {
 	}
 
 	// Unknown run.
-	code, _, errOut = ctl(t, "", "watch", "--addr", startFake(t, &fakeService{}), "--run", "x")
+	code, _, errOut = ctl(t, "", "watch", "--addr", startFake(t, &fakeService{}), "x")
 	if code != 2 || !strings.Contains(errOut, "NOT_FOUND") {
 		t.Errorf("watch of an unknown run: exit %d, stderr %q", code, errOut)
 	}

@@ -2,33 +2,46 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
-// configCommands are the subcommands of `canaryctl config`.
-var configCommands = map[string]command{
-	"put":  {"store a new version of a config: FILE (YAML; - for standard input)", runConfigPut},
-	"get":  {"show a config: NAME[@VERSION] (the latest by default)", runConfigGet},
-	"list": {"list the latest version of every config, or every version of NAME: [NAME]", runConfigList},
+// newConfigCmd returns `canaryctl config`.
+func newConfigCmd(g *globals) *cobra.Command {
+	return newGroupCmd("config", "Manage named, versioned configs",
+		newConfigPutCmd(g), newConfigGetCmd(g), newConfigListCmd(g))
 }
 
-// runConfigPut sends a YAML config file as-is; the service parses and
-// validates it, and its field violations name the YAML keys.
-func runConfigPut(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "config put")
-	cf := addClientFlags(e, fs, defaultTimeout)
-	name := fs.String("name", "", "name to store the config under (default: the config's own name)")
-	pos, err := parseArgs(fs, args, 1, 1, "config file (FILE, or - for standard input)")
-	if err != nil {
-		return err
+// newConfigPutCmd returns `canaryctl config put`, which sends a YAML config
+// file as-is; the service parses and validates it, and its field
+// violations name the YAML keys.
+func newConfigPutCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "put FILE",
+		Short: "Store a new version of a config (YAML; - for standard input)",
+		Long: `Store a new version of a config. The service validates it; a config identical to the latest
+version is not stored again.`,
+		Example: `  canaryctl config put examples/canary.yaml
+  canaryctl config put --name checkout-api - < canary.yaml`,
+		Args: exactArgs(1, "config file (FILE, or - for standard input)"),
 	}
-	in, closeIn, err := openInput(e, pos[0])
+	name := cmd.Flags().String("name", "", "name to store the config under (default: the config's own name)")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return runConfigPut(cmd.Context(), g, *name, pos[0])
+	}
+	return cmd
+}
+
+func runConfigPut(ctx context.Context, g *globals, name, file string) error {
+	e, cf := g.e, g.cf
+	in, closeIn, err := openInput(e, file)
 	if err != nil {
 		return err
 	}
@@ -37,13 +50,13 @@ func runConfigPut(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
 	defer done()
 	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.PutConfigResponse, error) {
-		return c.PutConfig(ctx, &canaryv1.PutConfigRequest{Name: *name, Source: &canaryv1.PutConfigRequest_Yaml{Yaml: string(src)}})
+		return c.PutConfig(ctx, &canaryv1.PutConfigRequest{Name: name, Source: &canaryv1.PutConfigRequest_Yaml{Yaml: string(src)}})
 	})
 	if err != nil {
 		return err
@@ -63,19 +76,30 @@ func runConfigPut(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func runConfigGet(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "config get")
-	cf := addClientFlags(e, fs, defaultTimeout)
-	raw := fs.Bool("yaml", false, "print the YAML text as it was put (table output only)")
-	pos, err := parseArgs(fs, args, 1, 1, "config name (NAME[@VERSION])")
+// newConfigGetCmd returns `canaryctl config get`.
+func newConfigGetCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "get NAME[@VERSION]",
+		Short: "Show a config (the latest version by default)",
+		Example: `  canaryctl config get checkout-api
+  canaryctl config get checkout-api@3 --yaml > canary.yaml
+  canaryctl config get checkout-api -o json`,
+		Args: exactArgs(1, "config name (NAME[@VERSION])"),
+	}
+	raw := cmd.Flags().Bool("yaml", false, "print the YAML text as it was put (table output only)")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return runConfigGet(cmd.Context(), g, *raw, pos[0])
+	}
+	return cmd
+}
+
+func runConfigGet(ctx context.Context, g *globals, raw bool, ref string) error {
+	e, cf := g.e, g.cf
+	name, version, err := parseConfigRef(ref)
 	if err != nil {
 		return err
 	}
-	name, version, err := parseConfigRef(pos[0])
-	if err != nil {
-		return err
-	}
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
@@ -90,7 +114,7 @@ func runConfigGet(ctx context.Context, e *env, args []string) error {
 	switch {
 	case cf.out == "json":
 		return writeJSON(e.stdout, newConfigVersionJSON(cv))
-	case *raw:
+	case raw:
 		if cv.GetYaml() == "" {
 			return fmt.Errorf("%s@%d was not put as YAML", cv.GetName(), cv.GetVersion())
 		}
@@ -100,14 +124,24 @@ func runConfigGet(ctx context.Context, e *env, args []string) error {
 	return printConfig(e.stdout, cv)
 }
 
-func runConfigList(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "config list")
-	cf := addClientFlags(e, fs, defaultTimeout)
-	lim := addPageFlags(fs, 100)
-	pos, err := parseArgs(fs, args, 0, 1, "")
-	if err != nil {
-		return err
+// newConfigListCmd returns `canaryctl config list`.
+func newConfigListCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [NAME]",
+		Short: "List the latest version of every config, or every version of NAME",
+		Example: `  canaryctl config list
+  canaryctl config list checkout-api --limit 10`,
+		Args: rangeArgs(0, 1, ""),
 	}
+	lim := addPageFlags(cmd.Flags(), 100)
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return runConfigList(cmd.Context(), g, lim, pos)
+	}
+	return cmd
+}
+
+func runConfigList(ctx context.Context, g *globals, lim *pageFlags, pos []string) error {
+	e, cf := g.e, g.cf
 	if err := lim.check(); err != nil {
 		return err
 	}
@@ -115,7 +149,7 @@ func runConfigList(ctx context.Context, e *env, args []string) error {
 	if len(pos) == 1 {
 		req.Name = pos[0]
 	}
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
@@ -167,7 +201,7 @@ type pageFlags struct {
 	token string
 }
 
-func addPageFlags(fs *flag.FlagSet, def int) *pageFlags {
+func addPageFlags(fs *pflag.FlagSet, def int) *pageFlags {
 	p := &pageFlags{}
 	fs.IntVar(&p.limit, "limit", def, "show at most this many")
 	fs.StringVar(&p.token, "page-token", "", "continue a listing where the previous one stopped")

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -32,6 +33,42 @@ const (
 	ingestAttempts = 8
 )
 
+// newIngestCmd returns `canaryctl ingest`.
+func newIngestCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ingest RUN FILE",
+		Short: "Stream samples (JSON Lines; - for standard input) into a run",
+		Long: `Stream a samples file (JSON Lines, as for analyze) into a run. Running the same command again
+is idempotent: batches the service already stored count as duplicates. When canaryd is
+unavailable for a while, the batches not yet acknowledged are sent again. No deadline unless
+--timeout is given.`,
+		Example: `  canaryctl ingest "$RUN" samples.jsonl
+  my-exporter | canaryctl ingest "$RUN" - -o json`,
+	}
+	fs := cmd.Flags()
+	runFlag := deprecatedFlag(fs, "run")
+	samples := deprecatedFlag(fs, "samples")
+	batchSize := fs.Int("batch-size", defaultBatchSize, "observations per batch")
+	window := fs.Int("window", defaultWindow, "batches in flight ahead of their acknowledgement")
+	posArgs := func(args []string) []string {
+		args = withRunFlag(*runFlag, args)
+		if *samples != "" {
+			args = append(args, *samples)
+		}
+		return args
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		warnDeprecated(g.e, cmd, map[string]string{
+			"run": "give the run id as the first argument", "samples": "give the file as the second argument"})
+		pos := posArgs(args)
+		if err := exactArgs(2, "run id and samples file (RUN FILE)")(cmd, pos); err != nil {
+			return err
+		}
+		return runIngest(cmd.Context(), g, pos[0], pos[1], *batchSize, *window)
+	}
+	return cmd
+}
+
 // runIngest streams a samples file into a run over IngestStream.
 //
 // Batch ids are deterministic, so that running the same command again is
@@ -46,37 +83,27 @@ const (
 // Up to --window batches are in flight without their acknowledgement; when
 // the stream breaks because the service is unavailable, the batches not yet
 // acknowledged are sent again on a new stream.
-func runIngest(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "ingest")
-	cf := addClientFlags(e, fs, 0)
-	runID := fs.String("run", "", "run id (required)")
-	path := fs.String("samples", "", "samples (JSON Lines, as for analyze); - for standard input (required)")
-	batchSize := fs.Int("batch-size", defaultBatchSize, "observations per batch")
-	window := fs.Int("window", defaultWindow, "batches in flight ahead of their acknowledgement")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+func runIngest(ctx context.Context, g *globals, runID, path string, batchSize, window int) error {
+	e, cf := g.e, g.cf
 	switch {
-	case *runID == "" || *path == "":
-		return usagef("--run and --samples are required")
-	case *batchSize < 1:
-		return usagef("--batch-size must be >= 1 (got %d)", *batchSize)
-	case *window < 1:
-		return usagef("--window must be >= 1 (got %d)", *window)
+	case batchSize < 1:
+		return usagef("--batch-size must be >= 1 (got %d)", batchSize)
+	case window < 1:
+		return usagef("--window must be >= 1 (got %d)", window)
 	}
-	in, closeIn, err := openInput(e, *path)
+	in, closeIn, err := openInput(e, path)
 	if err != nil {
 		return err
 	}
 	defer closeIn()
 	var size int64 // 0 when unknown
-	if f, ok := in.(*os.File); ok && *path != "-" {
+	if f, ok := in.(*os.File); ok && path != "-" {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 			size = fi.Size()
 		}
 	}
 
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, 0)
 	if err != nil {
 		return err
 	}
@@ -86,7 +113,7 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	// bad record is reported by its line rather than by its place in a
 	// batch. The service checks again.
 	run, err := call(ctx, func(ctx context.Context) (*canaryv1.GetRunResponse, error) {
-		return c.GetRun(ctx, &canaryv1.GetRunRequest{RunId: *runID})
+		return c.GetRun(ctx, &canaryv1.GetRunRequest{RunId: runID})
 	})
 	if err != nil {
 		return err
@@ -102,21 +129,21 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	}
 	ing := &ingester{
 		client:   c,
-		runID:    *runID,
-		window:   *window,
+		runID:    runID,
+		window:   window,
 		stderr:   e.stderr,
 		progress: prog,
 	}
 	cr := &countingReader{r: in}
 	sum, err := ing.run(ctx, func(ctx context.Context, out chan<- *outBatch) error {
-		return readBatches(ctx, cr, *runID, *batchSize, check, out)
+		return readBatches(ctx, cr, runID, batchSize, check, out)
 	})
 	prog.finish()
 	if err != nil {
 		return err
 	}
 	if sum.Records == 0 {
-		return usagef("%s: no samples", *path)
+		return usagef("%s: no samples", path)
 	}
 	if cf.out == "json" {
 		return writeJSON(e.stdout, sum)

@@ -4,28 +4,35 @@ import (
 	"context"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
+// newReportCmd returns `canaryctl report`.
+func newReportCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "report RUN",
+		Short: "Write a run's report: one self-contained HTML file (-o json: the RunReport)",
+		Long: `Write the report of a run as one self-contained HTML page, the one canaryd serves at
+/runs/{id}; -o html is the default (as is -o table), -o json prints the RunReport message.`,
+		Example: `  canaryctl report "$RUN" > report.html
+  canaryctl report "$RUN" -o json`,
+		Args: exactArgs(1, "run id"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return runReport(cmd.Context(), g, pos[0])
+		},
+	}
+}
+
 // runReport writes the report of a run, fetched with GetRunReport: a
 // self-contained HTML page rendered here by the renderer the daemon uses
 // for GET /runs/{id}, or with -o json the RunReport message itself.
-func runReport(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "report")
-	cf := addClientFlags(e, fs, defaultTimeout)
-	// -o is html (the default) or json here.
-	o := fs.Lookup("o")
-	o.Usage, o.DefValue = "output format: html or json", "html"
-	if err := o.Value.Set("html"); err != nil {
-		return err
-	}
-	pos, err := parseArgs(fs, args, 1, 1, "run id")
-	if err != nil {
-		return err
-	}
+func runReport(ctx context.Context, g *globals, runID string) error {
+	e, cf := g.e, g.cf
+	pos := []string{runID}
 	format := cf.out
 	switch format {
 	case "html", "table":
@@ -38,7 +45,7 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -16,19 +16,26 @@ import (
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
-// runCommands are the subcommands of `canaryctl run`.
-var runCommands = map[string]command{
-	"create":   {"start a run: --service S --stage ST --config NAME[@V] | --config-file FILE [--bake 30m]", runCreate},
-	"get":      {"show a run with its counters and latest verdict: ID", runGet},
-	"list":     {"list runs, newest first: [--service S] [--stage ST] [--state running|completed|aborted]", runList},
-	"complete": {"end a run and print its final verdict (exit code = verdict): ID [--reason R]", runComplete},
-	"abort":    {"abort a run and print its final verdict (exit code = verdict): ID [--reason R]", runAbort},
+// newRunCmd returns `canaryctl run`.
+func newRunCmd(g *globals) *cobra.Command {
+	return newGroupCmd("run", "Manage runs: create, get, list, complete, abort",
+		newRunCreateCmd(g), newRunGetCmd(g), newRunListCmd(g),
+		newFinishCmd(g, "complete", "End a run and print its final verdict (exit code = verdict)", runComplete),
+		newFinishCmd(g, "abort", "Abort a run and print its final verdict (exit code = verdict)", runAbort))
 }
 
 // labelsFlag collects repeated --*-label k=v flags.
 type labelsFlag map[string]string
 
-func (l labelsFlag) String() string { return labels(l) }
+func (l labelsFlag) String() string {
+	if len(l) == 0 {
+		return ""
+	}
+	return labels(l)
+}
+
+// Type names the flag's values in the help.
+func (l labelsFlag) Type() string { return "key=value" }
 
 func (l labelsFlag) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")
@@ -52,9 +59,20 @@ func newRequestID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-func runCreate(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "run create")
-	cf := addClientFlags(e, fs, defaultTimeout)
+// newRunCreateCmd returns `canaryctl run create`.
+func newRunCreateCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create --service S --stage ST (--config NAME[@V] | --config-file FILE) [flags]",
+		Short: "Start a run and print its id",
+		Long: `Start a run: the canary and baseline cohorts of one deployment of a service to a stage, judged
+with a stored config (pinned at its version) or an inline one. Prints the run id alone, so that
+RUN=$(canaryctl run create ...) works; -o json or yaml prints the Run.`,
+		Example: `  RUN=$(canaryctl run create --service checkout --stage prod/us-east-1 --config checkout-api --bake 30m \
+      --baseline-label version=v1 --canary-label version=v2)
+  canaryctl run create --service checkout --stage onebox --config-file canary.yaml --request-id deploy-42`,
+		Args: rangeArgs(0, 0, ""),
+	}
+	fs := cmd.Flags()
 	service := fs.String("service", "", "service under deployment (required)")
 	stage := fs.String("stage", "", "deployment stage, e.g. onebox/us-east-1 (required)")
 	cfgRef := fs.String("config", "", "stored config: NAME or NAME@VERSION (latest by default, pinned by the run)")
@@ -66,46 +84,65 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 	fs.Var(base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
 	fs.Var(canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
 	reqID := fs.String("request-id", "", "idempotency key: a retry with the same key returns the same run (default: random)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runCreate(cmd.Context(), g, &createOpts{
+			service: *service, stage: *stage, cfgRef: *cfgRef, cfgFile: *cfgFile, bake: *bake,
+			share: *share, shareSet: fs.Changed("canary-share"), start: *start, base: base, canary: canary, reqID: *reqID,
+		})
 	}
+	return cmd
+}
+
+// createOpts are the flags of run create.
+type createOpts struct {
+	service, stage, cfgRef, cfgFile string
+	bake                            time.Duration
+	share                           float64
+	shareSet                        bool
+	start                           string
+	base, canary                    labelsFlag
+	reqID                           string
+}
+
+func runCreate(ctx context.Context, g *globals, o *createOpts) error {
+	e, cf := g.e, g.cf
 	switch {
-	case *service == "" || *stage == "":
+	case o.service == "" || o.stage == "":
 		return usagef("--service and --stage are required")
-	case (*cfgRef == "") == (*cfgFile == ""):
+	case (o.cfgRef == "") == (o.cfgFile == ""):
 		return usagef("give one of --config and --config-file")
-	case *bake < 0:
-		return usagef("--bake must be >= 0 (got %v)", *bake)
+	case o.bake < 0:
+		return usagef("--bake must be >= 0 (got %v)", o.bake)
 	}
 	req := &canaryv1.CreateRunRequest{
-		RequestId:      *reqID,
-		Service:        *service,
-		Stage:          *stage,
-		BaselineLabels: base,
-		CanaryLabels:   canary,
-		BakeTime:       durationpb.New(*bake),
+		RequestId:      o.reqID,
+		Service:        o.service,
+		Stage:          o.stage,
+		BaselineLabels: o.base,
+		CanaryLabels:   o.canary,
+		BakeTime:       durationpb.New(o.bake),
 	}
 	if req.RequestId == "" {
 		req.RequestId = newRequestID()
 	}
-	if flagSet(fs, "canary-share") {
-		req.CanaryTrafficShare = share
+	if o.shareSet {
+		req.CanaryTrafficShare = &o.share
 	}
-	if *start != "" {
-		t, err := time.Parse(time.RFC3339Nano, *start)
+	if o.start != "" {
+		t, err := time.Parse(time.RFC3339Nano, o.start)
 		if err != nil {
-			return usagef("--start must be an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", *start)
+			return usagef("--start must be an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", o.start)
 		}
 		req.StartTime = timestamppb.New(t)
 	}
-	if *cfgRef != "" {
-		name, version, err := parseConfigRef(*cfgRef)
+	if o.cfgRef != "" {
+		name, version, err := parseConfigRef(o.cfgRef)
 		if err != nil {
 			return err
 		}
 		req.Config = &canaryv1.CreateRunRequest_ConfigRef{ConfigRef: &canaryv1.ConfigRef{Name: name, Version: version}}
 	} else {
-		in, closeIn, err := openInput(e, *cfgFile)
+		in, closeIn, err := openInput(e, o.cfgFile)
 		if err != nil {
 			return err
 		}
@@ -116,7 +153,7 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 		}
 		req.Config = &canaryv1.CreateRunRequest_InlineYaml{InlineYaml: string(src)}
 	}
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
@@ -135,14 +172,23 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func runGet(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "run get")
-	cf := addClientFlags(e, fs, defaultTimeout)
-	pos, err := parseArgs(fs, args, 1, 1, "run id")
-	if err != nil {
-		return err
+// newRunGetCmd returns `canaryctl run get`.
+func newRunGetCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get RUN",
+		Short: "Show a run with its counters and latest verdict",
+		Example: `  canaryctl run get "$RUN"
+  canaryctl run get "$RUN" -o yaml`,
+		Args: exactArgs(1, "run id"),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return runGet(cmd.Context(), g, pos)
+		},
 	}
-	ctx, c, done, err := cf.connect(ctx)
+}
+
+func runGet(ctx context.Context, g *globals, pos []string) error {
+	e, cf := g.e, g.cf
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
@@ -159,29 +205,41 @@ func runGet(ctx context.Context, e *env, args []string) error {
 	return printRun(e.stdout, resp.GetRun())
 }
 
-func runList(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "run list")
-	cf := addClientFlags(e, fs, defaultTimeout)
+// newRunListCmd returns `canaryctl run list`.
+func newRunListCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [flags]",
+		Short: "List runs, newest first",
+		Example: `  canaryctl run list --service checkout --state running
+  canaryctl run list --limit 200 -o json`,
+		Args: rangeArgs(0, 0, ""),
+	}
+	fs := cmd.Flags()
 	service := fs.String("service", "", "only runs of this service")
 	stage := fs.String("stage", "", "only runs of this stage")
 	stateFlag := fs.String("state", "", "only runs in this state: running, completed or aborted")
 	lim := addPageFlags(fs, 50)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runList(cmd.Context(), g, *service, *stage, *stateFlag, lim)
 	}
+	return cmd
+}
+
+func runList(ctx context.Context, g *globals, service, stage, stateFlag string, lim *pageFlags) error {
+	e, cf := g.e, g.cf
 	if err := lim.check(); err != nil {
 		return err
 	}
-	state, err := parseState(*stateFlag)
+	state, err := parseState(stateFlag)
 	if err != nil {
 		return usagef("--state %w", err)
 	}
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
 	defer done()
-	req := &canaryv1.ListRunsRequest{Service: *service, Stage: *stage, State: state}
+	req := &canaryv1.ListRunsRequest{Service: service, Stage: stage, State: state}
 	runs, next, err := paginate(ctx, lim, func(ctx context.Context, size int32, token string) ([]*canaryv1.Run, string, error) {
 		req.PageSize, req.PageToken = size, token
 		resp, err := c.ListRuns(ctx, req)
@@ -207,37 +265,47 @@ func runList(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func runComplete(ctx context.Context, e *env, args []string) error {
-	return finishRun(ctx, e, args, "complete", func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
+func runComplete(ctx context.Context, g *globals, id, reason string) error {
+	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
 		resp, err := c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id, Reason: reason})
 		return resp.GetRun(), err
 	})
 }
 
-func runAbort(ctx context.Context, e *env, args []string) error {
-	return finishRun(ctx, e, args, "abort", func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
+func runAbort(ctx context.Context, g *globals, id, reason string) error {
+	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
 		resp, err := c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: id, Reason: reason})
 		return resp.GetRun(), err
 	})
 }
 
+// newFinishCmd returns `canaryctl run complete` or `canaryctl run abort`.
+func newFinishCmd(g *globals, verb, short string, finish func(context.Context, *globals, string, string) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     verb + " RUN [--reason R]",
+		Short:   short,
+		Example: fmt.Sprintf(`  canaryctl run %s "$RUN" --reason "deploy finished"; echo "exit $?"   # 0 PROMOTE, 10 HOLD, 20 ROLLBACK`, verb),
+		Args:    exactArgs(1, "run id"),
+	}
+	reason := cmd.Flags().String("reason", "", "why the run ends, for the record")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return finish(cmd.Context(), g, pos[0], *reason)
+	}
+	return cmd
+}
+
 // finishRun completes or aborts a run, prints its final verdict and exits
 // with the verdict's code.
-func finishRun(ctx context.Context, e *env, args []string, verb string, finish func(context.Context, *client, string, string) (*canaryv1.Run, error)) error {
-	fs := newFlags(e, "run "+verb)
-	cf := addClientFlags(e, fs, defaultTimeout)
-	reason := fs.String("reason", "", "why the run ends, for the record")
-	pos, err := parseArgs(fs, args, 1, 1, "run id")
-	if err != nil {
-		return err
-	}
-	ctx, c, done, err := cf.connect(ctx)
+func finishRun(ctx context.Context, g *globals, id, reason string, finish func(context.Context, *client, string, string) (*canaryv1.Run, error)) error {
+	e, cf := g.e, g.cf
+	pos := []string{id}
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
 	defer done()
 	run, err := call(ctx, func(ctx context.Context) (*canaryv1.Run, error) {
-		return finish(ctx, c, pos[0], *reason)
+		return finish(ctx, c, pos[0], reason)
 	})
 	if err != nil {
 		return err
@@ -250,11 +318,4 @@ func finishRun(ctx context.Context, e *env, args []string, verb string, finish f
 		return err
 	}
 	return exitCodeError{apiconv.DecisionFromProto(v.GetDecision()).ExitCode()}
-}
-
-// flagSet reports whether the flag name was given on the command line.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -14,16 +13,26 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/analysis/sim"
 )
 
-// runSimulate measures the decision quality of the judging policies on
+// newSimulateCmd returns `canaryctl simulate`, which measures the decision quality of the judging policies on
 // simulated canary runs (analysis/sim) and prints it with the command line
 // that reproduces it. The figures depend only on the flags other than
 // --workers.
-func runSimulate(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "simulate")
+func newSimulateCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "simulate [flags]",
+		Short: "Measure decision quality on simulated runs",
+		Long:  simulateLong(),
+		Example: `  canaryctl simulate --runs 200 --scenario classic --policy all
+  canaryctl simulate --runs 50 --scenario errors,latency --effects 0,2 -o json > sim.json`,
+		Args: rangeArgs(0, 0, ""),
+	}
+	fs := cmd.Flags()
 	runs := fs.Int("runs", 200, "simulated runs per scenario and effect")
 	seed := fs.Uint64("seed", 1, "random seed")
 	scenario := fs.String("scenario", "all", "scenario or group name (classic, messy), comma-separated names, or all")
@@ -34,25 +43,43 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	minutes := fs.Int("minutes", 0, "bake length in simulated minutes (0: each scenario's own, 60 for the built-in ones)")
 	kconf := fs.Float64("kayenta-confidence", sim.KayentaConfidence, "confidence of the kayenta policy's Mann-Whitney test at each look")
 	window := fs.Duration("window", -1, "window of the judged configs' window tests; 0 turns them off (default: each scenario's, 15m for the built-in ones)")
-	out := outputFlag(fs)
-	fs.Usage = func() { simulateUsage(fs) }
-	if err := parseFlags(fs, args); err != nil {
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runSimulate(cmd.Context(), g, &simulateOpts{
+			runs: *runs, seed: *seed, scenario: *scenario, policy: *policy, effects: *effects, workers: *workers,
+			traffic: *traffic, minutes: *minutes, kconf: *kconf, window: *window,
+		})
+	}
+	return cmd
+}
+
+// simulateOpts are the flags of simulate.
+type simulateOpts struct {
+	runs                      int
+	seed                      uint64
+	scenario, policy, effects string
+	workers                   int
+	traffic                   float64
+	minutes                   int
+	kconf                     float64
+	window                    time.Duration
+}
+
+func runSimulate(ctx context.Context, g *globals, o *simulateOpts) error {
+	e := g.e
+	if err := checkOutput(g.cf.out); err != nil {
 		return err
 	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	opts := sim.Options{Runs: *runs, Seed: *seed, Workers: *workers}
+	opts := sim.Options{Runs: o.runs, Seed: o.seed, Workers: o.workers}
 	var err error
-	if opts.Scenarios, err = pick("scenario", *scenario, sim.Scenarios(),
+	if opts.Scenarios, err = pick("scenario", o.scenario, sim.Scenarios(),
 		func(s sim.Scenario) string { return s.Name }, func(s sim.Scenario) string { return s.Group }); err != nil {
 		return err
 	}
-	if opts.Policies, err = pick("policy", *policy, sim.Policies(), func(p sim.PolicySpec) string { return p.Name }, nil); err != nil {
+	if opts.Policies, err = pick("policy", o.policy, sim.Policies(), func(p sim.PolicySpec) string { return p.Name }, nil); err != nil {
 		return err
 	}
-	if *effects != "" {
-		for _, f := range strings.Split(*effects, ",") {
+	if o.effects != "" {
+		for _, f := range strings.Split(o.effects, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 			if err != nil || !(v >= 0) || math.IsInf(v, 0) {
 				return usagef("--effects: %q is not a finite number >= 0", f)
@@ -60,35 +87,35 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 			opts.Effects = append(opts.Effects, v)
 		}
 	}
-	if *runs < 1 || *workers < 1 {
+	if o.runs < 1 || o.workers < 1 {
 		return usagef("--runs and --workers must be >= 1")
 	}
-	if !(*traffic > 0) || *traffic > 1e6 {
+	if !(o.traffic > 0) || o.traffic > 1e6 {
 		return usagef("--traffic must be in (0, 1e6]")
 	}
-	if *minutes < 0 || *minutes > 100_000 {
+	if o.minutes < 0 || o.minutes > 100_000 {
 		return usagef("--minutes must be in [0, 100000]")
 	}
-	if !(*kconf > 0 && *kconf < 1) {
+	if !(o.kconf > 0 && o.kconf < 1) {
 		return usagef("--kayenta-confidence must be in (0, 1)")
 	}
 	for i := range opts.Policies {
-		if p := &opts.Policies[i]; p.Name == sim.PolicyKayenta && *kconf != sim.KayentaConfidence {
-			conf := *kconf
+		if p := &opts.Policies[i]; p.Name == sim.PolicyKayenta && o.kconf != sim.KayentaConfidence {
+			conf := o.kconf
 			p.New = func(cfg *analysis.Config, _ *sim.Scenario) sim.Policy { return sim.NewKayenta(cfg, conf) }
 			p.Description = fmt.Sprintf("Kayenta-style as above, at %g confidence", conf)
 		}
 	}
 	for i := range opts.Scenarios {
 		s := &opts.Scenarios[i]
-		s.RequestsPerMinute[0] *= *traffic
-		s.RequestsPerMinute[1] *= *traffic
-		s.TotalRequestsPerMinute *= *traffic
-		if *minutes > 0 {
-			s.Minutes = *minutes
+		s.RequestsPerMinute[0] *= o.traffic
+		s.RequestsPerMinute[1] *= o.traffic
+		s.TotalRequestsPerMinute *= o.traffic
+		if o.minutes > 0 {
+			s.Minutes = o.minutes
 		}
-		if *window >= 0 {
-			s.ConfigWindow = *window
+		if o.window >= 0 {
+			s.ConfigWindow = o.window
 		}
 	}
 	began := time.Now()
@@ -97,29 +124,29 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "simulated %d runs × %d policies in %s with %d workers\n",
-		*runs*len(opts.Scenarios)*len(rep.Effects), len(opts.Policies), time.Since(began).Round(time.Millisecond), *workers)
-	if *effects == "" {
+		o.runs*len(opts.Scenarios)*len(rep.Effects), len(opts.Policies), time.Since(began).Round(time.Millisecond), o.workers)
+	if o.effects == "" {
 		es := make([]string, len(rep.Effects))
 		for i, v := range rep.Effects {
 			es[i] = strconv.FormatFloat(v, 'g', -1, 64)
 		}
-		*effects = strings.Join(es, ",")
+		o.effects = strings.Join(es, ",")
 	}
 	command := fmt.Sprintf("canaryctl simulate --runs %d --seed %d --scenario %s --policy %s --effects %s",
-		*runs, *seed, *scenario, *policy, *effects)
-	if *traffic != 1 {
-		command += fmt.Sprintf(" --traffic %g", *traffic)
+		o.runs, o.seed, o.scenario, o.policy, o.effects)
+	if o.traffic != 1 {
+		command += fmt.Sprintf(" --traffic %g", o.traffic)
 	}
-	if *minutes > 0 {
-		command += fmt.Sprintf(" --minutes %d", *minutes)
+	if o.minutes > 0 {
+		command += fmt.Sprintf(" --minutes %d", o.minutes)
 	}
-	if *window >= 0 {
-		command += fmt.Sprintf(" --window %s", *window)
+	if o.window >= 0 {
+		command += fmt.Sprintf(" --window %s", o.window)
 	}
-	if *kconf != sim.KayentaConfidence {
-		command += fmt.Sprintf(" --kayenta-confidence %g", *kconf)
+	if o.kconf != sim.KayentaConfidence {
+		command += fmt.Sprintf(" --kayenta-confidence %g", o.kconf)
 	}
-	if *out == "json" {
+	if g.cf.out == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
@@ -167,13 +194,11 @@ func pick[T any](flag, names string, all []T, name, group func(T) string) ([]T, 
 	return out, nil
 }
 
-// simulateUsage prints the help of canaryctl simulate: what it measures,
-// the built-in scenarios by group and the policies, then the flags.
-func simulateUsage(fs *flag.FlagSet) {
-	w := fs.Output()
-	fmt.Fprint(w, `usage: canaryctl simulate [flags]
-
-Streams seeded simulated canary runs, one batch per simulated minute, through judging policies and
+// simulateLong returns the help of canaryctl simulate: what it measures,
+// the built-in scenarios by group and the policies.
+func simulateLong() string {
+	var w strings.Builder
+	fmt.Fprint(&w, `Streams seeded simulated canary runs, one batch per simulated minute, through judging policies and
 reports per scenario, policy and effect (a regression of the scenario's target as a multiple k of its
 tolerance; 0 is A/A) how often the canary is rolled back (on A/A and at 1×, the tolerance boundary: false
 rollbacks; beyond: detection), promoted (at tolerance + detectable effect, 2× by default, and beyond: false
@@ -183,15 +208,14 @@ false PROMOTE at tolerance + detectable effect.
 scenarios (--scenario NAME,... or a group name, or all):
 `)
 	for _, s := range sim.Scenarios() {
-		fmt.Fprintf(w, "  %-22s [%s] %s; regresses %s\n", s.Name, s.Group, s.Description, s.Target)
+		fmt.Fprintf(&w, "  %-22s [%s] %s; regresses %s\n", s.Name, s.Group, s.Description, s.Target)
 	}
-	fmt.Fprintf(w, "  (target %s: the regression is the canary's share of the traffic itself, multiplied by max(0, 1 − %g·k) from the\n   scenario's drop minute on: k = 1 halves it, the sample-ratio check's tolerance; k = %g leaves a fifth, and a\n   PROMOTE from there on is false)\n", sim.TargetTraffic, sim.ShareDropUnit, sim.ShareDropFalsePromote)
-	fmt.Fprintln(w, "\npolicies (--policy NAME,... or all):")
+	fmt.Fprintf(&w, "  (target %s: the regression is the canary's share of the traffic itself, multiplied by max(0, 1 − %g·k) from the\n   scenario's drop minute on: k = 1 halves it, the sample-ratio check's tolerance; k = %g leaves a fifth, and a\n   PROMOTE from there on is false)\n", sim.TargetTraffic, sim.ShareDropUnit, sim.ShareDropFalsePromote)
+	fmt.Fprintln(&w, "\npolicies (--policy NAME,... or all):")
 	for _, p := range sim.Policies() {
-		fmt.Fprintf(w, "  %-22s %s\n", p.Name, p.Description)
+		fmt.Fprintf(&w, "  %-22s %s\n", p.Name, p.Description)
 	}
-	fmt.Fprintln(w, "\nflags:")
-	fs.PrintDefaults()
+	return strings.TrimRight(w.String(), "\n")
 }
 
 // printSimulation writes the report as two tables: one row per scenario,

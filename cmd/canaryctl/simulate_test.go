@@ -158,7 +158,7 @@ func TestSimulateGroups(t *testing.T) {
 	if len(seen) < 16 || !seen["share-drop"] || !seen["prom-buckets"] {
 		t.Errorf("messy selected %v", seen)
 	}
-	code, _, help := runCLI(t, "", "simulate", "--help")
+	code, help, _ := runCLI(t, "", "simulate", "--help")
 	if code != 0 {
 		t.Fatalf("--help: exit %d", code)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/internal/apiconv"
@@ -21,23 +22,37 @@ const watchAttempts = 10
 // clearScreen moves the cursor home and clears a terminal.
 const clearScreen = "\x1b[H\x1b[2J"
 
-func runJudge(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "judge")
-	cf := addClientFlags(e, fs, defaultTimeout)
-	runID := fs.String("run", "", "run id (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// newJudgeCmd returns `canaryctl judge`.
+func newJudgeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "judge RUN",
+		Short: "Print a run's verdict now (exit code = verdict)",
+		Long: `Judge a run on the data it has now and print the verdict. The exit code is the verdict's:
+0 PROMOTE, 10 HOLD, 20 ROLLBACK.`,
+		Example: `  canaryctl judge "$RUN"; echo "exit $?"
+  canaryctl judge "$RUN" -o json | jq .decision`,
 	}
-	if *runID == "" {
-		return usagef("--run is required")
+	runFlag := deprecatedFlag(cmd.Flags(), "run")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		warnDeprecated(g.e, cmd, map[string]string{"run": "give the run id as the first argument"})
+		args = withRunFlag(*runFlag, args)
+		if err := exactArgs(1, "run id")(cmd, args); err != nil {
+			return err
+		}
+		return runJudge(cmd.Context(), g, args[0])
 	}
-	ctx, c, done, err := cf.connect(ctx)
+	return cmd
+}
+
+func runJudge(ctx context.Context, g *globals, runID string) error {
+	e, cf := g.e, g.cf
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}
 	defer done()
 	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.JudgeResponse, error) {
-		return c.Judge(ctx, &canaryv1.JudgeRequest{RunId: *runID})
+		return c.Judge(ctx, &canaryv1.JudgeRequest{RunId: runID})
 	})
 	if err != nil {
 		return err
@@ -49,22 +64,38 @@ func runJudge(ctx context.Context, e *env, args []string) error {
 	return exitCodeError{apiconv.DecisionFromProto(v.GetDecision()).ExitCode()}
 }
 
+// newWatchCmd returns `canaryctl watch`.
+func newWatchCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "watch RUN",
+		Short: "Show a run's verdict live until it ends (exit code = final verdict)",
+		Long: `Show a run's verdict each time it changes, until the run ends; the exit code is the final
+verdict's: 0 PROMOTE, 10 HOLD, 20 ROLLBACK. On a terminal the verdict table is redrawn; otherwise
+one line per verdict (one JSON object per line with -o json). It reconnects when canaryd restarts.
+No deadline unless --timeout is given.`,
+		Example: `  canaryctl watch "$RUN"; echo "exit $?"
+  canaryctl watch "$RUN" -o json --timeout 2h > verdicts.jsonl`,
+	}
+	runFlag := deprecatedFlag(cmd.Flags(), "run")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		warnDeprecated(g.e, cmd, map[string]string{"run": "give the run id as the first argument"})
+		args = withRunFlag(*runFlag, args)
+		if err := exactArgs(1, "run id")(cmd, args); err != nil {
+			return err
+		}
+		return runWatch(cmd.Context(), g, args[0])
+	}
+	return cmd
+}
+
 // runWatch prints the verdict of a run each time it changes, until the
 // run finishes; it exits with the final verdict's code. On a terminal it
 // redraws the verdict table; otherwise it writes one line per verdict (one
 // JSON object per line with -o json). When the stream breaks because the
 // service is unavailable (e.g. it restarts), it reconnects.
-func runWatch(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "watch")
-	cf := addClientFlags(e, fs, 0)
-	runID := fs.String("run", "", "run id (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *runID == "" {
-		return usagef("--run is required")
-	}
-	ctx, c, done, err := cf.connect(ctx)
+func runWatch(ctx context.Context, g *globals, runID string) error {
+	e, cf := g.e, g.cf
+	ctx, c, done, err := cf.connect(ctx, 0)
 	if err != nil {
 		return err
 	}
@@ -91,7 +122,7 @@ func runWatch(ctx context.Context, e *env, args []string) error {
 
 	var last *canaryv1.Verdict
 	for failures := 0; ; {
-		err := watchOnce(ctx, c, *runID, func(v *canaryv1.Verdict) error {
+		err := watchOnce(ctx, c, runID, func(v *canaryv1.Verdict) error {
 			failures = 0
 			// After a reconnection the service sends the current verdict
 			// again: skip it if it is the one already shown.
@@ -141,34 +172,53 @@ func watchOnce(ctx context.Context, c *client, runID string, fn func(*canaryv1.V
 	}
 }
 
-func runHistory(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "history")
-	cf := addClientFlags(e, fs, defaultTimeout)
+// newHistoryCmd returns `canaryctl history`.
+func newHistoryCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "history [flags]",
+		Short: "List final verdicts, newest first",
+		Example: `  canaryctl history --service checkout --since 24h
+  canaryctl history --decision ROLLBACK --since 2026-11-01T00:00:00Z -o json`,
+		Args: rangeArgs(0, 0, ""),
+	}
+	fs := cmd.Flags()
 	service := fs.String("service", "", "only verdicts of this service")
 	stage := fs.String("stage", "", "only verdicts of this stage")
 	decision := fs.String("decision", "", "only verdicts with this decision: PROMOTE, HOLD or ROLLBACK")
 	since := fs.String("since", "", "only verdicts at or after this time: a duration before now (24h) or RFC 3339")
 	until := fs.String("until", "", "only verdicts before this time: a duration before now (1h) or RFC 3339")
 	lim := addPageFlags(fs, 50)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runHistory(cmd.Context(), g, &historyOpts{*service, *stage, *decision, *since, *until, lim})
 	}
+	return cmd
+}
+
+// historyOpts are the flags of history.
+type historyOpts struct {
+	service, stage, decision, since, until string
+	lim                                    *pageFlags
+}
+
+func runHistory(ctx context.Context, g *globals, o *historyOpts) error {
+	e, cf := g.e, g.cf
+	lim := o.lim
 	if err := lim.check(); err != nil {
 		return err
 	}
 	now := time.Now()
-	req := &canaryv1.ListVerdictsRequest{Service: *service, Stage: *stage}
+	req := &canaryv1.ListVerdictsRequest{Service: o.service, Stage: o.stage}
 	var err error
-	if req.Decision, err = parseDecision(*decision); err != nil {
+	if req.Decision, err = parseDecision(o.decision); err != nil {
 		return usagef("--decision %w", err)
 	}
-	if req.Since, err = parseTimeFlag(*since, now); err != nil {
+	if req.Since, err = parseTimeFlag(o.since, now); err != nil {
 		return usagef("--since %w", err)
 	}
-	if req.Until, err = parseTimeFlag(*until, now); err != nil {
+	if req.Until, err = parseTimeFlag(o.until, now); err != nil {
 		return usagef("--until %w", err)
 	}
-	ctx, c, done, err := cf.connect(ctx)
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
 	if err != nil {
 		return err
 	}

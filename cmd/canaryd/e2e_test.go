@@ -62,6 +62,14 @@ func TestEndToEnd(t *testing.T) {
 	ctl := &e2eCtl{t: t, bin: canaryctl, addr: d.grpcAddr}
 	example := func(name string) string { return filepath.Join(e2eExamples, name) }
 
+	// The versions stamped at link time.
+	if out, err := exec.CommandContext(ctx, canaryd, "--version").Output(); err != nil || !strings.HasPrefix(string(out), "canaryd "+e2eVersion+" (go1.") {
+		t.Errorf("canaryd --version: %q (%v), want canaryd %s (go1...)", out, err, e2eVersion)
+	}
+	if out := ctl.ok(ctx, 0, "version"); !strings.HasPrefix(out, "canaryctl "+e2eVersion+" (go1.") {
+		t.Errorf("canaryctl version: %q, want canaryctl %s (go1...)", out, e2eVersion)
+	}
+
 	// Configs.
 	out := ctl.ok(ctx, 0, "config", "put", example("canary.yaml"))
 	if !strings.Contains(out, "checkout-api@1") {
@@ -119,8 +127,8 @@ func TestEndToEnd(t *testing.T) {
 		Samples    int `json:"samples"`
 	}
 	var s1, s2 summary
-	ctl.okJSON(ctx, &s1, "ingest", "--run", promote, "--samples", example("promote.jsonl"), "--batch-size", "2000", "--window", "3")
-	ctl.okJSON(ctx, &s2, "ingest", "--run", promote, "--samples", example("promote.jsonl"), "--batch-size", "2000")
+	ctl.okJSON(ctx, &s1, "ingest", promote, example("promote.jsonl"), "--batch-size", "2000", "--window", "3")
+	ctl.okJSON(ctx, &s2, "ingest", promote, example("promote.jsonl"), "--batch-size", "2000")
 	promoteLines := e2eLines(t, example("promote.jsonl"))
 	if want := (summary{promoteLines, 9, 0, promoteLines}); s1 != want {
 		t.Errorf("first ingest: got %+v, want %+v", s1, want)
@@ -139,17 +147,17 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s3 summary
-	ctl.okJSONIn(ctx, f, &s3, "ingest", "--run", rollback, "--samples", "-")
+	ctl.okJSONIn(ctx, f, &s3, "ingest", rollback, "-")
 	f.Close()
 	if n := e2eLines(t, example("rollback.jsonl")); s3.Samples != n || s3.Duplicates != 0 {
 		t.Errorf("ingest from stdin: got %+v, want %d samples", s3, n)
 	}
-	ctl.ok(ctx, 0, "ingest", "--run", hold, "--samples", example("hold.jsonl"))
+	ctl.ok(ctx, 0, "ingest", hold, example("hold.jsonl"))
 
 	// Watch until the final verdict: the promote run holds until it is
 	// completed (its bake time has not ended), the rollback run rolls
 	// back at once (a critical metric regressed).
-	w := ctl.watch(ctx, "watch", "--run", promote)
+	w := ctl.watch(ctx, "watch", promote)
 	if line := w.next(t); !strings.Contains(line, "HOLD") || !strings.Contains(line, "provisional") {
 		t.Errorf("watch: first line %q, want a provisional HOLD", line)
 	}
@@ -162,7 +170,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("watch: exit %d, remaining lines %q; want exit 0 after a final PROMOTE", code, lines)
 	}
 
-	w = ctl.watch(ctx, "watch", "--run", rollback, "-o", "json")
+	w = ctl.watch(ctx, "watch", rollback, "-o", "json")
 	var first e2eVerdict
 	if err := json.Unmarshal([]byte(w.next(t)), &first); err != nil || first.Decision != "ROLLBACK" || first.Final {
 		t.Errorf("watch -o json: first verdict %+v (%v), want a provisional ROLLBACK", first, err)
@@ -178,11 +186,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A finished run takes no more samples; unknown runs are not found.
-	_, stderr, code = ctl.run(ctx, nil, "ingest", "--run", promote, "--samples", example("hold.jsonl"))
+	_, stderr, code = ctl.run(ctx, nil, "ingest", promote, example("hold.jsonl"))
 	if code != 2 || !strings.Contains(stderr, "FAILED_PRECONDITION") {
 		t.Errorf("ingest into a completed run: exit %d, stderr %q; want 2, FAILED_PRECONDITION", code, stderr)
 	}
-	_, stderr, code = ctl.run(ctx, nil, "judge", "--run", "no-such-run")
+	_, stderr, code = ctl.run(ctx, nil, "judge", "no-such-run")
 	if code != 2 || !strings.Contains(stderr, "NOT_FOUND") {
 		t.Errorf("judge of an unknown run: exit %d, stderr %q; want 2, NOT_FOUND", code, stderr)
 	}
@@ -212,7 +220,7 @@ func TestEndToEnd(t *testing.T) {
 	ctl.okJSON(ctx, &runsBefore, "run", "list")
 	var holdBefore e2eRun
 	ctl.okJSON(ctx, &holdBefore, "run", "get", hold)
-	judgeBefore := ctl.ok(ctx, 10, "judge", "--run", hold, "-o", "json")
+	judgeBefore := ctl.ok(ctx, 10, "judge", hold, "-o", "json")
 	histBefore := ctl.ok(ctx, 0, "history", "-o", "json")
 	if len(runsBefore.Runs) != 3 {
 		t.Fatalf("run list: %d runs, want 3", len(runsBefore.Runs))
@@ -233,7 +241,7 @@ func TestEndToEnd(t *testing.T) {
 	if holdAfter.State != "running" || holdAfter.Counters != holdBefore.Counters {
 		t.Errorf("run get of the running run after the restart: %s %+v, want running %+v", holdAfter.State, holdAfter.Counters, holdBefore.Counters)
 	}
-	judgeAfter := ctl.ok(ctx, 10, "judge", "--run", hold, "-o", "json")
+	judgeAfter := ctl.ok(ctx, 10, "judge", hold, "-o", "json")
 	if a, b := e2eEvidence(t, judgeBefore), e2eEvidence(t, judgeAfter); !reflect.DeepEqual(a, b) {
 		t.Errorf("judge of the running run after the restart differs:\nbefore %s\nafter  %s", judgeBefore, judgeAfter)
 	}
@@ -242,7 +250,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// The batch ids survived too: the same ingest is all duplicates.
 	var s4 summary
-	ctl.okJSON(ctx, &s4, "ingest", "--run", hold, "--samples", example("hold.jsonl"))
+	ctl.okJSON(ctx, &s4, "ingest", hold, example("hold.jsonl"))
 	if s4.Samples != 0 || s4.Batches != 0 || s4.Duplicates != 1 {
 		t.Errorf("ingest of the same file after the restart: got %+v, want one duplicate batch", s4)
 	}
@@ -266,7 +274,11 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("end-to-end test took %v", time.Since(start).Round(time.Millisecond))
 }
 
-// e2eBuild builds canaryd and canaryctl into dir. canaryd gets the race
+// e2eVersion is the version e2eBuild stamps into the binaries, as the
+// Dockerfile does with its VERSION argument.
+const e2eVersion = "v0.0.0-e2e"
+
+// e2eBuild builds canaryd and canaryctl into dir, stamped with e2eVersion. canaryd gets the race
 // detector if this test binary has it; canaryctl does not (its concurrency
 // is covered by its own tests under -race, and a race-enabled binary
 // starts several times slower, which the many short canaryctl runs of this
@@ -281,7 +293,7 @@ func e2eBuild(ctx context.Context, t *testing.T, goBin, dir string) (canaryd, ca
 	}
 	build := func(pkg string, race bool) string {
 		out := filepath.Join(dir, filepath.Base(pkg))
-		args := []string{"build", "-o", out}
+		args := []string{"build", "-o", out, "-ldflags", "-X main.version=" + e2eVersion}
 		if race {
 			args = append(args, "-race")
 		}

@@ -172,7 +172,7 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%v %v: %v, want an error with %q", tt.args, tt.env, err, tt.want)
 		}
 		var stderr bytes.Buffer
-		if code := run(tt.args, envOf(tt.env), &stderr); code != 2 || !strings.Contains(stderr.String(), "canaryd") {
+		if code := run(tt.args, envOf(tt.env), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "canaryd") {
 			t.Errorf("run %v %v: exit %d (%q), want 2 and a message", tt.args, tt.env, code, stderr.String())
 		}
 	}
@@ -180,8 +180,14 @@ func TestParseErrors(t *testing.T) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
 	}
 	var usage bytes.Buffer
-	if code := run([]string{"-h"}, envOf(nil), &usage); code != 0 || !strings.Contains(usage.String(), "CANARYD_GRPC_ADDR") {
+	if code := run([]string{"-h"}, envOf(nil), io.Discard, &usage); code != 0 || !strings.Contains(usage.String(), "CANARYD_GRPC_ADDR") {
 		t.Errorf("run -h: exit %d, usage %q", code, usage.String())
+	}
+	// --version: the build info (the stamped version is tested end to end).
+	var stdout bytes.Buffer
+	if code := run([]string{"--version"}, envOf(nil), &stdout, io.Discard); code != 0 || !strings.HasPrefix(stdout.String(), "canaryd ") ||
+		!strings.Contains(stdout.String(), "(go1.") {
+		t.Errorf("run --version: exit %d, stdout %q", code, stdout.String())
 	}
 }
 

@@ -46,20 +46,33 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/internal/app"
+	"github.com/canaryd/canaryd/internal/buildinfo"
 	"github.com/canaryd/canaryd/server"
 	"github.com/canaryd/canaryd/server/store/embedded"
 	"github.com/canaryd/canaryd/server/store/redisstore"
 )
 
+// version is stamped at link time: go build -ldflags "-X main.version=v1.2.3"
+// (the Dockerfile passes its VERSION argument). Empty, the module version
+// from the build info is used.
+var version string
+
+// errShowVersion is parse's answer to --version.
+var errShowVersion = errors.New("--version")
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
 // run parses the command line and serves until a signal; it returns the
 // exit code: 0 after a clean shutdown, 1 on a failure, 2 on bad usage.
-func run(args []string, getenv func(string) string, stderr io.Writer) int {
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	opts, logOpts, err := parse(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errShowVersion) {
+		fmt.Fprintf(stdout, "canaryd %s\n", buildinfo.Get(version))
 		return 0
 	}
 	if err != nil {
@@ -174,11 +187,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (app.Opt
 		"judges computed at the same time; more wait for a slot [CANARYD_JUDGE_CONCURRENCY]")
 	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
 	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
+	showVersion := fs.Bool("version", false, "print the version (with the Go version and the commit) and exit")
 	if err != nil {
 		return o, lo, err
 	}
 	if perr := fs.Parse(args); perr != nil {
 		return o, lo, perr
+	}
+	if *showVersion {
+		return o, lo, errShowVersion
 	}
 	o.DisableReflection = !*reflection
 	if fs.NArg() > 0 {

@@ -553,7 +553,12 @@ type CanaryConfig struct {
 	//	  - name: team
 	//	    matchers: ['severity="page"', 'team="checkout"']
 	//	  - matchers: ['severity=~"page|critical"', 'stage=~"onebox.*"']
-	Alarms        []*AlarmRule `protobuf:"bytes,8,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	Alarms []*AlarmRule `protobuf:"bytes,8,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	// Where a running run's metrics are pulled from (YAML `source`): canaryd
+	// reads the metrics that have a query (MetricConfig.query) from it every
+	// interval. Absent: clients send every sample. A source needs at least one
+	// metric with a query, and a query needs a source.
+	Source        *MetricSource `protobuf:"bytes,16,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -644,6 +649,13 @@ func (x *CanaryConfig) GetAlarms() []*AlarmRule {
 	return nil
 }
 
+func (x *CanaryConfig) GetSource() *MetricSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
 // AlarmRule selects alarms by their labels: an alarm matches when every
 // matcher does. Matchers are in Alertmanager's syntax: a label name, an
 // operator (=, !=, =~, !~) and a value, quoted or not (`severity="page"`,
@@ -705,6 +717,225 @@ func (x *AlarmRule) GetMatchers() []string {
 	return nil
 }
 
+// MetricSource is where a config's metrics are pulled from.
+type MetricSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A Prometheus server (or anything that serves its HTTP query API).
+	Prometheus    *PrometheusSource `protobuf:"bytes,1,opt,name=prometheus,proto3" json:"prometheus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricSource) Reset() {
+	*x = MetricSource{}
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricSource) ProtoMessage() {}
+
+func (x *MetricSource) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricSource.ProtoReflect.Descriptor instead.
+func (*MetricSource) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MetricSource) GetPrometheus() *PrometheusSource {
+	if x != nil {
+		return x.Prometheus
+	}
+	return nil
+}
+
+// PrometheusSource is a Prometheus that a running run's metrics are read
+// from, interval by interval (see collectors/prometheus).
+type PrometheusSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Base URL of the HTTP API, http:// or https://, without credentials.
+	// Required.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Length of the intervals read, on a grid fixed to the Unix epoch: whole
+	// milliseconds from 1s to 1h. Absent: 30s.
+	Interval *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	// How long after its end an interval is read (scrape and ingestion
+	// delay), from 0 to 1h. Absent: 30s.
+	Lag *durationpb.Duration `protobuf:"bytes,3,opt,name=lag,proto3" json:"lag,omitempty"`
+	// A file whose content is sent as a bearer token (read again when it
+	// changes). Optional.
+	BearerTokenFile string `protobuf:"bytes,4,opt,name=bearer_token_file,json=bearerTokenFile,proto3" json:"bearer_token_file,omitempty"`
+	// The PEM file of the CAs that verify an https:// URL. Optional.
+	TlsCaFile     string `protobuf:"bytes,5,opt,name=tls_ca_file,json=tlsCaFile,proto3" json:"tls_ca_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrometheusSource) Reset() {
+	*x = PrometheusSource{}
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusSource) ProtoMessage() {}
+
+func (x *PrometheusSource) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusSource.ProtoReflect.Descriptor instead.
+func (*PrometheusSource) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PrometheusSource) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PrometheusSource) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *PrometheusSource) GetLag() *durationpb.Duration {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
+func (x *PrometheusSource) GetBearerTokenFile() string {
+	if x != nil {
+		return x.BearerTokenFile
+	}
+	return ""
+}
+
+func (x *PrometheusSource) GetTlsCaFile() string {
+	if x != nil {
+		return x.TlsCaFile
+	}
+	return ""
+}
+
+// PrometheusQuery is the PromQL of one metric: text/templates with
+// {{.Selector}} (the cohort's label matchers) and {{.Range}} (the interval),
+// each returning one series per instance (and le, for buckets).
+type PrometheusQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rate metrics: events; mean metrics: observations.
+	Count string `protobuf:"bytes,1,opt,name=count,proto3" json:"count,omitempty"`
+	// Rate metrics: exposure.
+	Total string `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Distribution metrics: cumulative histogram buckets by le (or native
+	// histograms).
+	Buckets string `protobuf:"bytes,3,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// Distribution metrics (optional): the sum of the observations; mean
+	// metrics: the sum of the values.
+	Sum string `protobuf:"bytes,4,opt,name=sum,proto3" json:"sum,omitempty"`
+	// Multiplies bucket bounds and sums (1000: seconds to ms); 0 means 1.
+	Scale         float64 `protobuf:"fixed64,5,opt,name=scale,proto3" json:"scale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrometheusQuery) Reset() {
+	*x = PrometheusQuery{}
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusQuery) ProtoMessage() {}
+
+func (x *PrometheusQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusQuery.ProtoReflect.Descriptor instead.
+func (*PrometheusQuery) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PrometheusQuery) GetCount() string {
+	if x != nil {
+		return x.Count
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetBuckets() string {
+	if x != nil {
+		return x.Buckets
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetSum() string {
+	if x != nil {
+		return x.Sum
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetScale() float64 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
 // TrafficCheck configures the sample-ratio check: a canary whose share of
 // the traffic falls below (1 - tolerance) times the expected share (the
 // run's canary_traffic_share, else the canary's own share over the first
@@ -727,7 +958,7 @@ type TrafficCheck struct {
 
 func (x *TrafficCheck) Reset() {
 	*x = TrafficCheck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +970,7 @@ func (x *TrafficCheck) String() string {
 func (*TrafficCheck) ProtoMessage() {}
 
 func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +983,7 @@ func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficCheck.ProtoReflect.Descriptor instead.
 func (*TrafficCheck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TrafficCheck) GetMetric() string {
@@ -817,14 +1048,17 @@ type MetricConfig struct {
 	Unit string `protobuf:"bytes,10,opt,name=unit,proto3" json:"unit,omitempty"`
 	// Rate metrics only: what Counts.total counts, e.g. "requests",
 	// "sessions", "instance-hours". Empty: "requests".
-	ExposureUnit  string `protobuf:"bytes,11,opt,name=exposure_unit,json=exposureUnit,proto3" json:"exposure_unit,omitempty"`
+	ExposureUnit string `protobuf:"bytes,11,opt,name=exposure_unit,json=exposureUnit,proto3" json:"exposure_unit,omitempty"`
+	// The PromQL that reads the metric from the config's source (YAML
+	// `query`); absent: clients send the metric's samples.
+	Query         *PrometheusQuery `protobuf:"bytes,16,opt,name=query,proto3" json:"query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetricConfig) Reset() {
 	*x = MetricConfig{}
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +1070,7 @@ func (x *MetricConfig) String() string {
 func (*MetricConfig) ProtoMessage() {}
 
 func (x *MetricConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +1083,7 @@ func (x *MetricConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricConfig.ProtoReflect.Descriptor instead.
 func (*MetricConfig) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MetricConfig) GetName() string {
@@ -929,6 +1163,13 @@ func (x *MetricConfig) GetExposureUnit() string {
 	return ""
 }
 
+func (x *MetricConfig) GetQuery() *PrometheusQuery {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
 // ConfigVersion is one stored, immutable version of a named config.
 type ConfigVersion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -949,7 +1190,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1202,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1215,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfigVersion) GetName() string {
@@ -1026,7 +1267,7 @@ type ConfigRef struct {
 
 func (x *ConfigRef) Reset() {
 	*x = ConfigRef{}
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1279,7 @@ func (x *ConfigRef) String() string {
 func (*ConfigRef) ProtoMessage() {}
 
 func (x *ConfigRef) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1292,7 @@ func (x *ConfigRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRef.ProtoReflect.Descriptor instead.
 func (*ConfigRef) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConfigRef) GetName() string {
@@ -1087,7 +1328,7 @@ type PutConfigRequest struct {
 
 func (x *PutConfigRequest) Reset() {
 	*x = PutConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1340,7 @@ func (x *PutConfigRequest) String() string {
 func (*PutConfigRequest) ProtoMessage() {}
 
 func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1353,7 @@ func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigRequest.ProtoReflect.Descriptor instead.
 func (*PutConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutConfigRequest) GetName() string {
@@ -1180,7 +1421,7 @@ type PutConfigResponse struct {
 
 func (x *PutConfigResponse) Reset() {
 	*x = PutConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1433,7 @@ func (x *PutConfigResponse) String() string {
 func (*PutConfigResponse) ProtoMessage() {}
 
 func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1446,7 @@ func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigResponse.ProtoReflect.Descriptor instead.
 func (*PutConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PutConfigResponse) GetConfig() *ConfigVersion {
@@ -1235,7 +1476,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1488,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1501,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConfigRequest) GetName() string {
@@ -1288,7 +1529,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1541,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1554,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetConfigResponse) GetConfig() *ConfigVersion {
@@ -1341,7 +1582,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1594,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1607,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListConfigsRequest) GetName() string {
@@ -1403,7 +1644,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1656,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1669,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -1495,14 +1736,18 @@ type Run struct {
 	// ingest rejects
 	// samples timed more than the server's clock-skew allowance (default 5m)
 	// before it or after the present.
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// What canaryd pulled of the run's metrics from the config's source, and
+	// why a metric holds when it could not; absent for a config without a
+	// source.
+	Pull          *PullStatus `protobuf:"bytes,19,opt,name=pull,proto3" json:"pull,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1759,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1772,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Run) GetId() string {
@@ -1656,6 +1901,164 @@ func (x *Run) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Run) GetPull() *PullStatus {
+	if x != nil {
+		return x.Pull
+	}
+	return nil
+}
+
+// PullStatus is the progress of the pull of a run's metrics from its
+// config's source, as recorded in the run's log by the replica pulling it.
+type PullStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source, e.g. "prometheus http://prometheus:9090 every 30s (lag 30s)".
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// One entry per metric with a query, in config order.
+	Metrics []*MetricPull `protobuf:"bytes,2,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// When the replica pulling the run recorded this status.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullStatus) Reset() {
+	*x = PullStatus{}
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullStatus) ProtoMessage() {}
+
+func (x *PullStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullStatus.ProtoReflect.Descriptor instead.
+func (*PullStatus) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PullStatus) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PullStatus) GetMetrics() []*MetricPull {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *PullStatus) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// MetricPull is the pull progress of one metric.
+type MetricPull struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Metric name.
+	Metric string `protobuf:"bytes,1,opt,name=metric,proto3" json:"metric,omitempty"`
+	// End of the last interval read, every interval before it since the run's
+	// start read too (or lost, see lost_intervals); absent before the first.
+	Through *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=through,proto3" json:"through,omitempty"`
+	// When reading began to fail (the first failed attempt of the current
+	// failure); absent while the reads succeed.
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// The last error, e.g. "prometheus unreachable: ... connection refused";
+	// empty while the reads succeed.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Intervals never read because they fell out of the backlog a replica
+	// catches up on (after a long outage).
+	LostIntervals uint64 `protobuf:"varint,5,opt,name=lost_intervals,json=lostIntervals,proto3" json:"lost_intervals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricPull) Reset() {
+	*x = MetricPull{}
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricPull) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricPull) ProtoMessage() {}
+
+func (x *MetricPull) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricPull.ProtoReflect.Descriptor instead.
+func (*MetricPull) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MetricPull) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *MetricPull) GetThrough() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Through
+	}
+	return nil
+}
+
+func (x *MetricPull) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *MetricPull) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *MetricPull) GetLostIntervals() uint64 {
+	if x != nil {
+		return x.LostIntervals
+	}
+	return 0
+}
+
 // RunCounters counts what a run has ingested.
 type RunCounters struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1676,7 +2079,7 @@ type RunCounters struct {
 
 func (x *RunCounters) Reset() {
 	*x = RunCounters{}
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +2091,7 @@ func (x *RunCounters) String() string {
 func (*RunCounters) ProtoMessage() {}
 
 func (x *RunCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +2104,7 @@ func (x *RunCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCounters.ProtoReflect.Descriptor instead.
 func (*RunCounters) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunCounters) GetBatches() uint64 {
@@ -1776,7 +2179,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +2191,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2204,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateRunRequest) GetRequestId() string {
@@ -1930,7 +2333,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2345,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2358,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -1976,7 +2379,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2391,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2404,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2022,7 +2425,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2437,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2450,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -2078,7 +2481,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2493,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2506,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -2154,7 +2557,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2569,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2582,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2209,7 +2612,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2624,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2637,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2262,7 +2665,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2677,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2690,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2310,7 +2713,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2322,7 +2725,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2335,7 +2738,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2363,7 +2766,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2778,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2791,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2427,7 +2830,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2842,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2855,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2559,7 +2962,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2974,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2987,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -2637,7 +3040,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +3052,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +3065,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -2750,7 +3153,7 @@ type Histogram struct {
 
 func (x *Histogram) Reset() {
 	*x = Histogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +3165,7 @@ func (x *Histogram) String() string {
 func (*Histogram) ProtoMessage() {}
 
 func (x *Histogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +3178,7 @@ func (x *Histogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
 func (*Histogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Histogram) GetBuckets() isHistogram_Buckets {
@@ -2851,7 +3254,7 @@ type ExplicitBuckets struct {
 
 func (x *ExplicitBuckets) Reset() {
 	*x = ExplicitBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3266,7 @@ func (x *ExplicitBuckets) String() string {
 func (*ExplicitBuckets) ProtoMessage() {}
 
 func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3279,7 @@ func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
 func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExplicitBuckets) GetUpperBounds() []float64 {
@@ -2936,7 +3339,7 @@ type ExponentialBuckets struct {
 
 func (x *ExponentialBuckets) Reset() {
 	*x = ExponentialBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3351,7 @@ func (x *ExponentialBuckets) String() string {
 func (*ExponentialBuckets) ProtoMessage() {}
 
 func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3364,7 @@ func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
 func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExponentialBuckets) GetSchema() int32 {
@@ -3028,7 +3431,7 @@ type BucketSpan struct {
 
 func (x *BucketSpan) Reset() {
 	*x = BucketSpan{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3443,7 @@ func (x *BucketSpan) String() string {
 func (*BucketSpan) ProtoMessage() {}
 
 func (x *BucketSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3456,7 @@ func (x *BucketSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
 func (*BucketSpan) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BucketSpan) GetOffset() int32 {
@@ -3093,7 +3496,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3105,7 +3508,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3118,7 +3521,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Batch) GetRunId() string {
@@ -3166,7 +3569,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3581,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3594,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -3233,7 +3636,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3245,7 +3648,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3258,7 +3661,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -3279,7 +3682,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3291,7 +3694,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3304,7 +3707,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -3325,7 +3728,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3740,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3753,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -3378,7 +3781,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3390,7 +3793,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3403,7 +3806,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -3476,7 +3879,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3891,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3904,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3657,7 +4060,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3669,7 +4072,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3682,7 +4085,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MetricResult) GetName() string {
@@ -3847,7 +4250,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3859,7 +4262,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3872,7 +4275,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -3978,7 +4381,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3990,7 +4393,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4003,7 +4406,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -4075,7 +4478,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4087,7 +4490,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4100,7 +4503,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Gate) GetReady() bool {
@@ -4156,7 +4559,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4168,7 +4571,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4181,7 +4584,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -4202,7 +4605,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4214,7 +4617,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4227,7 +4630,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -4248,7 +4651,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4260,7 +4663,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4273,7 +4676,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -4294,7 +4697,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4306,7 +4709,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4319,7 +4722,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -4354,7 +4757,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4366,7 +4769,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4379,7 +4782,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -4444,7 +4847,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4456,7 +4859,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4469,7 +4872,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4497,7 +4900,7 @@ type GetRunReportRequest struct {
 
 func (x *GetRunReportRequest) Reset() {
 	*x = GetRunReportRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4509,7 +4912,7 @@ func (x *GetRunReportRequest) String() string {
 func (*GetRunReportRequest) ProtoMessage() {}
 
 func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4522,7 +4925,7 @@ func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
 func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetRunReportRequest) GetRunId() string {
@@ -4543,7 +4946,7 @@ type GetRunReportResponse struct {
 
 func (x *GetRunReportResponse) Reset() {
 	*x = GetRunReportResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4555,7 +4958,7 @@ func (x *GetRunReportResponse) String() string {
 func (*GetRunReportResponse) ProtoMessage() {}
 
 func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4568,7 +4971,7 @@ func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
 func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetRunReportResponse) GetReport() *RunReport {
@@ -4605,7 +5008,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4617,7 +5020,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4630,7 +5033,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RunReport) GetRun() *Run {
@@ -4696,7 +5099,7 @@ type TrajectoryPoint struct {
 
 func (x *TrajectoryPoint) Reset() {
 	*x = TrajectoryPoint{}
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4708,7 +5111,7 @@ func (x *TrajectoryPoint) String() string {
 func (*TrajectoryPoint) ProtoMessage() {}
 
 func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4721,7 +5124,7 @@ func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
 func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
@@ -4786,7 +5189,7 @@ type TrajectoryMetric struct {
 
 func (x *TrajectoryMetric) Reset() {
 	*x = TrajectoryMetric{}
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4798,7 +5201,7 @@ func (x *TrajectoryMetric) String() string {
 func (*TrajectoryMetric) ProtoMessage() {}
 
 func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4811,7 +5214,7 @@ func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
 func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
@@ -4935,7 +5338,7 @@ type MetricReport struct {
 
 func (x *MetricReport) Reset() {
 	*x = MetricReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4947,7 +5350,7 @@ func (x *MetricReport) String() string {
 func (*MetricReport) ProtoMessage() {}
 
 func (x *MetricReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4960,7 +5363,7 @@ func (x *MetricReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
 func (*MetricReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MetricReport) GetName() string {
@@ -5059,7 +5462,7 @@ type CohortValue struct {
 
 func (x *CohortValue) Reset() {
 	*x = CohortValue{}
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5071,7 +5474,7 @@ func (x *CohortValue) String() string {
 func (*CohortValue) ProtoMessage() {}
 
 func (x *CohortValue) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5084,7 +5487,7 @@ func (x *CohortValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
 func (*CohortValue) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CohortValue) GetStatistic() string {
@@ -5149,7 +5552,7 @@ type DistributionHistogram struct {
 
 func (x *DistributionHistogram) Reset() {
 	*x = DistributionHistogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5161,7 +5564,7 @@ func (x *DistributionHistogram) String() string {
 func (*DistributionHistogram) ProtoMessage() {}
 
 func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5174,7 +5577,7 @@ func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
 func (*DistributionHistogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DistributionHistogram) GetEdges() []float64 {
@@ -5241,7 +5644,7 @@ type Quantiles struct {
 
 func (x *Quantiles) Reset() {
 	*x = Quantiles{}
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5253,7 +5656,7 @@ func (x *Quantiles) String() string {
 func (*Quantiles) ProtoMessage() {}
 
 func (x *Quantiles) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5266,7 +5669,7 @@ func (x *Quantiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
 func (*Quantiles) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Quantiles) GetP50() float64 {
@@ -5326,7 +5729,7 @@ type InstanceEffect struct {
 
 func (x *InstanceEffect) Reset() {
 	*x = InstanceEffect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5338,7 +5741,7 @@ func (x *InstanceEffect) String() string {
 func (*InstanceEffect) ProtoMessage() {}
 
 func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5351,7 +5754,7 @@ func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
 func (*InstanceEffect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *InstanceEffect) GetCohort() Cohort {
@@ -5430,7 +5833,7 @@ type ReportWindows struct {
 
 func (x *ReportWindows) Reset() {
 	*x = ReportWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5442,7 +5845,7 @@ func (x *ReportWindows) String() string {
 func (*ReportWindows) ProtoMessage() {}
 
 func (x *ReportWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5455,7 +5858,7 @@ func (x *ReportWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
 func (*ReportWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ReportWindows) GetLength() *durationpb.Duration {
@@ -5506,7 +5909,7 @@ type AlarmEvent struct {
 
 func (x *AlarmEvent) Reset() {
 	*x = AlarmEvent{}
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5518,7 +5921,7 @@ func (x *AlarmEvent) String() string {
 func (*AlarmEvent) ProtoMessage() {}
 
 func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5531,7 +5934,7 @@ func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
 func (*AlarmEvent) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AlarmEvent) GetName() string {
@@ -5627,7 +6030,7 @@ type ReportAlarmRequest struct {
 
 func (x *ReportAlarmRequest) Reset() {
 	*x = ReportAlarmRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5639,7 +6042,7 @@ func (x *ReportAlarmRequest) String() string {
 func (*ReportAlarmRequest) ProtoMessage() {}
 
 func (x *ReportAlarmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5652,7 +6055,7 @@ func (x *ReportAlarmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAlarmRequest.ProtoReflect.Descriptor instead.
 func (*ReportAlarmRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ReportAlarmRequest) GetAlarm() *AlarmEvent {
@@ -5675,7 +6078,7 @@ type ReportAlarmResponse struct {
 
 func (x *ReportAlarmResponse) Reset() {
 	*x = ReportAlarmResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5687,7 +6090,7 @@ func (x *ReportAlarmResponse) String() string {
 func (*ReportAlarmResponse) ProtoMessage() {}
 
 func (x *ReportAlarmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5700,7 +6103,7 @@ func (x *ReportAlarmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAlarmResponse.ProtoReflect.Descriptor instead.
 func (*ReportAlarmResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ReportAlarmResponse) GetAlarm() *AlarmEvent {
@@ -5732,7 +6135,7 @@ type ListAlarmsRequest struct {
 
 func (x *ListAlarmsRequest) Reset() {
 	*x = ListAlarmsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5744,7 +6147,7 @@ func (x *ListAlarmsRequest) String() string {
 func (*ListAlarmsRequest) ProtoMessage() {}
 
 func (x *ListAlarmsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5757,7 +6160,7 @@ func (x *ListAlarmsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlarmsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlarmsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListAlarmsRequest) GetRunId() string {
@@ -5792,7 +6195,7 @@ type ListAlarmsResponse struct {
 
 func (x *ListAlarmsResponse) Reset() {
 	*x = ListAlarmsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5804,7 +6207,7 @@ func (x *ListAlarmsResponse) String() string {
 func (*ListAlarmsResponse) ProtoMessage() {}
 
 func (x *ListAlarmsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5817,7 +6220,7 @@ func (x *ListAlarmsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlarmsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlarmsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListAlarmsResponse) GetAlarms() []*AlarmEvent {
@@ -5857,7 +6260,7 @@ type DeployPolicy struct {
 
 func (x *DeployPolicy) Reset() {
 	*x = DeployPolicy{}
-	mi := &file_canary_v1_canary_proto_msgTypes[64]
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5869,7 +6272,7 @@ func (x *DeployPolicy) String() string {
 func (*DeployPolicy) ProtoMessage() {}
 
 func (x *DeployPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[64]
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5882,7 +6285,7 @@ func (x *DeployPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployPolicy.ProtoReflect.Descriptor instead.
 func (*DeployPolicy) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{64}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DeployPolicy) GetService() string {
@@ -5926,7 +6329,7 @@ type DeployWindows struct {
 
 func (x *DeployWindows) Reset() {
 	*x = DeployWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5938,7 +6341,7 @@ func (x *DeployWindows) String() string {
 func (*DeployWindows) ProtoMessage() {}
 
 func (x *DeployWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5951,7 +6354,7 @@ func (x *DeployWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployWindows.ProtoReflect.Descriptor instead.
 func (*DeployWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{65}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DeployWindows) GetTimeZone() string {
@@ -5992,7 +6395,7 @@ type StoredDeployPolicy struct {
 
 func (x *StoredDeployPolicy) Reset() {
 	*x = StoredDeployPolicy{}
-	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6004,7 +6407,7 @@ func (x *StoredDeployPolicy) String() string {
 func (*StoredDeployPolicy) ProtoMessage() {}
 
 func (x *StoredDeployPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6017,7 +6420,7 @@ func (x *StoredDeployPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDeployPolicy.ProtoReflect.Descriptor instead.
 func (*StoredDeployPolicy) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{66}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *StoredDeployPolicy) GetPolicy() *DeployPolicy {
@@ -6064,7 +6467,7 @@ type PutDeployPolicyRequest struct {
 
 func (x *PutDeployPolicyRequest) Reset() {
 	*x = PutDeployPolicyRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6076,7 +6479,7 @@ func (x *PutDeployPolicyRequest) String() string {
 func (*PutDeployPolicyRequest) ProtoMessage() {}
 
 func (x *PutDeployPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6089,7 +6492,7 @@ func (x *PutDeployPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutDeployPolicyRequest.ProtoReflect.Descriptor instead.
 func (*PutDeployPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{67}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PutDeployPolicyRequest) GetSource() isPutDeployPolicyRequest_Source {
@@ -6146,7 +6549,7 @@ type PutDeployPolicyResponse struct {
 
 func (x *PutDeployPolicyResponse) Reset() {
 	*x = PutDeployPolicyResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6158,7 +6561,7 @@ func (x *PutDeployPolicyResponse) String() string {
 func (*PutDeployPolicyResponse) ProtoMessage() {}
 
 func (x *PutDeployPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6171,7 +6574,7 @@ func (x *PutDeployPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutDeployPolicyResponse.ProtoReflect.Descriptor instead.
 func (*PutDeployPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{68}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PutDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
@@ -6192,7 +6595,7 @@ type GetDeployPolicyRequest struct {
 
 func (x *GetDeployPolicyRequest) Reset() {
 	*x = GetDeployPolicyRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6204,7 +6607,7 @@ func (x *GetDeployPolicyRequest) String() string {
 func (*GetDeployPolicyRequest) ProtoMessage() {}
 
 func (x *GetDeployPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6217,7 +6620,7 @@ func (x *GetDeployPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeployPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetDeployPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{69}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetDeployPolicyRequest) GetService() string {
@@ -6238,7 +6641,7 @@ type GetDeployPolicyResponse struct {
 
 func (x *GetDeployPolicyResponse) Reset() {
 	*x = GetDeployPolicyResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6250,7 +6653,7 @@ func (x *GetDeployPolicyResponse) String() string {
 func (*GetDeployPolicyResponse) ProtoMessage() {}
 
 func (x *GetDeployPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6263,7 +6666,7 @@ func (x *GetDeployPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeployPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetDeployPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{70}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *GetDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
@@ -6290,7 +6693,7 @@ type CheckDeployRequest struct {
 
 func (x *CheckDeployRequest) Reset() {
 	*x = CheckDeployRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	mi := &file_canary_v1_canary_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6302,7 +6705,7 @@ func (x *CheckDeployRequest) String() string {
 func (*CheckDeployRequest) ProtoMessage() {}
 
 func (x *CheckDeployRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	mi := &file_canary_v1_canary_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6315,7 +6718,7 @@ func (x *CheckDeployRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckDeployRequest.ProtoReflect.Descriptor instead.
 func (*CheckDeployRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{71}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *CheckDeployRequest) GetService() string {
@@ -6364,7 +6767,7 @@ type CheckDeployResponse struct {
 
 func (x *CheckDeployResponse) Reset() {
 	*x = CheckDeployResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	mi := &file_canary_v1_canary_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6376,7 +6779,7 @@ func (x *CheckDeployResponse) String() string {
 func (*CheckDeployResponse) ProtoMessage() {}
 
 func (x *CheckDeployResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	mi := &file_canary_v1_canary_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6389,7 +6792,7 @@ func (x *CheckDeployResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckDeployResponse.ProtoReflect.Descriptor instead.
 func (*CheckDeployResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{72}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *CheckDeployResponse) GetAllowed() bool {
@@ -6455,7 +6858,7 @@ type DeployOverride struct {
 
 func (x *DeployOverride) Reset() {
 	*x = DeployOverride{}
-	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	mi := &file_canary_v1_canary_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6467,7 +6870,7 @@ func (x *DeployOverride) String() string {
 func (*DeployOverride) ProtoMessage() {}
 
 func (x *DeployOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	mi := &file_canary_v1_canary_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6480,7 +6883,7 @@ func (x *DeployOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployOverride.ProtoReflect.Descriptor instead.
 func (*DeployOverride) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{73}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DeployOverride) GetService() string {
@@ -6536,7 +6939,7 @@ type ListDeployOverridesRequest struct {
 
 func (x *ListDeployOverridesRequest) Reset() {
 	*x = ListDeployOverridesRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	mi := &file_canary_v1_canary_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6548,7 +6951,7 @@ func (x *ListDeployOverridesRequest) String() string {
 func (*ListDeployOverridesRequest) ProtoMessage() {}
 
 func (x *ListDeployOverridesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	mi := &file_canary_v1_canary_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6561,7 +6964,7 @@ func (x *ListDeployOverridesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeployOverridesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeployOverridesRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{74}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListDeployOverridesRequest) GetService() string {
@@ -6582,7 +6985,7 @@ type ListDeployOverridesResponse struct {
 
 func (x *ListDeployOverridesResponse) Reset() {
 	*x = ListDeployOverridesResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	mi := &file_canary_v1_canary_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6594,7 +6997,7 @@ func (x *ListDeployOverridesResponse) String() string {
 func (*ListDeployOverridesResponse) ProtoMessage() {}
 
 func (x *ListDeployOverridesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	mi := &file_canary_v1_canary_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6607,7 +7010,7 @@ func (x *ListDeployOverridesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeployOverridesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeployOverridesResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{75}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListDeployOverridesResponse) GetOverrides() []*DeployOverride {
@@ -6621,7 +7024,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x02\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x03\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -6632,12 +7035,29 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametrics\x121\n" +
 	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06window\x121\n" +
 	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atraffic\x12,\n" +
-	"\x06alarms\x18\b \x03(\v2\x14.canary.v1.AlarmRuleR\x06alarmsB\r\n" +
+	"\x06alarms\x18\b \x03(\v2\x14.canary.v1.AlarmRuleR\x06alarms\x12/\n" +
+	"\x06source\x18\x10 \x01(\v2\x17.canary.v1.MetricSourceR\x06sourceB\r\n" +
 	"\v_confidenceB\b\n" +
 	"\x06_power\";\n" +
 	"\tAlarmRule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bmatchers\x18\x02 \x03(\tR\bmatchers\"\xa1\x01\n" +
+	"\bmatchers\x18\x02 \x03(\tR\bmatchers\"K\n" +
+	"\fMetricSource\x12;\n" +
+	"\n" +
+	"prometheus\x18\x01 \x01(\v2\x1b.canary.v1.PrometheusSourceR\n" +
+	"prometheus\"\xd4\x01\n" +
+	"\x10PrometheusSource\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12+\n" +
+	"\x03lag\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12*\n" +
+	"\x11bearer_token_file\x18\x04 \x01(\tR\x0fbearerTokenFile\x12\x1e\n" +
+	"\vtls_ca_file\x18\x05 \x01(\tR\ttlsCaFile\"\x7f\n" +
+	"\x0fPrometheusQuery\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\tR\x05count\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\tR\x05total\x12\x18\n" +
+	"\abuckets\x18\x03 \x01(\tR\abuckets\x12\x10\n" +
+	"\x03sum\x18\x04 \x01(\tR\x03sum\x12\x14\n" +
+	"\x05scale\x18\x05 \x01(\x01R\x05scale\"\xa1\x01\n" +
 	"\fTrafficCheck\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12!\n" +
 	"\ttolerance\x18\x02 \x01(\x01H\x00R\ttolerance\x88\x01\x01\x12\x1f\n" +
@@ -6645,7 +7065,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\bdisabled\x18\x04 \x01(\bR\bdisabledB\f\n" +
 	"\n" +
 	"_toleranceB\v\n" +
-	"\t_critical\"\x88\x04\n" +
+	"\t_critical\"\xba\x04\n" +
 	"\fMetricConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x19.canary.v1.MetricCategoryR\bcategory\x12)\n" +
@@ -6659,7 +7079,8 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x11detectable_effect\x18\t \x01(\x01H\x04R\x10detectableEffect\x88\x01\x01\x12\x12\n" +
 	"\x04unit\x18\n" +
 	" \x01(\tR\x04unit\x12#\n" +
-	"\rexposure_unit\x18\v \x01(\tR\fexposureUnitB\f\n" +
+	"\rexposure_unit\x18\v \x01(\tR\fexposureUnit\x120\n" +
+	"\x05query\x18\x10 \x01(\v2\x1a.canary.v1.PrometheusQueryR\x05queryB\f\n" +
 	"\n" +
 	"_toleranceB\v\n" +
 	"\t_criticalB\x0e\n" +
@@ -6697,7 +7118,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListConfigsResponse\x122\n" +
 	"\aconfigs\x18\x01 \x03(\v2\x18.canary.v1.ConfigVersionR\aconfigs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe4\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8f\b\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -6722,14 +7143,28 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\averdict\x18\x10 \x01(\v2\x12.canary.v1.VerdictR\averdict\x122\n" +
 	"\bcounters\x18\x11 \x01(\v2\x16.canary.v1.RunCountersR\bcounters\x129\n" +
 	"\n" +
-	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1aA\n" +
+	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12)\n" +
+	"\x04pull\x18\x13 \x01(\v2\x15.canary.v1.PullStatusR\x04pull\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
 	"\x11CanaryLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
-	"\x15_canary_traffic_share\"\xec\x01\n" +
+	"\x15_canary_traffic_share\"\x92\x01\n" +
+	"\n" +
+	"PullStatus\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12/\n" +
+	"\ametrics\x18\x02 \x03(\v2\x15.canary.v1.MetricPullR\ametrics\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xd8\x01\n" +
+	"\n" +
+	"MetricPull\x12\x16\n" +
+	"\x06metric\x18\x01 \x01(\tR\x06metric\x124\n" +
+	"\athrough\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\athrough\x12?\n" +
+	"\rfailing_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12%\n" +
+	"\x0elost_intervals\x18\x05 \x01(\x04R\rlostIntervals\"\xec\x01\n" +
 	"\vRunCounters\x12\x18\n" +
 	"\abatches\x18\x01 \x01(\x04R\abatches\x12+\n" +
 	"\x11duplicate_batches\x18\x02 \x01(\x04R\x10duplicateBatches\x12)\n" +
@@ -7186,7 +7621,7 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),                 // 0: canary.v1.MetricCategory
 	(MetricType)(0),                     // 1: canary.v1.MetricType
@@ -7198,249 +7633,264 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(AlarmState)(0),                     // 7: canary.v1.AlarmState
 	(*CanaryConfig)(nil),                // 8: canary.v1.CanaryConfig
 	(*AlarmRule)(nil),                   // 9: canary.v1.AlarmRule
-	(*TrafficCheck)(nil),                // 10: canary.v1.TrafficCheck
-	(*MetricConfig)(nil),                // 11: canary.v1.MetricConfig
-	(*ConfigVersion)(nil),               // 12: canary.v1.ConfigVersion
-	(*ConfigRef)(nil),                   // 13: canary.v1.ConfigRef
-	(*PutConfigRequest)(nil),            // 14: canary.v1.PutConfigRequest
-	(*PutConfigResponse)(nil),           // 15: canary.v1.PutConfigResponse
-	(*GetConfigRequest)(nil),            // 16: canary.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),           // 17: canary.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),          // 18: canary.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),         // 19: canary.v1.ListConfigsResponse
-	(*Run)(nil),                         // 20: canary.v1.Run
-	(*RunCounters)(nil),                 // 21: canary.v1.RunCounters
-	(*CreateRunRequest)(nil),            // 22: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),           // 23: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),               // 24: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),              // 25: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),             // 26: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),            // 27: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),          // 28: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),         // 29: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),             // 30: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),            // 31: canary.v1.AbortRunResponse
-	(*Sample)(nil),                      // 32: canary.v1.Sample
-	(*Counts)(nil),                      // 33: canary.v1.Counts
-	(*MetricColumn)(nil),                // 34: canary.v1.MetricColumn
-	(*Histogram)(nil),                   // 35: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),             // 36: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),          // 37: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),                  // 38: canary.v1.BucketSpan
-	(*Batch)(nil),                       // 39: canary.v1.Batch
-	(*IngestAck)(nil),                   // 40: canary.v1.IngestAck
-	(*IngestRequest)(nil),               // 41: canary.v1.IngestRequest
-	(*IngestResponse)(nil),              // 42: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),         // 43: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),        // 44: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),                     // 45: canary.v1.Verdict
-	(*MetricResult)(nil),                // 46: canary.v1.MetricResult
-	(*CohortSummary)(nil),               // 47: canary.v1.CohortSummary
-	(*Effect)(nil),                      // 48: canary.v1.Effect
-	(*Gate)(nil),                        // 49: canary.v1.Gate
-	(*JudgeRequest)(nil),                // 50: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),               // 51: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),         // 52: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),        // 53: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),         // 54: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),        // 55: canary.v1.ListVerdictsResponse
-	(*GetRunReportRequest)(nil),         // 56: canary.v1.GetRunReportRequest
-	(*GetRunReportResponse)(nil),        // 57: canary.v1.GetRunReportResponse
-	(*RunReport)(nil),                   // 58: canary.v1.RunReport
-	(*TrajectoryPoint)(nil),             // 59: canary.v1.TrajectoryPoint
-	(*TrajectoryMetric)(nil),            // 60: canary.v1.TrajectoryMetric
-	(*MetricReport)(nil),                // 61: canary.v1.MetricReport
-	(*CohortValue)(nil),                 // 62: canary.v1.CohortValue
-	(*DistributionHistogram)(nil),       // 63: canary.v1.DistributionHistogram
-	(*Quantiles)(nil),                   // 64: canary.v1.Quantiles
-	(*InstanceEffect)(nil),              // 65: canary.v1.InstanceEffect
-	(*ReportWindows)(nil),               // 66: canary.v1.ReportWindows
-	(*AlarmEvent)(nil),                  // 67: canary.v1.AlarmEvent
-	(*ReportAlarmRequest)(nil),          // 68: canary.v1.ReportAlarmRequest
-	(*ReportAlarmResponse)(nil),         // 69: canary.v1.ReportAlarmResponse
-	(*ListAlarmsRequest)(nil),           // 70: canary.v1.ListAlarmsRequest
-	(*ListAlarmsResponse)(nil),          // 71: canary.v1.ListAlarmsResponse
-	(*DeployPolicy)(nil),                // 72: canary.v1.DeployPolicy
-	(*DeployWindows)(nil),               // 73: canary.v1.DeployWindows
-	(*StoredDeployPolicy)(nil),          // 74: canary.v1.StoredDeployPolicy
-	(*PutDeployPolicyRequest)(nil),      // 75: canary.v1.PutDeployPolicyRequest
-	(*PutDeployPolicyResponse)(nil),     // 76: canary.v1.PutDeployPolicyResponse
-	(*GetDeployPolicyRequest)(nil),      // 77: canary.v1.GetDeployPolicyRequest
-	(*GetDeployPolicyResponse)(nil),     // 78: canary.v1.GetDeployPolicyResponse
-	(*CheckDeployRequest)(nil),          // 79: canary.v1.CheckDeployRequest
-	(*CheckDeployResponse)(nil),         // 80: canary.v1.CheckDeployResponse
-	(*DeployOverride)(nil),              // 81: canary.v1.DeployOverride
-	(*ListDeployOverridesRequest)(nil),  // 82: canary.v1.ListDeployOverridesRequest
-	(*ListDeployOverridesResponse)(nil), // 83: canary.v1.ListDeployOverridesResponse
-	nil,                                 // 84: canary.v1.Run.BaselineLabelsEntry
-	nil,                                 // 85: canary.v1.Run.CanaryLabelsEntry
-	nil,                                 // 86: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                                 // 87: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	nil,                                 // 88: canary.v1.AlarmEvent.LabelsEntry
-	(*durationpb.Duration)(nil),         // 89: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 90: google.protobuf.Timestamp
+	(*MetricSource)(nil),                // 10: canary.v1.MetricSource
+	(*PrometheusSource)(nil),            // 11: canary.v1.PrometheusSource
+	(*PrometheusQuery)(nil),             // 12: canary.v1.PrometheusQuery
+	(*TrafficCheck)(nil),                // 13: canary.v1.TrafficCheck
+	(*MetricConfig)(nil),                // 14: canary.v1.MetricConfig
+	(*ConfigVersion)(nil),               // 15: canary.v1.ConfigVersion
+	(*ConfigRef)(nil),                   // 16: canary.v1.ConfigRef
+	(*PutConfigRequest)(nil),            // 17: canary.v1.PutConfigRequest
+	(*PutConfigResponse)(nil),           // 18: canary.v1.PutConfigResponse
+	(*GetConfigRequest)(nil),            // 19: canary.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),           // 20: canary.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),          // 21: canary.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),         // 22: canary.v1.ListConfigsResponse
+	(*Run)(nil),                         // 23: canary.v1.Run
+	(*PullStatus)(nil),                  // 24: canary.v1.PullStatus
+	(*MetricPull)(nil),                  // 25: canary.v1.MetricPull
+	(*RunCounters)(nil),                 // 26: canary.v1.RunCounters
+	(*CreateRunRequest)(nil),            // 27: canary.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),           // 28: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),               // 29: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),              // 30: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),             // 31: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),            // 32: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),          // 33: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),         // 34: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),             // 35: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),            // 36: canary.v1.AbortRunResponse
+	(*Sample)(nil),                      // 37: canary.v1.Sample
+	(*Counts)(nil),                      // 38: canary.v1.Counts
+	(*MetricColumn)(nil),                // 39: canary.v1.MetricColumn
+	(*Histogram)(nil),                   // 40: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),             // 41: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),          // 42: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),                  // 43: canary.v1.BucketSpan
+	(*Batch)(nil),                       // 44: canary.v1.Batch
+	(*IngestAck)(nil),                   // 45: canary.v1.IngestAck
+	(*IngestRequest)(nil),               // 46: canary.v1.IngestRequest
+	(*IngestResponse)(nil),              // 47: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),         // 48: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),        // 49: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),                     // 50: canary.v1.Verdict
+	(*MetricResult)(nil),                // 51: canary.v1.MetricResult
+	(*CohortSummary)(nil),               // 52: canary.v1.CohortSummary
+	(*Effect)(nil),                      // 53: canary.v1.Effect
+	(*Gate)(nil),                        // 54: canary.v1.Gate
+	(*JudgeRequest)(nil),                // 55: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),               // 56: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),         // 57: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),        // 58: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),         // 59: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),        // 60: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),         // 61: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),        // 62: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),                   // 63: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),             // 64: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),            // 65: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),                // 66: canary.v1.MetricReport
+	(*CohortValue)(nil),                 // 67: canary.v1.CohortValue
+	(*DistributionHistogram)(nil),       // 68: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),                   // 69: canary.v1.Quantiles
+	(*InstanceEffect)(nil),              // 70: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),               // 71: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),                  // 72: canary.v1.AlarmEvent
+	(*ReportAlarmRequest)(nil),          // 73: canary.v1.ReportAlarmRequest
+	(*ReportAlarmResponse)(nil),         // 74: canary.v1.ReportAlarmResponse
+	(*ListAlarmsRequest)(nil),           // 75: canary.v1.ListAlarmsRequest
+	(*ListAlarmsResponse)(nil),          // 76: canary.v1.ListAlarmsResponse
+	(*DeployPolicy)(nil),                // 77: canary.v1.DeployPolicy
+	(*DeployWindows)(nil),               // 78: canary.v1.DeployWindows
+	(*StoredDeployPolicy)(nil),          // 79: canary.v1.StoredDeployPolicy
+	(*PutDeployPolicyRequest)(nil),      // 80: canary.v1.PutDeployPolicyRequest
+	(*PutDeployPolicyResponse)(nil),     // 81: canary.v1.PutDeployPolicyResponse
+	(*GetDeployPolicyRequest)(nil),      // 82: canary.v1.GetDeployPolicyRequest
+	(*GetDeployPolicyResponse)(nil),     // 83: canary.v1.GetDeployPolicyResponse
+	(*CheckDeployRequest)(nil),          // 84: canary.v1.CheckDeployRequest
+	(*CheckDeployResponse)(nil),         // 85: canary.v1.CheckDeployResponse
+	(*DeployOverride)(nil),              // 86: canary.v1.DeployOverride
+	(*ListDeployOverridesRequest)(nil),  // 87: canary.v1.ListDeployOverridesRequest
+	(*ListDeployOverridesResponse)(nil), // 88: canary.v1.ListDeployOverridesResponse
+	nil,                                 // 89: canary.v1.Run.BaselineLabelsEntry
+	nil,                                 // 90: canary.v1.Run.CanaryLabelsEntry
+	nil,                                 // 91: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                                 // 92: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                                 // 93: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),         // 94: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 95: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	89,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
-	11,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	89,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
-	10,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
+	94,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	14,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
+	94,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	13,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
 	9,   // 4: canary.v1.CanaryConfig.alarms:type_name -> canary.v1.AlarmRule
-	0,   // 5: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,   // 6: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,   // 7: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	8,   // 8: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	90,  // 9: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	8,   // 10: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	12,  // 11: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	12,  // 12: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	12,  // 13: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	8,   // 14: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	84,  // 15: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	85,  // 16: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	89,  // 17: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,   // 18: canary.v1.Run.state:type_name -> canary.v1.RunState
-	90,  // 19: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	90,  // 20: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	45,  // 21: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	21,  // 22: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	90,  // 23: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	90,  // 24: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	13,  // 25: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	8,   // 26: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	86,  // 27: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	87,  // 28: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	89,  // 29: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	90,  // 30: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	20,  // 31: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	20,  // 32: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,   // 33: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	20,  // 34: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	20,  // 35: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	20,  // 36: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,   // 37: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	33,  // 38: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	35,  // 39: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	90,  // 40: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,   // 41: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	90,  // 42: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	35,  // 43: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	36,  // 44: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	37,  // 45: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	38,  // 46: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	38,  // 47: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	32,  // 48: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	34,  // 49: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	39,  // 50: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	40,  // 51: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	39,  // 52: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	40,  // 53: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,   // 54: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	90,  // 55: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	46,  // 56: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,   // 57: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,   // 58: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,   // 59: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,   // 60: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,   // 61: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	47,  // 62: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	47,  // 63: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	48,  // 64: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	49,  // 65: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	48,  // 66: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	45,  // 67: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	45,  // 68: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,   // 69: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	90,  // 70: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	90,  // 71: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	45,  // 72: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	58,  // 73: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
-	20,  // 74: canary.v1.RunReport.run:type_name -> canary.v1.Run
-	45,  // 75: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
-	59,  // 76: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
-	61,  // 77: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
-	66,  // 78: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
-	67,  // 79: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	90,  // 80: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 81: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	60,  // 82: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 83: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	62,  // 84: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	62,  // 85: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	63,  // 86: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	65,  // 87: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	90,  // 88: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	64,  // 89: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	64,  // 90: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 91: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	89,  // 92: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	90,  // 93: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	88,  // 94: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	90,  // 95: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	90,  // 96: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 97: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	90,  // 98: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
-	67,  // 99: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
-	67,  // 100: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
-	7,   // 101: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
-	67,  // 102: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
-	73,  // 103: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
-	9,   // 104: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
-	72,  // 105: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
-	90,  // 106: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
-	72,  // 107: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
-	74,  // 108: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
-	74,  // 109: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
-	67,  // 110: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
-	81,  // 111: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
-	90,  // 112: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
-	90,  // 113: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
-	81,  // 114: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
-	14,  // 115: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	16,  // 116: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	18,  // 117: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	22,  // 118: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	24,  // 119: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	26,  // 120: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	41,  // 121: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	43,  // 122: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	50,  // 123: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	52,  // 124: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	28,  // 125: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	30,  // 126: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	54,  // 127: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	56,  // 128: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	68,  // 129: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
-	70,  // 130: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
-	79,  // 131: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
-	75,  // 132: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
-	77,  // 133: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
-	82,  // 134: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
-	15,  // 135: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	17,  // 136: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	19,  // 137: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	23,  // 138: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	25,  // 139: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	27,  // 140: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	42,  // 141: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	44,  // 142: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	51,  // 143: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	53,  // 144: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	29,  // 145: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	31,  // 146: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	55,  // 147: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	57,  // 148: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	69,  // 149: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
-	71,  // 150: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
-	80,  // 151: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
-	76,  // 152: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
-	78,  // 153: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
-	83,  // 154: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
-	135, // [135:155] is the sub-list for method output_type
-	115, // [115:135] is the sub-list for method input_type
-	115, // [115:115] is the sub-list for extension type_name
-	115, // [115:115] is the sub-list for extension extendee
-	0,   // [0:115] is the sub-list for field type_name
+	10,  // 5: canary.v1.CanaryConfig.source:type_name -> canary.v1.MetricSource
+	11,  // 6: canary.v1.MetricSource.prometheus:type_name -> canary.v1.PrometheusSource
+	94,  // 7: canary.v1.PrometheusSource.interval:type_name -> google.protobuf.Duration
+	94,  // 8: canary.v1.PrometheusSource.lag:type_name -> google.protobuf.Duration
+	0,   // 9: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,   // 10: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,   // 11: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	12,  // 12: canary.v1.MetricConfig.query:type_name -> canary.v1.PrometheusQuery
+	8,   // 13: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	95,  // 14: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	8,   // 15: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	15,  // 16: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	15,  // 17: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	15,  // 18: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	8,   // 19: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	89,  // 20: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	90,  // 21: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	94,  // 22: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,   // 23: canary.v1.Run.state:type_name -> canary.v1.RunState
+	95,  // 24: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	95,  // 25: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	50,  // 26: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	26,  // 27: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	95,  // 28: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	24,  // 29: canary.v1.Run.pull:type_name -> canary.v1.PullStatus
+	25,  // 30: canary.v1.PullStatus.metrics:type_name -> canary.v1.MetricPull
+	95,  // 31: canary.v1.PullStatus.update_time:type_name -> google.protobuf.Timestamp
+	95,  // 32: canary.v1.MetricPull.through:type_name -> google.protobuf.Timestamp
+	95,  // 33: canary.v1.MetricPull.failing_since:type_name -> google.protobuf.Timestamp
+	95,  // 34: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	16,  // 35: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 36: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	91,  // 37: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	92,  // 38: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	94,  // 39: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	95,  // 40: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	23,  // 41: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	23,  // 42: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 43: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	23,  // 44: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	23,  // 45: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	23,  // 46: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 47: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	38,  // 48: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	40,  // 49: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	95,  // 50: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 51: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	95,  // 52: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	40,  // 53: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	41,  // 54: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	42,  // 55: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	43,  // 56: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	43,  // 57: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	37,  // 58: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	39,  // 59: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	44,  // 60: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	45,  // 61: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	44,  // 62: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	45,  // 63: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 64: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	95,  // 65: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	51,  // 66: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 67: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 68: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 69: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 70: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 71: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	52,  // 72: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	52,  // 73: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	53,  // 74: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	54,  // 75: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	53,  // 76: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	50,  // 77: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	50,  // 78: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 79: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	95,  // 80: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	95,  // 81: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	50,  // 82: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	63,  // 83: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	23,  // 84: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	50,  // 85: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	64,  // 86: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	66,  // 87: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	71,  // 88: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	72,  // 89: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	95,  // 90: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 91: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	65,  // 92: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 93: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	67,  // 94: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	67,  // 95: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	68,  // 96: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	70,  // 97: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	95,  // 98: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	69,  // 99: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	69,  // 100: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 101: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	94,  // 102: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	95,  // 103: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	93,  // 104: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	95,  // 105: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	95,  // 106: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 107: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	95,  // 108: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
+	72,  // 109: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
+	72,  // 110: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
+	7,   // 111: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
+	72,  // 112: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
+	78,  // 113: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
+	9,   // 114: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
+	77,  // 115: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
+	95,  // 116: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
+	77,  // 117: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
+	79,  // 118: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	79,  // 119: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	72,  // 120: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
+	86,  // 121: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
+	95,  // 122: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
+	95,  // 123: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
+	86,  // 124: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
+	17,  // 125: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	19,  // 126: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	21,  // 127: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	27,  // 128: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	29,  // 129: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	31,  // 130: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	46,  // 131: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	48,  // 132: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	55,  // 133: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	57,  // 134: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	33,  // 135: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	35,  // 136: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	59,  // 137: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	61,  // 138: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	73,  // 139: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
+	75,  // 140: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
+	84,  // 141: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
+	80,  // 142: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
+	82,  // 143: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
+	87,  // 144: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
+	18,  // 145: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	20,  // 146: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	22,  // 147: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	28,  // 148: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	30,  // 149: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	32,  // 150: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	47,  // 151: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	49,  // 152: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	56,  // 153: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	58,  // 154: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	34,  // 155: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	36,  // 156: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	60,  // 157: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	62,  // 158: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	74,  // 159: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
+	76,  // 160: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
+	85,  // 161: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
+	81,  // 162: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
+	83,  // 163: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
+	88,  // 164: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
+	145, // [145:165] is the sub-list for method output_type
+	125, // [125:145] is the sub-list for method input_type
+	125, // [125:125] is the sub-list for extension type_name
+	125, // [125:125] is the sub-list for extension extendee
+	0,   // [0:125] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -7449,30 +7899,30 @@ func file_canary_v1_canary_proto_init() {
 		return
 	}
 	file_canary_v1_canary_proto_msgTypes[0].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[2].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[3].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[6].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[6].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[9].OneofWrappers = []any{
 		(*PutConfigRequest_Config)(nil),
 		(*PutConfigRequest_Yaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[12].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[14].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[15].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[19].OneofWrappers = []any{
 		(*CreateRunRequest_ConfigRef)(nil),
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[24].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[29].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[27].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[32].OneofWrappers = []any{
 		(*Histogram_Explicit)(nil),
 		(*Histogram_Exponential)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[38].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[39].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[67].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[43].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[44].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[72].OneofWrappers = []any{
 		(*PutDeployPolicyRequest_Policy)(nil),
 		(*PutDeployPolicyRequest_Yaml)(nil),
 	}
@@ -7482,7 +7932,7 @@ func file_canary_v1_canary_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   81,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
