@@ -274,6 +274,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	mux.Handle("GET /{$}", pages)
 	mux.Handle("GET /runs/{id}", pages)
+	// Alertmanager's webhook receiver (alarms; same auth as gRPC).
+	mux.Handle("POST "+server.AlertmanagerPath, svc.AlertmanagerHandler())
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 
 	errc := make(chan error, 2)
