@@ -382,6 +382,35 @@ func TestHTTPAPI(t *testing.T) {
 		t.Errorf("GetRunReport: run %s final %v", rep.GetReport().GetRun().GetId(), rep.GetReport().GetVerdict().GetFinal())
 	}
 
+	// Alarms and deploy policies.
+	var pol canaryv1.PutDeployPolicyResponse
+	root.call(ctx, "POST", "/v1/deploy-policies", []byte(`{"policy": {"service": "checkout-api",
+		"alarms": [{"name": "pages", "matchers": ["service=\"checkout-api\""]}]}}`), &pol)
+	var gotPol canaryv1.GetDeployPolicyResponse
+	pipe.call(ctx, "GET", "/v1/deploy-policies/checkout-api", nil, &gotPol)
+	if gotPol.GetPolicy().GetPolicy().GetService() != "checkout-api" {
+		t.Errorf("GetDeployPolicy: %v", &gotPol)
+	}
+	var check canaryv1.CheckDeployResponse
+	pipe.call(ctx, "POST", "/v1/deploys:check", &canaryv1.CheckDeployRequest{Service: "checkout-api", Stage: "prod"}, &check)
+	if !check.GetAllowed() {
+		t.Errorf("CheckDeploy without alarms: %v", &check)
+	}
+	var rep0 canaryv1.ReportAlarmResponse
+	root.call(ctx, "POST", "/v1/alarms", &canaryv1.ReportAlarmRequest{Alarm: &canaryv1.AlarmEvent{
+		Name: "HighErrorRate", State: canaryv1.AlarmState_ALARM_STATE_FIRING, Labels: map[string]string{"service": "checkout-api"}}}, &rep0)
+	var alarms canaryv1.ListAlarmsResponse
+	pipe.call(ctx, "GET", "/v1/alarms?service=checkout-api", nil, &alarms)
+	if len(alarms.GetAlarms()) != 1 || alarms.GetAlarms()[0].GetName() != "HighErrorRate" {
+		t.Errorf("ListAlarms: %v", &alarms)
+	}
+	pipe.call(ctx, "POST", "/v1/deploys:check", &canaryv1.CheckDeployRequest{Service: "checkout-api", Stage: "prod"}, &check)
+	if check.GetAllowed() {
+		t.Errorf("CheckDeploy with a firing alarm: %v", &check)
+	}
+	var overrides canaryv1.ListDeployOverridesResponse
+	pipe.call(ctx, "GET", "/v1/deploy-overrides?service=checkout-api", nil, &overrides)
+
 	// Field names are protojson's (lowerCamelCase), enums by name.
 	_, body = pipe.do(ctx, "GET", "/v1/runs/"+runID, nil)
 	var raw map[string]map[string]any
