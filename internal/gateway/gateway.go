@@ -37,6 +37,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -174,11 +175,24 @@ func New(o Options) (*Gateway, error) {
 func (g *Gateway) Conn() grpc.ClientConnInterface { return g.conn }
 
 // ServeHTTP serves the /v1/ routes. A request body larger than 4 times the
-// service's message size is refused (413); its reading is bounded by
-// RequestTimeout, except for the ingest stream.
+// service's message size is refused: 413 (RESOURCE_EXHAUSTED) when its
+// Content-Length says so, else 400 once the limit is read. Its reading is
+// bounded by RequestTimeout, except for the ingest stream.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	limit := 4 * int64(g.o.MaxMessageSize)
+	if r.ContentLength > limit {
+		// As gRPC refuses a message over its limit: RESOURCE_EXHAUSTED,
+		// before anything is read.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		fmt.Fprintf(w, `{"code":%d,"message":"request body of %d bytes is larger than %d: split the batch"}`,
+			codes.ResourceExhausted, r.ContentLength, limit)
+		return
+	}
 	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, 4*int64(g.o.MaxMessageSize))
+		// A body of unknown length is cut at the limit (400, "request body
+		// too large").
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	if r.URL.Path != "/v1/batches:stream" {
 		// Not every ResponseWriter supports deadlines (httptest's does
