@@ -12,8 +12,9 @@
 #
 # google/api/{annotations,http}.proto are vendored unchanged from
 # googleapis/googleapis (commit f8291d2b89f0017ab078a4c7378069bae5686f6f,
-# Apache-2.0) so that the build needs no schema registry; buf lint ignores
-# them.
+# Apache-2.0), and protoc-gen-openapiv2/options/*.proto from the
+# grpc-gateway module (v2.34.0, BSD-3-Clause), so that the build needs no
+# schema registry; buf lint ignores them.
 set -euo pipefail
 
 BUF_VERSION=v1.75.0
@@ -45,7 +46,7 @@ install protoc-gen-openapiv2 github.com/grpc-ecosystem/grpc-gateway/v2/protoc-ge
 
 export PATH="$BIN:$PATH"
 buf lint
-# google/api holds vendored imports (the HTTP annotations): not generated
-# here, their Go package is google.golang.org/genproto/googleapis/api.
+# google/api and protoc-gen-openapiv2 hold vendored imports (the HTTP and
+# OpenAPI annotations): not generated here, their Go packages exist.
 buf generate --path canary
 echo "gen.sh: generated $(find canary -name '*.pb*.go' | sort | tr '\n' ' ')" >&2

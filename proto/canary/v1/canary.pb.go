@@ -7,6 +7,7 @@
 package canaryv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -7148,7 +7149,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x03\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xa6\x03\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -7745,7 +7746,13 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\vCheckDeploy\x12\x1d.canary.v1.CheckDeployRequest\x1a\x1e.canary.v1.CheckDeployResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/deploys:check\x12x\n" +
 	"\x0fPutDeployPolicy\x12!.canary.v1.PutDeployPolicyRequest\x1a\".canary.v1.PutDeployPolicyResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/deploy-policies\x12\x7f\n" +
 	"\x0fGetDeployPolicy\x12!.canary.v1.GetDeployPolicyRequest\x1a\".canary.v1.GetDeployPolicyResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/deploy-policies/{service}\x12\x82\x01\n" +
-	"\x13ListDeployOverrides\x12%.canary.v1.ListDeployOverridesRequest\x1a&.canary.v1.ListDeployOverridesResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/deploy-overridesB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
+	"\x13ListDeployOverrides\x12%.canary.v1.ListDeployOverridesRequest\x1a&.canary.v1.ListDeployOverridesResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/deploy-overridesB\xc8\x02\x92A\x8f\x02\x12\x97\x01\n" +
+	"\vcanaryd API\x12\x83\x01Canary analysis: PROMOTE, HOLD or ROLLBACK. The HTTP/JSON form of the gRPC service canary.v1.CanaryService (README: HTTP/JSON API).2\x02v1Ze\n" +
+	"c\n" +
+	"\x06bearer\x12Y\b\x02\x12DAuthorization: Bearer TOKEN, a token of canaryd's --auth-tokens file\x1a\rAuthorization \x02b\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_canary_v1_canary_proto_rawDescOnce sync.Once
