@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -223,12 +224,17 @@ func (lr *liveRun) installVerdict(s *Service, av *analysis.Verdict, jerr error, 
 	if st.state != stateLive || (st.verdict != nil && st.verdictVersion > version) {
 		return nil, nil
 	}
-	return st.setVerdict(s, av, version, bake, now), nil
+	v := st.setVerdict(s, av, version, bake, now)
+	if st.trajectoryDue(now) {
+		s.bg.Go(func() { s.writeTrajectory(lr) })
+	}
+	return v, nil
 }
 
 // setVerdict makes av the latest verdict and returns it: a verdict that
 // shows the same evidence as the latest one keeps the latest one (and its
-// sequence and time), any other gets the next sequence.
+// sequence and time), any other gets the next sequence and adds its point
+// to the run's trajectory (trajectory.go).
 func (st *liveState) setVerdict(s *Service, av *analysis.Verdict, version uint64, bake bool, now time.Time) *canaryv1.Verdict {
 	v := withAlarms(verdictToProto(av, st.rec), st.alarms, st.rec)
 	v.RunState = canaryv1.RunState_RUN_STATE_RUNNING
@@ -242,6 +248,7 @@ func (st *liveState) setVerdict(s *Service, av *analysis.Verdict, version uint64
 	st.verdict = v
 	st.rec.Verdict = v
 	st.gen++
+	st.addPoint(report.Point(v))
 	s.metrics.verdicts.WithLabelValues(v.GetDecision().String(), "false").Inc()
 	return v
 }

@@ -80,7 +80,8 @@ type liveState struct {
 	// the finish has ended.
 	finishDone chan struct{}
 
-	snapshots snapshotProgress // see fold.go
+	snapshots snapshotProgress   // see fold.go
+	traj      trajectoryProgress // see trajectory.go
 
 	// users counts the leases taken by Service.use and not released, and
 	// watchers the WatchVerdict streams following the run: a run in use or
@@ -484,9 +485,13 @@ func (s *Service) evictIdle() {
 	}
 }
 
-// flush stores the counters and latest verdict of a running run if they
-// changed since they were last stored.
+// flush stores the points of a run's trajectory not stored yet, and the
+// counters and latest verdict of a running run if they changed since they
+// were last stored.
 func (s *Service) flush(lr *liveRun) error {
+	if err := s.flushTrajectory(lr); err != nil {
+		return err
+	}
 	run, gen, ok := lr.unflushed()
 	if !ok {
 		return nil

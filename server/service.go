@@ -44,12 +44,13 @@ const (
 
 // Store is what a Service needs of its storage backend: the records
 // (store.Store), the log of each run's deltas, followed from a position
-// (store.Tailer), and small keyed records (store.Docs: alarms, deploy
-// policies). Both backends, store/embedded and store/redisstore, provide
-// it.
+// (store.Tailer), the runs' verdict trajectories (store.Trajectories) and
+// small keyed records (store.Docs: alarms, deploy policies). Both backends,
+// store/embedded and store/redisstore, provide it.
 type Store interface {
 	store.Store
 	store.Tailer
+	store.Trajectories
 	store.Docs
 }
 
