@@ -325,7 +325,7 @@ func FuzzJudge(f *testing.F) {
 				continue
 			}
 			e.svc.release(b.lr)
-			if err := foldDelta(acfg, d, counters, &pull, b.blob); err != nil {
+			if err := foldDelta(acfg, d, counters, &pull, new([]*canaryv1.AlarmEvent), b.blob); err != nil {
 				t.Fatalf("fold the delta of an accepted batch: %v", err)
 			}
 		}

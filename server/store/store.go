@@ -54,7 +54,7 @@ type Store interface {
 	// CreateRun stores a new run (run.Id set by the caller). When a run
 	// with the same RequestId exists, it returns that run and created =
 	// false if fingerprint matches the one stored with it, ErrConflict
-	// otherwise.
+	// otherwise (stored then holds only the Id of the existing run).
 	CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (stored *canaryv1.Run, created bool, err error)
 	// GetRun returns a run.
 	GetRun(ctx context.Context, id string) (*canaryv1.Run, error)
@@ -187,6 +187,29 @@ type Tailer interface {
 	// ReopenRun undoes CloseRun when the finish it prepared failed: the
 	// run takes batches again. ErrFinished if the run is finished.
 	ReopenRun(ctx context.Context, runID string) error
+}
+
+// Doc is one record of Docs.
+type Doc struct {
+	Key   string
+	Value []byte
+}
+
+// Docs is implemented, beyond Store, by every backend: small sets of
+// records of a kind ("alarm", "policy", "override"), each read whole,
+// for what is neither a config nor a run (the alarms canaryd knows, the
+// deploy policies, the recorded overrides). A kind holds at most a few
+// thousand records; writes are durable when the method returns and last
+// write wins.
+type Docs interface {
+	// PutDoc stores value under key in kind, replacing any value.
+	PutDoc(ctx context.Context, kind, key string, value []byte) error
+	// GetDoc returns the value of key in kind; ErrNotFound if none.
+	GetDoc(ctx context.Context, kind, key string) ([]byte, error)
+	// ListDocs returns every record of kind, ordered by key.
+	ListDocs(ctx context.Context, kind string) ([]Doc, error)
+	// DeleteDocs deletes keys of kind (absent keys are ignored).
+	DeleteDocs(ctx context.Context, kind string, keys ...string) error
 }
 
 // Trajectories is implemented, beyond Store, by every backend: the
