@@ -281,7 +281,8 @@ func judgeBounded(t *testing.T, d *analysis.Data, opts analysis.Options) analysi
 
 // FuzzJudge ingests batches of arbitrary data through the service's
 // validation (prepare), folds the accepted ones into a run's data as the
-// service does (foldDelta), and judges it fixed-sample and sequentially:
+// service does (foldDelta), maybe many times over, and judges it
+// fixed-sample and sequentially:
 // the judge must return a verdict, without a panic or a hang, for every
 // metric type, histograms included. The data must also survive a snapshot:
 // encoded and decoded, they judge the same.
@@ -307,9 +308,12 @@ func FuzzJudge(f *testing.F) {
 	}
 	e.clock.Advance(time.Hour) // samples may be timed over the runs' first hour
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var k int
+		// The first byte picks the config, and how many times the data
+		// are doubled after folding: up to 2³¹ times the same batches,
+		// acknowledged under other batch ids (totals of 10²⁸ requests).
+		var k, doublings int
 		if len(data) > 0 {
-			k, data = int(data[0])%len(runs), data[1:]
+			k, doublings, data = int(data[0])%len(runs), int(data[0])/len(runs)%32, data[1:]
 		}
 		run, acfg := runs[k], acfgs[k]
 		start := runStart(run)
@@ -328,6 +332,17 @@ func FuzzJudge(f *testing.F) {
 			if err := foldDelta(acfg, d, counters, &pull, new([]*canaryv1.AlarmEvent), b.blob); err != nil {
 				t.Fatalf("fold the delta of an accepted batch: %v", err)
 			}
+		}
+		for range doublings {
+			b, err := d.MarshalBinary()
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			c, err := analysis.UnmarshalData(acfg, b)
+			if err != nil {
+				t.Fatalf("decode the data of accepted batches: %v", err)
+			}
+			d.Merge(c)
 		}
 		var verdicts []analysis.Verdict
 		for _, seq := range []bool{false, true} {
