@@ -154,10 +154,11 @@ type recorder struct {
 	lat   map[string][]time.Duration
 	errs  map[string]int
 	first []string
+	rng   *rand.Rand // for the reservoir, under mu
 }
 
-func newRecorder() *recorder {
-	return &recorder{lat: map[string][]time.Duration{}, errs: map[string]int{}}
+func newRecorder(seed uint64) *recorder {
+	return &recorder{lat: map[string][]time.Duration{}, errs: map[string]int{}, rng: rand.New(rand.NewPCG(seed, 1))}
 }
 
 // maxSamples bounds the latencies kept per kind; beyond it, each new one
@@ -174,7 +175,7 @@ func (r *recorder) latency(kind string, d time.Duration, seen *uint64) {
 		r.lat[kind] = append(s, d)
 		return
 	}
-	if j := rand.Uint64N(*seen); j < maxSamples {
+	if j := r.rng.Uint64N(*seen); j < maxSamples {
 		s[j] = d
 	}
 }
@@ -269,7 +270,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	rep := &Report{Runs: opts.Runs, StreamsPerRun: opts.StreamsPerRun, Errors: map[string]int{}}
-	rec := newRecorder()
+	rec := newRecorder(opts.Seed)
+	phases := rand.New(rand.NewPCG(opts.Seed, 2))
 
 	// Connections: one for setup, health and the watchers' share, and
 	// one per streamsPerConn streams.
@@ -383,7 +385,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}()
 		if opts.JudgeInterval > 0 {
 			wg.Add(1)
-			phase := time.Duration(rand.Int64N(int64(opts.JudgeInterval)))
+			phase := time.Duration(phases.Int64N(int64(opts.JudgeInterval)))
 			go func() {
 				defer wg.Done()
 				judge(loadCtx, setup, id, phase, opts.JudgeInterval, rec, &judgeSeen)
@@ -451,6 +453,7 @@ func waitGroup(wg *sync.WaitGroup, grace time.Duration) {
 // then closes the stream, receiving what remains.
 func ingest(ctx, sctx context.Context, c canaryv1.CanaryServiceClient, runID string, s int, rng *rand.Rand, opts Options,
 	rec *recorder, seen *uint64, batches, obs *atomic.Uint64) {
+	var seq uint64 // batch ids s<stream>-<seq>: unique in the run across reconnections
 	for ctx.Err() == nil {
 		st, err := c.IngestStream(sctx)
 		if err != nil {
@@ -458,7 +461,7 @@ func ingest(ctx, sctx context.Context, c canaryv1.CanaryServiceClient, runID str
 			sleepCtx(ctx, time.Second)
 			continue
 		}
-		err = ingestOn(ctx, st, runID, s, rng, opts, rec, seen, batches, obs)
+		err = ingestOn(ctx, st, runID, s, &seq, rng, opts, rec, seen, batches, obs)
 		if err != nil {
 			rec.fail(sctx, "ingest", err)
 			sleepCtx(ctx, time.Second)
@@ -466,12 +469,11 @@ func ingest(ctx, sctx context.Context, c canaryv1.CanaryServiceClient, runID str
 	}
 }
 
-var batchSeq atomic.Uint64
-
-func ingestOn(ctx context.Context, st canaryv1.CanaryService_IngestStreamClient, runID string, s int, rng *rand.Rand,
+func ingestOn(ctx context.Context, st canaryv1.CanaryService_IngestStreamClient, runID string, s int, seq *uint64, rng *rand.Rand,
 	opts Options, rec *recorder, seen *uint64, batches, obs *atomic.Uint64) error {
 	for ctx.Err() == nil {
-		b, n := batch(rng, runID, fmt.Sprintf("s%d-%d", s, batchSeq.Add(1)), opts.BatchSize)
+		*seq++
+		b, n := batch(rng, runID, fmt.Sprintf("s%d-%d", s, *seq), opts.BatchSize)
 		start := time.Now()
 		if err := st.Send(&canaryv1.IngestStreamRequest{Batch: b}); err != nil {
 			if errors.Is(err, io.EOF) {
