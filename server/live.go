@@ -62,6 +62,9 @@ type liveState struct {
 	// verdict. Handed out as clones only.
 	rec  *canaryv1.Run
 	data *analysis.Data // the fold of the log up to cursor; nil once finished
+	// alarms are the alarms recorded in the log up to cursor, in log
+	// order (alarms.go); immutable events, the slice only grows.
+	alarms []*canaryv1.AlarmEvent
 	// cursor is the position in the log that data folds up to.
 	cursor  store.Cursor
 	version uint64        // bumped by every catch-up that folded deltas

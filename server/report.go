@@ -28,12 +28,18 @@ func (s *Service) GetRunReport(ctx context.Context, req *canaryv1.GetRunReportRe
 		var d *analysis.Data
 		var run *canaryv1.Run
 		var pending []*canaryv1.TrajectoryPoint
+		var alarms []*canaryv1.AlarmEvent
+		live := false
 		if err == nil {
 			d, _, _, _ = lr.copyData()
 			run = lr.record()
 			pending = lr.pendingPoints()
+			alarms, live = lr.alarmsIfLive()
 		}
 		s.release(lr)
+		if err == nil && !live {
+			alarms, err = s.readAlarms(ctx, req.GetRunId())
+		}
 		if errors.Is(err, errStale) && attempt < 2 {
 			continue // dropped meanwhile: report the reloaded run
 		}
@@ -49,12 +55,7 @@ func (s *Service) GetRunReport(ctx context.Context, req *canaryv1.GetRunReportRe
 				return nil, err
 			}
 		}
-		var opts report.Options
-		if s.alarms != nil {
-			if opts.Alarms, err = s.alarms(ctx, run); err != nil {
-				return nil, fmt.Errorf("alarms of run %s: %w", lr.id, err)
-			}
-		}
+		opts := report.Options{Alarms: alarms}
 		return &canaryv1.GetRunReportResponse{Report: report.Build(run, v, mergePoints(stored, pending), d, opts)}, nil
 	}
 }

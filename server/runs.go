@@ -156,6 +156,7 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 	}, s.now())
 	close(lr.loaded)
 	s.register(lr)
+	s.recordFiring(ctx, stored)
 	s.log.Info("run created", "run", stored.GetId(), "service", run.GetService(), "stage", run.GetStage(),
 		"config", configRefName(run.GetConfigName(), run.GetConfigVersion()))
 	return stored, nil
@@ -413,7 +414,7 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 				return nil, err
 			}
 			// A run whose data cannot be judged can always be aborted.
-			v = unjudgedVerdict(in.run, lr.cfg)
+			v = withAlarms(unjudgedVerdict(in.run, lr.cfg), in.alarms, in.run)
 		}
 		now := s.now()
 		f := proto.Clone(v).(*canaryv1.Verdict)

@@ -44,12 +44,14 @@ const (
 
 // Store is what a Service needs of its storage backend: the records
 // (store.Store), the log of each run's deltas, followed from a position
-// (store.Tailer), and the runs' verdict trajectories (store.Trajectories).
-// Both backends, store/embedded and store/redisstore, provide it.
+// (store.Tailer), the runs' verdict trajectories (store.Trajectories) and
+// small keyed records (store.Docs: alarms, deploy policies). Both backends,
+// store/embedded and store/redisstore, provide it.
 type Store interface {
 	store.Store
 	store.Tailer
 	store.Trajectories
+	store.Docs
 }
 
 // Options configure a Service.
@@ -107,10 +109,6 @@ type Options struct {
 	// the others wait for a slot, so that health checks and ingest keep a
 	// CPU. 0 means DefaultJudgeConcurrency().
 	JudgeConcurrency int
-	// Alarms returns the alarm events recorded with a run, which its
-	// report shows (GetRunReport); nil means none. This is the hook of the
-	// alarms (issue 12): an error fails the report with INTERNAL.
-	Alarms func(ctx context.Context, run *canaryv1.Run) ([]*canaryv1.AlarmEvent, error)
 }
 
 // DefaultJudgeConcurrency is one judge per CPU (GOMAXPROCS) but one, and
@@ -201,7 +199,6 @@ type Service struct {
 	pingMin     time.Duration
 	metrics     *metrics
 	guard       *auth.Guard
-	alarms      func(context.Context, *canaryv1.Run) ([]*canaryv1.AlarmEvent, error)
 	// judges holds a token per judge being computed (JudgeConcurrency).
 	judges chan struct{}
 	// maxListBytes bounds the items of one page of a listing (see
@@ -212,6 +209,10 @@ type Service struct {
 	// never held with a run's lock.
 	mu   sync.Mutex
 	runs map[string]*liveRun
+
+	// alarmRules caches the compiled alarm rules of running runs
+	// (alarms.go).
+	alarmRules ruleCache
 
 	// judgeHook, when set (by tests, before any call), is called by
 	// judgeData before it judges, in a judge slot, without the run's lock.
@@ -249,7 +250,6 @@ func New(opts Options) (*Service, error) {
 		snapN:       opts.SnapshotEvery,
 		skew:        opts.ClockSkew,
 		judge:       opts.Judge,
-		alarms:      opts.Alarms,
 		runs:        map[string]*liveRun{},
 		unavailable: make(chan struct{}, 1),
 		tailWaiters: make(chan struct{}, maxTailWaiters),

@@ -104,6 +104,9 @@ type Options struct {
 	AuthTokens string
 	// DisableReflection turns gRPC server reflection off.
 	DisableReflection bool
+
+	// Pull configures the puller of runs whose config has a source.
+	Pull PullOptions
 }
 
 func (o *Options) setDefaults() {
@@ -152,7 +155,7 @@ func (o *Options) validate() error {
 	case o.JudgeConcurrency < 0:
 		return fmt.Errorf("judge concurrency %d is negative", o.JudgeConcurrency)
 	}
-	return nil
+	return o.Pull.validate()
 }
 
 // Run serves canaryd until ctx is cancelled: the CanaryService, gRPC
@@ -218,6 +221,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 
+	stopPuller, err := startPuller(ctx, opts.Pull, svc, st, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopPuller()
+
 	gl, err := net.Listen("tcp", opts.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
@@ -265,6 +274,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	mux.Handle("GET /{$}", pages)
 	mux.Handle("GET /runs/{id}", pages)
+	// Alertmanager's webhook receiver (alarms; same auth as gRPC).
+	mux.Handle("POST "+server.AlertmanagerPath, svc.AlertmanagerHandler())
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 
 	errc := make(chan error, 2)
@@ -298,6 +309,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		log.Error("server failed", "err", serveErr)
 	}
 	drainStart := time.Now()
+	stopPuller()
 	stopHealth()
 	<-healthDone
 	hs.Shutdown()
