@@ -308,3 +308,40 @@ func TestTrajectoryAfterRetention(t *testing.T) {
 		t.Errorf("trajectory after the retention: %d points, want the %d before", len(after.GetTrajectory()), len(before.GetTrajectory()))
 	}
 }
+
+// TestTrajectoryDueWithoutVerdicts: points that wait for their 30 s are
+// stored by the janitor's round when no verdict follows them.
+func TestTrajectoryDueWithoutVerdicts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	run := e.createRun(ctx, "due", testConfig("checkout"), time.Hour)
+	rng := rand.New(rand.NewPCG(17, 17))
+	for _, id := range seqIDs("b", 2) {
+		e.clock.Advance(time.Second)
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 40}))
+		e.judge(ctx, run.GetId()) // HOLD twice: the first stored at once, the second waits
+		e.svc.bg.Wait()
+	}
+	stored := func() []*canaryv1.TrajectoryPoint {
+		pts, err := e.svc.loadTrajectory(ctx, run.GetId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pts
+	}
+	if n := len(stored()); n != 1 {
+		t.Fatalf("%d points stored, want the first only (the second is not due)", n)
+	}
+	e.svc.writeDueTrajectories()
+	e.svc.bg.Wait()
+	if n := len(stored()); n != 1 {
+		t.Fatalf("%d points stored before 30 s, want 1", n)
+	}
+	e.clock.Advance(trajectoryEvery)
+	e.svc.writeDueTrajectories()
+	e.svc.bg.Wait()
+	if n := len(stored()); n != 2 {
+		t.Fatalf("%d points stored after 30 s, want 2", n)
+	}
+}
