@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/internal/testredis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
 
