@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -108,6 +109,12 @@ func TestAlarmRollsBack(t *testing.T) {
 		t.Errorf("the run without rules rolled back: %s", v.GetReason())
 	}
 
+	if got := testutil.ToFloat64(e.svc.metrics.alarmRuns); got != 1 {
+		t.Errorf("canaryd_alarm_run_records_total = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.svc.metrics.alarms.WithLabelValues("api", "firing")); got != 2 {
+		t.Errorf(`canaryd_alarms_total{source="api",state="firing"} = %v, want 2`, got)
+	}
 	// A repeat (Alertmanager's repeat_interval, a retry) stores nothing.
 	_, before := e.storedDeltas(ctx, run.GetId())
 	e.reportAlarm(ctx, firing)
