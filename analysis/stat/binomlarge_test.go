@@ -96,3 +96,34 @@ func TestBetaIncApproxAccuracy(t *testing.T) {
 		}
 	}
 }
+
+// The tails of 3.98e16 trials with a success probability of 1 − 2.75e-12
+// (n·q = 1.1e5, below binomApproxMin): the sum stepped the successes, near
+// 3.98e16, by one, which changes nothing beyond 2⁵³, and never returned
+// (found by server.FuzzJudge: a rate metric's exact test of a run whose
+// exposures sum past 2⁵³, in ClopperPearson's root search).
+func TestBinomTailsHugeNNearOne(t *testing.T) {
+	k, n := math.Float64frombits(0x4361c37937e0b141), math.Float64frombits(0x4361c37937e0e725)
+	p, q := math.Float64frombits(0x3fefffffffff9e70), math.Float64frombits(0x3d8864012e5e7d05)
+	done := make(chan [2]float64, 1)
+	go func() {
+		lo, up := binomTailsLog(k, n, p, q)
+		done <- [2]float64{lo, up}
+	}()
+	select {
+	case r := <-done:
+		if math.IsNaN(r[0]) || math.IsNaN(r[1]) || r[0] > 0 || r[1] > 0 {
+			t.Errorf("log tails %v", r)
+		}
+		// The same tails counted as failures: Y = n − X ≥ n − k.
+		lo, up := binomTailsLog(n-k-1, n, q, p)
+		if lo != r[1] || up != r[0] {
+			t.Errorf("tails %v, by the failures %v %v", r, up, lo)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("binomTailsLog did not return within 10s")
+	}
+	if lo, hi := ClopperPearson(k, n, TwoSided, 0.95); !(lo > 0.99 && hi <= 1) {
+		t.Errorf("ClopperPearson = [%v, %v]", lo, hi)
+	}
+}
