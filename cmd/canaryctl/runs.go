@@ -69,7 +69,11 @@ with a stored config (pinned at its version) or an inline one. Prints the run id
 RUN=$(canaryctl run create ...) works; -o json or yaml prints the Run.`,
 		Example: `  RUN=$(canaryctl run create --service checkout --stage prod/us-east-1 --config checkout-api --bake 30m \
       --baseline-label version=v1 --canary-label version=v2)
-  canaryctl run create --service checkout --stage onebox --config-file canary.yaml --request-id deploy-42`,
+  canaryctl run create --service checkout --stage onebox --config-file canary.yaml --request-id deploy-42
+  # a run that ends by itself: at once on a critical ROLLBACK, after the bake on ROLLBACK or PROMOTE,
+  # and after 1h as a ROLLBACK if it still holds; canaryctl watch RUN exits with the final verdict's code
+  canaryctl run create --service checkout --stage prod --config checkout-api --bake 30m \
+      --finish-on-decision --max-duration 1h --fail-closed --request-id deploy-42/prod`,
 		Args: rangeArgs(0, 0, ""),
 	}
 	fs := cmd.Flags()
@@ -83,11 +87,15 @@ RUN=$(canaryctl run create ...) works; -o json or yaml prints the Run.`,
 	base, canary := labelsFlag{}, labelsFlag{}
 	fs.Var(base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
 	fs.Var(canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
-	reqID := fs.String("request-id", "", "idempotency key: a retry with the same key returns the same run (default: random)")
+	reqID := fs.String("request-id", "", "idempotency key: a retry with the same key returns the same run, e.g. the deployer's own id of the deployment (default: random)")
+	onDecision := fs.Bool("finish-on-decision", false, "the run finishes by itself on a critical ROLLBACK, and after the bake on any ROLLBACK or PROMOTE")
+	maxDur := fs.Duration("max-duration", 0, "the run finishes by itself this long after its creation, even on a HOLD (0: never)")
+	failClosed := fs.Bool("fail-closed", false, "a HOLD at --max-duration becomes a ROLLBACK")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return runCreate(cmd.Context(), g, &createOpts{
 			service: *service, stage: *stage, cfgRef: *cfgRef, cfgFile: *cfgFile, bake: *bake,
 			share: *share, shareSet: fs.Changed("canary-share"), start: *start, base: base, canary: canary, reqID: *reqID,
+			onDecision: *onDecision, maxDuration: *maxDur, failClosed: *failClosed,
 		})
 	}
 	return cmd
@@ -102,6 +110,8 @@ type createOpts struct {
 	start                           string
 	base, canary                    labelsFlag
 	reqID                           string
+	onDecision, failClosed          bool
+	maxDuration                     time.Duration
 }
 
 func runCreate(ctx context.Context, g *globals, o *createOpts) error {
@@ -113,6 +123,10 @@ func runCreate(ctx context.Context, g *globals, o *createOpts) error {
 		return usagef("give one of --config and --config-file")
 	case o.bake < 0:
 		return usagef("--bake must be >= 0 (got %v)", o.bake)
+	case o.maxDuration < 0:
+		return usagef("--max-duration must be >= 0 (got %v)", o.maxDuration)
+	case o.failClosed && o.maxDuration == 0:
+		return usagef("--fail-closed needs --max-duration")
 	}
 	req := &canaryv1.CreateRunRequest{
 		RequestId:      o.reqID,
@@ -127,6 +141,15 @@ func runCreate(ctx context.Context, g *globals, o *createOpts) error {
 	}
 	if o.shareSet {
 		req.CanaryTrafficShare = &o.share
+	}
+	if o.onDecision || o.maxDuration > 0 {
+		req.AutoFinish = &canaryv1.AutoFinish{OnDecision: o.onDecision}
+		if o.maxDuration > 0 {
+			req.AutoFinish.MaxDuration = durationpb.New(o.maxDuration)
+		}
+		if o.failClosed {
+			req.AutoFinish.TimeoutDecision = canaryv1.Decision_DECISION_ROLLBACK
+		}
 	}
 	if o.start != "" {
 		t, err := time.Parse(time.RFC3339Nano, o.start)
