@@ -21,6 +21,12 @@ type metrics struct {
 	judge    prometheus.Histogram
 	// judgeWait: time judges waited for a slot (Options.JudgeConcurrency).
 	judgeWait prometheus.Histogram
+	// alarms: alarm events received (alarms.go), by source and state;
+	// alarmRuns: their records with running runs; deployChecks:
+	// CheckDeploy answers (blockers.go), by result.
+	alarms       *prometheus.CounterVec
+	alarmRuns    prometheus.Counter
+	deployChecks *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, liveRuns func() float64) (*metrics, error) {
@@ -59,17 +65,33 @@ func newMetrics(reg prometheus.Registerer, liveRuns func() float64) (*metrics, e
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 	}
+	m.alarms = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "canaryd_alarms_total",
+		Help: "Alarm events recorded, by source (alertmanager, api) and state (firing, resolved).",
+	}, []string{"source", "state"})
+	m.alarmRuns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "canaryd_alarm_run_records_total",
+		Help: "Alarm events recorded with running runs that their rules match (a firing one rolls the run back).",
+	})
+	m.deployChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "canaryd_deploy_checks_total",
+		Help: "CheckDeploy answers, by result: allowed, blocked, or overridden (blocked, allowed by an override).",
+	}, []string{"result"})
 	runs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "canaryd_runs_in_memory",
 		Help: "Runs held in memory (running runs in use, and recently finished ones).",
 	}, liveRuns)
-	for _, c := range []prometheus.Collector{m.rpcs, m.rpcTime, m.samples, m.batches, m.verdicts, m.judge, m.judgeWait, runs} {
+	for _, c := range []prometheus.Collector{m.rpcs, m.rpcTime, m.samples, m.batches, m.verdicts, m.judge, m.judgeWait, runs,
+		m.alarms, m.alarmRuns, m.deployChecks} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
 	for _, r := range []string{"accepted", "duplicate"} {
 		m.batches.WithLabelValues(r)
+	}
+	for _, r := range []string{"allowed", "blocked", "overridden"} {
+		m.deployChecks.WithLabelValues(r)
 	}
 	return m, nil
 }
