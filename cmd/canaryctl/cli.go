@@ -193,14 +193,6 @@ func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
 	}
 }
 
-// checkOutput validates -o for the commands that print tables or JSON.
-func checkOutput(o string) error {
-	if o != "table" && o != "json" {
-		return usagef("-o must be table or json (got %q)", o)
-	}
-	return nil
-}
-
 // withRunFlag puts the run id of the deprecated --run flag first among
 // the positional arguments.
 func withRunFlag(flagRun string, args []string) []string {

@@ -111,6 +111,9 @@ func (f *fakeService) GetRun(_ context.Context, req *canaryv1.GetRunRequest) (*c
 
 func (f *fakeService) ListRuns(_ context.Context, req *canaryv1.ListRunsRequest) (*canaryv1.ListRunsResponse, error) {
 	f.record(req)
+	if f.run == nil {
+		return &canaryv1.ListRunsResponse{}, nil
+	}
 	return &canaryv1.ListRunsResponse{Runs: []*canaryv1.Run{f.run}}, nil
 }
 

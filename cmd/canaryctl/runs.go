@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -164,8 +165,8 @@ func runCreate(ctx context.Context, g *globals, o *createOpts) error {
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		return writeJSON(e.stdout, newRunJSON(resp.GetRun()))
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, resp)
 	}
 	// The id alone, so that RUN=$(canaryctl run create ...) works.
 	fmt.Fprintln(e.stdout, resp.GetRun().GetId())
@@ -199,8 +200,8 @@ func runGet(ctx context.Context, g *globals, pos []string) error {
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		return writeJSON(e.stdout, newRunJSON(resp.GetRun()))
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, resp)
 	}
 	return printRun(e.stdout, resp.GetRun())
 }
@@ -248,17 +249,10 @@ func runList(ctx context.Context, g *globals, service, stage, stateFlag string, 
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		out := struct {
-			Runs          []*runJSON `json:"runs"`
-			NextPageToken string     `json:"next_page_token,omitempty"`
-		}{Runs: make([]*runJSON, len(runs)), NextPageToken: next}
-		for i, r := range runs {
-			out.Runs[i] = newRunJSON(r)
-		}
-		return writeJSON(e.stdout, out)
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, &canaryv1.ListRunsResponse{Runs: runs, NextPageToken: next})
 	}
-	if err := printRuns(e.stdout, runs); err != nil {
+	if err := printRuns(e.stdout, runs, cf.out == outWide); err != nil {
 		return err
 	}
 	printNextPage(e.stdout, next)
@@ -266,17 +260,22 @@ func runList(ctx context.Context, g *globals, service, stage, stateFlag string, 
 }
 
 func runComplete(ctx context.Context, g *globals, id, reason string) error {
-	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
-		resp, err := c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id, Reason: reason})
-		return resp.GetRun(), err
+	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (runMessage, error) {
+		return c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id, Reason: reason})
 	})
 }
 
 func runAbort(ctx context.Context, g *globals, id, reason string) error {
-	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
-		resp, err := c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: id, Reason: reason})
-		return resp.GetRun(), err
+	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (runMessage, error) {
+		return c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: id, Reason: reason})
 	})
+}
+
+// runMessage is a response that carries a run: CompleteRunResponse,
+// AbortRunResponse.
+type runMessage interface {
+	proto.Message
+	GetRun() *canaryv1.Run
 }
 
 // newFinishCmd returns `canaryctl run complete` or `canaryctl run abort`.
@@ -296,7 +295,7 @@ func newFinishCmd(g *globals, verb, short string, finish func(context.Context, *
 
 // finishRun completes or aborts a run, prints its final verdict and exits
 // with the verdict's code.
-func finishRun(ctx context.Context, g *globals, id, reason string, finish func(context.Context, *client, string, string) (*canaryv1.Run, error)) error {
+func finishRun(ctx context.Context, g *globals, id, reason string, finish func(context.Context, *client, string, string) (runMessage, error)) error {
 	e, cf := g.e, g.cf
 	pos := []string{id}
 	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
@@ -304,17 +303,23 @@ func finishRun(ctx context.Context, g *globals, id, reason string, finish func(c
 		return err
 	}
 	defer done()
-	run, err := call(ctx, func(ctx context.Context) (*canaryv1.Run, error) {
+	resp, err := call(ctx, func(ctx context.Context) (runMessage, error) {
 		return finish(ctx, c, pos[0], reason)
 	})
 	if err != nil {
 		return err
 	}
+	run := resp.GetRun()
 	v := run.GetVerdict()
 	if v == nil {
 		return fmt.Errorf("run %s: the service returned no final verdict", run.GetId())
 	}
-	if err := printServiceVerdict(e.stdout, cf.out, v); err != nil {
+	if structured(cf.out) {
+		err = printMessage(e.stdout, cf.out, resp)
+	} else {
+		err = printServiceVerdict(e.stdout, v)
+	}
+	if err != nil {
 		return err
 	}
 	return exitCodeError{apiconv.DecisionFromProto(v.GetDecision()).ExitCode()}
