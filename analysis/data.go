@@ -264,8 +264,11 @@ func checkHistogram(h *Histogram) error {
 	if total > MaxValue {
 		return bad("counts", "hold %g observations, more than %g", total, MaxValue)
 	}
-	if h.HasSum && !(h.Sum >= 0 && h.Sum <= MaxValue*MaxValue) {
-		return bad("sum", "must be a number >= 0 (the sum of non-negative observations)")
+	// Observations are at most MaxValue each: a larger sum would make a
+	// mean beyond MaxValue. (At least one observation's worth, for a sum
+	// whose counts were rounded down to none.)
+	if h.HasSum && !(h.Sum >= 0 && h.Sum <= max(total, 1)*MaxValue) {
+		return bad("sum", "must be a number from 0 to %g times the count (the sum of non-negative observations of at most %g)", MaxValue, MaxValue)
 	}
 	return nil
 }

@@ -272,7 +272,9 @@ func validMoments(m stat.Moments, signed bool) bool {
 	if !signed && !(m.Mean >= -lim) {
 		return false
 	}
-	return finiteNum(m.N) && math.Abs(m.Mean) <= lim && finiteNum(m.M2)
+	// Σ(x − mean)² of N values within [−lim, lim] is at most N·lim²
+	// (twice that leaves room for rounding).
+	return finiteNum(m.N) && math.Abs(m.Mean) <= lim && m.M2 >= 0 && m.M2 <= 2*m.N*lim*lim
 }
 
 func readCohort(r *reader, c *CohortData) error {

@@ -160,7 +160,9 @@ func evalTraffic(d *Data, i int, opts Options, alpha float64) MetricResult {
 	}
 	r.Baseline = Summary{Rate: s0, Total: refX + refY, Count: refX}
 	r.Canary = Summary{Count: x, Total: x + y, Rate: safeDiv(x, x+y)}
-	if !(s0 > 0 && s0 < 1) || x+y == 0 {
+	// The tests count whole requests: an exposure that rounds to none
+	// (fractional totals are accepted for other units) is no traffic.
+	if !(s0 > 0 && s0 < 1) || math.Round(x+y) < 1 {
 		r.Reason = fmt.Sprintf("%s: not enough traffic yet to check the canary's share of %s", TrafficName, unit)
 		return r
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/canaryd/canaryd/analysis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
@@ -17,6 +19,9 @@ import (
 //	delta:    0x01 'D' varint(receive time, Unix ns) data
 //	snapshot: 0x01 'S' uvarint(batches) uvarint(duplicate batches)
 //	          varint(last ingest time, Unix ns; 0 if none) data
+//	snapshot of a pulled run: 0x01 'Q', then as 'S' but with
+//	          uvarint(n) PullStatus (n bytes of protobuf) before data
+//	pull record: 0x01 'P' PullStatus (pull.go)
 //
 // The headers let a reload restore the run's counters, which the deltas
 // alone do not carry once they are folded into a snapshot.
@@ -27,6 +32,7 @@ type snapshotHeader struct {
 	batches    uint64
 	duplicates uint64
 	lastIngest time.Time
+	pull       *canaryv1.PullStatus // nil: none ('S')
 }
 
 func encodeDelta(at time.Time, d *analysis.Data) ([]byte, error) {
@@ -63,6 +69,7 @@ func snapshotOf(run *canaryv1.Run, d *analysis.Data) ([]byte, error) {
 		batches:    c.GetBatches(),
 		duplicates: c.GetDuplicateBatches(),
 		lastIngest: c.GetLastIngestTime().AsTime(),
+		pull:       run.GetPull(),
 	}, d)
 }
 
@@ -71,17 +78,33 @@ func encodeSnapshot(h snapshotHeader, d *analysis.Data) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
-	b := make([]byte, 0, len(data)+32)
-	b = append(b, blobVersion, 'S')
+	var pull []byte
+	kind := byte('S')
+	if h.pull != nil {
+		if pull, err = proto.Marshal(h.pull); err != nil {
+			return nil, fmt.Errorf("encode snapshot: %w", err)
+		}
+		kind = 'Q'
+	}
+	b := make([]byte, 0, len(data)+len(pull)+40)
+	b = append(b, blobVersion, kind)
 	b = binary.AppendUvarint(b, h.batches)
 	b = binary.AppendUvarint(b, h.duplicates)
 	b = binary.AppendVarint(b, unixNano(h.lastIngest))
+	if kind == 'Q' {
+		b = binary.AppendUvarint(b, uint64(len(pull)))
+		b = append(b, pull...)
+	}
 	return append(b, data...), nil
 }
 
 func decodeSnapshot(cfg *analysis.Config, b []byte) (snapshotHeader, *analysis.Data, error) {
 	var h snapshotHeader
-	r, err := blobBody(b, 'S')
+	kind := byte('S')
+	if len(b) >= 2 && b[1] == 'Q' {
+		kind = 'Q'
+	}
+	r, err := blobBody(b, kind)
 	if err == nil {
 		h.batches, err = r.uvarint()
 	}
@@ -90,6 +113,17 @@ func decodeSnapshot(cfg *analysis.Config, b []byte) (snapshotHeader, *analysis.D
 	}
 	if err == nil {
 		h.lastIngest, err = r.time()
+	}
+	if err == nil && kind == 'Q' {
+		var n uint64
+		if n, err = r.uvarint(); err == nil && n > uint64(len(r.b)) {
+			err = errBlob
+		}
+		if err == nil {
+			h.pull = &canaryv1.PullStatus{}
+			err = proto.Unmarshal(r.b[:n], h.pull)
+			r.b = r.b[n:]
+		}
 	}
 	if err != nil {
 		return h, nil, fmt.Errorf("decode snapshot: %w", err)

@@ -120,25 +120,11 @@ func (s decodedStream) RecvMsg(m any) error {
 // UTF-8; found is false when there is none (or b is malformed otherwise).
 func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, prefix string) (path string, found bool) {
 	seen := map[protowire.Number]int{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
+	bytesFields(b, func(num protowire.Number, v []byte) bool {
 		fd := md.Fields().ByNumber(num)
-		if typ != protowire.BytesType || fd == nil {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return "", false
-			}
-			b = b[n:]
-			continue
+		if fd == nil {
+			return true
 		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
 		idx := seen[num]
 		seen[num]++
 		field := joinPath(prefix, string(fd.Name()))
@@ -147,20 +133,47 @@ func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, prefix string) (pa
 		}
 		switch {
 		case fd.IsMap():
-			if p, ok := invalidUTF8InEntry(fd, v, field); ok {
-				return p, true
-			}
+			path, found = invalidUTF8InEntry(fd, v, field)
 		case fd.Kind() == protoreflect.StringKind:
-			if !utf8.Valid(v) {
-				return field, true
-			}
+			path, found = field, !utf8.Valid(v)
 		case fd.Kind() == protoreflect.MessageKind:
-			if p, ok := invalidUTF8(fd.Message(), v, field); ok {
-				return p, true
+			path, found = invalidUTF8(fd.Message(), v, field)
+		}
+		return !found
+	})
+	if !found {
+		path = ""
+	}
+	return path, found
+}
+
+// bytesFields calls f with the number and the value of each
+// length-delimited field of the wire-format message b, in order, skipping
+// the fields of other wire types, until f returns false or b ends or turns
+// out malformed (the fields read so far have been passed to f).
+func bytesFields(b []byte, f func(num protowire.Number, v []byte) bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return
 			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		if !f(num, v) {
+			return
 		}
 	}
-	return "", false
 }
 
 // invalidUTF8InEntry is invalidUTF8 for one entry of the map field fd: a
@@ -168,31 +181,15 @@ func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, prefix string) (pa
 func invalidUTF8InEntry(fd protoreflect.FieldDescriptor, b []byte, field string) (string, bool) {
 	var key, val []byte
 	var hasVal bool
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return "", false
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
+	bytesFields(b, func(num protowire.Number, v []byte) bool {
 		switch num {
 		case 1:
 			key = v
 		case 2:
 			val, hasVal = v, true
 		}
-	}
+		return true
+	})
 	kd, vd := fd.MapKey(), fd.MapValue()
 	if kd.Kind() == protoreflect.StringKind && !utf8.Valid(key) {
 		return field, true

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/canaryd/canaryd/analysis"
-	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -27,11 +26,11 @@ import (
 // that version keeps the text of the put that created it (none if it was
 // put as a message).
 func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest) (*canaryv1.PutConfigResponse, error) {
-	cfg, err := putConfigSource(req)
+	cfg, pc, err := putConfigSource(req)
 	if err != nil {
 		return nil, err
 	}
-	v, created, err := s.store.PutConfig(ctx, apiconv.ConfigToProto(cfg), req.GetYaml())
+	v, created, err := s.store.PutConfig(ctx, pc, req.GetYaml())
 	if err != nil {
 		return nil, fmt.Errorf("put config %s: %w", cfg.Name, err)
 	}
@@ -41,16 +40,19 @@ func (s *Service) PutConfig(ctx context.Context, req *canaryv1.PutConfigRequest)
 	return &canaryv1.PutConfigResponse{Config: v, Created: created}, nil
 }
 
-// putConfigSource parses and validates the config of a PutConfig request.
-func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, error) {
+// putConfigSource parses and validates the config of a PutConfig request,
+// and returns it with its message as stored (defaults applied, source and
+// queries kept).
+func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, *canaryv1.CanaryConfig, error) {
 	name := req.GetName()
 	if name != "" && checkText(name) != "" {
-		return nil, badField("name", "%s", checkText(name))
+		return nil, nil, badField("name", "%s", checkText(name))
 	}
 	var (
 		cfg   *analysis.Config
+		out   *canaryv1.CanaryConfig
 		field string
-		err   error
+		vs    []*errdetails.BadRequest_FieldViolation
 	)
 	switch src := req.GetSource().(type) {
 	case *canaryv1.PutConfigRequest_Config:
@@ -60,32 +62,26 @@ func putConfigSource(req *canaryv1.PutConfigRequest) (*analysis.Config, error) {
 			pc = proto.Clone(pc).(*canaryv1.CanaryConfig)
 			pc.Name = name
 		}
-		cfg, err = apiconv.ConfigFromProto(pc)
-		if err != nil {
-			vs, ok := fieldViolations(field, err)
-			if !ok {
-				return nil, err
-			}
-			return nil, invalid(vs...)
+		if cfg, out, vs = protoConfig(field, pc); len(vs) > 0 {
+			return nil, nil, invalid(vs...)
 		}
 	case *canaryv1.PutConfigRequest_Yaml:
 		field = "yaml"
 		if len(src.Yaml) > maxYAMLLen {
-			return nil, badField(field, "is %d bytes, more than %d", len(src.Yaml), maxYAMLLen)
+			return nil, nil, badField(field, "is %d bytes, more than %d", len(src.Yaml), maxYAMLLen)
 		}
-		cfg, err = analysis.ParseConfig(withName(src.Yaml, name))
-		if err != nil {
-			return nil, invalid(yamlViolations(field, err)...)
+		if cfg, out, vs = parseYAMLConfig(field, withName(src.Yaml, name)); len(vs) > 0 {
+			return nil, nil, invalid(vs...)
 		}
 	default:
-		return nil, badField("source", "is required: config or yaml")
+		return nil, nil, badField("source", "is required: config or yaml")
 	}
 	if name != "" && cfg.Name != name {
-		return nil, invalid(
+		return nil, nil, invalid(
 			violation("name", "%q differs from the config's own name %q", name, cfg.Name),
 			violation(field+".name", "%q differs from the request's name %q", cfg.Name, name))
 	}
-	return cfg, nil
+	return cfg, out, nil
 }
 
 // withName returns YAML text with a top-level name: key set to name when

@@ -1,13 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,28 +16,9 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/testlog"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
-
-// logBuffer is a slog destination safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // TestAbortUnjudgeable: a run whose judge panics (as the judge did on a
 // rate exposure of 1.8e19) answers INTERNAL to Judge, WatchVerdict and
@@ -49,9 +27,9 @@ func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(
 // that says the verdict could not be computed.
 func TestAbortUnjudgeable(t *testing.T) {
 	t.Parallel()
-	var logs logBuffer
+	var logs testlog.Buffer
 	e := newEnv(t, func(o *Options) {
-		o.Logger = logs.logger()
+		o.Logger = logs.Logger()
 		o.Judge = func(*analysis.Data, analysis.Options) analysis.Verdict {
 			panic("RateBoundaryEValue: rho must be in (0, 1)")
 		}
@@ -128,9 +106,9 @@ func (panickingHealth) Watch(*healthpb.HealthCheckRequest, healthpb.Health_Watch
 // INTERNAL, is logged once with its stack, and the server keeps serving.
 func TestRecoveryInterceptor(t *testing.T) {
 	t.Parallel()
-	var logs logBuffer
+	var logs testlog.Buffer
 	st := openTestStore(t, "embedded")
-	svc, err := New(Options{Store: st, Logger: logs.logger()})
+	svc, err := New(Options{Store: st, Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

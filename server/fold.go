@@ -43,6 +43,7 @@ import (
 type logState struct {
 	data     *analysis.Data
 	counters *canaryv1.RunCounters
+	pull     *canaryv1.PullStatus // the pull records folded (pull.go)
 	cursor   store.Cursor
 	folded   int64
 }
@@ -57,7 +58,7 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 	cur, err := log.ReadBatchesFrom(ctx, id, nil, func(snapshot bool, b []byte) error {
 		if !snapshot {
 			after++
-			return foldDelta(cfg, ls.data, ls.counters, b)
+			return foldDelta(cfg, ls.data, ls.counters, &ls.pull, b)
 		}
 		if len(b) == 0 {
 			return nil // no snapshot yet
@@ -65,6 +66,9 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 		h, d, err := decodeSnapshot(cfg, b)
 		if err != nil {
 			return err
+		}
+		if h.pull != nil {
+			mergePull(&ls.pull, h.pull)
 		}
 		ls.data.Merge(d)
 		c := ls.counters
@@ -84,8 +88,17 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 	return ls, nil
 }
 
-// foldDelta folds one delta of a run's log into data and its counters.
-func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, b []byte) error {
+// foldDelta folds one delta of a run's log into data and its counters,
+// or a pull record into *pull.
+func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, pull **canaryv1.PullStatus, b []byte) error {
+	if isPull(b) {
+		p, err := decodePull(b)
+		if err != nil {
+			return err
+		}
+		mergePull(pull, p)
+		return nil
+	}
 	at, d, err := decodeDelta(cfg, b)
 	if err != nil {
 		return err
@@ -120,6 +133,7 @@ func (st *liveState) setLog(ls *logState) {
 	}
 	st.data = ls.data
 	st.rec.Counters = ls.counters
+	st.rec.Pull = ls.pull
 	st.cursor = ls.cursor
 	st.snapshots.at = ls.folded
 	st.snapshots.stored = ls.folded
@@ -152,7 +166,7 @@ func (lr *liveRun) catchUp(ctx context.Context, log store.Tailer, snapN int) (*s
 	folded := 0
 	from := st.cursor
 	cur, err := log.ReadBatchesFrom(ctx, lr.id, &from, func(_ bool, b []byte) error {
-		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, b); err != nil {
+		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, &st.rec.Pull, b); err != nil {
 			return err
 		}
 		folded++

@@ -44,6 +44,7 @@ type batch struct {
 	blob    []byte    // the delta, encoded
 	samples [2]uint64 // observations per cohort
 	at      time.Time // when the server received it
+	pull    bool      // a pull record (pull.go), not samples
 
 	// done is closed when an asynchronous append has set dup and err.
 	done chan struct{}
@@ -374,6 +375,7 @@ func (s *Service) settle(b *batch) {
 		return
 	case b.err != nil:
 		return
+	case b.pull:
 	case b.dup:
 		lr.countDuplicate()
 		s.metrics.batches.WithLabelValues("duplicate").Inc()

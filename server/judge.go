@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -115,6 +117,7 @@ func (s *Service) verdict(ctx context.Context, lr *liveRun) (v *canaryv1.Verdict
 	for {
 		now := s.now()
 		bake := !now.Before(lr.bakeEnd)
+		lr.refreshPull(now)
 		next := lr.lookVerdict(bake)
 		switch {
 		case next.claim:
@@ -144,11 +147,14 @@ func (s *Service) judgeClaimed(ctx context.Context, lr *liveRun, now time.Time, 
 		return nil, err
 	}
 	defer s.releaseJudge()
-	cp, version, ok := lr.copyData()
+	cp, pull, version, ok := lr.copyData()
 	if !ok {
 		return nil, nil
 	}
 	av, err := s.judgeData(lr, cp, bake)
+	if err == nil && lr.pulled != nil {
+		pullGate(&av, lr.pulled, pull, now)
+	}
 	return lr.installVerdict(s, &av, err, version, bake, now)
 }
 
@@ -161,18 +167,45 @@ func (lr *liveRun) endJudge() {
 	lr.st.judging = nil
 }
 
-// copyData returns a copy of a live run's data and their version; ok is
-// false when the run is not live.
-func (lr *liveRun) copyData() (cp *analysis.Data, version uint64, ok bool) {
+// copyData returns a copy of a live run's data, its pull status and their
+// version; ok is false when the run is not live.
+func (lr *liveRun) copyData() (cp *analysis.Data, pull *canaryv1.PullStatus, version uint64, ok bool) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	st := &lr.st
 	if st.state != stateLive {
-		return nil, 0, false
+		return nil, nil, 0, false
 	}
 	cp = analysis.NewData(lr.cfg)
 	cp.Merge(st.data)
-	return cp, st.version, true
+	return cp, st.rec.GetPull(), st.version, true
+}
+
+// refreshPull makes a pulled run's verdict be judged again when the
+// metrics pullGate holds at now differ from those at the last look
+// without a new pull record (no replica pulls the run any more): the
+// cached verdict is of another version then.
+func (lr *liveRun) refreshPull(now time.Time) {
+	if lr.pulled == nil {
+		return
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	st := &lr.st
+	if st.state != stateLive {
+		return
+	}
+	reasons := pullReasons(lr.pulled, st.rec.GetPull(), now)
+	names := make([]string, 0, len(reasons))
+	for m := range reasons {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	if key := strings.Join(names, "\x00"); key != st.pullMissing {
+		st.pullMissing = key
+		st.version++
+		st.notify()
+	}
 }
 
 // installVerdict makes av, judged on data version with bake, the latest
@@ -282,6 +315,9 @@ func (s *Service) judgeFinal(lr *liveRun, in finalInput, bake bool) (*canaryv1.V
 	if err != nil {
 		lr.cacheJudgeErr(err, in.version, bake)
 		return nil, err
+	}
+	if lr.pulled != nil {
+		pullGate(&av, lr.pulled, in.run.GetPull(), s.now())
 	}
 	return verdictToProto(&av, in.run), nil
 }

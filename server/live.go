@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/apiconv"
@@ -42,6 +43,9 @@ type liveRun struct {
 	start   time.Time // when the run's data begin (runStart)
 	bakeEnd time.Time // when its bake time ends (bakeEnd)
 	share   float64   // the canary's declared share of traffic, 0 if none
+	// pulled holds the config and start of a run whose config has a source
+	// (pull.go: pullGate); nil otherwise.
+	pulled *canaryv1.Run
 
 	// catchSeq numbers the catch-ups started; read without mu by appends
 	// that just completed (see batch.seen).
@@ -85,6 +89,10 @@ type liveState struct {
 	lastUsed  time.Time
 
 	gen, flushedGen uint64 // changes to rec, and the last one stored
+
+	// pullMissing names the metrics pullGate held at the last look
+	// (refreshPull), so that a change with time alone is judged again.
+	pullMissing string
 }
 
 // setState moves the run along its lifecycle (lifecycle.go) and wakes its
@@ -129,6 +137,9 @@ func (lr *liveRun) init(run *canaryv1.Run, cfg *analysis.Config, ls *logState, n
 	lr.start = runStart(run)
 	lr.bakeEnd = bakeEnd(run)
 	lr.share = run.GetCanaryTrafficShare()
+	if run.GetConfig().GetSource() != nil {
+		lr.pulled = &canaryv1.Run{Config: run.GetConfig(), StartTime: timestamppb.New(lr.start)}
+	}
 
 	lr.mu.Lock()
 	defer lr.mu.Unlock()

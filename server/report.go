@@ -25,7 +25,7 @@ func (s *Service) GetRunReport(ctx context.Context, req *canaryv1.GetRunReportRe
 		var d *analysis.Data
 		var run *canaryv1.Run
 		if err == nil {
-			d, _, _ = lr.copyData()
+			d, _, _, _ = lr.copyData()
 			run = lr.record()
 		}
 		s.release(lr)

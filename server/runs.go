@@ -97,35 +97,31 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 		}
 		run.ConfigName, run.ConfigVersion, run.Config = cv.GetName(), cv.GetVersion(), cv.GetConfig()
 	case *canaryv1.CreateRunRequest_InlineConfig:
-		c, err := apiconv.ConfigFromProto(src.InlineConfig)
-		if err != nil {
-			cvs, ok := fieldViolations("inline_config", err)
-			if !ok {
-				return nil, err
-			}
+		c, pc, cvs := protoConfig("inline_config", src.InlineConfig)
+		if len(cvs) > 0 {
 			vs = append(vs, cvs...)
 			break
 		}
-		cfg = c
+		cfg, run.ConfigName, run.Config = c, c.Name, pc
 	case *canaryv1.CreateRunRequest_InlineYaml:
 		if len(src.InlineYaml) > maxYAMLLen {
 			vs = append(vs, violation("inline_yaml", "is %d bytes, more than %d", len(src.InlineYaml), maxYAMLLen))
 			break
 		}
-		c, err := analysis.ParseConfig([]byte(src.InlineYaml))
-		if err != nil {
-			vs = append(vs, yamlViolations("inline_yaml", err)...)
+		c, pc, cvs := parseYAMLConfig("inline_yaml", []byte(src.InlineYaml))
+		if len(cvs) > 0 {
+			vs = append(vs, cvs...)
 			break
 		}
-		cfg = c
+		cfg, run.ConfigName, run.Config = c, c.Name, pc
 	default:
 		vs = append(vs, violation("config", "is required: config_ref, inline_config or inline_yaml"))
 	}
+	if run.Config != nil {
+		vs = append(vs, checkRunSource(run)...)
+	}
 	if len(vs) > 0 {
 		return nil, invalid(vs...)
-	}
-	if run.Config == nil {
-		run.ConfigName, run.Config = cfg.Name, apiconv.ConfigToProto(cfg)
 	}
 
 	fp, err := fingerprint(req)

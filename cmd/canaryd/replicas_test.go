@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/canaryd/canaryd/internal/apiconv"
+	"github.com/canaryd/canaryd/internal/testcluster"
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
@@ -42,12 +43,31 @@ func TestReplicas(t *testing.T) {
 		t.Skip("multi-replica test skipped: no go command in PATH to build the binaries")
 	}
 	srv := testredis.StartWith(t, testredis.Options{Private: true})
+	testReplicas(t, goBin, srv.URL()+"/0")
+}
+
+// TestReplicasRedisCluster is TestReplicas on a Redis Cluster of 3
+// primaries and 3 replicas (redis+cluster://, min_replicas=1).
+func TestReplicasRedisCluster(t *testing.T) {
+	testcluster.Gate(t)
+	if testing.Short() {
+		t.Skip("multi-replica test skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("multi-replica test skipped: no go command in PATH to build the binaries")
+	}
+	c := testcluster.Start(t)
+	testReplicas(t, goBin, c.URL()+"?min_replicas=1&replica_timeout=2s")
+}
+
+// testReplicas runs TestReplicas on the Redis of a store URL.
+func testReplicas(t *testing.T, goBin, store string) {
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
 	defer cancel()
 
 	dir := t.TempDir()
 	canaryd, canaryctl := e2eBuild(ctx, t, goBin, dir)
-	store := srv.URL() + "/0"
 	a := e2eStart(ctx, t, canaryd, store)
 	b := e2eStart(ctx, t, canaryd, store)
 	ctlA := &e2eCtl{t: t, bin: canaryctl, addr: a.grpcAddr}

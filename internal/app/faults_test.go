@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/canaryd/canaryd/internal/testfs"
+	"github.com/canaryd/canaryd/internal/testlog"
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
@@ -42,10 +43,10 @@ func startRunConn(t *testing.T, opts Options) (*grpc.ClientConn, string) {
 // come back without a restart.
 func TestRunDiskFull(t *testing.T) {
 	dir := testfs.Tmpfs(t, "8m")
-	var logs logBuffer
+	var logs testlog.Buffer
 	conn, httpAddr := startRunConn(t, Options{
 		Store:          filepath.Join(dir, "canaryd.db"),
-		Logger:         logs.logger(),
+		Logger:         logs.Logger(),
 		HealthInterval: 3 * time.Second,
 	})
 	ctx := ctxT(t)
@@ -140,13 +141,22 @@ func TestStoreSpecs(t *testing.T) {
 		{"rediss://:" + secret + "@[::1/0", "not a valid URL"},
 		{"redis://u:" + secret + "@127.0.0.1:1/x", "invalid database number"},
 		{"redis://u:" + secret + "@127.0.0.1:1/0", "store unavailable"}, // nothing listens on port 1
+		{"redis+cluster://:" + secret + "@127.0.0.1:1,127.0.0.1:x/", "invalid port"},
+		{"redis+cluster://:" + secret + "@127.0.0.1:1,,127.0.0.1:2/", "empty host"},
+		{"redis+cluster://:" + secret + "@127.0.0.1:1/3", "a cluster has no database number"},
+		{"redis+sentinel://:" + secret + "@127.0.0.1:1,127.0.0.1:2/", "want /master"},
+		{"redis+sentinel://:" + secret + "@127.0.0.1:1/m?min_replicas=-1", "min_replicas"},
+		{"redis://:" + secret + "@127.0.0.1:1,127.0.0.1:2/0", "a redis:// URL names one server"},
+		{"redis://:" + secret + "@127.0.0.1:1/0?replica_timeout=soon", "replica_timeout"},
+		{"redis+cluster://:" + secret + "@127.0.0.1:1/?no_such_option=1", "no_such_option"},
+		{"redis+cluster+tls://:" + secret + "@127.0.0.1:1,127.0.0.1:2/", "store unavailable"},
 		{"s3://:" + secret + "@bucket/x", `unknown scheme "s3"`},
 		{"file://elsewhere/x", "names no host"},
 		{"://" + secret + "@x", "not a valid URL"},
 	} {
-		var logs logBuffer
+		var logs testlog.Buffer
 		err := Run(context.Background(), Options{
-			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: tt.spec, Logger: logs.logger(),
+			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: tt.spec, Logger: logs.Logger(),
 			StoreWait: 600 * time.Millisecond,
 		})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -32,7 +32,9 @@ type StoreOptions struct {
 // file:// URL) opens the embedded store; a redis:// or rediss:// (TLS) URL,
 // redis://[[user]:password@]host[:port][/db], opens the Redis backend that
 // replicas share (password from the URL, else the environment variable
-// redisstore.PasswordEnv). A value that holds "://" is a URL: one that does
+// redisstore.PasswordEnv), as do redis+cluster://host:port,host:port/ (a
+// Redis Cluster) and redis+sentinel://host:port,host:port/master (the
+// primary Sentinel names); see redisstore.Open. A value that holds "://" is a URL: one that does
 // not parse, or of another scheme, is an error, never a file name. No
 // error or log line holds the URL's password.
 func OpenStore(ctx context.Context, spec string, o StoreOptions) (server.Store, error) {
@@ -47,7 +49,9 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (server.Store, 
 			return nil, err
 		}
 		switch u.Scheme {
-		case "redis", "rediss":
+		case "redis", "rediss", "redis+tls",
+			"redis+cluster", "rediss+cluster", "redis+cluster+tls",
+			"redis+sentinel", "rediss+sentinel", "redis+sentinel+tls":
 			// go-redis logs through a process-wide logger; route it to ours
 			// (at debug level: a failed dial is reported by the health
 			// check and by the calls that fail, not once per attempt).
@@ -69,7 +73,7 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (server.Store, 
 				return nil, fmt.Errorf("store %s: no path", u.Redacted())
 			}
 		default:
-			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path, file:///path or a redis:// or rediss:// URL",
+			return nil, fmt.Errorf("store %s: unknown scheme %q; use a file path, file:///path or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL",
 				u.Redacted(), u.Scheme)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/canaryd/canaryd/internal/testcerts"
+	"github.com/canaryd/canaryd/internal/testlog"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
@@ -295,9 +295,9 @@ func TestWarnExposure(t *testing.T) {
 		{"tokens without TLS beyond loopback", Options{}, any6, lo, true, "clear text"},
 		{"tokens without TLS on loopback", Options{}, lo, any4, true, ""},
 	} {
-		var b logBuffer
-		warnExposure(slog.New(slog.NewTextHandler(&b, nil)), c.o, c.grpc, c.http, c.tokens, false)
-		got := b.b.String()
+		var b testlog.Buffer
+		warnExposure(b.Logger(), c.o, c.grpc, c.http, c.tokens, false)
+		got := b.String()
 		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) || (got != "" && !strings.Contains(got, "level=WARN")) {
 			t.Errorf("%s: logged %q, want %s", c.name, got, fmt.Sprintf("a WARN with %q", c.want))
 		}

@@ -188,3 +188,17 @@ type Tailer interface {
 	// run takes batches again. ErrFinished if the run is finished.
 	ReopenRun(ctx context.Context, runID string) error
 }
+
+// Trajectories is implemented, beyond Store, by every backend: the
+// verdict trajectory of a run (the compact points of its report's
+// timeline, one per judgement, coarsened with age), as opaque bytes. A
+// trajectory is kept as long as its run's record: the retention of raw
+// data leaves it, and the sweep of the run's verdict deletes it.
+type Trajectories interface {
+	// PutTrajectory replaces the trajectory of a run, running or
+	// finished. ErrNotFound when there is no such run.
+	PutTrajectory(ctx context.Context, runID string, traj []byte) error
+	// GetTrajectory returns the trajectory of a run, nil when none was
+	// put. ErrNotFound when there is no such run.
+	GetTrajectory(ctx context.Context, runID string) ([]byte, error)
+}

@@ -261,6 +261,11 @@ func Template(name, text string) (*template.Template, error) {
 	return template.New(name).Option("missingkey=error").Parse(text)
 }
 
+// CheckTemplate reports at path what is wrong with a query template, as
+// ParseQuery does: for queries that come from elsewhere than YAML (the
+// API's message form).
+func CheckTemplate(path, text string, report Reporter) { checkTemplate(path, text, report) }
+
 // checkTemplate checks that a query template parses, uses only
 // {{.Selector}} and {{.Range}}, and uses both: without the selector both
 // cohorts would read the same series, without the range the values would

@@ -542,7 +542,12 @@ type CanaryConfig struct {
 	Window *durationpb.Duration `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
 	// The sample-ratio check of the canary's share of traffic (YAML key
 	// `traffic`). Absent: on, with its defaults.
-	Traffic       *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	Traffic *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	// Where a running run's metrics are pulled from (YAML `source`): canaryd
+	// reads the metrics that have a query (MetricConfig.query) from it every
+	// interval. Absent: clients send every sample. A source needs at least one
+	// metric with a query, and a query needs a source.
+	Source        *MetricSource `protobuf:"bytes,16,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +631,232 @@ func (x *CanaryConfig) GetTraffic() *TrafficCheck {
 	return nil
 }
 
+func (x *CanaryConfig) GetSource() *MetricSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+// MetricSource is where a config's metrics are pulled from.
+type MetricSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A Prometheus server (or anything that serves its HTTP query API).
+	Prometheus    *PrometheusSource `protobuf:"bytes,1,opt,name=prometheus,proto3" json:"prometheus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricSource) Reset() {
+	*x = MetricSource{}
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricSource) ProtoMessage() {}
+
+func (x *MetricSource) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricSource.ProtoReflect.Descriptor instead.
+func (*MetricSource) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MetricSource) GetPrometheus() *PrometheusSource {
+	if x != nil {
+		return x.Prometheus
+	}
+	return nil
+}
+
+// PrometheusSource is a Prometheus that a running run's metrics are read
+// from, interval by interval (see collectors/prometheus).
+type PrometheusSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Base URL of the HTTP API, http:// or https://, without credentials.
+	// Required.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Length of the intervals read, on a grid fixed to the Unix epoch: whole
+	// milliseconds from 1s to 1h. Absent: 30s.
+	Interval *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	// How long after its end an interval is read (scrape and ingestion
+	// delay), from 0 to 1h. Absent: 30s.
+	Lag *durationpb.Duration `protobuf:"bytes,3,opt,name=lag,proto3" json:"lag,omitempty"`
+	// A file whose content is sent as a bearer token (read again when it
+	// changes). Optional.
+	BearerTokenFile string `protobuf:"bytes,4,opt,name=bearer_token_file,json=bearerTokenFile,proto3" json:"bearer_token_file,omitempty"`
+	// The PEM file of the CAs that verify an https:// URL. Optional.
+	TlsCaFile     string `protobuf:"bytes,5,opt,name=tls_ca_file,json=tlsCaFile,proto3" json:"tls_ca_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrometheusSource) Reset() {
+	*x = PrometheusSource{}
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusSource) ProtoMessage() {}
+
+func (x *PrometheusSource) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusSource.ProtoReflect.Descriptor instead.
+func (*PrometheusSource) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PrometheusSource) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PrometheusSource) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *PrometheusSource) GetLag() *durationpb.Duration {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
+func (x *PrometheusSource) GetBearerTokenFile() string {
+	if x != nil {
+		return x.BearerTokenFile
+	}
+	return ""
+}
+
+func (x *PrometheusSource) GetTlsCaFile() string {
+	if x != nil {
+		return x.TlsCaFile
+	}
+	return ""
+}
+
+// PrometheusQuery is the PromQL of one metric: text/templates with
+// {{.Selector}} (the cohort's label matchers) and {{.Range}} (the interval),
+// each returning one series per instance (and le, for buckets).
+type PrometheusQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rate metrics: events; mean metrics: observations.
+	Count string `protobuf:"bytes,1,opt,name=count,proto3" json:"count,omitempty"`
+	// Rate metrics: exposure.
+	Total string `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Distribution metrics: cumulative histogram buckets by le (or native
+	// histograms).
+	Buckets string `protobuf:"bytes,3,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// Distribution metrics (optional): the sum of the observations; mean
+	// metrics: the sum of the values.
+	Sum string `protobuf:"bytes,4,opt,name=sum,proto3" json:"sum,omitempty"`
+	// Multiplies bucket bounds and sums (1000: seconds to ms); 0 means 1.
+	Scale         float64 `protobuf:"fixed64,5,opt,name=scale,proto3" json:"scale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrometheusQuery) Reset() {
+	*x = PrometheusQuery{}
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusQuery) ProtoMessage() {}
+
+func (x *PrometheusQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusQuery.ProtoReflect.Descriptor instead.
+func (*PrometheusQuery) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PrometheusQuery) GetCount() string {
+	if x != nil {
+		return x.Count
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetBuckets() string {
+	if x != nil {
+		return x.Buckets
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetSum() string {
+	if x != nil {
+		return x.Sum
+	}
+	return ""
+}
+
+func (x *PrometheusQuery) GetScale() float64 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
 // TrafficCheck configures the sample-ratio check: a canary whose share of
 // the traffic falls below (1 - tolerance) times the expected share (the
 // run's canary_traffic_share, else the canary's own share over the first
@@ -648,7 +879,7 @@ type TrafficCheck struct {
 
 func (x *TrafficCheck) Reset() {
 	*x = TrafficCheck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +891,7 @@ func (x *TrafficCheck) String() string {
 func (*TrafficCheck) ProtoMessage() {}
 
 func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +904,7 @@ func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficCheck.ProtoReflect.Descriptor instead.
 func (*TrafficCheck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TrafficCheck) GetMetric() string {
@@ -738,14 +969,17 @@ type MetricConfig struct {
 	Unit string `protobuf:"bytes,10,opt,name=unit,proto3" json:"unit,omitempty"`
 	// Rate metrics only: what Counts.total counts, e.g. "requests",
 	// "sessions", "instance-hours". Empty: "requests".
-	ExposureUnit  string `protobuf:"bytes,11,opt,name=exposure_unit,json=exposureUnit,proto3" json:"exposure_unit,omitempty"`
+	ExposureUnit string `protobuf:"bytes,11,opt,name=exposure_unit,json=exposureUnit,proto3" json:"exposure_unit,omitempty"`
+	// The PromQL that reads the metric from the config's source (YAML
+	// `query`); absent: clients send the metric's samples.
+	Query         *PrometheusQuery `protobuf:"bytes,16,opt,name=query,proto3" json:"query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetricConfig) Reset() {
 	*x = MetricConfig{}
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +991,7 @@ func (x *MetricConfig) String() string {
 func (*MetricConfig) ProtoMessage() {}
 
 func (x *MetricConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +1004,7 @@ func (x *MetricConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricConfig.ProtoReflect.Descriptor instead.
 func (*MetricConfig) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MetricConfig) GetName() string {
@@ -850,6 +1084,13 @@ func (x *MetricConfig) GetExposureUnit() string {
 	return ""
 }
 
+func (x *MetricConfig) GetQuery() *PrometheusQuery {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
 // ConfigVersion is one stored, immutable version of a named config.
 type ConfigVersion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -870,7 +1111,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1123,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1136,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConfigVersion) GetName() string {
@@ -947,7 +1188,7 @@ type ConfigRef struct {
 
 func (x *ConfigRef) Reset() {
 	*x = ConfigRef{}
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1200,7 @@ func (x *ConfigRef) String() string {
 func (*ConfigRef) ProtoMessage() {}
 
 func (x *ConfigRef) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1213,7 @@ func (x *ConfigRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRef.ProtoReflect.Descriptor instead.
 func (*ConfigRef) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfigRef) GetName() string {
@@ -1008,7 +1249,7 @@ type PutConfigRequest struct {
 
 func (x *PutConfigRequest) Reset() {
 	*x = PutConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1261,7 @@ func (x *PutConfigRequest) String() string {
 func (*PutConfigRequest) ProtoMessage() {}
 
 func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1274,7 @@ func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigRequest.ProtoReflect.Descriptor instead.
 func (*PutConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutConfigRequest) GetName() string {
@@ -1101,7 +1342,7 @@ type PutConfigResponse struct {
 
 func (x *PutConfigResponse) Reset() {
 	*x = PutConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1354,7 @@ func (x *PutConfigResponse) String() string {
 func (*PutConfigResponse) ProtoMessage() {}
 
 func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1367,7 @@ func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigResponse.ProtoReflect.Descriptor instead.
 func (*PutConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutConfigResponse) GetConfig() *ConfigVersion {
@@ -1156,7 +1397,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1409,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1422,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetConfigRequest) GetName() string {
@@ -1209,7 +1450,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1462,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1475,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConfigResponse) GetConfig() *ConfigVersion {
@@ -1262,7 +1503,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1515,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1528,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListConfigsRequest) GetName() string {
@@ -1324,7 +1565,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1577,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1590,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -1416,14 +1657,18 @@ type Run struct {
 	// ingest rejects
 	// samples timed more than the server's clock-skew allowance (default 5m)
 	// before it or after the present.
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// What canaryd pulled of the run's metrics from the config's source, and
+	// why a metric holds when it could not; absent for a config without a
+	// source.
+	Pull          *PullStatus `protobuf:"bytes,19,opt,name=pull,proto3" json:"pull,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1680,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1693,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Run) GetId() string {
@@ -1577,6 +1822,164 @@ func (x *Run) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Run) GetPull() *PullStatus {
+	if x != nil {
+		return x.Pull
+	}
+	return nil
+}
+
+// PullStatus is the progress of the pull of a run's metrics from its
+// config's source, as recorded in the run's log by the replica pulling it.
+type PullStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source, e.g. "prometheus http://prometheus:9090 every 30s (lag 30s)".
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// One entry per metric with a query, in config order.
+	Metrics []*MetricPull `protobuf:"bytes,2,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// When the replica pulling the run recorded this status.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullStatus) Reset() {
+	*x = PullStatus{}
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullStatus) ProtoMessage() {}
+
+func (x *PullStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullStatus.ProtoReflect.Descriptor instead.
+func (*PullStatus) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PullStatus) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PullStatus) GetMetrics() []*MetricPull {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *PullStatus) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// MetricPull is the pull progress of one metric.
+type MetricPull struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Metric name.
+	Metric string `protobuf:"bytes,1,opt,name=metric,proto3" json:"metric,omitempty"`
+	// End of the last interval read, every interval before it since the run's
+	// start read too (or lost, see lost_intervals); absent before the first.
+	Through *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=through,proto3" json:"through,omitempty"`
+	// When reading began to fail (the first failed attempt of the current
+	// failure); absent while the reads succeed.
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// The last error, e.g. "prometheus unreachable: ... connection refused";
+	// empty while the reads succeed.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Intervals never read because they fell out of the backlog a replica
+	// catches up on (after a long outage).
+	LostIntervals uint64 `protobuf:"varint,5,opt,name=lost_intervals,json=lostIntervals,proto3" json:"lost_intervals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricPull) Reset() {
+	*x = MetricPull{}
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricPull) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricPull) ProtoMessage() {}
+
+func (x *MetricPull) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricPull.ProtoReflect.Descriptor instead.
+func (*MetricPull) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MetricPull) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *MetricPull) GetThrough() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Through
+	}
+	return nil
+}
+
+func (x *MetricPull) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *MetricPull) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *MetricPull) GetLostIntervals() uint64 {
+	if x != nil {
+		return x.LostIntervals
+	}
+	return 0
+}
+
 // RunCounters counts what a run has ingested.
 type RunCounters struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1597,7 +2000,7 @@ type RunCounters struct {
 
 func (x *RunCounters) Reset() {
 	*x = RunCounters{}
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +2012,7 @@ func (x *RunCounters) String() string {
 func (*RunCounters) ProtoMessage() {}
 
 func (x *RunCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +2025,7 @@ func (x *RunCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCounters.ProtoReflect.Descriptor instead.
 func (*RunCounters) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunCounters) GetBatches() uint64 {
@@ -1697,7 +2100,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +2112,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +2125,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRunRequest) GetRequestId() string {
@@ -1851,7 +2254,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +2266,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2279,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -1897,7 +2300,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2312,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2325,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1943,7 +2346,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2358,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2371,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1999,7 +2402,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2414,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2427,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -2075,7 +2478,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2490,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2503,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2130,7 +2533,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2545,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2558,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2183,7 +2586,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2598,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2611,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2231,7 +2634,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2646,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2659,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2284,7 +2687,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2699,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2712,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2348,7 +2751,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2763,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2776,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2480,7 +2883,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2895,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2908,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -2558,7 +2961,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2973,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2986,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -2671,7 +3074,7 @@ type Histogram struct {
 
 func (x *Histogram) Reset() {
 	*x = Histogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2683,7 +3086,7 @@ func (x *Histogram) String() string {
 func (*Histogram) ProtoMessage() {}
 
 func (x *Histogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2696,7 +3099,7 @@ func (x *Histogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
 func (*Histogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Histogram) GetBuckets() isHistogram_Buckets {
@@ -2772,7 +3175,7 @@ type ExplicitBuckets struct {
 
 func (x *ExplicitBuckets) Reset() {
 	*x = ExplicitBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +3187,7 @@ func (x *ExplicitBuckets) String() string {
 func (*ExplicitBuckets) ProtoMessage() {}
 
 func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +3200,7 @@ func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
 func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExplicitBuckets) GetUpperBounds() []float64 {
@@ -2857,7 +3260,7 @@ type ExponentialBuckets struct {
 
 func (x *ExponentialBuckets) Reset() {
 	*x = ExponentialBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3272,7 @@ func (x *ExponentialBuckets) String() string {
 func (*ExponentialBuckets) ProtoMessage() {}
 
 func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3285,7 @@ func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
 func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExponentialBuckets) GetSchema() int32 {
@@ -2949,7 +3352,7 @@ type BucketSpan struct {
 
 func (x *BucketSpan) Reset() {
 	*x = BucketSpan{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3364,7 @@ func (x *BucketSpan) String() string {
 func (*BucketSpan) ProtoMessage() {}
 
 func (x *BucketSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3377,7 @@ func (x *BucketSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
 func (*BucketSpan) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BucketSpan) GetOffset() int32 {
@@ -3014,7 +3417,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3026,7 +3429,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3039,7 +3442,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Batch) GetRunId() string {
@@ -3087,7 +3490,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3502,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3515,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -3154,7 +3557,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3569,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3582,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -3200,7 +3603,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3615,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3628,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -3246,7 +3649,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3661,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3674,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -3299,7 +3702,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3714,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3727,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -3397,7 +3800,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3409,7 +3812,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3422,7 +3825,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3578,7 +3981,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3993,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +4006,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MetricResult) GetName() string {
@@ -3768,7 +4171,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +4183,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +4196,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -3899,7 +4302,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3911,7 +4314,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3924,7 +4327,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -3996,7 +4399,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4008,7 +4411,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4021,7 +4424,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Gate) GetReady() bool {
@@ -4077,7 +4480,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4492,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4505,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -4123,7 +4526,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4135,7 +4538,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4148,7 +4551,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -4169,7 +4572,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4584,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4597,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -4215,7 +4618,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4227,7 +4630,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4240,7 +4643,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -4275,7 +4678,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4690,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4703,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -4365,7 +4768,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4377,7 +4780,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4390,7 +4793,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4418,7 +4821,7 @@ type GetRunReportRequest struct {
 
 func (x *GetRunReportRequest) Reset() {
 	*x = GetRunReportRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4430,7 +4833,7 @@ func (x *GetRunReportRequest) String() string {
 func (*GetRunReportRequest) ProtoMessage() {}
 
 func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4443,7 +4846,7 @@ func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
 func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetRunReportRequest) GetRunId() string {
@@ -4464,7 +4867,7 @@ type GetRunReportResponse struct {
 
 func (x *GetRunReportResponse) Reset() {
 	*x = GetRunReportResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +4879,7 @@ func (x *GetRunReportResponse) String() string {
 func (*GetRunReportResponse) ProtoMessage() {}
 
 func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +4892,7 @@ func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
 func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetRunReportResponse) GetReport() *RunReport {
@@ -4526,7 +4929,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4538,7 +4941,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4551,7 +4954,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RunReport) GetRun() *Run {
@@ -4617,7 +5020,7 @@ type TrajectoryPoint struct {
 
 func (x *TrajectoryPoint) Reset() {
 	*x = TrajectoryPoint{}
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4629,7 +5032,7 @@ func (x *TrajectoryPoint) String() string {
 func (*TrajectoryPoint) ProtoMessage() {}
 
 func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4642,7 +5045,7 @@ func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
 func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
@@ -4707,7 +5110,7 @@ type TrajectoryMetric struct {
 
 func (x *TrajectoryMetric) Reset() {
 	*x = TrajectoryMetric{}
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4719,7 +5122,7 @@ func (x *TrajectoryMetric) String() string {
 func (*TrajectoryMetric) ProtoMessage() {}
 
 func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4732,7 +5135,7 @@ func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
 func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
@@ -4856,7 +5259,7 @@ type MetricReport struct {
 
 func (x *MetricReport) Reset() {
 	*x = MetricReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +5271,7 @@ func (x *MetricReport) String() string {
 func (*MetricReport) ProtoMessage() {}
 
 func (x *MetricReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +5284,7 @@ func (x *MetricReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
 func (*MetricReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MetricReport) GetName() string {
@@ -4980,7 +5383,7 @@ type CohortValue struct {
 
 func (x *CohortValue) Reset() {
 	*x = CohortValue{}
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4992,7 +5395,7 @@ func (x *CohortValue) String() string {
 func (*CohortValue) ProtoMessage() {}
 
 func (x *CohortValue) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5005,7 +5408,7 @@ func (x *CohortValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
 func (*CohortValue) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CohortValue) GetStatistic() string {
@@ -5070,7 +5473,7 @@ type DistributionHistogram struct {
 
 func (x *DistributionHistogram) Reset() {
 	*x = DistributionHistogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5082,7 +5485,7 @@ func (x *DistributionHistogram) String() string {
 func (*DistributionHistogram) ProtoMessage() {}
 
 func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5095,7 +5498,7 @@ func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
 func (*DistributionHistogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *DistributionHistogram) GetEdges() []float64 {
@@ -5162,7 +5565,7 @@ type Quantiles struct {
 
 func (x *Quantiles) Reset() {
 	*x = Quantiles{}
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5174,7 +5577,7 @@ func (x *Quantiles) String() string {
 func (*Quantiles) ProtoMessage() {}
 
 func (x *Quantiles) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5187,7 +5590,7 @@ func (x *Quantiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
 func (*Quantiles) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Quantiles) GetP50() float64 {
@@ -5247,7 +5650,7 @@ type InstanceEffect struct {
 
 func (x *InstanceEffect) Reset() {
 	*x = InstanceEffect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5259,7 +5662,7 @@ func (x *InstanceEffect) String() string {
 func (*InstanceEffect) ProtoMessage() {}
 
 func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5272,7 +5675,7 @@ func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
 func (*InstanceEffect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *InstanceEffect) GetCohort() Cohort {
@@ -5351,7 +5754,7 @@ type ReportWindows struct {
 
 func (x *ReportWindows) Reset() {
 	*x = ReportWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5363,7 +5766,7 @@ func (x *ReportWindows) String() string {
 func (*ReportWindows) ProtoMessage() {}
 
 func (x *ReportWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5376,7 +5779,7 @@ func (x *ReportWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
 func (*ReportWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ReportWindows) GetLength() *durationpb.Duration {
@@ -5415,7 +5818,7 @@ type AlarmEvent struct {
 
 func (x *AlarmEvent) Reset() {
 	*x = AlarmEvent{}
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5427,7 +5830,7 @@ func (x *AlarmEvent) String() string {
 func (*AlarmEvent) ProtoMessage() {}
 
 func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5440,7 +5843,7 @@ func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
 func (*AlarmEvent) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AlarmEvent) GetName() string {
@@ -5489,7 +5892,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -5499,9 +5902,26 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x05power\x18\x04 \x01(\x01H\x01R\x05power\x88\x01\x01\x121\n" +
 	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametrics\x121\n" +
 	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06window\x121\n" +
-	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atrafficB\r\n" +
+	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atraffic\x12/\n" +
+	"\x06source\x18\x10 \x01(\v2\x17.canary.v1.MetricSourceR\x06sourceB\r\n" +
 	"\v_confidenceB\b\n" +
-	"\x06_power\"\xa1\x01\n" +
+	"\x06_power\"K\n" +
+	"\fMetricSource\x12;\n" +
+	"\n" +
+	"prometheus\x18\x01 \x01(\v2\x1b.canary.v1.PrometheusSourceR\n" +
+	"prometheus\"\xd4\x01\n" +
+	"\x10PrometheusSource\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12+\n" +
+	"\x03lag\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12*\n" +
+	"\x11bearer_token_file\x18\x04 \x01(\tR\x0fbearerTokenFile\x12\x1e\n" +
+	"\vtls_ca_file\x18\x05 \x01(\tR\ttlsCaFile\"\x7f\n" +
+	"\x0fPrometheusQuery\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\tR\x05count\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\tR\x05total\x12\x18\n" +
+	"\abuckets\x18\x03 \x01(\tR\abuckets\x12\x10\n" +
+	"\x03sum\x18\x04 \x01(\tR\x03sum\x12\x14\n" +
+	"\x05scale\x18\x05 \x01(\x01R\x05scale\"\xa1\x01\n" +
 	"\fTrafficCheck\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12!\n" +
 	"\ttolerance\x18\x02 \x01(\x01H\x00R\ttolerance\x88\x01\x01\x12\x1f\n" +
@@ -5509,7 +5929,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\bdisabled\x18\x04 \x01(\bR\bdisabledB\f\n" +
 	"\n" +
 	"_toleranceB\v\n" +
-	"\t_critical\"\x88\x04\n" +
+	"\t_critical\"\xba\x04\n" +
 	"\fMetricConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x19.canary.v1.MetricCategoryR\bcategory\x12)\n" +
@@ -5523,7 +5943,8 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x11detectable_effect\x18\t \x01(\x01H\x04R\x10detectableEffect\x88\x01\x01\x12\x12\n" +
 	"\x04unit\x18\n" +
 	" \x01(\tR\x04unit\x12#\n" +
-	"\rexposure_unit\x18\v \x01(\tR\fexposureUnitB\f\n" +
+	"\rexposure_unit\x18\v \x01(\tR\fexposureUnit\x120\n" +
+	"\x05query\x18\x10 \x01(\v2\x1a.canary.v1.PrometheusQueryR\x05queryB\f\n" +
 	"\n" +
 	"_toleranceB\v\n" +
 	"\t_criticalB\x0e\n" +
@@ -5561,7 +5982,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListConfigsResponse\x122\n" +
 	"\aconfigs\x18\x01 \x03(\v2\x18.canary.v1.ConfigVersionR\aconfigs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe4\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8f\b\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -5586,14 +6007,28 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\averdict\x18\x10 \x01(\v2\x12.canary.v1.VerdictR\averdict\x122\n" +
 	"\bcounters\x18\x11 \x01(\v2\x16.canary.v1.RunCountersR\bcounters\x129\n" +
 	"\n" +
-	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1aA\n" +
+	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12)\n" +
+	"\x04pull\x18\x13 \x01(\v2\x15.canary.v1.PullStatusR\x04pull\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
 	"\x11CanaryLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
-	"\x15_canary_traffic_share\"\xec\x01\n" +
+	"\x15_canary_traffic_share\"\x92\x01\n" +
+	"\n" +
+	"PullStatus\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12/\n" +
+	"\ametrics\x18\x02 \x03(\v2\x15.canary.v1.MetricPullR\ametrics\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xd8\x01\n" +
+	"\n" +
+	"MetricPull\x12\x16\n" +
+	"\x06metric\x18\x01 \x01(\tR\x06metric\x124\n" +
+	"\athrough\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\athrough\x12?\n" +
+	"\rfailing_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12%\n" +
+	"\x0elost_intervals\x18\x05 \x01(\x04R\rlostIntervals\"\xec\x01\n" +
 	"\vRunCounters\x12\x18\n" +
 	"\abatches\x18\x01 \x01(\x04R\abatches\x12+\n" +
 	"\x11duplicate_batches\x18\x02 \x01(\x04R\x10duplicateBatches\x12)\n" +
@@ -5976,7 +6411,7 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
 	(MetricType)(0),               // 1: canary.v1.MetricType
@@ -5987,203 +6422,218 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricOutcome)(0),            // 6: canary.v1.MetricOutcome
 	(AlarmState)(0),               // 7: canary.v1.AlarmState
 	(*CanaryConfig)(nil),          // 8: canary.v1.CanaryConfig
-	(*TrafficCheck)(nil),          // 9: canary.v1.TrafficCheck
-	(*MetricConfig)(nil),          // 10: canary.v1.MetricConfig
-	(*ConfigVersion)(nil),         // 11: canary.v1.ConfigVersion
-	(*ConfigRef)(nil),             // 12: canary.v1.ConfigRef
-	(*PutConfigRequest)(nil),      // 13: canary.v1.PutConfigRequest
-	(*PutConfigResponse)(nil),     // 14: canary.v1.PutConfigResponse
-	(*GetConfigRequest)(nil),      // 15: canary.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 16: canary.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),    // 17: canary.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),   // 18: canary.v1.ListConfigsResponse
-	(*Run)(nil),                   // 19: canary.v1.Run
-	(*RunCounters)(nil),           // 20: canary.v1.RunCounters
-	(*CreateRunRequest)(nil),      // 21: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),     // 22: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),         // 23: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 24: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 25: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 26: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),    // 27: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),   // 28: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),       // 29: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),      // 30: canary.v1.AbortRunResponse
-	(*Sample)(nil),                // 31: canary.v1.Sample
-	(*Counts)(nil),                // 32: canary.v1.Counts
-	(*MetricColumn)(nil),          // 33: canary.v1.MetricColumn
-	(*Histogram)(nil),             // 34: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),       // 35: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),    // 36: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),            // 37: canary.v1.BucketSpan
-	(*Batch)(nil),                 // 38: canary.v1.Batch
-	(*IngestAck)(nil),             // 39: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 40: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 41: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 42: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 43: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 44: canary.v1.Verdict
-	(*MetricResult)(nil),          // 45: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 46: canary.v1.CohortSummary
-	(*Effect)(nil),                // 47: canary.v1.Effect
-	(*Gate)(nil),                  // 48: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 49: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 50: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 51: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 52: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 53: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 54: canary.v1.ListVerdictsResponse
-	(*GetRunReportRequest)(nil),   // 55: canary.v1.GetRunReportRequest
-	(*GetRunReportResponse)(nil),  // 56: canary.v1.GetRunReportResponse
-	(*RunReport)(nil),             // 57: canary.v1.RunReport
-	(*TrajectoryPoint)(nil),       // 58: canary.v1.TrajectoryPoint
-	(*TrajectoryMetric)(nil),      // 59: canary.v1.TrajectoryMetric
-	(*MetricReport)(nil),          // 60: canary.v1.MetricReport
-	(*CohortValue)(nil),           // 61: canary.v1.CohortValue
-	(*DistributionHistogram)(nil), // 62: canary.v1.DistributionHistogram
-	(*Quantiles)(nil),             // 63: canary.v1.Quantiles
-	(*InstanceEffect)(nil),        // 64: canary.v1.InstanceEffect
-	(*ReportWindows)(nil),         // 65: canary.v1.ReportWindows
-	(*AlarmEvent)(nil),            // 66: canary.v1.AlarmEvent
-	nil,                           // 67: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 68: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 69: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 70: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	nil,                           // 71: canary.v1.AlarmEvent.LabelsEntry
-	(*durationpb.Duration)(nil),   // 72: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 73: google.protobuf.Timestamp
+	(*MetricSource)(nil),          // 9: canary.v1.MetricSource
+	(*PrometheusSource)(nil),      // 10: canary.v1.PrometheusSource
+	(*PrometheusQuery)(nil),       // 11: canary.v1.PrometheusQuery
+	(*TrafficCheck)(nil),          // 12: canary.v1.TrafficCheck
+	(*MetricConfig)(nil),          // 13: canary.v1.MetricConfig
+	(*ConfigVersion)(nil),         // 14: canary.v1.ConfigVersion
+	(*ConfigRef)(nil),             // 15: canary.v1.ConfigRef
+	(*PutConfigRequest)(nil),      // 16: canary.v1.PutConfigRequest
+	(*PutConfigResponse)(nil),     // 17: canary.v1.PutConfigResponse
+	(*GetConfigRequest)(nil),      // 18: canary.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),     // 19: canary.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),    // 20: canary.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),   // 21: canary.v1.ListConfigsResponse
+	(*Run)(nil),                   // 22: canary.v1.Run
+	(*PullStatus)(nil),            // 23: canary.v1.PullStatus
+	(*MetricPull)(nil),            // 24: canary.v1.MetricPull
+	(*RunCounters)(nil),           // 25: canary.v1.RunCounters
+	(*CreateRunRequest)(nil),      // 26: canary.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),     // 27: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),         // 28: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 29: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),       // 30: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 31: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),    // 32: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),   // 33: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),       // 34: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),      // 35: canary.v1.AbortRunResponse
+	(*Sample)(nil),                // 36: canary.v1.Sample
+	(*Counts)(nil),                // 37: canary.v1.Counts
+	(*MetricColumn)(nil),          // 38: canary.v1.MetricColumn
+	(*Histogram)(nil),             // 39: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),       // 40: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),    // 41: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),            // 42: canary.v1.BucketSpan
+	(*Batch)(nil),                 // 43: canary.v1.Batch
+	(*IngestAck)(nil),             // 44: canary.v1.IngestAck
+	(*IngestRequest)(nil),         // 45: canary.v1.IngestRequest
+	(*IngestResponse)(nil),        // 46: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),   // 47: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),  // 48: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),               // 49: canary.v1.Verdict
+	(*MetricResult)(nil),          // 50: canary.v1.MetricResult
+	(*CohortSummary)(nil),         // 51: canary.v1.CohortSummary
+	(*Effect)(nil),                // 52: canary.v1.Effect
+	(*Gate)(nil),                  // 53: canary.v1.Gate
+	(*JudgeRequest)(nil),          // 54: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),         // 55: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),   // 56: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),  // 57: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),   // 58: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),  // 59: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),   // 60: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),  // 61: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),             // 62: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),       // 63: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),      // 64: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),          // 65: canary.v1.MetricReport
+	(*CohortValue)(nil),           // 66: canary.v1.CohortValue
+	(*DistributionHistogram)(nil), // 67: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),             // 68: canary.v1.Quantiles
+	(*InstanceEffect)(nil),        // 69: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),         // 70: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),            // 71: canary.v1.AlarmEvent
+	nil,                           // 72: canary.v1.Run.BaselineLabelsEntry
+	nil,                           // 73: canary.v1.Run.CanaryLabelsEntry
+	nil,                           // 74: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                           // 75: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                           // 76: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),   // 77: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 78: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	72,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
-	10,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	72,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
-	9,   // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
-	0,   // 4: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,   // 5: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,   // 6: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	8,   // 7: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	73,  // 8: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	8,   // 9: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	11,  // 10: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	11,  // 11: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	11,  // 12: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	8,   // 13: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	67,  // 14: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	68,  // 15: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	72,  // 16: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,   // 17: canary.v1.Run.state:type_name -> canary.v1.RunState
-	73,  // 18: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	73,  // 19: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	44,  // 20: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	20,  // 21: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	73,  // 22: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	73,  // 23: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	12,  // 24: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	8,   // 25: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	69,  // 26: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	70,  // 27: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	72,  // 28: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	73,  // 29: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	19,  // 30: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	19,  // 31: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,   // 32: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	19,  // 33: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	19,  // 34: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	19,  // 35: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,   // 36: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	32,  // 37: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	34,  // 38: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	73,  // 39: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,   // 40: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	73,  // 41: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	34,  // 42: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	35,  // 43: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	36,  // 44: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	37,  // 45: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	37,  // 46: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	31,  // 47: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	33,  // 48: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	38,  // 49: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	39,  // 50: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	38,  // 51: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	39,  // 52: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,   // 53: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	73,  // 54: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	45,  // 55: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,   // 56: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,   // 57: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,   // 58: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,   // 59: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,   // 60: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	46,  // 61: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	46,  // 62: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	47,  // 63: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	48,  // 64: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	47,  // 65: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	44,  // 66: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	44,  // 67: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,   // 68: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	73,  // 69: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	73,  // 70: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	44,  // 71: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	57,  // 72: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
-	19,  // 73: canary.v1.RunReport.run:type_name -> canary.v1.Run
-	44,  // 74: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
-	58,  // 75: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
-	60,  // 76: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
-	65,  // 77: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
-	66,  // 78: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	73,  // 79: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 80: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	59,  // 81: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 82: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	61,  // 83: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	61,  // 84: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	62,  // 85: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	64,  // 86: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	73,  // 87: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	63,  // 88: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	63,  // 89: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 90: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	72,  // 91: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	73,  // 92: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	71,  // 93: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	73,  // 94: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	73,  // 95: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 96: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	13,  // 97: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	15,  // 98: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	17,  // 99: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	21,  // 100: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	23,  // 101: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	25,  // 102: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	40,  // 103: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	42,  // 104: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	49,  // 105: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	51,  // 106: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	27,  // 107: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	29,  // 108: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	53,  // 109: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	55,  // 110: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	14,  // 111: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	16,  // 112: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	18,  // 113: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	22,  // 114: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	24,  // 115: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	26,  // 116: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	41,  // 117: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	43,  // 118: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	50,  // 119: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	52,  // 120: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	28,  // 121: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	30,  // 122: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	54,  // 123: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	56,  // 124: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	111, // [111:125] is the sub-list for method output_type
-	97,  // [97:111] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	77,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	13,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
+	77,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	12,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
+	9,   // 4: canary.v1.CanaryConfig.source:type_name -> canary.v1.MetricSource
+	10,  // 5: canary.v1.MetricSource.prometheus:type_name -> canary.v1.PrometheusSource
+	77,  // 6: canary.v1.PrometheusSource.interval:type_name -> google.protobuf.Duration
+	77,  // 7: canary.v1.PrometheusSource.lag:type_name -> google.protobuf.Duration
+	0,   // 8: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,   // 9: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,   // 10: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	11,  // 11: canary.v1.MetricConfig.query:type_name -> canary.v1.PrometheusQuery
+	8,   // 12: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	78,  // 13: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	8,   // 14: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	14,  // 15: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	14,  // 16: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	14,  // 17: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	8,   // 18: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	72,  // 19: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	73,  // 20: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	77,  // 21: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,   // 22: canary.v1.Run.state:type_name -> canary.v1.RunState
+	78,  // 23: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	78,  // 24: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	49,  // 25: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	25,  // 26: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	78,  // 27: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	23,  // 28: canary.v1.Run.pull:type_name -> canary.v1.PullStatus
+	24,  // 29: canary.v1.PullStatus.metrics:type_name -> canary.v1.MetricPull
+	78,  // 30: canary.v1.PullStatus.update_time:type_name -> google.protobuf.Timestamp
+	78,  // 31: canary.v1.MetricPull.through:type_name -> google.protobuf.Timestamp
+	78,  // 32: canary.v1.MetricPull.failing_since:type_name -> google.protobuf.Timestamp
+	78,  // 33: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	15,  // 34: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 35: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	74,  // 36: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	75,  // 37: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	77,  // 38: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	78,  // 39: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	22,  // 40: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	22,  // 41: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 42: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	22,  // 43: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	22,  // 44: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	22,  // 45: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 46: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	37,  // 47: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	39,  // 48: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	78,  // 49: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 50: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	78,  // 51: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	39,  // 52: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	40,  // 53: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	41,  // 54: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	42,  // 55: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	42,  // 56: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	36,  // 57: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	38,  // 58: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	43,  // 59: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	44,  // 60: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	43,  // 61: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	44,  // 62: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 63: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	78,  // 64: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	50,  // 65: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 66: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 67: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 68: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 69: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 70: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	51,  // 71: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	51,  // 72: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	52,  // 73: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	53,  // 74: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	52,  // 75: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	49,  // 76: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	49,  // 77: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 78: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	78,  // 79: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	78,  // 80: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	49,  // 81: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	62,  // 82: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	22,  // 83: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	49,  // 84: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	63,  // 85: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	65,  // 86: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	70,  // 87: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	71,  // 88: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	78,  // 89: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 90: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	64,  // 91: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 92: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	66,  // 93: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	66,  // 94: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	67,  // 95: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	69,  // 96: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	78,  // 97: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	68,  // 98: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	68,  // 99: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 100: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	77,  // 101: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	78,  // 102: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	76,  // 103: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	78,  // 104: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	78,  // 105: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 106: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	16,  // 107: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	18,  // 108: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	20,  // 109: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	26,  // 110: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	28,  // 111: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	30,  // 112: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	45,  // 113: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	47,  // 114: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	54,  // 115: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	56,  // 116: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	32,  // 117: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	34,  // 118: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	58,  // 119: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	60,  // 120: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	17,  // 121: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	19,  // 122: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	21,  // 123: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	27,  // 124: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	29,  // 125: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	31,  // 126: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	46,  // 127: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	48,  // 128: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	55,  // 129: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	57,  // 130: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	33,  // 131: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	35,  // 132: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	59,  // 133: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	61,  // 134: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	121, // [121:135] is the sub-list for method output_type
+	107, // [107:121] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -6192,36 +6642,36 @@ func file_canary_v1_canary_proto_init() {
 		return
 	}
 	file_canary_v1_canary_proto_msgTypes[0].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[1].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[2].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[4].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[8].OneofWrappers = []any{
 		(*PutConfigRequest_Config)(nil),
 		(*PutConfigRequest_Yaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[11].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[13].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[14].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[18].OneofWrappers = []any{
 		(*CreateRunRequest_ConfigRef)(nil),
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[23].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[28].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[26].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[31].OneofWrappers = []any{
 		(*Histogram_Explicit)(nil),
 		(*Histogram_Exponential)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[37].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[38].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[42].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[43].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   64,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/canaryd/canaryd/internal/testlog"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -89,8 +89,8 @@ func TestCompactAtOpen(t *testing.T) {
 	t.Parallel()
 	path := bloated(t)
 	before := fileSize(t, path)
-	var logs logBuffer
-	s, err := Open(path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), CompactThreshold: 256 << 20, MaintenanceInterval: -1})
+	var logs testlog.Buffer
+	s, err := Open(path, Options{Logger: logs.Logger(), CompactThreshold: 256 << 20, MaintenanceInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestCompactAtOpen(t *testing.T) {
 	if fileSize(t, path) != before {
 		t.Errorf("compacted below the threshold")
 	}
-	s, err = Open(path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), CompactThreshold: 1 << 20, MaintenanceInterval: -1})
+	s, err = Open(path, Options{Logger: logs.Logger(), CompactThreshold: 1 << 20, MaintenanceInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,27 +15,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/canaryd/canaryd/internal/testfs"
+	"github.com/canaryd/canaryd/internal/testlog"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
-
-// logBuffer is a slog destination safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestDiskFull fills a real (tmpfs) file system under the store: writes
 // then fail with store.ErrUnavailable (ENOSPC in the chain), Healthy
@@ -46,8 +28,8 @@ func (l *logBuffer) String() string {
 func TestDiskFull(t *testing.T) {
 	dir := testfs.Tmpfs(t, "8m")
 	path := filepath.Join(dir, "canaryd.db")
-	var logs logBuffer
-	s, err := Open(path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	var logs testlog.Buffer
+	s, err := Open(path, Options{Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

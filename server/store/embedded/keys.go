@@ -25,6 +25,7 @@ import (
 //	                           "snapseq" → seq (uint64 BE) of the last delta folded
 //	                           "fin" → time (12 bytes) the run finished, by the store's clock
 //	                           "expired" → 0x01 once its raw data were deleted (retention)
+//	                           "traj" → the run's verdict trajectory (kept until the run is swept)
 //	data/<run id>/ids/         batch id → seq (uint64 BE) of its delta
 //	data/<run id>/deltas/      seq (uint64 BE, from NextSequence) → delta
 //	verdicts                   run id → Verdict (final)
@@ -54,6 +55,7 @@ var (
 	bucketFinished  = []byte("finished")
 	keyFinished     = []byte("fin")
 	keyExpired      = []byte("expired")
+	keyTrajectory   = []byte("traj")
 	keyFinIndexed   = []byte("finidx")
 	keySchema       = []byte("schema")
 	keyState        = []byte("state")

@@ -138,6 +138,7 @@ type Store struct {
 
 	health writeHealth // see faults.go
 	tails  tails       // see tail.go
+	leases leases      // see lease.go
 }
 
 var _ store.Store = (*Store)(nil)

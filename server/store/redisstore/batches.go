@@ -39,7 +39,7 @@ func (s *Store) setClosing(ctx context.Context, op string, sc *redis.Script, run
 	if runID == "" {
 		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	}
-	code, err := s.runCode(ctx, sc, s.k.runKeys(runID)[:1])
+	code, err := s.runAckedCode(ctx, sc, s.k.runKeys(runID)[:1])
 	if err == nil {
 		err = codeErr(code)
 	}
@@ -56,7 +56,11 @@ func (s *Store) appendBatch(ctx context.Context, runID, batchID string, delta []
 	if runID == "" {
 		return false, store.ErrNotFound
 	}
-	code, err := s.runCode(ctx, appendScript, s.k.runKeys(runID)[:3], batchID, delta)
+	ack := "0"
+	if s.opts.MinReplicas > 0 {
+		ack = "1"
+	}
+	code, err := s.runAckedCode(ctx, appendScript, s.k.runKeys(runID)[:3], batchID, delta, ack)
 	if err != nil {
 		return false, err
 	}
@@ -149,11 +153,11 @@ func (s *Store) readFrom(ctx context.Context, runID string, after *Cursor, fn fu
 		if first {
 			withSnap = "1"
 		}
-		code, rest, err := s.runSlice(ctx, readScript, keys, start, count, readChunkBytes, withSnap)
+		code, rest, err := s.runSliceRO(ctx, readScript, keys, start, count, readChunkBytes, withSnap, pos.ID)
 		if err == nil {
 			err = codeErr(code)
 		}
-		if err == nil && len(rest) < 3 {
+		if err == nil && len(rest) < 4 {
 			err = fmt.Errorf("read script replied %d elements", len(rest)+1)
 		}
 		var folded int64
@@ -162,6 +166,12 @@ func (s *Store) readFrom(ctx context.Context, runID string, after *Cursor, fn fu
 			folded, err = strconv.ParseInt(string(f), 10, 64)
 		}
 		if err == nil && !first && folded > pos.N {
+			err = ErrSnapshotMoved
+		}
+		if err == nil && !first && pos.ID != "" && rest[3] == int64(0) && folded < pos.N {
+			// The delta at the position is neither in the stream nor
+			// folded: lost in a failover (never acknowledged with
+			// min_replicas). What was read from it must be read again.
 			err = ErrSnapshotMoved
 		}
 		if err != nil {
@@ -176,7 +186,7 @@ func (s *Store) readFrom(ctx context.Context, runID string, after *Cursor, fn fu
 			first = false
 		}
 		more, _ := rest[2].(int64)
-		entries := rest[3:]
+		entries := rest[4:]
 		size := 0
 		for i := 0; i+1 < len(entries); i += 2 {
 			id, _ := str(entries[i])
@@ -236,7 +246,7 @@ func (s *Store) SnapshotThrough(ctx context.Context, runID string, through Curso
 		return false, fmt.Errorf("snapshot run %s: %w", runID, store.ErrNotFound)
 	}
 	ks := s.k.runKeys(runID)
-	code, err := s.runCode(ctx, snapshotThroughScript, []string{ks[0], ks[2], ks[3]}, through.N, through.ID, state)
+	code, err := s.runAckedCode(ctx, snapshotThroughScript, []string{ks[0], ks[2], ks[3]}, through.N, through.ID, state)
 	if err == nil && code == codeTooFew {
 		err = fmt.Errorf("position %d/%q is not a delta of the run", through.N, through.ID)
 	}

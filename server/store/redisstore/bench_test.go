@@ -85,10 +85,11 @@ func loadVerdicts(ctx context.Context, s *Store, n int, start time.Time, span ti
 			return 0, err
 		}
 		total += int64(len(data))
-		pipe.HSet(ctx, s.k.verdicts(), id, data)
+		sh := shardOf(id)
+		pipe.HSet(ctx, s.k.verdicts(sh), id, data)
 		names, mem := indexEntries(v.GetService(), v.GetStage(), int32(d), v.GetTime().AsTime(), id)
 		for _, name := range names {
-			pipe.ZAdd(ctx, s.k.verdictIndex(name), redis.Z{Member: mem})
+			pipe.ZAdd(ctx, s.k.verdictIndex(sh, name), redis.Z{Member: mem})
 		}
 		if (i+1)%perPipe == 0 || i == n-1 {
 			if _, err := pipe.Exec(ctx); err != nil {

@@ -74,7 +74,7 @@ func (s *Store) putConfig(ctx context.Context, cfg *canaryv1.CanaryConfig, yaml 
 		if err != nil {
 			return nil, false, fmt.Errorf("encode: %w", err)
 		}
-		ok, err := s.runCode(ctx, putConfigScript, []string{key}, n.Val(), data)
+		ok, err := s.runAckedCode(ctx, putConfigScript, []string{key}, n.Val(), data)
 		if err != nil {
 			return nil, false, err
 		}

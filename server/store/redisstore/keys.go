@@ -24,18 +24,20 @@ import (
 //	                             folded → deltas folded into snapshots so far
 //	                             exp    → Unix ms (Redis clock) when the raw data expire
 //	                             ctok   → token of the CreateRun call that wrote it
+//	                             traj   → the run's verdict trajectory (PutTrajectory),
+//	                                      kept as long as the record
 //	P:{run:<id>}:ids     set     batch ids stored (kept across snapshots)
 //	P:{run:<id>}:d       stream  deltas in append order, one field "d"
 //	P:{run:<id>}:snap    string  snapshot
 //
-//	runs (slot of {runs}):
-//	P:{runs}:req         hash    request id → uvarint(len(id)) id time fingerprint
-//	P:{runs}:ri:<f>      zset    time(create) id, for the runs matching filter f
+//	runs, in NumShards shards (slot of {r<k>.<j>}, k = shard, see below):
+//	P:{r<k>.<j>}:req     hash    request id → uvarint(len(id)) id time fingerprint
+//	P:{r<k>.<j>}:ri:<f>  zset    time(create) id, for the runs matching filter f
 //
-//	verdict history (slot of {hist}):
-//	P:{hist}:v           hash    run id → final Verdict (proto)
-//	P:{hist}:vi:<f>      zset    time(verdict) id, for the verdicts matching filter f
-//	P:{hist}:pending     hash    run id → Unix ms: a FinishRun whose history and
+//	verdict history, in NumShards shards (slot of {h<k>.<j>}):
+//	P:{h<k>.<j>}:v       hash    run id → final Verdict (proto)
+//	P:{h<k>.<j>}:vi:<f>  zset    time(verdict) id, for the verdicts matching filter f
+//	P:{h<k>.<j>}:pending hash    run id → Unix ms: a FinishRun whose history and
 //	                             run-index writes may not all be done yet
 //
 //	configs (slot of {cfg:<name>}, and {cfgs}):
@@ -43,6 +45,7 @@ import (
 //	P:{cfgs}:names       zset    config names
 //	P:schema             string  schema version of the layout
 //	P:health             string  written by Healthy (a write probe), expires in a minute
+//	P:lease:{<name>}     string  holder of a lease (store.Leaser), expires with it
 //
 // The sorted sets are lexicographic: every member has score 0 and Redis
 // orders members bytewise. time is the 12-byte order-preserving encoding of
@@ -57,28 +60,150 @@ import (
 // set of its filter: 8 kinds of index (2^3 subsets of service, stage,
 // decision), each entry written to 8 sets.
 //
+// # Shards (layout version 2)
+//
+// The run index and the history are split into NumShards (16) shards, so
+// that the writes of created and finished runs spread over the nodes of a
+// Redis Cluster instead of landing on one slot. A run's index entries and
+// its request id go to shard fnv1a32(request id) mod 16, or of the run id
+// when it has no request id (a retry of a request must find its claim
+// whatever run id it carries); its verdict and pending mark go to shard
+// fnv1a32(run id) mod 16. Shard k's hash tag is "r<k>.<j>" (runs) or
+// "h<k>.<j>" (history), with j the smallest number that puts the tag's
+// slot in the k-th sixteenth of the 16384 slots: a cluster whose nodes
+// own ranges of slots of similar size (what redis-cli --cluster create
+// makes) gets the same number of shards on each node, 16/3 ≈ 5 of each
+// kind on 3 primaries.
+//
+// A listing reads its filter's sorted set in every shard (one pipeline,
+// split by node) and merges them: each shard's page, newest first, is
+// cut at the page's size + 1, and the merge keeps the newest. The page
+// token is the last entry returned, as in layout 1, so tokens do not
+// depend on the number of shards. Configs are not sharded: a config's
+// versions have their own slot, and the name index {cfgs} takes one write
+// per new config name.
+//
+// Layout 1 (one {runs} and one {hist} slot) is migrated at Open: see
+// migrate.go.
+//
 // Ids and names are stored raw. A run id holding "}" still keeps all its
 // keys in one slot (the tag ends at the first "}", the same one in each of
 // its keys), and keys stay distinct because no suffix holds "}:".
-const schemaVersion = "1"
+const schemaVersion = "2"
+
+// NumShards is the number of shards of the run index and of the history.
+// It is part of the layout: changing it needs a migration.
+const NumShards = 16
+
+// numSlots is the number of hash slots of a Redis Cluster.
+const numSlots = 16384
 
 // keys names the keys of one store (one prefix).
-type keys struct{ p string }
+type keys struct {
+	p    string
+	runs [NumShards]string // hash tags of the run shards
+	hist [NumShards]string // hash tags of the history shards
+}
+
+func newKeys(prefix string) keys {
+	k := keys{p: prefix}
+	for i := range NumShards {
+		k.runs[i] = shardTag("r", i)
+		k.hist[i] = shardTag("h", i)
+	}
+	return k
+}
+
+// shardTag returns the hash tag of shard i of a kind: kind<i>.<j> with the
+// smallest j whose slot is in the i-th of NumShards equal ranges of slots.
+func shardTag(kind string, i int) string {
+	lo, hi := i*numSlots/NumShards, (i+1)*numSlots/NumShards
+	for j := 0; ; j++ {
+		tag := kind + strconv.Itoa(i) + "." + strconv.Itoa(j)
+		if sl := int(keySlot(tag)); sl >= lo && sl < hi {
+			return tag
+		}
+	}
+}
+
+// keySlot is the Redis Cluster slot of a hash tag: CRC16 (XMODEM) mod 16384.
+func keySlot(tag string) uint16 {
+	var crc uint16
+	for i := 0; i < len(tag); i++ {
+		crc ^= uint16(tag[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % numSlots
+}
+
+// shardOf returns the shard of a key string: fnv1a32 mod NumShards.
+func shardOf(s string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return int(h % NumShards)
+}
+
+// runShard is the shard of a run's index entries and request id.
+func runShard(requestID, id string) int {
+	if requestID != "" {
+		return shardOf(requestID)
+	}
+	return shardOf(id)
+}
 
 func (k keys) schema() string                 { return k.p + ":schema" }
+func (k keys) migrating() string              { return k.p + ":migrating" }
 func (k keys) health() string                 { return k.p + ":health" }
 func (k keys) runTag(id string) string        { return k.p + ":{run:" + id + "}" }
 func (k keys) runMeta(id string) string       { return k.runTag(id) + ":m" }
 func (k keys) runIDs(id string) string        { return k.runTag(id) + ":ids" }
 func (k keys) runDeltas(id string) string     { return k.runTag(id) + ":d" }
 func (k keys) runSnap(id string) string       { return k.runTag(id) + ":snap" }
-func (k keys) requests() string               { return k.p + ":{runs}:req" }
-func (k keys) runIndex(f string) string       { return k.p + ":{runs}:ri:" + f }
-func (k keys) verdicts() string               { return k.p + ":{hist}:v" }
-func (k keys) verdictIndex(f string) string   { return k.p + ":{hist}:vi:" + f }
-func (k keys) pending() string                { return k.p + ":{hist}:pending" }
 func (k keys) configVersions(n string) string { return k.p + ":{cfg:" + n + "}:v" }
+func (k keys) lease(name string) string       { return k.p + ":lease:{" + name + "}" }
 func (k keys) configNames() string            { return k.p + ":{cfgs}:names" }
+
+func (k keys) requests(sh int) string           { return k.p + ":{" + k.runs[sh] + "}:req" }
+func (k keys) runIndex(sh int, f string) string { return k.p + ":{" + k.runs[sh] + "}:ri:" + f }
+func (k keys) verdicts(sh int) string           { return k.p + ":{" + k.hist[sh] + "}:v" }
+func (k keys) verdictIndex(sh int, f string) string {
+	return k.p + ":{" + k.hist[sh] + "}:vi:" + f
+}
+func (k keys) pending(sh int) string { return k.p + ":{" + k.hist[sh] + "}:pending" }
+
+// runIndexShards returns the run index of filter f in every shard.
+func (k keys) runIndexShards(f string) []string {
+	out := make([]string, NumShards)
+	for i := range out {
+		out[i] = k.runIndex(i, f)
+	}
+	return out
+}
+
+// verdictIndexShards returns the verdict index of filter f in every shard.
+func (k keys) verdictIndexShards(f string) []string {
+	out := make([]string, NumShards)
+	for i := range out {
+		out[i] = k.verdictIndex(i, f)
+	}
+	return out
+}
+
+// The keys of layout 1, read by the migration only.
+func (k keys) v1Requests() string             { return k.p + ":{runs}:req" }
+func (k keys) v1RunIndex(f string) string     { return k.p + ":{runs}:ri:" + f }
+func (k keys) v1Verdicts() string             { return k.p + ":{hist}:v" }
+func (k keys) v1VerdictIndex(f string) string { return k.p + ":{hist}:vi:" + f }
+func (k keys) v1Pending() string              { return k.p + ":{hist}:pending" }
 
 // runKeys are the keys of one run, in the order the scripts take them.
 func (k keys) runKeys(id string) []string {

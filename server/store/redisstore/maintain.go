@@ -81,20 +81,33 @@ func (s *Store) maintainLoop() {
 	}
 }
 
-// repair indexes the finished runs that have a pending mark.
+// repair indexes the finished runs that have a pending mark, in every
+// shard.
 func (s *Store) repair(ctx context.Context) (int, error) {
 	if s.closed() {
 		return 0, errClosed
 	}
 	n := 0
+	for sh := range NumShards {
+		k, err := s.repairShard(ctx, s.k.pending(sh))
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) repairShard(ctx context.Context, pending string) (int, error) {
+	n := 0
 	var cursor uint64
 	for {
-		kv, next, err := s.c.HScan(ctx, s.k.pending(), cursor, "", 100).Result()
+		kv, next, err := s.c.HScan(ctx, pending, cursor, "", 100).Result()
 		if err != nil {
 			return n, s.fail(ctx, err)
 		}
 		for i := 0; i+1 < len(kv); i += 2 {
-			done, err := s.repairRun(ctx, kv[i], kv[i+1])
+			done, err := s.repairRun(ctx, pending, kv[i], kv[i+1])
 			if err != nil {
 				return n, fmt.Errorf("index finished run %s: %w", kv[i], err)
 			}
@@ -108,7 +121,7 @@ func (s *Store) repair(ctx context.Context) (int, error) {
 	}
 }
 
-func (s *Store) repairRun(ctx context.Context, id, mark string) (bool, error) {
+func (s *Store) repairRun(ctx context.Context, pending, id, mark string) (bool, error) {
 	vals, err := s.c.HMGet(ctx, s.k.runMeta(id), "run", "state", "fin").Result()
 	if err != nil {
 		return false, s.fail(ctx, err)
@@ -121,7 +134,7 @@ func (s *Store) repairRun(ctx context.Context, id, mark string) (bool, error) {
 		if ok && s.opts.Now().Sub(time.UnixMilli(since)) < abandonedAfter {
 			return false, nil // a FinishRun may be on its way
 		}
-		_, err := s.runCode(ctx, unpendScript, []string{s.k.pending()}, id, mark)
+		_, err := s.runCode(ctx, unpendScript, []string{pending}, id, mark)
 		return false, err
 	}
 	base, f := new(canaryv1.Run), new(canaryv1.Run)
@@ -143,14 +156,26 @@ func (s *Store) repairRun(ctx context.Context, id, mark string) (bool, error) {
 
 // sweep deletes the verdicts older than cutoff, with their runs: for each,
 // the run's index entries and request id, then the run's keys, then the
-// verdict's index entries and record, walking the "all" verdict index from
-// its oldest entry; the entry there goes last, so that an interrupted
-// sweep is resumed by the next one.
+// verdict's index entries and record, walking the "all" verdict index of
+// each shard from its oldest entry; the entry there goes last, so that an
+// interrupted sweep is resumed by the next one.
 func (s *Store) sweep(ctx context.Context, cutoff time.Time) (int, error) {
 	if s.closed() {
 		return 0, errClosed
 	}
-	all := s.k.verdictIndex(filterName(0, "", "", 0))
+	n := 0
+	for sh := range NumShards {
+		k, err := s.sweepShard(ctx, sh, cutoff)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) sweepShard(ctx context.Context, sh int, cutoff time.Time) (int, error) {
+	all := s.k.verdictIndex(sh, filterName(0, "", "", 0))
 	n := 0
 	for {
 		members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
@@ -163,7 +188,7 @@ func (s *Store) sweep(ctx context.Context, cutoff time.Time) (int, error) {
 			if len(mem) <= store.TimeLen {
 				return n, fmt.Errorf("bad index entry %q", mem)
 			}
-			if err := s.forget(ctx, mem[store.TimeLen:], mem); err != nil {
+			if err := s.forget(ctx, sh, mem[store.TimeLen:], mem); err != nil {
 				return n, fmt.Errorf("sweep run %s: %w", mem[store.TimeLen:], err)
 			}
 			n++
@@ -174,8 +199,9 @@ func (s *Store) sweep(ctx context.Context, cutoff time.Time) (int, error) {
 	}
 }
 
-// forget deletes one run and its verdict, whose "all" index entry is mem.
-func (s *Store) forget(ctx context.Context, id, mem string) error {
+// forget deletes one run and its verdict, whose "all" index entry is mem
+// in history shard sh.
+func (s *Store) forget(ctx context.Context, sh int, id, mem string) error {
 	vals, err := s.c.HMGet(ctx, s.k.runMeta(id), "run", "upd", "fin").Result()
 	if err != nil {
 		return s.fail(ctx, err)
@@ -192,14 +218,15 @@ func (s *Store) forget(ctx context.Context, id, mem string) error {
 		if err := proto.Unmarshal(data, base); err != nil {
 			return fmt.Errorf("decode run: %w", err)
 		}
-		keys := []string{s.k.requests()}
+		reqs := s.k.requests(runShard(base.GetRequestId(), id))
+		keys := []string{reqs}
 		for _, state := range []canaryv1.RunState{canaryv1.RunState_RUN_STATE_RUNNING, run.GetState()} {
 			idx, _ := s.runIndexKeys(base, state)
 			keys = append(keys, idx...)
 		}
 		rid, value := base.GetRequestId(), ""
 		if rid != "" {
-			v, err := s.c.HGet(ctx, s.k.requests(), rid).Result()
+			v, err := s.c.HGet(ctx, reqs, rid).Result()
 			switch {
 			case errors.Is(err, redis.Nil):
 				rid = ""
@@ -221,8 +248,8 @@ func (s *Store) forget(ctx context.Context, id, mem string) error {
 		}
 	}
 
-	keys := []string{s.k.verdicts(), s.k.verdictIndex(filterName(0, "", "", 0))}
-	data, err := s.c.HGet(ctx, s.k.verdicts(), id).Bytes()
+	keys := []string{s.k.verdicts(sh), s.k.verdictIndex(sh, filterName(0, "", "", 0))}
+	data, err := s.c.HGet(ctx, s.k.verdicts(sh), id).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		// Only the "all" entry is left.
@@ -235,7 +262,7 @@ func (s *Store) forget(ctx context.Context, id, mem string) error {
 		}
 		names, _ := indexEntries(v.GetService(), v.GetStage(), int32(v.GetDecision()), v.GetTime().AsTime(), id)
 		for _, n := range names[1:] {
-			keys = append(keys, s.k.verdictIndex(n))
+			keys = append(keys, s.k.verdictIndex(sh, n))
 		}
 	}
 	_, err = s.runCode(ctx, forgetScript, keys, id, mem)

@@ -92,7 +92,7 @@ func TestRetention(t *testing.T) {
 			t.Errorf("TTL of %s = %v, want about 1h", key, d)
 		}
 	}
-	for _, key := range append(s.k.runKeys("running")[:3], s.k.runMeta("done"), s.k.verdicts()) {
+	for _, key := range append(s.k.runKeys("running")[:3], s.k.runMeta("done"), s.k.verdicts(shardOf("done"))) {
 		if d := ttl(key); d != -1 {
 			t.Errorf("TTL of %s = %v, want none (-1)", key, d)
 		}
@@ -187,7 +187,7 @@ func TestVerdictRetention(t *testing.T) {
 		if n := rc.Exists(ctx, s.k.runKeys(id)...).Val(); n != 0 {
 			t.Errorf("%d keys of %s left", n, id)
 		}
-		if rc.HExists(ctx, s.k.requests(), "req-"+id).Val() || rc.HExists(ctx, s.k.verdicts(), id).Val() {
+		if rc.HExists(ctx, s.k.requests(shardOf("req-"+id)), "req-"+id).Val() || rc.HExists(ctx, s.k.verdicts(shardOf(id)), id).Val() {
 			t.Errorf("request id or verdict of %s left", id)
 		}
 	}
@@ -224,12 +224,12 @@ func TestInterruptedFinishIsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := srv.Client(t)
-	rc.HSet(ctx, s.k.pending(), "a", t0.UnixMilli())
+	rc.HSet(ctx, s.k.pending(shardOf("a")), "a", t0.UnixMilli())
 	if code, err := s.runCode(ctx, finishScript, s.k.runKeys("a"), int(f.State), fin, time.Hour.Milliseconds()); err != nil || code != 0 {
 		t.Fatalf("finish script = %d, %v", code, err)
 	}
 	// b: pending mark, then the replica dies before the commit.
-	rc.HSet(ctx, s.k.pending(), "b", t0.UnixMilli())
+	rc.HSet(ctx, s.k.pending(shardOf("b")), "b", t0.UnixMilli())
 
 	if vs, _, err := s.ListVerdicts(ctx, store.VerdictFilter{}, store.Page{}); err != nil || len(vs) != 0 {
 		t.Fatalf("ListVerdicts before repair = %s, %v", verdictIDs(vs), err)
@@ -245,14 +245,14 @@ func TestInterruptedFinishIsRepaired(t *testing.T) {
 	if err != nil || ids(runs) != "a" {
 		t.Errorf("ListRuns(COMPLETED) after repair = %s, %v; want a", ids(runs), err)
 	}
-	if got := rc.HKeys(ctx, s.k.pending()).Val(); strings.Join(got, " ") != "b" {
+	if got := rc.HKeys(ctx, s.k.pending(shardOf("b"))).Val(); strings.Join(got, " ") != "b" {
 		t.Errorf("pending after repair = %q, want [b] (too recent to drop)", got)
 	}
 	clk.Advance(abandonedAfter + time.Minute)
 	if m, err := s.Maintain(ctx); err != nil || m.Indexed != 0 {
 		t.Errorf("Maintain later = %+v, %v; want nothing indexed", m, err)
 	}
-	if n := rc.HLen(ctx, s.k.pending()).Val(); n != 0 {
+	if n := rc.HLen(ctx, s.k.pending(shardOf("b"))).Val() + rc.HLen(ctx, s.k.pending(shardOf("a"))).Val(); n != 0 {
 		t.Errorf("%d pending marks left, want the abandoned one dropped", n)
 	}
 	// b finishes normally afterwards.
@@ -277,7 +277,7 @@ func TestInterruptedCreateIsCompleted(t *testing.T) {
 		State: canaryv1.RunState_RUN_STATE_RUNNING, CreateTime: timestamppb.New(t0)}
 	idx, mem := s.runIndexKeys(first, canaryv1.RunState_RUN_STATE_RUNNING)
 	value := requestValue("run-1", t0, []byte("fp"))
-	if code, _, err := s.runSlice(ctx, reserveScript, append([]string{s.k.requests()}, idx...), "req-1", value, mem); err != nil || code != 1 {
+	if code, _, err := s.runSlice(ctx, reserveScript, append([]string{s.k.requests(shardOf("req-1"))}, idx...), "req-1", value, mem); err != nil || code != 1 {
 		t.Fatalf("reserve = %d, %v", code, err)
 	}
 	if runs, _, err := s.ListRuns(ctx, store.RunFilter{}, store.Page{}); err != nil || len(runs) != 0 {

@@ -17,13 +17,14 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
-// runIndexKeys returns the 8 run index keys of a run in a state, and its
-// member.
+// runIndexKeys returns the 8 run index keys of a run in a state, in the
+// run's shard, and its member.
 func (s *Store) runIndexKeys(run *canaryv1.Run, state canaryv1.RunState) ([]string, string) {
 	names, mem := indexEntries(run.GetService(), run.GetStage(), int32(state), run.GetCreateTime().AsTime(), run.GetId())
+	sh := runShard(run.GetRequestId(), run.GetId())
 	ks := make([]string, store.NumMasks)
 	for m, n := range names {
-		ks[m] = s.k.runIndex(n)
+		ks[m] = s.k.runIndex(sh, n)
 	}
 	return ks, mem
 }
@@ -54,8 +55,8 @@ func parseRequestValue(v string) (id string, created time.Time, fingerprint []by
 // with an empty RequestId is not deduplicated. The run's state is stored as
 // RUNNING; run.CreateTime orders ListRuns.
 //
-// It claims the request id and indexes the run (one script on the {runs}
-// slot), then writes the run (one script on the run's slot). A call that
+// It claims the request id and indexes the run (one script on the slot of
+// the run's shard), then writes the run (one script on the run's slot). A call that
 // finds the request id claimed but the run not written (its first call
 // failed in between) writes it, with the id and create time of the claim.
 func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (*canaryv1.Run, bool, error) {
@@ -76,7 +77,7 @@ func (s *Store) createRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 	if rid != "" {
 		// A retry of a known request needs no claim: the common case of a
 		// retry reads one hash field.
-		v, err := s.c.HGet(ctx, s.k.requests(), rid).Result()
+		v, err := s.c.HGet(ctx, s.k.requests(runShard(rid, "")), rid).Result()
 		switch {
 		case err == nil:
 			return s.createClaimed(ctx, run, fingerprint, v)
@@ -97,7 +98,8 @@ func (s *Store) createRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 	if rid != "" {
 		value = requestValue(run.GetId(), run.GetCreateTime().AsTime(), fingerprint)
 	}
-	code, rest, err := s.runSlice(ctx, reserveScript, append([]string{s.k.requests()}, idx...), rid, value, mem)
+	reqs := s.k.requests(runShard(rid, run.GetId()))
+	code, rest, err := s.runSlice(ctx, reserveScript, append([]string{reqs}, idx...), rid, value, mem)
 	if err != nil {
 		return nil, false, err
 	}
@@ -145,7 +147,18 @@ func (s *Store) createClaimed(ctx context.Context, run *canaryv1.Run, fingerprin
 	// request, so the same service, stage and config).
 	run.Id = id
 	run.CreateTime = timestamppb.New(created)
-	return s.writeRun(ctx, run)
+	stored, wrote, err := s.writeRun(ctx, run)
+	if err != nil || !wrote {
+		return stored, wrote, err
+	}
+	// The claim was made with index entries, unless it was migrated from
+	// layout 1 (migrate.go): add them again (idempotent).
+	idx, mem := s.runIndexKeys(stored, canaryv1.RunState_RUN_STATE_RUNNING)
+	reqs := s.k.requests(runShard(stored.GetRequestId(), id))
+	if _, _, err := s.runSlice(ctx, reserveScript, append([]string{reqs}, idx...), "", "", mem); err != nil {
+		s.opts.Logger.Warn("index a run created from its claim", "run", id, "err", err)
+	}
+	return stored, true, nil
 }
 
 // writeRun writes a run record unless one exists: it returns the record
@@ -174,7 +187,7 @@ func (s *Store) writeRun(ctx context.Context, run *canaryv1.Run) (*canaryv1.Run,
 func (s *Store) release(ctx context.Context, rid, value string, run, other *canaryv1.Run) {
 	mine, mem := s.runIndexKeys(run, run.GetState())
 	theirs, theirMem := s.runIndexKeys(other, canaryv1.RunState_RUN_STATE_RUNNING)
-	keys := []string{s.k.requests()}
+	keys := []string{s.k.requests(runShard(rid, run.GetId()))}
 	for m := range mine {
 		if mem != theirMem || mine[m] != theirs[m] {
 			keys = append(keys, mine[m])
@@ -259,7 +272,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, page store.Page
 
 func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page) ([]*canaryv1.Run, string, error) {
 	fn := filterName(store.FilterMask(f.Service, f.Stage, int32(f.State)), f.Service, f.Stage, int32(f.State))
-	members, next, err := s.indexPage(ctx, kindRuns, s.k.runIndex(fn), fn, time.Time{}, time.Time{}, page)
+	members, next, err := s.indexPage(ctx, kindRuns, s.k.runIndexShards(fn), fn, time.Time{}, time.Time{}, page)
 	if err != nil {
 		return nil, "", err
 	}
@@ -290,11 +303,13 @@ func (s *Store) listRuns(ctx context.Context, f store.RunFilter, page store.Page
 	return runs, next, nil
 }
 
-// indexPage reads one page of an index sorted set, newest first (ZRANGE
-// BYLEX REV LIMIT): the members between the time bounds (zero: unbounded),
-// after the page token issued for filter fn, and the token of the next
-// page ("" at the end). Runs and verdicts are listed through it.
-func (s *Store) indexPage(ctx context.Context, kind byte, key, fn string, since, until time.Time, page store.Page) ([]string, string, error) {
+// indexPage reads one page of an index, newest first: of each of its
+// shards' sorted sets (keys), the members between the time bounds (zero:
+// unbounded) and after the page token issued for filter fn, at most the
+// page's size + 1 (ZRANGE BYLEX REV LIMIT, one pipeline); merged, the
+// newest of them make the page. It returns the page and the token of the
+// next page ("" at the end). Runs and verdicts are listed through it.
+func (s *Store) indexPage(ctx context.Context, kind byte, keys []string, fn string, since, until time.Time, page store.Page) ([]string, string, error) {
 	after, err := decodeToken(page.Token, kind, fn, store.TimeLen+1)
 	if err != nil {
 		return nil, "", err
@@ -304,18 +319,54 @@ func (s *Store) indexPage(ctx context.Context, kind byte, key, fn string, since,
 	}
 	maxB, minB := lexRange(since, until, after)
 	limit := page.Limit()
-	members, err := s.c.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: key, Start: maxB, Stop: minB, ByLex: true, Rev: true, Count: int64(limit + 1),
-	}).Result()
-	if err != nil {
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(keys))
+	for i, key := range keys {
+		cmds[i] = pipe.ZRangeArgs(ctx, redis.ZRangeArgs{
+			Key: key, Start: maxB, Stop: minB, ByLex: true, Rev: true, Count: int64(limit + 1),
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, "", s.fail(ctx, err)
 	}
+	members := mergeDesc(cmds, limit+1)
 	next := ""
 	if len(members) > limit {
 		members = members[:limit]
 		next = encodeToken(kind, fn, []byte(members[limit-1]))
 	}
 	return members, next, nil
+}
+
+// mergeDesc merges the replies of cmds, each sorted in descending byte
+// order, into at most n members in descending order.
+func mergeDesc(cmds []*redis.StringSliceCmd, n int) []string {
+	lists := make([][]string, 0, len(cmds))
+	total := 0
+	for _, c := range cmds {
+		if v := c.Val(); len(v) > 0 {
+			lists = append(lists, v)
+			total += len(v)
+		}
+	}
+	if len(lists) == 1 {
+		return lists[0][:min(n, len(lists[0]))]
+	}
+	out := make([]string, 0, min(n, total))
+	for len(out) < n {
+		best := -1
+		for i, l := range lists {
+			if len(l) > 0 && (best < 0 || l[0] > lists[best][0]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		out = append(out, lists[best][0])
+		lists[best] = lists[best][1:]
+	}
+	return out
 }
 
 // UpdateRun replaces the latest verdict and the counters of a running run;
@@ -336,7 +387,7 @@ func (s *Store) updateRun(ctx context.Context, run *canaryv1.Run) error {
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	code, err := s.runCode(ctx, updateScript, []string{s.k.runMeta(run.GetId())}, upd)
+	code, err := s.runAckedCode(ctx, updateScript, []string{s.k.runMeta(run.GetId())}, upd)
 	if err != nil {
 		return err
 	}
@@ -435,10 +486,11 @@ func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run, deltas int64) 
 	}
 
 	mark := strconv.FormatInt(s.opts.Now().UnixMilli(), 10)
-	if err := s.c.HSet(ctx, s.k.pending(), id, mark).Err(); err != nil {
-		return s.fail(ctx, err)
+	pending := s.k.pending(shardOf(id))
+	if _, err := s.runAckedCode(ctx, pendScript, []string{pending}, id, mark); err != nil {
+		return err
 	}
-	code, err := s.runCode(ctx, finishScript, s.k.runKeys(id), int(state), finData, s.opts.Retention.Milliseconds(), deltas)
+	code, err := s.runAckedCode(ctx, finishScript, s.k.runKeys(id), int(state), finData, s.opts.Retention.Milliseconds(), deltas)
 	if err != nil {
 		return err
 	}
@@ -448,7 +500,7 @@ func (s *Store) finishRun(ctx context.Context, run *canaryv1.Run, deltas int64) 
 	}
 	if err != nil {
 		// Finished by another call, which indexes it: drop this call's mark.
-		_, _ = s.runCode(ctx, unpendScript, []string{s.k.pending()}, id, mark)
+		_, _ = s.runCode(ctx, unpendScript, []string{pending}, id, mark)
 		return err
 	}
 	// Committed. A failure from here on leaves the pending mark for
@@ -496,17 +548,18 @@ func (s *Store) index(ctx context.Context, h history) error {
 			move = append(move, to[m])
 		}
 	}
-	if _, err := s.runCode(ctx, moveScript, move, mem, leave); err != nil {
+	if _, err := s.runAckedCode(ctx, moveScript, move, mem, leave); err != nil {
 		return err
 	}
 	v := h.verdict
 	names, vmem := indexEntries(v.GetService(), v.GetStage(), int32(v.GetDecision()), v.GetTime().AsTime(), id)
+	sh := shardOf(id)
 	hk := make([]string, 0, store.NumMasks+2)
-	hk = append(hk, s.k.verdicts())
+	hk = append(hk, s.k.verdicts(sh))
 	for _, n := range names {
-		hk = append(hk, s.k.verdictIndex(n))
+		hk = append(hk, s.k.verdictIndex(sh, n))
 	}
-	hk = append(hk, s.k.pending())
-	_, err := s.runCode(ctx, historyScript, hk, id, h.data, vmem)
+	hk = append(hk, s.k.pending(sh))
+	_, err := s.runAckedCode(ctx, historyScript, hk, id, h.data, vmem)
 	return err
 }

@@ -19,13 +19,20 @@ const (
 // appendScript stores a delta once per batch id, if the run is running
 // and not closing (see closeScript).
 //
-//	KEYS: meta, ids, deltas   ARGV: batch id, delta
+// With ARGV[3] = "1" (min_replicas), a duplicate increments the run's
+// "dups" counter: a write of this connection, so that the WAIT after it
+// covers the first append of the batch, whichever connection made it.
+//
+//	KEYS: meta, ids, deltas   ARGV: batch id, delta[, "1"]
 var appendScript = redis.NewScript(`#!lua
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return -1 end
 if st ~= '1' then return -2 end
 if redis.call('HEXISTS', KEYS[1], 'closing') == 1 then return -2 end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 1 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
+  if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'dups', 1) end
+  return 1
+end
 redis.call('XADD', KEYS[3], '*', 'd', ARGV[2])
 return 0
 `)
@@ -57,19 +64,24 @@ return 0
 `)
 
 // readScript returns one chunk of a run's data: {1, folded, snapshot or
-// nil, more (0/1), id, delta, id, delta, ...}, or {-1} for an unknown run.
-// The snapshot is read only when ARGV[4] is "1".
+// nil, more (0/1), present (0/1), id, delta, id, delta, ...}, or {-1} for
+// an unknown run. The snapshot is read only when ARGV[4] is "1". present
+// says whether the delta of the position read after (ARGV[5], "" for
+// none) is still in the stream: one that is neither there nor folded was
+// lost (a failover promoted a replica that lacked it).
 //
-//	KEYS: meta, deltas, snap   ARGV: XRANGE start, count, byte budget, with snapshot
+//	KEYS: meta, deltas, snap   ARGV: XRANGE start, count, byte budget, with snapshot, position id
 var readScript = redis.NewScript(`#!lua flags=no-writes
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {-1} end
 local snap = false
 if ARGV[4] == '1' then snap = redis.call('GET', KEYS[3]) end
+local present = 1
+if ARGV[5] ~= '' and #redis.call('XRANGE', KEYS[2], ARGV[5], ARGV[5]) == 0 then present = 0 end
 local count, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
 local r = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', count)
 local more = #r == count
-local out = {1, redis.call('HGET', KEYS[1], 'folded') or '0', snap, 0}
+local out = {1, redis.call('HGET', KEYS[1], 'folded') or '0', snap, 0, present}
 local size = 0
 for i, e in ipairs(r) do
   if i > 1 and size >= budget then more = true break end
@@ -240,6 +252,15 @@ var historyScript = redis.NewScript(`#!lua
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 for i = 2, #KEYS - 1 do redis.call('ZADD', KEYS[i], 0, ARGV[3]) end
 redis.call('HDEL', KEYS[#KEYS], ARGV[1])
+return 0
+`)
+
+// pendScript sets a pending mark (a script, so that min_replicas waits
+// for it like for every other write).
+//
+//	KEYS: pending   ARGV: run id, value
+var pendScript = redis.NewScript(`#!lua
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 0
 `)
 

@@ -35,17 +35,16 @@
 // # Redis Cluster
 //
 // Each script and transaction touches the keys of one slot only, so the
-// store runs on a Redis Cluster through OpenClient with a ClusterClient
-// (Protocol 2, MaxRetries -1, ContextTimeoutEnabled); Open's URL names a
-// single primary. What the deployment has to know:
+// store runs on a Redis Cluster (a redis+cluster:// URL, or OpenClient
+// with a ClusterClient with Protocol 2, MaxRetries -1 and
+// ContextTimeoutEnabled). What the deployment has to know:
 //   - The keys of one run share the hash tag {run:<id>}: ingest
 //     (AppendBatch), reads, snapshots and updates of different runs spread
 //     over the nodes by run id.
-//   - The run index and request ids ({runs}), the verdict history and its
-//     indexes ({hist}) and the config names ({cfgs}) are global keys, each
-//     group in one slot, hence on one node: size that node for the whole
-//     history (BenchmarkMemoryPerRun). They take one or two writes per run
-//     created or finished, not per batch.
+//   - The run index and request ids, and the verdict history and its
+//     indexes, are split into NumShards shards each, whose hash tags are
+//     spread evenly over the slot space; the config names ({cfgs}) are one
+//     global key, written once per new config name.
 //   - CreateRun, FinishRun and PutConfig span slots and are done in the
 //     ordered steps above; ListRuns and ListConfigs read records from many
 //     slots with pipelines, which the ClusterClient splits by node.
@@ -86,10 +85,22 @@
 // before it replies, so whatever a method acknowledged survives a crash of
 // Redis; with appendfsync everysec (the Redis default for AOF) up to a
 // second of acknowledged writes can be lost, and without AOF everything
-// since the last RDB save. A replica promoted by Sentinel or Cluster may
-// lack the last writes its primary acknowledged unless clients use WAIT,
-// which this store does not. Run Redis with appendonly yes, appendfsync
-// always for the guarantee store.Store documents (the crash tests do).
+// since the last RDB save.
+//
+// Replication is asynchronous: a replica promoted by Sentinel or Cluster
+// may lack the last writes its primary acknowledged. With
+// Options.MinReplicas (the URL's min_replicas) every write waits for that
+// many replicas (WAIT after the script, on the same connection), so a
+// failover that promotes one of them loses no acknowledged batch, run or
+// verdict; a write the replicas do not confirm within ReplicaTimeout
+// fails with ErrUnavailable and is retried by the client (an append
+// retried finds its batch id, and its script writes a counter so that its
+// WAIT covers the first append too). The cost is one replication round
+// trip per write, and writes fail while fewer replicas are up. The default
+// is 0: a failover can lose the writes of the last moments (typically
+// milliseconds) before it. A replica of canaryd that read a delta lost so
+// reads the run again (the read script checks that its position is still
+// in the run's stream).
 //
 // # Requirements
 //
@@ -112,7 +123,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -154,6 +164,18 @@ type Options struct {
 	// Password is used by Open when the URL has none; when both are empty
 	// Open reads the environment variable PasswordEnv.
 	Password string
+	// SentinelPassword is the password of the Sentinels of a
+	// redis+sentinel URL; when empty Open reads SentinelPasswordEnv.
+	SentinelPassword string
+	// MinReplicas makes every write wait (WAIT) until that many replicas
+	// of its primary have it, for at most ReplicaTimeout; a write fewer
+	// replicas confirmed fails with store.ErrUnavailable (it may be
+	// stored: its retry is deduplicated). 0, the default, acknowledges a
+	// write when the primary has it. See "Durability" above.
+	MinReplicas int
+	// ReplicaTimeout bounds the wait of MinReplicas; 0 means
+	// DefaultReplicaTimeout.
+	ReplicaTimeout time.Duration
 	// Now stamps new config versions and dates verdicts for
 	// VerdictRetention; nil means time.Now.
 	Now func() time.Time
@@ -167,6 +189,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("retention %v is negative", o.Retention)
 	case o.VerdictRetention < 0:
 		return fmt.Errorf("verdict retention %v is negative", o.VerdictRetention)
+	case o.MinReplicas < 0 || o.ReplicaTimeout < 0:
+		return fmt.Errorf("min replicas %d, replica timeout %v: negative", o.MinReplicas, o.ReplicaTimeout)
 	}
 	return nil
 }
@@ -187,6 +211,9 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ReplicaTimeout == 0 {
+		o.ReplicaTimeout = DefaultReplicaTimeout
+	}
 }
 
 // Store is the Redis backend. It implements store.Store and is safe for
@@ -204,28 +231,22 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open connects to the Redis of a redis:// or rediss:// (TLS) URL,
-// redis://[[user]:password@]host[:port][/db][?dial_timeout=3s&...] (the
-// query parameters of redis.ParseURL), checks that it answers and that
-// the key layout is this version's, and starts the maintenance loop.
+// Open connects to the Redis a URL names (one server, a Redis Cluster, or
+// the primary of a Sentinel setup; see url.go for the forms and options),
+// checks that it answers and that the key layout is this version's
+// (migrating layout 1, see migrate.go), and starts the maintenance loop.
+// The URL's min_replicas and replica_timeout override Options'.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	ro, err := redis.ParseURL(url)
+	t, err := parseURL(url, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open redis store: %w", err)
 	}
-	if ro.Password == "" {
-		ro.Password = opts.Password
-		if ro.Password == "" {
-			ro.Password = os.Getenv(PasswordEnv)
-		}
+	if t.minReplicas > 0 {
+		opts.MinReplicas, opts.ReplicaTimeout = t.minReplicas, t.replicaTimeout
 	}
-	ro.Protocol = 2 // the Lua replies are read as RESP2 (false → nil)
-	ro.MaxRetries = -1
-	ro.ContextTimeoutEnabled = true
-	ro.DisableIdentity = true
-	s, err := OpenClient(ctx, redis.NewClient(ro), opts)
+	s, err := OpenClient(ctx, t.client, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open redis store %s: %w", ro.Addr, err)
+		return nil, fmt.Errorf("open redis store %s: %w", strings.Join(t.addrs, ","), err)
 	}
 	return s, nil
 }
@@ -241,7 +262,7 @@ func OpenClient(ctx context.Context, c redis.UniversalClient, opts Options) (*St
 	opts.setDefaults()
 	s := &Store{
 		c:    c,
-		k:    keys{p: opts.Prefix},
+		k:    newKeys(opts.Prefix),
 		opts: opts,
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
@@ -253,10 +274,12 @@ func OpenClient(ctx context.Context, c redis.UniversalClient, opts Options) (*St
 	s.checkEviction(ctx)
 	go s.maintainLoop()
 	opts.Logger.Info("redis store open", "prefix", opts.Prefix, "retention", opts.Retention,
-		"verdict_retention", opts.VerdictRetention)
+		"verdict_retention", opts.VerdictRetention, "min_replicas", opts.MinReplicas)
 	return s, nil
 }
 
+// checkSchema sets the layout version of a new store, migrates a layout-1
+// store (migrate.go) and refuses any other version.
 func (s *Store) checkSchema(ctx context.Context) error {
 	if err := s.c.SetNX(ctx, s.k.schema(), schemaVersion, 0).Err(); err != nil {
 		return s.fail(ctx, err)
@@ -265,10 +288,13 @@ func (s *Store) checkSchema(ctx context.Context) error {
 	if err != nil {
 		return s.fail(ctx, err)
 	}
-	if v != schemaVersion {
-		return fmt.Errorf("schema version %q under prefix %q, this canaryd reads %q", v, s.opts.Prefix, schemaVersion)
+	switch v {
+	case schemaVersion:
+		return nil
+	case "1":
+		return s.migrate1(ctx)
 	}
-	return nil
+	return fmt.Errorf("schema version %q under prefix %q, this canaryd reads %q", v, s.opts.Prefix, schemaVersion)
 }
 
 // checkEviction warns when Redis may evict keys: it would drop runs,
@@ -368,6 +394,82 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args .
 	return v, nil
 }
 
+// runAcked runs a writing script; with Options.MinReplicas it then waits
+// for that many replicas to have the write (WAIT, on the same connection
+// of the primary of keys[0]'s slot, in one pipeline with the script).
+func (s *Store) runAcked(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	if s.opts.MinReplicas <= 0 {
+		return s.run(ctx, sc, keys, args...)
+	}
+	if s.closed() {
+		return nil, errClosed
+	}
+	c, err := s.primaryFor(ctx, keys[0])
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	v, n, err := s.evalWait(ctx, c, sc, keys, args, false)
+	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		v, n, err = s.evalWait(ctx, c, sc, keys, args, true)
+	}
+	if err != nil {
+		if cc, ok := s.c.(*redis.ClusterClient); ok {
+			cc.ReloadState(ctx) // the slot may have moved (failover)
+		}
+		return nil, s.fail(ctx, err)
+	}
+	if n < int64(s.opts.MinReplicas) {
+		return nil, fmt.Errorf("%w: the write reached %d of %d replicas within %v",
+			store.ErrUnavailable, n, s.opts.MinReplicas, s.opts.ReplicaTimeout)
+	}
+	return v, nil
+}
+
+// evalWait runs a script (EVALSHA, or EVAL) and WAIT on c in one pipeline.
+func (s *Store) evalWait(ctx context.Context, c *redis.Client, sc *redis.Script, keys []string, args []any, eval bool) (any, int64, error) {
+	pipe := c.Pipeline()
+	var ev *redis.Cmd
+	if eval {
+		ev = sc.Eval(ctx, pipe, keys, args...)
+	} else {
+		ev = sc.EvalSha(ctx, pipe, keys, args...)
+	}
+	w := pipe.Do(ctx, "WAIT", s.opts.MinReplicas, s.opts.ReplicaTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	if err := ev.Err(); err != nil {
+		return nil, 0, err
+	}
+	n, err := w.Int64()
+	if err != nil {
+		return nil, 0, err
+	}
+	return ev.Val(), n, nil
+}
+
+// primaryFor returns the client of the primary that serves key.
+func (s *Store) primaryFor(ctx context.Context, key string) (*redis.Client, error) {
+	switch c := s.c.(type) {
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	case *redis.Client:
+		return c, nil
+	}
+	return nil, fmt.Errorf("min replicas: client %T not supported", s.c)
+}
+
+// runAckedCode is runCode through runAcked.
+func (s *Store) runAckedCode(ctx context.Context, sc *redis.Script, keys []string, args ...any) (int64, error) {
+	v, err := s.runAcked(ctx, sc, keys, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return 0, fmt.Errorf("script replied %T, want an integer", v)
+	}
+	return n, nil
+}
+
 // runCode runs a script that returns an integer code.
 func (s *Store) runCode(ctx context.Context, sc *redis.Script, keys []string, args ...any) (int64, error) {
 	v, err := s.run(ctx, sc, keys, args...)
@@ -384,6 +486,24 @@ func (s *Store) runCode(ctx context.Context, sc *redis.Script, keys []string, ar
 // runSlice runs a script that returns an array whose first element is an
 // integer code.
 func (s *Store) runSlice(ctx context.Context, sc *redis.Script, keys []string, args ...any) (int64, []any, error) {
+	v, err := s.runAcked(ctx, sc, keys, args...)
+	if err != nil {
+		return 0, nil, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) == 0 {
+		return 0, nil, fmt.Errorf("script replied %T, want an array", v)
+	}
+	code, ok := a[0].(int64)
+	if !ok {
+		return 0, nil, fmt.Errorf("script replied %T as code, want an integer", a[0])
+	}
+	return code, a[1:], nil
+}
+
+// runSliceRO is runSlice for a script that writes nothing: never waits
+// for replicas.
+func (s *Store) runSliceRO(ctx context.Context, sc *redis.Script, keys []string, args ...any) (int64, []any, error) {
 	v, err := s.run(ctx, sc, keys, args...)
 	if err != nil {
 		return 0, nil, err

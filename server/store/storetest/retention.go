@@ -65,6 +65,7 @@ func (s *suite) testRawRetention(t *testing.T) {
 	}
 	done := finishedRun(newRun("done", "req-done", "checkout", "wave-1", now), canaryv1.RunState_RUN_STATE_ABORTED,
 		canaryv1.Decision_DECISION_ROLLBACK, now)
+	putTrajectory(ctx, t, st, "done", []byte("trajectory of done"))
 	mustFinish(ctx, t, st, done)
 
 	read := func(id string) string {
@@ -96,6 +97,10 @@ func (s *suite) testRawRetention(t *testing.T) {
 	}
 	if _, err := st.AppendBatch(ctx, "done", "3", []byte("d3")); !errors.Is(err, store.ErrFinished) {
 		t.Errorf("AppendBatch(done) after expiry = %v, want ErrFinished", err)
+	}
+	// The trajectory stays with the record.
+	if got, err := trajectories(t, st).GetTrajectory(ctx, "done"); err != nil || string(got) != "trajectory of done" {
+		t.Errorf("GetTrajectory(done) after expiry = %q, %v; want it kept", got, err)
 	}
 	// A snapshot that comes late (a write in flight at the finish) does not
 	// bring raw data back for good.
@@ -138,6 +143,7 @@ func (s *suite) testVerdictRetention(t *testing.T) {
 		if _, err := st.AppendBatch(ctx, id, "1", []byte("d")); err != nil {
 			t.Fatal(err)
 		}
+		putTrajectory(ctx, t, st, id, []byte("t-"+id))
 	}
 	for _, f := range []*canaryv1.Run{
 		finishedRun(newRun("old-1", "req-old-1", "checkout", "wave-1", t0), canaryv1.RunState_RUN_STATE_COMPLETED, canaryv1.Decision_DECISION_PROMOTE, t0),
@@ -159,6 +165,14 @@ func (s *suite) testVerdictRetention(t *testing.T) {
 	for _, id := range []string{"old-1", "old-2"} {
 		if _, err := st.GetRun(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("GetRun(%s) after the sweep = %v, want ErrNotFound", id, err)
+		}
+		if got, err := trajectories(t, st).GetTrajectory(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetTrajectory(%s) after the sweep = %q, %v; want ErrNotFound", id, got, err)
+		}
+	}
+	for _, id := range []string{"new", "live"} {
+		if got, err := trajectories(t, st).GetTrajectory(ctx, id); err != nil || string(got) != "t-"+id {
+			t.Errorf("GetTrajectory(%s) after the sweep = %q, %v; want it kept", id, got, err)
 		}
 	}
 	for _, f := range []store.VerdictFilter{{}, {Service: "checkout"}, {Decision: canaryv1.Decision_DECISION_PROMOTE},

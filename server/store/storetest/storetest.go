@@ -92,8 +92,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"BadPageTokens", s.testBadPageTokens},
 		{"InvalidInput", s.testInvalidInput},
 		{"Persistence", s.testPersistence},
+		{"Trajectory/PutGet", s.testTrajectory},
+		{"Trajectory/Persistence", s.testTrajectoryPersistence},
 		{"Retention/RawData", s.testRawRetention},
 		{"Retention/Verdicts", s.testVerdictRetention},
+		{"Lease", s.testLease},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
