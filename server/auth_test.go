@@ -318,6 +318,67 @@ func authRPCs(f *authFixture) []authRPC {
 						f.wantState(t, id, map[bool]canaryv1.RunState{true: canaryv1.RunState_RUN_STATE_ABORTED, false: canaryv1.RunState_RUN_STATE_RUNNING}[ok])
 					}
 			}},
+		{canaryv1.CanaryService_ReportAlarm_FullMethodName, auth.RoleIngest, true,
+			func(t *testing.T, svc string) (func(context.Context) error, func(bool)) {
+				name := fmt.Sprintf("Alarm%d", f.seq())
+				return func(ctx context.Context) error {
+						_, err := c.ReportAlarm(ctx, &canaryv1.ReportAlarmRequest{Alarm: &canaryv1.AlarmEvent{
+							Name: name, State: canaryv1.AlarmState_ALARM_STATE_FIRING, Labels: map[string]string{"service": svc},
+						}})
+						return err
+					}, func(ok bool) {
+						resp, err := c.ListAlarms(f.root, &canaryv1.ListAlarmsRequest{})
+						if err != nil {
+							t.Fatal(err)
+						}
+						found := slices.ContainsFunc(resp.GetAlarms(), func(a *canaryv1.AlarmEvent) bool { return a.GetName() == name })
+						if found != ok {
+							t.Errorf("alarm %s recorded: %v, want %v", name, found, ok)
+						}
+					}
+			}},
+		{canaryv1.CanaryService_ListAlarms_FullMethodName, auth.RoleRead, false,
+			func(t *testing.T, _ string) (func(context.Context) error, func(bool)) {
+				return func(ctx context.Context) error {
+					_, err := c.ListAlarms(ctx, &canaryv1.ListAlarmsRequest{})
+					return err
+				}, none
+			}},
+		{canaryv1.CanaryService_CheckDeploy_FullMethodName, auth.RoleRead, true,
+			func(t *testing.T, svc string) (func(context.Context) error, func(bool)) {
+				return func(ctx context.Context) error {
+					_, err := c.CheckDeploy(ctx, &canaryv1.CheckDeployRequest{Service: svc, Stage: "prod"})
+					return err
+				}, none
+			}},
+		{canaryv1.CanaryService_PutDeployPolicy_FullMethodName, auth.RoleAdmin, false,
+			func(t *testing.T, _ string) (func(context.Context) error, func(bool)) {
+				svc := fmt.Sprintf("policy-%d", f.seq())
+				return func(ctx context.Context) error {
+						_, err := c.PutDeployPolicy(ctx, &canaryv1.PutDeployPolicyRequest{Source: &canaryv1.PutDeployPolicyRequest_Yaml{
+							Yaml: "service: " + svc + "\ndeploy_windows: {allow: [\"Mon-Fri 09:00-17:00\"]}\n"}})
+						return err
+					}, func(ok bool) {
+						resp, err := c.GetDeployPolicy(f.root, &canaryv1.GetDeployPolicyRequest{Service: svc})
+						if stored := err == nil && resp.GetPolicy().GetPolicy().GetService() == svc; stored != ok {
+							t.Errorf("policy of %s stored: %v, want %v (%v)", svc, stored, ok, err)
+						}
+					}
+			}},
+		{canaryv1.CanaryService_GetDeployPolicy_FullMethodName, auth.RoleRead, false,
+			func(t *testing.T, _ string) (func(context.Context) error, func(bool)) {
+				return func(ctx context.Context) error {
+					_, err := c.GetDeployPolicy(ctx, &canaryv1.GetDeployPolicyRequest{Service: "*"})
+					return err
+				}, none
+			}},
+		{canaryv1.CanaryService_ListDeployOverrides_FullMethodName, auth.RoleRead, true,
+			func(t *testing.T, svc string) (func(context.Context) error, func(bool)) {
+				return func(ctx context.Context) error {
+					_, err := c.ListDeployOverrides(ctx, &canaryv1.ListDeployOverridesRequest{Service: svc})
+					return err
+				}, none
+			}},
 		{canaryv1.CanaryService_ListVerdicts_FullMethodName, auth.RoleRead, true,
 			func(t *testing.T, svc string) (func(context.Context) error, func(bool)) {
 				return func(ctx context.Context) error {
@@ -344,6 +405,10 @@ func TestAuthMatrix(t *testing.T) {
 	ctx := ctxT(t)
 	f := &authFixture{e: e, root: withToken(ctx, "tok-root"), rng: rand.New(rand.NewPCG(3, 4)), runs: map[string]string{}}
 	if _, err := e.c.PutConfig(f.root, &canaryv1.PutConfigRequest{Source: &canaryv1.PutConfigRequest_Config{Config: testConfig("shared")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.PutDeployPolicy(f.root, &canaryv1.PutDeployPolicyRequest{Source: &canaryv1.PutDeployPolicyRequest_Policy{
+		Policy: &canaryv1.DeployPolicy{Service: "*"}}}); err != nil {
 		t.Fatal(err)
 	}
 	// A running run with data, and a finished one (for the history), per

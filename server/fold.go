@@ -43,7 +43,8 @@ import (
 type logState struct {
 	data     *analysis.Data
 	counters *canaryv1.RunCounters
-	pull     *canaryv1.PullStatus // the pull records folded (pull.go)
+	alarms   []*canaryv1.AlarmEvent // the alarms recorded with the run, in log order
+	pull     *canaryv1.PullStatus   // the pull records folded (pull.go)
 	cursor   store.Cursor
 	folded   int64
 }
@@ -58,7 +59,7 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 	cur, err := log.ReadBatchesFrom(ctx, id, nil, func(snapshot bool, b []byte) error {
 		if !snapshot {
 			after++
-			return foldDelta(cfg, ls.data, ls.counters, &ls.pull, b)
+			return foldDelta(cfg, ls.data, ls.counters, &ls.pull, &ls.alarms, b)
 		}
 		if len(b) == 0 {
 			return nil // no snapshot yet
@@ -71,6 +72,7 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 			mergePull(&ls.pull, h.pull)
 		}
 		ls.data.Merge(d)
+		ls.alarms = append(ls.alarms, h.alarms...)
 		c := ls.counters
 		c.Batches = h.batches
 		c.DuplicateBatches = max(c.DuplicateBatches, h.duplicates)
@@ -88,9 +90,19 @@ func readLog(ctx context.Context, log store.Tailer, id string, cfg *analysis.Con
 	return ls, nil
 }
 
-// foldDelta folds one delta of a run's log into data and its counters,
-// or a pull record into *pull.
-func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, pull **canaryv1.PullStatus, b []byte) error {
+// foldDelta folds one entry of a run's log: a batch's delta into data and
+// its counters, a pull record into *pull, or an alarm (alarms.go) into
+// *alarms.
+func foldDelta(cfg *analysis.Config, data *analysis.Data, c *canaryv1.RunCounters, pull **canaryv1.PullStatus,
+	alarms *[]*canaryv1.AlarmEvent, b []byte) error {
+	if isAlarm(b) {
+		ev, err := decodeAlarm(b)
+		if err != nil {
+			return err
+		}
+		*alarms = append(*alarms, ev)
+		return nil
+	}
 	if isPull(b) {
 		p, err := decodePull(b)
 		if err != nil {
@@ -132,6 +144,7 @@ func (st *liveState) setLog(ls *logState) {
 		ls.counters.DuplicateBatches = st.rec.GetCounters().GetDuplicateBatches()
 	}
 	st.data = ls.data
+	st.alarms = ls.alarms
 	st.rec.Counters = ls.counters
 	st.rec.Pull = ls.pull
 	st.cursor = ls.cursor
@@ -166,7 +179,7 @@ func (lr *liveRun) catchUp(ctx context.Context, log store.Tailer, snapN int) (*s
 	folded := 0
 	from := st.cursor
 	cur, err := log.ReadBatchesFrom(ctx, lr.id, &from, func(_ bool, b []byte) error {
-		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, &st.rec.Pull, b); err != nil {
+		if err := foldDelta(lr.cfg, st.data, st.rec.Counters, &st.rec.Pull, &st.alarms, b); err != nil {
 			return err
 		}
 		folded++
@@ -232,7 +245,7 @@ func (st *liveState) snapshotDue(snapN int) (*snapshotJob, error) {
 		return nil, nil
 	}
 	run := st.record()
-	blob, err := snapshotOf(run, st.data)
+	blob, err := snapshotOf(run, st.data, st.alarms)
 	if err != nil {
 		return nil, err
 	}

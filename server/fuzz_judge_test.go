@@ -286,7 +286,7 @@ func FuzzJudge(f *testing.F) {
 				continue
 			}
 			e.svc.release(b.lr)
-			if err := foldDelta(acfg, d, counters, &pull, b.blob); err != nil {
+			if err := foldDelta(acfg, d, counters, &pull, new([]*canaryv1.AlarmEvent), b.blob); err != nil {
 				t.Fatalf("fold the delta of an accepted batch: %v", err)
 			}
 		}
@@ -310,6 +310,111 @@ func FuzzJudge(f *testing.F) {
 				t.Fatalf("after a snapshot (sequential %v): %s %q, before %s %q", seq, v.Decision, v.Reason,
 					verdicts[i].Decision, verdicts[i].Reason)
 			}
+		}
+	})
+}
+
+// seedState returns the encoded delta and snapshot of a little data of
+// every metric type, for the seed corpora of the decoders.
+func seedState(tb testing.TB, cfg *analysis.Config, start time.Time) (delta, snapshot []byte) {
+	tb.Helper()
+	d := newData(cfg, start)
+	at := start.Add(90 * time.Second)
+	for c := range 2 {
+		cohort := analysis.Cohort(c)
+		recs := []analysis.Record{
+			{Metric: "latency_ms", Cohort: cohort, Value: 12.5, Time: at, Instance: "pod-1"},
+			{Metric: "latency_ms", Cohort: cohort, Time: at.Add(time.Minute), Histogram: &analysis.Histogram{
+				Bounds: []float64{10, 100, math.Inf(1)}, Counts: []float64{3, 4, 1}, Sum: 300, HasSum: true}},
+			{Metric: "errors", Cohort: cohort, IsCount: true, Count: 2, Total: 1000, Time: at, Instance: "pod-2"},
+			{Metric: "order_value", Cohort: cohort, Value: -3.25, Time: at},
+			{Metric: "order_value", Cohort: cohort, Value: 1e15},
+		}
+		for i := range recs {
+			if err := d.Add(&recs[i]); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	delta, err := encodeDelta(at, d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	snapshot, err = encodeSnapshot(snapshotHeader{batches: 7, duplicates: 1, lastIngest: at}, d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return delta, snapshot
+}
+
+// fuzzDecoded judges data decoded from fuzzed bytes (which must not
+// panic or hang), and checks that they encode back to what decodes to the
+// same state.
+func fuzzDecoded(t *testing.T, cfg *analysis.Config, d *analysis.Data) {
+	t.Helper()
+	for _, seq := range []bool{false, true} {
+		checkVerdict(t, judgeBounded(t, d, analysis.Options{BakeComplete: true, Sequential: seq}))
+	}
+	b, err := d.MarshalBinary()
+	if err != nil {
+		t.Fatalf("decoded data do not encode: %v", err)
+	}
+	d2, err := analysis.UnmarshalData(cfg, b)
+	if err != nil {
+		t.Fatalf("decoded data encode to what does not decode: %v", err)
+	}
+	b2, err := d2.MarshalBinary()
+	if err != nil || string(b2) != string(b) {
+		t.Fatalf("encoding is not stable: %v", err)
+	}
+}
+
+// FuzzDecodeDelta decodes arbitrary bytes as a batch's delta, as a run's
+// fold reads them from either store (the stores keep them as opaque
+// bytes): an error or data that judge, never a panic.
+func FuzzDecodeDelta(f *testing.F) {
+	acfg, err := apiconv.ConfigFromProto(fuzzConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	delta, snap := seedState(f, acfg, start)
+	f.Add(delta)
+	f.Add(snap)
+	f.Add(delta[:len(delta)/2])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, d, err := decodeDelta(acfg, b)
+		if err != nil {
+			return
+		}
+		fuzzDecoded(t, acfg, d)
+	})
+}
+
+// FuzzDecodeSnapshot is FuzzDecodeDelta for a run's snapshot, the fold of
+// its log that a store keeps beside its newest deltas.
+func FuzzDecodeSnapshot(f *testing.F) {
+	acfg, err := apiconv.ConfigFromProto(fuzzConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	delta, snap := seedState(f, acfg, start)
+	f.Add(snap)
+	f.Add(delta)
+	f.Add(snap[:len(snap)-3])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, d, err := decodeSnapshot(acfg, b)
+		if err != nil {
+			return
+		}
+		fuzzDecoded(t, acfg, d)
+		b2, err := encodeSnapshot(h, d)
+		if err != nil {
+			t.Fatalf("decoded snapshot does not encode: %v", err)
+		}
+		if _, _, err := decodeSnapshot(acfg, b2); err != nil {
+			t.Fatalf("decoded snapshot encodes to what does not decode: %v", err)
 		}
 	})
 }

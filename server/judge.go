@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/canaryd/canaryd/analysis"
+	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -223,14 +224,19 @@ func (lr *liveRun) installVerdict(s *Service, av *analysis.Verdict, jerr error, 
 	if st.state != stateLive || (st.verdict != nil && st.verdictVersion > version) {
 		return nil, nil
 	}
-	return st.setVerdict(s, av, version, bake, now), nil
+	v := st.setVerdict(s, av, version, bake, now)
+	if st.trajectoryDue(now) {
+		s.bg.Go(func() { s.writeTrajectory(lr) })
+	}
+	return v, nil
 }
 
 // setVerdict makes av the latest verdict and returns it: a verdict that
 // shows the same evidence as the latest one keeps the latest one (and its
-// sequence and time), any other gets the next sequence.
+// sequence and time), any other gets the next sequence and adds its point
+// to the run's trajectory (trajectory.go).
 func (st *liveState) setVerdict(s *Service, av *analysis.Verdict, version uint64, bake bool, now time.Time) *canaryv1.Verdict {
-	v := verdictToProto(av, st.rec)
+	v := withAlarms(verdictToProto(av, st.rec), st.alarms, st.rec)
 	v.RunState = canaryv1.RunState_RUN_STATE_RUNNING
 	st.verdictVersion, st.verdictBake = version, bake
 	if st.verdict != nil && sameEvidence(st.verdict, v) {
@@ -242,6 +248,7 @@ func (st *liveState) setVerdict(s *Service, av *analysis.Verdict, version uint64
 	st.verdict = v
 	st.rec.Verdict = v
 	st.gen++
+	st.addPoint(report.Point(v))
 	s.metrics.verdicts.WithLabelValues(v.GetDecision().String(), "false").Inc()
 	return v
 }
@@ -285,6 +292,7 @@ type finalInput struct {
 	data    *analysis.Data
 	version uint64
 	run     *canaryv1.Run
+	alarms  []*canaryv1.AlarmEvent
 	seq     uint64
 	through store.Cursor
 }
@@ -295,7 +303,7 @@ func (lr *liveRun) finalInput(bake bool) finalInput {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	st := &lr.st
-	in := finalInput{version: st.version, run: st.record(), seq: st.seq, through: st.cursor}
+	in := finalInput{version: st.version, run: st.record(), alarms: st.alarms, seq: st.seq, through: st.cursor}
 	in.cached, in.err = st.cached(st.version, bake)
 	if in.cached == nil && in.err == nil {
 		in.data = analysis.NewData(lr.cfg)
@@ -319,7 +327,7 @@ func (s *Service) judgeFinal(lr *liveRun, in finalInput, bake bool) (*canaryv1.V
 	if lr.pulled != nil {
 		pullGate(&av, lr.pulled, in.run.GetPull(), s.now())
 	}
-	return verdictToProto(&av, in.run), nil
+	return withAlarms(verdictToProto(&av, in.run), in.alarms, in.run), nil
 }
 
 // cacheJudgeErr records a failure of the judge on data version with bake.

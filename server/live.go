@@ -62,6 +62,9 @@ type liveState struct {
 	// verdict. Handed out as clones only.
 	rec  *canaryv1.Run
 	data *analysis.Data // the fold of the log up to cursor; nil once finished
+	// alarms are the alarms recorded in the log up to cursor, in log
+	// order (alarms.go); immutable events, the slice only grows.
+	alarms []*canaryv1.AlarmEvent
 	// cursor is the position in the log that data folds up to.
 	cursor  store.Cursor
 	version uint64        // bumped by every catch-up that folded deltas
@@ -77,7 +80,8 @@ type liveState struct {
 	// the finish has ended.
 	finishDone chan struct{}
 
-	snapshots snapshotProgress // see fold.go
+	snapshots snapshotProgress   // see fold.go
+	traj      trajectoryProgress // see trajectory.go
 
 	// users counts the leases taken by Service.use and not released, and
 	// watchers the WatchVerdict streams following the run: a run in use or
@@ -481,9 +485,13 @@ func (s *Service) evictIdle() {
 	}
 }
 
-// flush stores the counters and latest verdict of a running run if they
-// changed since they were last stored.
+// flush stores the points of a run's trajectory not stored yet, and the
+// counters and latest verdict of a running run if they changed since they
+// were last stored.
 func (s *Service) flush(lr *liveRun) error {
+	if err := s.flushTrajectory(lr); err != nil {
+		return err
+	}
 	run, gen, ok := lr.unflushed()
 	if !ok {
 		return nil

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"time"
@@ -91,7 +92,7 @@ func (s *Service) RecordPull(ctx context.Context, runID string, p *canaryv1.Pull
 		return err
 	}
 	b := &batch{lr: lr, runID: runID, at: s.now(), blob: blob, pull: true,
-		batchID: fmt.Sprintf("pull-status-%d", p.GetUpdateTime().AsTime().UnixNano())}
+		batchID: fmt.Sprintf("pull-status-%x", sha256.Sum256(blob))}
 	s.appendBatch(ctx, b)
 	s.settle(b)
 	return b.err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/apiconv"
+	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store"
 )
@@ -155,6 +156,7 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 	}, s.now())
 	close(lr.loaded)
 	s.register(lr)
+	s.recordFiring(ctx, stored)
 	s.log.Info("run created", "run", stored.GetId(), "service", run.GetService(), "stage", run.GetStage(),
 		"config", configRefName(run.GetConfigName(), run.GetConfigVersion()))
 	return stored, nil
@@ -412,7 +414,7 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 				return nil, err
 			}
 			// A run whose data cannot be judged can always be aborted.
-			v = unjudgedVerdict(in.run, lr.cfg)
+			v = withAlarms(unjudgedVerdict(in.run, lr.cfg), in.alarms, in.run)
 		}
 		now := s.now()
 		f := proto.Clone(v).(*canaryv1.Verdict)
@@ -440,6 +442,11 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 		break
 	}
 	lr.endFinish(run)
+	// The final point is stored before the finish returns, so that the
+	// trajectory of a finished run is whole wherever it is read.
+	if err := s.flushTrajectory(lr); err != nil {
+		s.log.Warn("store the trajectory of a finished run", "run", lr.id, "err", err)
+	}
 	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
 	s.log.Info("run finished", "run", lr.id, "state", apiconv.RunStateName(state), "decision", final.GetDecision().String(),
 		"reason", reason)
@@ -501,5 +508,6 @@ func (lr *liveRun) endFinish(run *canaryv1.Run) {
 	st.rec = proto.Clone(run).(*canaryv1.Run)
 	st.verdict, st.seq = st.rec.GetVerdict(), st.rec.GetVerdict().GetSequence()
 	st.data = nil
+	st.addPoint(report.Point(st.verdict))
 	st.setState(stateFinished)
 }

@@ -43,12 +43,15 @@ const (
 )
 
 // Store is what a Service needs of its storage backend: the records
-// (store.Store) and the log of each run's deltas, followed from a position
-// (store.Tailer). Both backends, store/embedded and store/redisstore,
-// provide it.
+// (store.Store), the log of each run's deltas, followed from a position
+// (store.Tailer), the runs' verdict trajectories (store.Trajectories) and
+// small keyed records (store.Docs: alarms, deploy policies). Both backends,
+// store/embedded and store/redisstore, provide it.
 type Store interface {
 	store.Store
 	store.Tailer
+	store.Trajectories
+	store.Docs
 }
 
 // Options configure a Service.
@@ -206,6 +209,10 @@ type Service struct {
 	// never held with a run's lock.
 	mu   sync.Mutex
 	runs map[string]*liveRun
+
+	// alarmRules caches the compiled alarm rules of running runs
+	// (alarms.go).
+	alarmRules ruleCache
 
 	// judgeHook, when set (by tests, before any call), is called by
 	// judgeData before it judges, in a judge slot, without the run's lock.

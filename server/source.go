@@ -11,6 +11,7 @@ import (
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/collectors/prometheus"
 	"github.com/canaryd/canaryd/collectors/prometheus/promconfig"
+	"github.com/canaryd/canaryd/internal/alarm"
 	"github.com/canaryd/canaryd/internal/apiconv"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
@@ -26,6 +27,14 @@ import (
 // which the returned message carries; problems are violations under field
 // ("yaml", "inline_yaml").
 func parseYAMLConfig(field string, text []byte) (*analysis.Config, *canaryv1.CanaryConfig, []*errdetails.BadRequest_FieldViolation) {
+	rules, text, err := alarm.SplitConfig(text) // alarms.go
+	if err != nil {
+		return nil, nil, yamlViolations(field, err)
+	}
+	if errs := alarm.Check("alarms", rules); len(errs) > 0 {
+		vs, _ := fieldViolations(field, errs)
+		return nil, nil, vs
+	}
 	pcfg, rest, err := prometheus.ParseConfig(text)
 	if err != nil {
 		return nil, nil, yamlViolations(field, err)
@@ -35,6 +44,7 @@ func parseYAMLConfig(field string, text []byte) (*analysis.Config, *canaryv1.Can
 		return nil, nil, yamlViolations(field, err)
 	}
 	pc := apiconv.ConfigToProto(cfg)
+	pc.Alarms = rules
 	if pcfg == nil {
 		return cfg, pc, nil
 	}
@@ -76,6 +86,10 @@ func protoConfig(field string, in *canaryv1.CanaryConfig) (*analysis.Config, *ca
 	}
 	pc := apiconv.ConfigToProto(cfg)
 	var vs []*errdetails.BadRequest_FieldViolation
+	if errs := alarm.Check("alarms", in.GetAlarms()); len(errs) > 0 { // alarms.go
+		vs, _ = fieldViolations(field, errs)
+	}
+	pc.Alarms = in.GetAlarms()
 	report := func(f, format string, args ...any) { vs = append(vs, violation(joinPath(field, f), format, args...)) }
 	queries := make([]*promconfig.Query, len(cfg.Metrics))
 	for i, m := range in.GetMetrics() {

@@ -269,6 +269,31 @@ func binomLowerTail(k, n, p, q float64) float64 {
 	return math.Exp(lo)
 }
 
+// binomApproxMin is the n·min(p, q) beyond which binomTailsLog uses the
+// normal approximation of the signed root of the deviance: both exact
+// methods take O(√(n min(p, q))) steps (the sum never ends beyond 2⁵³
+// trials, where k ± 1 = k), while the approximation's relative error,
+// O(1/(n p q)), is then negligible.
+const binomApproxMin = 1e8
+
+// binomTailsNormalLog returns log Pr(X ≤ k) and log Pr(X ≥ k+1) for
+// X ~ Binomial(n, p) by the normal approximation of the signed root of the
+// deviance with a continuity correction: with x = k + ½,
+//
+//	r = sign(x − n p) √(2 [x log(x/(n p)) + (n − x) log((n − x)/(n q))])
+//	Pr(X ≤ k) ≈ Φ(r),  Pr(X ≥ k+1) ≈ Φ(−r)
+//
+// accurate on the log scale far into the tails (Cressie and Read's
+// likelihood-ratio root; Loader's bd0 for the deviance). For n p q large.
+func binomTailsNormalLog(k, n, p, q float64) (lower, upper float64) {
+	x := k + 0.5
+	r := math.Sqrt(2 * devPair(x, n-x, p, q))
+	if x < n*p {
+		r = -r
+	}
+	return logNormCDF(r), logNormCDF(-r)
+}
+
 // binomTailsLog returns log Pr(X ≤ k) and log Pr(X ≥ k+1) for
 // X ~ Binomial(n, p), q = 1 − p given separately. The smaller tail is
 // computed directly and the other as its complement. Usually the tail is
@@ -280,7 +305,8 @@ func binomLowerTail(k, n, p, q float64) float64 {
 // fraction would be evaluated close to 1, where it loses about
 // log10(1/min(p, q)) digits, and the tail is summed instead from k
 // outward, term ratios with the density recomputed every 64 terms, which
-// takes O(√(n min(p, q))) terms.
+// takes O(√(n min(p, q))) terms. Beyond n·min(p, q) = binomApproxMin both
+// take too long, and binomTailsNormalLog approximates the tails.
 func binomTailsLog(k, n, p, q float64) (lower, upper float64) {
 	ninf := math.Inf(-1)
 	switch {
@@ -292,6 +318,9 @@ func binomTailsLog(k, n, p, q float64) (lower, upper float64) {
 		return 0, ninf
 	case q == 0:
 		return ninf, 0
+	}
+	if n*math.Min(p, q) > binomApproxMin {
+		return binomTailsNormalLog(k, n, p, q)
 	}
 	if math.Min(p, q) >= 0.01 {
 		ip, iq, _ := betaIncLog(k+1, n-k, p, q)

@@ -340,7 +340,7 @@ type e2eSecurity struct {
 }
 
 // e2eStartWith is e2eStart with security flags.
-func e2eStartWith(ctx context.Context, t *testing.T, bin, store string, sec e2eSecurity) *e2eDaemon {
+func e2eStartWith(ctx context.Context, t testing.TB, bin, store string, sec e2eSecurity) *e2eDaemon {
 	t.Helper()
 	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--store", store, "--log-format", "json"}, sec.args...)
 	cmd := exec.Command(bin, args...)

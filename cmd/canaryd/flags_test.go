@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/internal/app"
+	"github.com/canaryd/canaryd/puller"
 	"github.com/canaryd/canaryd/server"
 )
 
@@ -205,5 +206,48 @@ func TestNewLogger(t *testing.T) {
 	newLogger(&b, logOptions{level: slog.LevelInfo, format: "text"}).Info("hello", "k", 1)
 	if !strings.Contains(b.String(), "level=INFO msg=hello k=1") {
 		t.Errorf("text logger wrote %q", b.String())
+	}
+}
+
+// TestPullFlags: the pull flags default to the puller's defaults, take
+// their environment variables, are overridden by the flags, and reject
+// values out of range; --pull-workers 0 turns the puller off.
+func TestPullFlags(t *testing.T) {
+	t.Parallel()
+	o, _, err := parse(nil, envOf(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := app.PullOptions{Workers: puller.DefaultWorkers, Timeout: puller.DefaultQueryTimeout, LeaseTTL: puller.DefaultLeaseTTL,
+		Backlog: puller.DefaultBacklog, ScanInterval: puller.DefaultScanInterval}
+	if o.Pull != want {
+		t.Fatalf("defaults: %+v, want %+v", o.Pull, want)
+	}
+	vars := map[string]string{"CANARYD_PULL_WORKERS": "8", "CANARYD_PULL_TIMEOUT": "5s", "CANARYD_PULL_LEASE": "9s",
+		"CANARYD_PULL_BACKLOG": "2h", "CANARYD_PULL_SCAN": "3s"}
+	if o, _, err = parse(nil, envOf(vars), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if want := (app.PullOptions{Workers: 8, Timeout: 5 * time.Second, LeaseTTL: 9 * time.Second, Backlog: 2 * time.Hour, ScanInterval: 3 * time.Second}); o.Pull != want {
+		t.Fatalf("from the environment: %+v, want %+v", o.Pull, want)
+	}
+	if o, _, err = parse([]string{"--pull-workers", "0", "--pull-timeout", "1s", "--pull-lease", "2s", "--pull-backlog", "10m", "--pull-scan", "1s"},
+		envOf(vars), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if want := (app.PullOptions{Timeout: time.Second, LeaseTTL: 2 * time.Second, Backlog: 10 * time.Minute, ScanInterval: time.Second, Disabled: true}); o.Pull != want {
+		t.Fatalf("from the flags: %+v, want %+v", o.Pull, want)
+	}
+	for _, args := range [][]string{
+		{"--pull-workers", "-1"},
+		{"--pull-timeout", "0"},
+		{"--pull-lease", "500ms"},
+		{"--pull-backlog", "-1h"},
+		{"--pull-scan", "0s"},
+		{"--pull-timeout", "soon"},
+	} {
+		if _, _, err := parse(args, envOf(nil), io.Discard); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
 	}
 }

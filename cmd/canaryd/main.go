@@ -21,6 +21,9 @@
 // CANARYD_STREAM_IDLE_TIMEOUT, --max-concurrent-streams
 // CANARYD_MAX_CONCURRENT_STREAMS, --keepalive-min-time
 // CANARYD_KEEPALIVE_MIN_TIME, --judge-concurrency CANARYD_JUDGE_CONCURRENCY,
+// --pull-workers CANARYD_PULL_WORKERS, --pull-timeout CANARYD_PULL_TIMEOUT,
+// --pull-lease CANARYD_PULL_LEASE, --pull-backlog CANARYD_PULL_BACKLOG,
+// --pull-scan CANARYD_PULL_SCAN,
 // --log-level CANARYD_LOG_LEVEL, --log-format CANARYD_LOG_FORMAT. README.md
 // ("Limits") lists every limit.
 //
@@ -47,6 +50,7 @@ import (
 
 	"github.com/canaryd/canaryd/internal/app"
 	"github.com/canaryd/canaryd/internal/buildinfo"
+	"github.com/canaryd/canaryd/puller"
 	"github.com/canaryd/canaryd/server"
 	"github.com/canaryd/canaryd/server/store/embedded"
 	"github.com/canaryd/canaryd/server/store/redisstore"
@@ -185,6 +189,16 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (app.Opt
 		"disconnect clients that ping more often than this [CANARYD_KEEPALIVE_MIN_TIME]")
 	fs.IntVar(&o.JudgeConcurrency, "judge-concurrency", envInt("CANARYD_JUDGE_CONCURRENCY", server.DefaultJudgeConcurrency()),
 		"judges computed at the same time; more wait for a slot [CANARYD_JUDGE_CONCURRENCY]")
+	fs.IntVar(&o.Pull.Workers, "pull-workers", envInt("CANARYD_PULL_WORKERS", puller.DefaultWorkers),
+		"runs read from their config's source (Prometheus) at the same time; 0: this replica pulls no run [CANARYD_PULL_WORKERS]")
+	fs.DurationVar(&o.Pull.Timeout, "pull-timeout", envDuration("CANARYD_PULL_TIMEOUT", puller.DefaultQueryTimeout),
+		"bound of one query to a source [CANARYD_PULL_TIMEOUT]")
+	fs.DurationVar(&o.Pull.LeaseTTL, "pull-lease", envDuration("CANARYD_PULL_LEASE", puller.DefaultLeaseTTL),
+		"a run's pull lease: how long a run goes unread after its replica dies [CANARYD_PULL_LEASE]")
+	fs.DurationVar(&o.Pull.Backlog, "pull-backlog", envDuration("CANARYD_PULL_BACKLOG", puller.DefaultBacklog),
+		"how far back intervals missed during an outage are caught up [CANARYD_PULL_BACKLOG]")
+	fs.DurationVar(&o.Pull.ScanInterval, "pull-scan", envDuration("CANARYD_PULL_SCAN", puller.DefaultScanInterval),
+		"how often the running runs are listed for pulling [CANARYD_PULL_SCAN]")
 	level := fs.String("log-level", env("CANARYD_LOG_LEVEL", "info"), "debug, info, warn or error [CANARYD_LOG_LEVEL]")
 	fs.StringVar(&lo.format, "log-format", env("CANARYD_LOG_FORMAT", "text"), "text or json [CANARYD_LOG_FORMAT]")
 	showVersion := fs.Bool("version", false, "print the version (with the Go version and the commit) and exit")
@@ -216,6 +230,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (app.Opt
 	if o.JudgeConcurrency < 1 {
 		return o, lo, fmt.Errorf("--judge-concurrency must be >= 1 (got %d)", o.JudgeConcurrency)
 	}
+	switch {
+	case o.Pull.Workers < 0:
+		return o, lo, fmt.Errorf("--pull-workers must be >= 0 (got %d)", o.Pull.Workers)
+	case o.Pull.Timeout <= 0, o.Pull.LeaseTTL <= 0, o.Pull.Backlog <= 0, o.Pull.ScanInterval <= 0:
+		return o, lo, fmt.Errorf("--pull-timeout, --pull-lease, --pull-backlog and --pull-scan must be > 0")
+	case o.Pull.LeaseTTL < time.Second:
+		return o, lo, fmt.Errorf("--pull-lease must be >= 1s (got %v): it is renewed every third of it", o.Pull.LeaseTTL)
+	}
+	o.Pull.Disabled = o.Pull.Workers == 0
 	if perr := lo.level.UnmarshalText([]byte(*level)); perr != nil {
 		return o, lo, fmt.Errorf("--log-level: %w", perr)
 	}

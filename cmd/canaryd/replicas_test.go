@@ -57,7 +57,7 @@ func TestReplicasRedisCluster(t *testing.T) {
 	if err != nil {
 		t.Skip("multi-replica test skipped: no go command in PATH to build the binaries")
 	}
-	c := testcluster.Start(t)
+	c := testcluster.StartWith(t, testcluster.Options{NodeTimeout: 10 * time.Second}) // no failover here: a busy node is not a dead one
 	testReplicas(t, goBin, c.URL()+"?min_replicas=1&replica_timeout=2s")
 }
 

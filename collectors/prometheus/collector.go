@@ -201,6 +201,9 @@ func NewCollector(c *Client, t Target) (*Collector, error) {
 // Interval returns the length of the intervals.
 func (c *Collector) Interval() time.Duration { return c.interval }
 
+// Lag returns how long after its end an interval is read.
+func (c *Collector) Lag() time.Duration { return c.lag }
+
 // Queries returns the rendered queries of a metric for a cohort, by role
 // ("count", "total", "buckets", "sum"), for logs and status pages.
 func (c *Collector) Queries(metric string, cohort analysis.Cohort) map[string]string {
@@ -294,32 +297,49 @@ func (c *Collector) batchID(m *metricQueries, end time.Time) string {
 func (c *Collector) Collect(ctx context.Context, end time.Time) []Result {
 	out := make([]Result, len(c.metrics))
 	for i := range c.metrics {
-		m := &c.metrics[i]
-		out[i] = c.result(m, end)
-		var vecs [2][]model.Vector
-		for co := range 2 {
-			for j, q := range m.queries[co] {
-				v, _, err := c.client.Query(ctx, q, end)
-				if err == nil {
-					var vec model.Vector
-					if vec, err = asVector(v); err != nil {
-						out[i].Err = &Error{Kind: ErrBadQuery, Metric: m.Name, Query: m.roles[j], Cohort: analysis.Cohort(co).String(), Err: err}
-						break
-					}
-					vecs[co] = append(vecs[co], vec)
-					continue
+		out[i] = c.CollectMetric(ctx, i, end)
+	}
+	return out
+}
+
+// Metrics returns the names of the metrics read, in the target's order:
+// CollectMetric's indexes.
+func (c *Collector) Metrics() []string {
+	out := make([]string, len(c.metrics))
+	for i := range c.metrics {
+		out[i] = c.metrics[i].Name
+	}
+	return out
+}
+
+// QueryCount returns the number of queries one interval of metric i takes
+// (both cohorts).
+func (c *Collector) QueryCount(i int) int { return 2 * len(c.metrics[i].roles) }
+
+// CollectMetric reads the interval ending at end of metric i (an index of
+// Metrics), as Collect does: the puller reads each metric on its own, so
+// that one that fails does not hold the others back.
+func (c *Collector) CollectMetric(ctx context.Context, i int, end time.Time) Result {
+	m := &c.metrics[i]
+	out := c.result(m, end)
+	var vecs [2][]model.Vector
+	for co := range 2 {
+		for j, q := range m.queries[co] {
+			v, _, err := c.client.Query(ctx, q, end)
+			if err == nil {
+				var vec model.Vector
+				if vec, err = asVector(v); err != nil {
+					out.Err = &Error{Kind: ErrBadQuery, Metric: m.Name, Query: m.roles[j], Cohort: analysis.Cohort(co).String(), Err: err}
+					return out
 				}
-				out[i].Err = c.queryError(ctx, m, j, co, err)
-				break
+				vecs[co] = append(vecs[co], vec)
+				continue
 			}
-			if out[i].Err != nil {
-				break
-			}
-		}
-		if out[i].Err == nil {
-			out[i].Records, out[i].Err = m.records(vecs, out[i].Start.Add(c.interval/2))
+			out.Err = c.queryError(ctx, m, j, co, err)
+			return out
 		}
 	}
+	out.Records, out.Err = m.records(vecs, out.Start.Add(c.interval/2))
 	return out
 }
 

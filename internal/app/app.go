@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server"
 	"github.com/canaryd/canaryd/server/auth"
@@ -44,7 +45,8 @@ type Options struct {
 	// GRPCAddr is the gRPC listen address; "" means DefaultGRPCAddr, and
 	// port 0 picks a free port (see Ready).
 	GRPCAddr string
-	// HTTPAddr is the listen address of /metrics and /healthz; "" means
+	// HTTPAddr is the listen address of /metrics, /healthz and the report
+	// pages (/ and /runs/{id}, behind the API's auth); "" means
 	// DefaultHTTPAddr.
 	HTTPAddr string
 	// Store selects the store: a file path for the embedded store ("" means
@@ -102,6 +104,9 @@ type Options struct {
 	AuthTokens string
 	// DisableReflection turns gRPC server reflection off.
 	DisableReflection bool
+
+	// Pull configures the puller of runs whose config has a source.
+	Pull PullOptions
 }
 
 func (o *Options) setDefaults() {
@@ -150,7 +155,7 @@ func (o *Options) validate() error {
 	case o.JudgeConcurrency < 0:
 		return fmt.Errorf("judge concurrency %d is negative", o.JudgeConcurrency)
 	}
-	return nil
+	return o.Pull.validate()
 }
 
 // Run serves canaryd until ctx is cancelled: the CanaryService, gRPC
@@ -216,6 +221,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 
+	stopPuller, err := startPuller(ctx, opts.Pull, svc, st, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopPuller()
+
 	gl, err := net.Listen("tcp", opts.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
@@ -254,6 +265,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	// The report pages (README "Reports"), behind the API's auth.
+	pages, err := svc.Pages(report.HandlerOptions{Logger: log})
+	if err != nil {
+		gl.Close()
+		hl.Close()
+		return err
+	}
+	mux.Handle("GET /{$}", pages)
+	mux.Handle("GET /runs/{id}", pages)
+	// Alertmanager's webhook receiver (alarms; same auth as gRPC).
+	mux.Handle("POST "+server.AlertmanagerPath, svc.AlertmanagerHandler())
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 
 	errc := make(chan error, 2)
@@ -287,6 +309,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		log.Error("server failed", "err", serveErr)
 	}
 	drainStart := time.Now()
+	stopPuller()
 	stopHealth()
 	<-healthDone
 	hs.Shutdown()

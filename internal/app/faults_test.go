@@ -137,11 +137,11 @@ func TestStoreSpecs(t *testing.T) {
 	for _, tt := range []struct {
 		spec, want string
 	}{
-		{"redis://:" + secret + "@127.0.0.1:26390x/0", `store redis://xxxxx@127.0.0.1:26390x/0: not a valid URL: invalid port ":26390x" after host`},
-		{"rediss://:" + secret + "@[::1/0", "not a valid URL"},
+		{"redis://:" + secret + "@127.0.0.1:26390x/0", `store redis://xxxxx@127.0.0.1:26390x/0: open redis store: host "127.0.0.1:26390x": bad port`},
+		{"rediss://:" + secret + "@[::1/0", `host "[::1": not host[:port]`},
 		{"redis://u:" + secret + "@127.0.0.1:1/x", "invalid database number"},
 		{"redis://u:" + secret + "@127.0.0.1:1/0", "store unavailable"}, // nothing listens on port 1
-		{"redis+cluster://:" + secret + "@127.0.0.1:1,127.0.0.1:x/", "invalid port"},
+		{"redis+cluster://:" + secret + "@127.0.0.1:1,127.0.0.1:x/", `host "127.0.0.1:x": bad port`},
 		{"redis+cluster://:" + secret + "@127.0.0.1:1,,127.0.0.1:2/", "empty host"},
 		{"redis+cluster://:" + secret + "@127.0.0.1:1/3", "a cluster has no database number"},
 		{"redis+sentinel://:" + secret + "@127.0.0.1:1,127.0.0.1:2/", "want /master"},

@@ -43,28 +43,29 @@ func OpenStore(ctx context.Context, spec string, o StoreOptions) (server.Store, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	path := spec
+	if scheme, _, ok := strings.Cut(spec, "://"); ok && strings.HasPrefix(scheme, "redis") && !strings.Contains(scheme, "/") {
+		// Redis URLs are parsed by redisstore: a cluster's or the
+		// Sentinels' host list (h1:6379,h2:6379) is not one URL host.
+		// go-redis logs through a process-wide logger; route it to ours
+		// (at debug level: a failed dial is reported by the health check
+		// and by the calls that fail, not once per attempt).
+		redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
+		s, err := redisstore.Open(ctx, spec, redisstore.Options{
+			Logger:           log,
+			Retention:        o.Retention,
+			VerdictRetention: o.VerdictRetention,
+		})
+		if err != nil {
+			return nil, scrubbed(fmt.Errorf("store %s: %w", redactStore(spec), err), nil, passwordOf(spec))
+		}
+		return s, nil
+	}
 	if strings.Contains(spec, "://") {
 		u, err := parseStoreURL(spec)
 		if err != nil {
 			return nil, err
 		}
 		switch u.Scheme {
-		case "redis", "rediss", "redis+tls",
-			"redis+cluster", "rediss+cluster", "redis+cluster+tls",
-			"redis+sentinel", "rediss+sentinel", "redis+sentinel+tls":
-			// go-redis logs through a process-wide logger; route it to ours
-			// (at debug level: a failed dial is reported by the health
-			// check and by the calls that fail, not once per attempt).
-			redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
-			s, err := redisstore.Open(ctx, spec, redisstore.Options{
-				Logger:           log,
-				Retention:        o.Retention,
-				VerdictRetention: o.VerdictRetention,
-			})
-			if err != nil {
-				return nil, scrubbed(fmt.Errorf("store %s: %w", u.Redacted(), err), u)
-			}
-			return s, nil
 		case "file":
 			if u.Host != "" && u.Host != "localhost" {
 				return nil, fmt.Errorf("store %s: a file URL names no host (file:///path)", u.Redacted())

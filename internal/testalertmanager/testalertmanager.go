@@ -37,6 +37,9 @@ type Options struct {
 	// GroupWait, GroupInterval and RepeatInterval are the route's timings;
 	// 0 means 100ms, 1s and 1h.
 	GroupWait, GroupInterval, RepeatInterval time.Duration
+	// BearerToken, if set, is sent with every notification
+	// (http_config.authorization, type Bearer).
+	BearerToken string
 }
 
 // Server is an Alertmanager for one test.
@@ -78,6 +81,9 @@ receivers:
       - url: %q
         send_resolved: true
 `, ms(o.GroupWait), ms(o.GroupInterval), ms(o.RepeatInterval), o.WebhookURL)
+	if o.BearerToken != "" {
+		text += fmt.Sprintf("        http_config:\n          authorization:\n            type: Bearer\n            credentials: %q\n", o.BearerToken)
+	}
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -96,6 +96,9 @@ type Viewport struct {
 	// Offline cuts the page from the network: every request but the page
 	// itself (a file) fails, and is reported by FailedRequests.
 	Offline bool
+	// Headers are sent with every request of the page (e.g.
+	// Authorization).
+	Headers map[string]string
 }
 
 // Page is one tab of the browser.
@@ -134,6 +137,19 @@ func (b *Browser) Open(t testing.TB, url string, vp Viewport) *Page {
 				return err
 			}
 			_, err = cdp.Call(ctx, tg, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
+			return err
+		}))
+	}
+	if len(vp.Headers) > 0 {
+		h := network.Headers{}
+		for k, v := range vp.Headers {
+			h[k] = v
+		}
+		steps = append(steps, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+				return err
+			}
+			_, err := cdp.Call(ctx, tg, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: h})
 			return err
 		}))
 	}
@@ -209,6 +225,18 @@ func (p *Page) Problems() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.problems...)
+}
+
+// Requests returns the URLs of the page's requests so far, the page's
+// own included, in no particular order.
+func (p *Page) Requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.urls))
+	for _, u := range p.urls {
+		out = append(out, u)
+	}
+	return out
 }
 
 // FailedRequests returns the requests of the page that failed so far.

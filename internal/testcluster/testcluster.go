@@ -42,10 +42,25 @@ const EnvGate = "CANARYD_TEST_CLUSTER"
 // the Sentinels to be ready.
 const startTimeout = 60 * time.Second
 
-// NodeTimeout is the cluster-node-timeout of the cluster and the
-// down-after-milliseconds of the Sentinels: a primary that does not answer
-// this long is failed over.
-const NodeTimeout = time.Second
+// DefaultNodeTimeout is the default of Options.NodeTimeout.
+const DefaultNodeTimeout = 2 * time.Second
+
+// Options configure Start and StartSentinel.
+type Options struct {
+	// NodeTimeout is the cluster-node-timeout of the cluster and the
+	// down-after-milliseconds of the Sentinels: a primary that does not
+	// answer this long is failed over. 0 means DefaultNodeTimeout; a
+	// benchmark that loads a node for long on a busy machine wants more,
+	// lest a busy primary be taken for a dead one.
+	NodeTimeout time.Duration
+}
+
+func (o Options) nodeTimeout() time.Duration {
+	if o.NodeTimeout <= 0 {
+		return DefaultNodeTimeout
+	}
+	return o.NodeTimeout
+}
 
 // Gate skips t unless EnvGate is 1.
 func Gate(t testing.TB) {
@@ -88,9 +103,15 @@ func binaries(t testing.TB) (server, cli string) {
 }
 
 // Start starts a Redis Cluster of 3 primaries and 3 replicas
-// (redis-cli --cluster create --cluster-replicas 1) and waits until every
-// slot is served and every replica is in sync.
+// (redis-cli --cluster create --cluster-replicas 1) with default Options
+// and waits until every slot is served and every replica is in sync.
 func Start(t testing.TB) *Cluster {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	bin, cli := binaries(t)
 	c := &Cluster{t: t}
@@ -101,7 +122,7 @@ func Start(t testing.TB) *Cluster {
 			"--port", strconv.Itoa(p), "--bind", "127.0.0.1", "--dir", n.dir,
 			"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log",
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout.Milliseconds())),
+			"--cluster-node-timeout", strconv.Itoa(int(o.nodeTimeout().Milliseconds())),
 			"--cluster-announce-ip", "127.0.0.1",
 			"--maxmemory-policy", "noeviction",
 		}
@@ -175,9 +196,21 @@ func (c *Cluster) WaitHealthy(ctx context.Context) {
 	}
 }
 
-// PrimaryOf returns the node that serves key as primary now.
+// PrimaryOf returns the node that serves key as primary now, and fails
+// the test if none does.
 func (c *Cluster) PrimaryOf(ctx context.Context, key string) *Node {
 	c.t.Helper()
+	n := c.LookupPrimary(ctx, key)
+	if n == nil {
+		c.t.Fatalf("testcluster: no primary serves the slot of %q", key)
+	}
+	return n
+}
+
+// LookupPrimary returns the node that serves key as primary now, by the
+// first live node's view, or nil when none does (a failover is under way).
+// Unlike PrimaryOf it may be called from any goroutine.
+func (c *Cluster) LookupPrimary(ctx context.Context, key string) *Node {
 	slot := 0
 	for _, n := range c.Nodes {
 		if !n.Running() {
@@ -222,7 +255,6 @@ func (c *Cluster) PrimaryOf(ctx context.Context, key string) *Node {
 		}
 		break
 	}
-	c.t.Fatalf("testcluster: no primary serves the slot of %q", key)
 	return nil
 }
 
@@ -254,7 +286,7 @@ const MasterName = "mymaster"
 // StartSentinel starts a primary, 2 replicas and 3 Sentinels
 // (redis-server --sentinel) and waits until the Sentinels see the
 // replicas and each other.
-func StartSentinel(t testing.TB) *Sentinel {
+func StartSentinel(t testing.TB, o Options) *Sentinel {
 	t.Helper()
 	bin, _ := binaries(t)
 	s := &Sentinel{t: t}
@@ -286,7 +318,7 @@ sentinel monitor %s %s %s 2
 sentinel down-after-milliseconds %s %d
 sentinel failover-timeout %s 10000
 sentinel parallel-syncs %s 1
-`, p, n.dir, MasterName, host, pport, MasterName, NodeTimeout.Milliseconds(), MasterName, MasterName)
+`, p, n.dir, MasterName, host, pport, MasterName, o.nodeTimeout().Milliseconds(), MasterName, MasterName)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -350,6 +382,34 @@ func (s *Sentinel) Primary(ctx context.Context) *Node {
 	}
 	s.t.Fatalf("testcluster: no Sentinel names a primary")
 	return nil
+}
+
+// Start starts a killed node again, with its directory (for a cluster
+// node, its nodes.conf: it rejoins the cluster, as a replica of the
+// replica promoted in its place), and waits until it answers PING. It
+// may be called from any goroutine; the node is killed at the end of
+// the test as before.
+func (n *Node) Start() error {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	if n.Running() {
+		return fmt.Errorf("testcluster: start %s: it runs", n.Addr)
+	}
+	if err := n.start(bin); err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if _, err := n.do(context.Background(), "PING"); err == nil {
+			return nil
+		}
+		if !n.Running() || time.Now().After(deadline) {
+			return fmt.Errorf("testcluster: %s did not answer PING: %s", n.Addr, n.logTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Running reports whether the node's process runs.

@@ -50,6 +50,23 @@ func (g *Guard) log(ctx context.Context, method string, c *Caller, req, resp any
 		if rr := asResp[*canaryv1.CompleteRunResponse](resp).GetRun(); rr != nil {
 			svc, stage, config = rr.GetService(), rr.GetStage(), configName(rr)
 		}
+	case *canaryv1.ReportAlarmRequest:
+		config = "alarm " + q.GetAlarm().GetName() + " " + q.GetAlarm().GetState().String()
+		attrs = append(attrs, slog.Int("runs", len(asResp[*canaryv1.ReportAlarmResponse](resp).GetRunIds())))
+	case *canaryv1.CheckDeployRequest:
+		svc, stage = q.GetService(), q.GetStage()
+		if r := asResp[*canaryv1.CheckDeployResponse](resp); r != nil {
+			attrs = append(attrs, slog.Bool("allowed", r.GetAllowed()))
+		}
+		if q.GetOverrideReason() != "" {
+			attrs = append(attrs, slog.String("override", q.GetOverrideReason()))
+		}
+	case *canaryv1.PutDeployPolicyRequest:
+		svc = q.GetPolicy().GetService()
+		if p := asResp[*canaryv1.PutDeployPolicyResponse](resp).GetPolicy(); p != nil {
+			svc = p.GetPolicy().GetService()
+		}
+		config = "deploy policy"
 	case *canaryv1.AbortRunRequest:
 		run = q.GetRunId()
 		if rr := asResp[*canaryv1.AbortRunResponse](resp).GetRun(); rr != nil {

@@ -116,3 +116,6 @@ func peerCertName(ctx context.Context) (string, bool) {
 	name := CertName(ti.State.VerifiedChains[0][0])
 	return name, name != ""
 }
+
+// String names the caller as errors do: "token checkout-pipeline".
+func (c *Caller) String() string { return c.describe() }

@@ -108,6 +108,21 @@ func ruleOf(method string) (r rule, public bool) {
 		return rule{RoleRead, targetList, false}, false
 	case canaryv1.CanaryService_CompleteRun_FullMethodName, canaryv1.CanaryService_AbortRun_FullMethodName:
 		return rule{RoleOperate, targetRun, true}, false
+	case canaryv1.CanaryService_ReportAlarm_FullMethodName, AlertmanagerWebhook:
+		// The handler applies the alarm to the runs of the caller's
+		// services only (and a scoped caller's alarm must name one).
+		return rule{RoleIngest, targetNone, true}, false
+	case canaryv1.CanaryService_ListAlarms_FullMethodName:
+		return rule{RoleRead, targetNone, false}, false // the handler filters by scope
+	case canaryv1.CanaryService_CheckDeploy_FullMethodName:
+		// An override needs RoleOperate too (checked by the handler).
+		return rule{RoleRead, targetService, true}, false
+	case canaryv1.CanaryService_GetDeployPolicy_FullMethodName:
+		return rule{RoleRead, targetNone, false}, false
+	case canaryv1.CanaryService_ListDeployOverrides_FullMethodName:
+		return rule{RoleRead, targetList, false}, false
+	case canaryv1.CanaryService_PutDeployPolicy_FullMethodName:
+		return rule{RoleAdmin, targetNone, true}, false
 	}
 	for _, p := range []string{"/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/",
 		"/grpc.reflection.v1alpha.ServerReflection/"} {

@@ -189,6 +189,29 @@ type Tailer interface {
 	ReopenRun(ctx context.Context, runID string) error
 }
 
+// Doc is one record of Docs.
+type Doc struct {
+	Key   string
+	Value []byte
+}
+
+// Docs is implemented, beyond Store, by every backend: small sets of
+// records of a kind ("alarm", "policy", "override"), each read whole,
+// for what is neither a config nor a run (the alarms canaryd knows, the
+// deploy policies, the recorded overrides). A kind holds at most a few
+// thousand records; writes are durable when the method returns and last
+// write wins.
+type Docs interface {
+	// PutDoc stores value under key in kind, replacing any value.
+	PutDoc(ctx context.Context, kind, key string, value []byte) error
+	// GetDoc returns the value of key in kind; ErrNotFound if none.
+	GetDoc(ctx context.Context, kind, key string) ([]byte, error)
+	// ListDocs returns every record of kind, ordered by key.
+	ListDocs(ctx context.Context, kind string) ([]Doc, error)
+	// DeleteDocs deletes keys of kind (absent keys are ignored).
+	DeleteDocs(ctx context.Context, kind string, keys ...string) error
+}
+
 // Trajectories is implemented, beyond Store, by every backend: the
 // verdict trajectory of a run (the compact points of its report's
 // timeline, one per judgement, coarsened with age), as opaque bytes. A

@@ -543,6 +543,17 @@ type CanaryConfig struct {
 	// The sample-ratio check of the canary's share of traffic (YAML key
 	// `traffic`). Absent: on, with its defaults.
 	Traffic *TrafficCheck `protobuf:"bytes,7,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	// Alarms that roll a running run back: an alarm (an Alertmanager alert,
+	// or one reported with ReportAlarm) that fires and matches any of these
+	// rules is a critical stability signal, and the run's verdict is
+	// ROLLBACK at once (and stays so).
+	//
+	//	alarms:
+	//	  - matchers: ['severity="page"', 'service="{{.Service}}"']
+	//	  - name: team
+	//	    matchers: ['severity="page"', 'team="checkout"']
+	//	  - matchers: ['severity=~"page|critical"', 'stage=~"onebox.*"']
+	Alarms []*AlarmRule `protobuf:"bytes,8,rep,name=alarms,proto3" json:"alarms,omitempty"`
 	// Where a running run's metrics are pulled from (YAML `source`): canaryd
 	// reads the metrics that have a query (MetricConfig.query) from it every
 	// interval. Absent: clients send every sample. A source needs at least one
@@ -631,9 +642,77 @@ func (x *CanaryConfig) GetTraffic() *TrafficCheck {
 	return nil
 }
 
+func (x *CanaryConfig) GetAlarms() []*AlarmRule {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
 func (x *CanaryConfig) GetSource() *MetricSource {
 	if x != nil {
 		return x.Source
+	}
+	return nil
+}
+
+// AlarmRule selects alarms by their labels: an alarm matches when every
+// matcher does. Matchers are in Alertmanager's syntax: a label name, an
+// operator (=, !=, =~, !~) and a value, quoted or not (`severity="page"`,
+// `stage=~"onebox.*"`; regular expressions are anchored, as in
+// Alertmanager; a label an alarm does not have is the empty string). In
+// values, {{.Service}} and {{.Stage}} stand for the run's (or, in a deploy
+// policy, the deployment's) service and stage.
+type AlarmRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the rule, for reasons; optional.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The label matchers; at least one, at most 32.
+	Matchers      []string `protobuf:"bytes,2,rep,name=matchers,proto3" json:"matchers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmRule) Reset() {
+	*x = AlarmRule{}
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmRule) ProtoMessage() {}
+
+func (x *AlarmRule) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmRule.ProtoReflect.Descriptor instead.
+func (*AlarmRule) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AlarmRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlarmRule) GetMatchers() []string {
+	if x != nil {
+		return x.Matchers
 	}
 	return nil
 }
@@ -649,7 +728,7 @@ type MetricSource struct {
 
 func (x *MetricSource) Reset() {
 	*x = MetricSource{}
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +740,7 @@ func (x *MetricSource) String() string {
 func (*MetricSource) ProtoMessage() {}
 
 func (x *MetricSource) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[1]
+	mi := &file_canary_v1_canary_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +753,7 @@ func (x *MetricSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricSource.ProtoReflect.Descriptor instead.
 func (*MetricSource) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{1}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *MetricSource) GetPrometheus() *PrometheusSource {
@@ -708,7 +787,7 @@ type PrometheusSource struct {
 
 func (x *PrometheusSource) Reset() {
 	*x = PrometheusSource{}
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +799,7 @@ func (x *PrometheusSource) String() string {
 func (*PrometheusSource) ProtoMessage() {}
 
 func (x *PrometheusSource) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[2]
+	mi := &file_canary_v1_canary_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +812,7 @@ func (x *PrometheusSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrometheusSource.ProtoReflect.Descriptor instead.
 func (*PrometheusSource) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{2}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PrometheusSource) GetUrl() string {
@@ -794,7 +873,7 @@ type PrometheusQuery struct {
 
 func (x *PrometheusQuery) Reset() {
 	*x = PrometheusQuery{}
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +885,7 @@ func (x *PrometheusQuery) String() string {
 func (*PrometheusQuery) ProtoMessage() {}
 
 func (x *PrometheusQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[3]
+	mi := &file_canary_v1_canary_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +898,7 @@ func (x *PrometheusQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrometheusQuery.ProtoReflect.Descriptor instead.
 func (*PrometheusQuery) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{3}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PrometheusQuery) GetCount() string {
@@ -879,7 +958,7 @@ type TrafficCheck struct {
 
 func (x *TrafficCheck) Reset() {
 	*x = TrafficCheck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +970,7 @@ func (x *TrafficCheck) String() string {
 func (*TrafficCheck) ProtoMessage() {}
 
 func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[4]
+	mi := &file_canary_v1_canary_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +983,7 @@ func (x *TrafficCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficCheck.ProtoReflect.Descriptor instead.
 func (*TrafficCheck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{4}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TrafficCheck) GetMetric() string {
@@ -979,7 +1058,7 @@ type MetricConfig struct {
 
 func (x *MetricConfig) Reset() {
 	*x = MetricConfig{}
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1070,7 @@ func (x *MetricConfig) String() string {
 func (*MetricConfig) ProtoMessage() {}
 
 func (x *MetricConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_canary_v1_canary_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1083,7 @@ func (x *MetricConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricConfig.ProtoReflect.Descriptor instead.
 func (*MetricConfig) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MetricConfig) GetName() string {
@@ -1111,7 +1190,7 @@ type ConfigVersion struct {
 
 func (x *ConfigVersion) Reset() {
 	*x = ConfigVersion{}
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1202,7 @@ func (x *ConfigVersion) String() string {
 func (*ConfigVersion) ProtoMessage() {}
 
 func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_canary_v1_canary_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1215,7 @@ func (x *ConfigVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVersion.ProtoReflect.Descriptor instead.
 func (*ConfigVersion) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfigVersion) GetName() string {
@@ -1188,7 +1267,7 @@ type ConfigRef struct {
 
 func (x *ConfigRef) Reset() {
 	*x = ConfigRef{}
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1279,7 @@ func (x *ConfigRef) String() string {
 func (*ConfigRef) ProtoMessage() {}
 
 func (x *ConfigRef) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_canary_v1_canary_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1292,7 @@ func (x *ConfigRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRef.ProtoReflect.Descriptor instead.
 func (*ConfigRef) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConfigRef) GetName() string {
@@ -1249,7 +1328,7 @@ type PutConfigRequest struct {
 
 func (x *PutConfigRequest) Reset() {
 	*x = PutConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1340,7 @@ func (x *PutConfigRequest) String() string {
 func (*PutConfigRequest) ProtoMessage() {}
 
 func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1353,7 @@ func (x *PutConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigRequest.ProtoReflect.Descriptor instead.
 func (*PutConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutConfigRequest) GetName() string {
@@ -1342,7 +1421,7 @@ type PutConfigResponse struct {
 
 func (x *PutConfigResponse) Reset() {
 	*x = PutConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1433,7 @@ func (x *PutConfigResponse) String() string {
 func (*PutConfigResponse) ProtoMessage() {}
 
 func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_canary_v1_canary_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1446,7 @@ func (x *PutConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutConfigResponse.ProtoReflect.Descriptor instead.
 func (*PutConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{9}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PutConfigResponse) GetConfig() *ConfigVersion {
@@ -1397,7 +1476,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1488,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[10]
+	mi := &file_canary_v1_canary_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1501,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{10}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConfigRequest) GetName() string {
@@ -1450,7 +1529,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1541,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[11]
+	mi := &file_canary_v1_canary_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1554,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{11}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetConfigResponse) GetConfig() *ConfigVersion {
@@ -1503,7 +1582,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1594,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[12]
+	mi := &file_canary_v1_canary_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1607,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{12}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListConfigsRequest) GetName() string {
@@ -1565,7 +1644,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1656,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[13]
+	mi := &file_canary_v1_canary_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1669,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{13}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*ConfigVersion {
@@ -1668,7 +1747,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1759,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[14]
+	mi := &file_canary_v1_canary_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1772,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{14}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Run) GetId() string {
@@ -1845,7 +1924,7 @@ type PullStatus struct {
 
 func (x *PullStatus) Reset() {
 	*x = PullStatus{}
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1936,7 @@ func (x *PullStatus) String() string {
 func (*PullStatus) ProtoMessage() {}
 
 func (x *PullStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[15]
+	mi := &file_canary_v1_canary_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1949,7 @@ func (x *PullStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullStatus.ProtoReflect.Descriptor instead.
 func (*PullStatus) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{15}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PullStatus) GetSource() string {
@@ -1917,7 +1996,7 @@ type MetricPull struct {
 
 func (x *MetricPull) Reset() {
 	*x = MetricPull{}
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2008,7 @@ func (x *MetricPull) String() string {
 func (*MetricPull) ProtoMessage() {}
 
 func (x *MetricPull) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[16]
+	mi := &file_canary_v1_canary_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2021,7 @@ func (x *MetricPull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricPull.ProtoReflect.Descriptor instead.
 func (*MetricPull) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{16}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetricPull) GetMetric() string {
@@ -2000,7 +2079,7 @@ type RunCounters struct {
 
 func (x *RunCounters) Reset() {
 	*x = RunCounters{}
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2091,7 @@ func (x *RunCounters) String() string {
 func (*RunCounters) ProtoMessage() {}
 
 func (x *RunCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[17]
+	mi := &file_canary_v1_canary_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2104,7 @@ func (x *RunCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCounters.ProtoReflect.Descriptor instead.
 func (*RunCounters) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{17}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunCounters) GetBatches() uint64 {
@@ -2100,7 +2179,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2191,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[18]
+	mi := &file_canary_v1_canary_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2204,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{18}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateRunRequest) GetRequestId() string {
@@ -2254,7 +2333,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2345,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[19]
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2358,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{19}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -2300,7 +2379,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2391,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2404,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2346,7 +2425,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2437,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2450,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -2402,7 +2481,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2493,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2506,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -2478,7 +2557,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2569,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2582,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2533,7 +2612,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2624,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2637,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2586,7 +2665,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2677,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2690,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2634,7 +2713,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2725,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2738,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2687,7 +2766,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2778,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2791,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2751,7 +2830,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2842,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2855,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2883,7 +2962,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +2974,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +2987,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -2961,7 +3040,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3052,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,7 +3065,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -3074,7 +3153,7 @@ type Histogram struct {
 
 func (x *Histogram) Reset() {
 	*x = Histogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3165,7 @@ func (x *Histogram) String() string {
 func (*Histogram) ProtoMessage() {}
 
 func (x *Histogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3178,7 @@ func (x *Histogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
 func (*Histogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Histogram) GetBuckets() isHistogram_Buckets {
@@ -3175,7 +3254,7 @@ type ExplicitBuckets struct {
 
 func (x *ExplicitBuckets) Reset() {
 	*x = ExplicitBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3187,7 +3266,7 @@ func (x *ExplicitBuckets) String() string {
 func (*ExplicitBuckets) ProtoMessage() {}
 
 func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3200,7 +3279,7 @@ func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
 func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExplicitBuckets) GetUpperBounds() []float64 {
@@ -3260,7 +3339,7 @@ type ExponentialBuckets struct {
 
 func (x *ExponentialBuckets) Reset() {
 	*x = ExponentialBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3351,7 @@ func (x *ExponentialBuckets) String() string {
 func (*ExponentialBuckets) ProtoMessage() {}
 
 func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3364,7 @@ func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
 func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExponentialBuckets) GetSchema() int32 {
@@ -3352,7 +3431,7 @@ type BucketSpan struct {
 
 func (x *BucketSpan) Reset() {
 	*x = BucketSpan{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3443,7 @@ func (x *BucketSpan) String() string {
 func (*BucketSpan) ProtoMessage() {}
 
 func (x *BucketSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3456,7 @@ func (x *BucketSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
 func (*BucketSpan) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BucketSpan) GetOffset() int32 {
@@ -3417,7 +3496,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +3508,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +3521,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Batch) GetRunId() string {
@@ -3490,7 +3569,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3581,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3594,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -3557,7 +3636,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +3648,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +3661,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -3603,7 +3682,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3694,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3707,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -3649,7 +3728,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3740,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3753,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -3702,7 +3781,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3793,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3806,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -3800,7 +3879,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +3891,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +3904,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -3981,7 +4060,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4072,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4085,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MetricResult) GetName() string {
@@ -4171,7 +4250,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4183,7 +4262,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4196,7 +4275,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -4302,7 +4381,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4314,7 +4393,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4327,7 +4406,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -4399,7 +4478,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4411,7 +4490,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4424,7 +4503,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Gate) GetReady() bool {
@@ -4480,7 +4559,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4492,7 +4571,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4505,7 +4584,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -4526,7 +4605,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4538,7 +4617,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4551,7 +4630,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -4572,7 +4651,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4584,7 +4663,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4597,7 +4676,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -4618,7 +4697,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4630,7 +4709,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4643,7 +4722,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -4678,7 +4757,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4690,7 +4769,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4703,7 +4782,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -4768,7 +4847,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4780,7 +4859,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4793,7 +4872,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4821,7 +4900,7 @@ type GetRunReportRequest struct {
 
 func (x *GetRunReportRequest) Reset() {
 	*x = GetRunReportRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4833,7 +4912,7 @@ func (x *GetRunReportRequest) String() string {
 func (*GetRunReportRequest) ProtoMessage() {}
 
 func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4846,7 +4925,7 @@ func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
 func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetRunReportRequest) GetRunId() string {
@@ -4867,7 +4946,7 @@ type GetRunReportResponse struct {
 
 func (x *GetRunReportResponse) Reset() {
 	*x = GetRunReportResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4879,7 +4958,7 @@ func (x *GetRunReportResponse) String() string {
 func (*GetRunReportResponse) ProtoMessage() {}
 
 func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4892,7 +4971,7 @@ func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
 func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetRunReportResponse) GetReport() *RunReport {
@@ -4929,7 +5008,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4941,7 +5020,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4954,7 +5033,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RunReport) GetRun() *Run {
@@ -5020,7 +5099,7 @@ type TrajectoryPoint struct {
 
 func (x *TrajectoryPoint) Reset() {
 	*x = TrajectoryPoint{}
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5111,7 @@ func (x *TrajectoryPoint) String() string {
 func (*TrajectoryPoint) ProtoMessage() {}
 
 func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5124,7 @@ func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
 func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
@@ -5110,7 +5189,7 @@ type TrajectoryMetric struct {
 
 func (x *TrajectoryMetric) Reset() {
 	*x = TrajectoryMetric{}
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5122,7 +5201,7 @@ func (x *TrajectoryMetric) String() string {
 func (*TrajectoryMetric) ProtoMessage() {}
 
 func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5135,7 +5214,7 @@ func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
 func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
@@ -5259,7 +5338,7 @@ type MetricReport struct {
 
 func (x *MetricReport) Reset() {
 	*x = MetricReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5271,7 +5350,7 @@ func (x *MetricReport) String() string {
 func (*MetricReport) ProtoMessage() {}
 
 func (x *MetricReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5284,7 +5363,7 @@ func (x *MetricReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
 func (*MetricReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MetricReport) GetName() string {
@@ -5383,7 +5462,7 @@ type CohortValue struct {
 
 func (x *CohortValue) Reset() {
 	*x = CohortValue{}
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5395,7 +5474,7 @@ func (x *CohortValue) String() string {
 func (*CohortValue) ProtoMessage() {}
 
 func (x *CohortValue) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5408,7 +5487,7 @@ func (x *CohortValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
 func (*CohortValue) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CohortValue) GetStatistic() string {
@@ -5473,7 +5552,7 @@ type DistributionHistogram struct {
 
 func (x *DistributionHistogram) Reset() {
 	*x = DistributionHistogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5485,7 +5564,7 @@ func (x *DistributionHistogram) String() string {
 func (*DistributionHistogram) ProtoMessage() {}
 
 func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5498,7 +5577,7 @@ func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
 func (*DistributionHistogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DistributionHistogram) GetEdges() []float64 {
@@ -5565,7 +5644,7 @@ type Quantiles struct {
 
 func (x *Quantiles) Reset() {
 	*x = Quantiles{}
-	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5577,7 +5656,7 @@ func (x *Quantiles) String() string {
 func (*Quantiles) ProtoMessage() {}
 
 func (x *Quantiles) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5590,7 +5669,7 @@ func (x *Quantiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
 func (*Quantiles) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Quantiles) GetP50() float64 {
@@ -5650,7 +5729,7 @@ type InstanceEffect struct {
 
 func (x *InstanceEffect) Reset() {
 	*x = InstanceEffect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5662,7 +5741,7 @@ func (x *InstanceEffect) String() string {
 func (*InstanceEffect) ProtoMessage() {}
 
 func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5675,7 +5754,7 @@ func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
 func (*InstanceEffect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *InstanceEffect) GetCohort() Cohort {
@@ -5754,7 +5833,7 @@ type ReportWindows struct {
 
 func (x *ReportWindows) Reset() {
 	*x = ReportWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5766,7 +5845,7 @@ func (x *ReportWindows) String() string {
 func (*ReportWindows) ProtoMessage() {}
 
 func (x *ReportWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5779,7 +5858,7 @@ func (x *ReportWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
 func (*ReportWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ReportWindows) GetLength() *durationpb.Duration {
@@ -5811,14 +5890,26 @@ type AlarmEvent struct {
 	// When it was resolved; absent while it fires.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Its state.
-	State         AlarmState `protobuf:"varint,6,opt,name=state,proto3,enum=canary.v1.AlarmState" json:"state,omitempty"`
+	State AlarmState `protobuf:"varint,6,opt,name=state,proto3,enum=canary.v1.AlarmState" json:"state,omitempty"`
+	// Identity of the alarm: Alertmanager's fingerprint of its labels, or,
+	// for ReportAlarm, the request's fingerprint, else a hash of the name and
+	// labels. One alarm's firing and resolved events share it.
+	Fingerprint string `protobuf:"bytes,7,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// Where it came from: "alertmanager" or "api".
+	Source string `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	// Who reported it (the caller's name, as in the audit log).
+	ReportedBy string `protobuf:"bytes,9,opt,name=reported_by,json=reportedBy,proto3" json:"reported_by,omitempty"`
+	// When canaryd received it.
+	ReceiveTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	// A link to the alarm's source (Alertmanager's generatorURL), if any.
+	Url           string `protobuf:"bytes,11,opt,name=url,proto3" json:"url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AlarmEvent) Reset() {
 	*x = AlarmEvent{}
-	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5830,7 +5921,7 @@ func (x *AlarmEvent) String() string {
 func (*AlarmEvent) ProtoMessage() {}
 
 func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5843,7 +5934,7 @@ func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
 func (*AlarmEvent) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AlarmEvent) GetName() string {
@@ -5888,11 +5979,1052 @@ func (x *AlarmEvent) GetState() AlarmState {
 	return AlarmState_ALARM_STATE_UNSPECIFIED
 }
 
+func (x *AlarmEvent) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetReportedBy() string {
+	if x != nil {
+		return x.ReportedBy
+	}
+	return ""
+}
+
+func (x *AlarmEvent) GetReceiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiveTime
+	}
+	return nil
+}
+
+func (x *AlarmEvent) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+// ReportAlarmRequest is the request of ReportAlarm.
+type ReportAlarmRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarm. Required: name, and state FIRING or RESOLVED. Absent
+	// start_time: now (for FIRING), and for RESOLVED the start of the firing
+	// event of the same fingerprint; absent end_time of a RESOLVED alarm:
+	// now. Labels: at most 64, keys as Prometheus label names (the `alertname`
+	// label is the name). source, reported_by and receive_time are set by
+	// the server.
+	Alarm         *AlarmEvent `protobuf:"bytes,1,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportAlarmRequest) Reset() {
+	*x = ReportAlarmRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportAlarmRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportAlarmRequest) ProtoMessage() {}
+
+func (x *ReportAlarmRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportAlarmRequest.ProtoReflect.Descriptor instead.
+func (*ReportAlarmRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ReportAlarmRequest) GetAlarm() *AlarmEvent {
+	if x != nil {
+		return x.Alarm
+	}
+	return nil
+}
+
+// ReportAlarmResponse is the response of ReportAlarm.
+type ReportAlarmResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarm as recorded.
+	Alarm *AlarmEvent `protobuf:"bytes,1,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	// The running runs it matched (a firing alarm rolls them back).
+	RunIds        []string `protobuf:"bytes,2,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportAlarmResponse) Reset() {
+	*x = ReportAlarmResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportAlarmResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportAlarmResponse) ProtoMessage() {}
+
+func (x *ReportAlarmResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportAlarmResponse.ProtoReflect.Descriptor instead.
+func (*ReportAlarmResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ReportAlarmResponse) GetAlarm() *AlarmEvent {
+	if x != nil {
+		return x.Alarm
+	}
+	return nil
+}
+
+func (x *ReportAlarmResponse) GetRunIds() []string {
+	if x != nil {
+		return x.RunIds
+	}
+	return nil
+}
+
+// ListAlarmsRequest is the request of ListAlarms.
+type ListAlarmsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarms recorded with this run; empty: the alarms known now.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Without run_id: only alarms whose `service` label is this.
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// Only alarms in this state; UNSPECIFIED for both.
+	State         AlarmState `protobuf:"varint,3,opt,name=state,proto3,enum=canary.v1.AlarmState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlarmsRequest) Reset() {
+	*x = ListAlarmsRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlarmsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlarmsRequest) ProtoMessage() {}
+
+func (x *ListAlarmsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlarmsRequest.ProtoReflect.Descriptor instead.
+func (*ListAlarmsRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ListAlarmsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListAlarmsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ListAlarmsRequest) GetState() AlarmState {
+	if x != nil {
+		return x.State
+	}
+	return AlarmState_ALARM_STATE_UNSPECIFIED
+}
+
+// ListAlarmsResponse is the response of ListAlarms.
+type ListAlarmsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alarms.
+	Alarms        []*AlarmEvent `protobuf:"bytes,1,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlarmsResponse) Reset() {
+	*x = ListAlarmsResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlarmsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlarmsResponse) ProtoMessage() {}
+
+func (x *ListAlarmsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlarmsResponse.ProtoReflect.Descriptor instead.
+func (*ListAlarmsResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ListAlarmsResponse) GetAlarms() []*AlarmEvent {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+// DeployPolicy says when a service may be deployed: within its deploy
+// windows, and while none of its alarms fires. One policy per service;
+// the policy of service "*" applies to services without their own.
+//
+//	service: checkout-api
+//	deploy_windows:
+//	  time_zone: America/New_York
+//	  allow: ["Mon-Thu 09:00-16:00", "Fri 09:00-12:00"]
+//	  deny_dates: ["2026-12-24", "2026-12-25", "2026-12-31"]
+//	alarms:
+//	  - matchers: ['severity="page"', 'service="{{.Service}}"']
+//	  - name: team
+//	    matchers: ['severity="page"', 'team="checkout"']
+type DeployPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service the policy governs, or "*" for the default policy.
+	// Required.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// When deployments may start. Absent: at any time.
+	DeployWindows *DeployWindows `protobuf:"bytes,2,opt,name=deploy_windows,json=deployWindows,proto3" json:"deploy_windows,omitempty"`
+	// A deployment is blocked while a firing alarm matches any of these
+	// rules ({{.Service}} and {{.Stage}} are the deployment's); a rule such
+	// as team="checkout" blocks on alarms of any of the team's services.
+	Alarms        []*AlarmRule `protobuf:"bytes,3,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployPolicy) Reset() {
+	*x = DeployPolicy{}
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployPolicy) ProtoMessage() {}
+
+func (x *DeployPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployPolicy.ProtoReflect.Descriptor instead.
+func (*DeployPolicy) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *DeployPolicy) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *DeployPolicy) GetDeployWindows() *DeployWindows {
+	if x != nil {
+		return x.DeployWindows
+	}
+	return nil
+}
+
+func (x *DeployPolicy) GetAlarms() []*AlarmRule {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+// DeployWindows are the times when deployments may start, in one time
+// zone (wall-clock times: correct across daylight-saving changes).
+type DeployWindows struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// IANA time zone, e.g. "America/New_York"; empty: UTC.
+	TimeZone string `protobuf:"bytes,1,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// Allowed windows, each days and a time range: "Mon-Thu 09:00-16:00",
+	// "Fri 09:00-12:00", "Sat,Sun 10:00-11:00", "Mon-Fri 22:00-02:00" (a range
+	// that ends before it starts runs past midnight, into the next day). The
+	// end is exclusive; "24:00" is the end of the day. Empty: every day, all
+	// day (only deny_dates block).
+	Allow []string `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
+	// Dates (YYYY-MM-DD, in time_zone) when no deployment may start.
+	DenyDates     []string `protobuf:"bytes,3,rep,name=deny_dates,json=denyDates,proto3" json:"deny_dates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployWindows) Reset() {
+	*x = DeployWindows{}
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployWindows) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployWindows) ProtoMessage() {}
+
+func (x *DeployWindows) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployWindows.ProtoReflect.Descriptor instead.
+func (*DeployWindows) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *DeployWindows) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *DeployWindows) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *DeployWindows) GetDenyDates() []string {
+	if x != nil {
+		return x.DenyDates
+	}
+	return nil
+}
+
+// StoredDeployPolicy is a stored deploy policy.
+type StoredDeployPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy.
+	Policy *DeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The YAML text as sent, when it was put as YAML.
+	Yaml string `protobuf:"bytes,2,opt,name=yaml,proto3" json:"yaml,omitempty"`
+	// When it was stored.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Who stored it (the caller's name, as in the audit log).
+	UpdatedBy     string `protobuf:"bytes,4,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredDeployPolicy) Reset() {
+	*x = StoredDeployPolicy{}
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredDeployPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredDeployPolicy) ProtoMessage() {}
+
+func (x *StoredDeployPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredDeployPolicy.ProtoReflect.Descriptor instead.
+func (*StoredDeployPolicy) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *StoredDeployPolicy) GetPolicy() *DeployPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *StoredDeployPolicy) GetYaml() string {
+	if x != nil {
+		return x.Yaml
+	}
+	return ""
+}
+
+func (x *StoredDeployPolicy) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *StoredDeployPolicy) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+// PutDeployPolicyRequest is the request of PutDeployPolicy.
+type PutDeployPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy, structured or as YAML text.
+	//
+	// Types that are valid to be assigned to Source:
+	//
+	//	*PutDeployPolicyRequest_Policy
+	//	*PutDeployPolicyRequest_Yaml
+	Source        isPutDeployPolicyRequest_Source `protobuf_oneof:"source"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutDeployPolicyRequest) Reset() {
+	*x = PutDeployPolicyRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutDeployPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutDeployPolicyRequest) ProtoMessage() {}
+
+func (x *PutDeployPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutDeployPolicyRequest.ProtoReflect.Descriptor instead.
+func (*PutDeployPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *PutDeployPolicyRequest) GetSource() isPutDeployPolicyRequest_Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *PutDeployPolicyRequest) GetPolicy() *DeployPolicy {
+	if x != nil {
+		if x, ok := x.Source.(*PutDeployPolicyRequest_Policy); ok {
+			return x.Policy
+		}
+	}
+	return nil
+}
+
+func (x *PutDeployPolicyRequest) GetYaml() string {
+	if x != nil {
+		if x, ok := x.Source.(*PutDeployPolicyRequest_Yaml); ok {
+			return x.Yaml
+		}
+	}
+	return ""
+}
+
+type isPutDeployPolicyRequest_Source interface {
+	isPutDeployPolicyRequest_Source()
+}
+
+type PutDeployPolicyRequest_Policy struct {
+	// The policy as a message.
+	Policy *DeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3,oneof"`
+}
+
+type PutDeployPolicyRequest_Yaml struct {
+	// The policy as YAML text; unknown keys are errors.
+	Yaml string `protobuf:"bytes,2,opt,name=yaml,proto3,oneof"`
+}
+
+func (*PutDeployPolicyRequest_Policy) isPutDeployPolicyRequest_Source() {}
+
+func (*PutDeployPolicyRequest_Yaml) isPutDeployPolicyRequest_Source() {}
+
+// PutDeployPolicyResponse is the response of PutDeployPolicy.
+type PutDeployPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored policy.
+	Policy        *StoredDeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutDeployPolicyResponse) Reset() {
+	*x = PutDeployPolicyResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutDeployPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutDeployPolicyResponse) ProtoMessage() {}
+
+func (x *PutDeployPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutDeployPolicyResponse.ProtoReflect.Descriptor instead.
+func (*PutDeployPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *PutDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// GetDeployPolicyRequest is the request of GetDeployPolicy.
+type GetDeployPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service, or "*" for the default policy.
+	Service       string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeployPolicyRequest) Reset() {
+	*x = GetDeployPolicyRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeployPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeployPolicyRequest) ProtoMessage() {}
+
+func (x *GetDeployPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeployPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetDeployPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *GetDeployPolicyRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+// GetDeployPolicyResponse is the response of GetDeployPolicy.
+type GetDeployPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy that applies to the service: its own, else the default.
+	Policy        *StoredDeployPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeployPolicyResponse) Reset() {
+	*x = GetDeployPolicyResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeployPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeployPolicyResponse) ProtoMessage() {}
+
+func (x *GetDeployPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeployPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetDeployPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *GetDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// CheckDeployRequest is the request of CheckDeploy.
+type CheckDeployRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service to deploy. Required.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The stage to deploy to. Required.
+	Stage string `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	// If set and the deployment is blocked, it is allowed anyway and the
+	// override is recorded (who, why, when, what it overrode). At most 4,096
+	// bytes.
+	OverrideReason string `protobuf:"bytes,3,opt,name=override_reason,json=overrideReason,proto3" json:"override_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckDeployRequest) Reset() {
+	*x = CheckDeployRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckDeployRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckDeployRequest) ProtoMessage() {}
+
+func (x *CheckDeployRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckDeployRequest.ProtoReflect.Descriptor instead.
+func (*CheckDeployRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *CheckDeployRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *CheckDeployRequest) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *CheckDeployRequest) GetOverrideReason() string {
+	if x != nil {
+		return x.OverrideReason
+	}
+	return ""
+}
+
+// CheckDeployResponse is the response of CheckDeploy.
+type CheckDeployResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the deployment may start now.
+	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// Why it is blocked (each blocker, in words); when allowed by an
+	// override, what the override overrode.
+	Reasons []string `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// The firing alarms that block it.
+	Alarms []*AlarmEvent `protobuf:"bytes,3,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	// The override recorded, when override_reason was set and the
+	// deployment was blocked.
+	Override *DeployOverride `protobuf:"bytes,4,opt,name=override,proto3" json:"override,omitempty"`
+	// The service of the policy that applied ("*" for the default); empty
+	// when no policy applies (then only nothing blocks).
+	PolicyService string `protobuf:"bytes,5,opt,name=policy_service,json=policyService,proto3" json:"policy_service,omitempty"`
+	// When the next allowed window opens, when the deployment is outside its
+	// windows.
+	NextWindow    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=next_window,json=nextWindow,proto3" json:"next_window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckDeployResponse) Reset() {
+	*x = CheckDeployResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckDeployResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckDeployResponse) ProtoMessage() {}
+
+func (x *CheckDeployResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckDeployResponse.ProtoReflect.Descriptor instead.
+func (*CheckDeployResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *CheckDeployResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *CheckDeployResponse) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *CheckDeployResponse) GetAlarms() []*AlarmEvent {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+func (x *CheckDeployResponse) GetOverride() *DeployOverride {
+	if x != nil {
+		return x.Override
+	}
+	return nil
+}
+
+func (x *CheckDeployResponse) GetPolicyService() string {
+	if x != nil {
+		return x.PolicyService
+	}
+	return ""
+}
+
+func (x *CheckDeployResponse) GetNextWindow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextWindow
+	}
+	return nil
+}
+
+// DeployOverride is a recorded override of a blocked deployment.
+type DeployOverride struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The stage.
+	Stage string `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	// Why (CheckDeployRequest.override_reason).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who (the caller's name, as in the audit log).
+	Who string `protobuf:"bytes,4,opt,name=who,proto3" json:"who,omitempty"`
+	// When.
+	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// The blockers it overrode.
+	BlockedReasons []string `protobuf:"bytes,6,rep,name=blocked_reasons,json=blockedReasons,proto3" json:"blocked_reasons,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeployOverride) Reset() {
+	*x = DeployOverride{}
+	mi := &file_canary_v1_canary_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployOverride) ProtoMessage() {}
+
+func (x *DeployOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployOverride.ProtoReflect.Descriptor instead.
+func (*DeployOverride) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *DeployOverride) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *DeployOverride) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DeployOverride) GetBlockedReasons() []string {
+	if x != nil {
+		return x.BlockedReasons
+	}
+	return nil
+}
+
+// ListDeployOverridesRequest is the request of ListDeployOverrides.
+type ListDeployOverridesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only overrides of this service; empty for all.
+	Service       string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeployOverridesRequest) Reset() {
+	*x = ListDeployOverridesRequest{}
+	mi := &file_canary_v1_canary_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeployOverridesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeployOverridesRequest) ProtoMessage() {}
+
+func (x *ListDeployOverridesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeployOverridesRequest.ProtoReflect.Descriptor instead.
+func (*ListDeployOverridesRequest) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *ListDeployOverridesRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+// ListDeployOverridesResponse is the response of ListDeployOverrides.
+type ListDeployOverridesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The overrides, newest first (at most the last 1,000).
+	Overrides     []*DeployOverride `protobuf:"bytes,1,rep,name=overrides,proto3" json:"overrides,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeployOverridesResponse) Reset() {
+	*x = ListDeployOverridesResponse{}
+	mi := &file_canary_v1_canary_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeployOverridesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeployOverridesResponse) ProtoMessage() {}
+
+func (x *ListDeployOverridesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeployOverridesResponse.ProtoReflect.Descriptor instead.
+func (*ListDeployOverridesResponse) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ListDeployOverridesResponse) GetOverrides() []*DeployOverride {
+	if x != nil {
+		return x.Overrides
+	}
+	return nil
+}
+
 var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x03\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -5902,10 +7034,14 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x05power\x18\x04 \x01(\x01H\x01R\x05power\x88\x01\x01\x121\n" +
 	"\ametrics\x18\x05 \x03(\v2\x17.canary.v1.MetricConfigR\ametrics\x121\n" +
 	"\x06window\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06window\x121\n" +
-	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atraffic\x12/\n" +
+	"\atraffic\x18\a \x01(\v2\x17.canary.v1.TrafficCheckR\atraffic\x12,\n" +
+	"\x06alarms\x18\b \x03(\v2\x14.canary.v1.AlarmRuleR\x06alarms\x12/\n" +
 	"\x06source\x18\x10 \x01(\v2\x17.canary.v1.MetricSourceR\x06sourceB\r\n" +
 	"\v_confidenceB\b\n" +
-	"\x06_power\"K\n" +
+	"\x06_power\";\n" +
+	"\tAlarmRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bmatchers\x18\x02 \x03(\tR\bmatchers\"K\n" +
 	"\fMetricSource\x12;\n" +
 	"\n" +
 	"prometheus\x18\x01 \x01(\v2\x1b.canary.v1.PrometheusSourceR\n" +
@@ -6328,7 +7464,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"stands_out\x18\t \x01(\bR\tstandsOut\"v\n" +
 	"\rReportWindows\x121\n" +
 	"\x06length\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06length\x122\n" +
-	"\x06starts\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampR\x06starts\"\xcf\x02\n" +
+	"\x06starts\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampR\x06starts\"\xfb\x03\n" +
 	"\n" +
 	"AlarmEvent\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -6337,10 +7473,77 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12+\n" +
-	"\x05state\x18\x06 \x01(\x0e2\x15.canary.v1.AlarmStateR\x05state\x1a9\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x15.canary.v1.AlarmStateR\x05state\x12 \n" +
+	"\vfingerprint\x18\a \x01(\tR\vfingerprint\x12\x16\n" +
+	"\x06source\x18\b \x01(\tR\x06source\x12\x1f\n" +
+	"\vreported_by\x18\t \x01(\tR\n" +
+	"reportedBy\x12=\n" +
+	"\freceive_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12\x10\n" +
+	"\x03url\x18\v \x01(\tR\x03url\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x8f\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x12ReportAlarmRequest\x12+\n" +
+	"\x05alarm\x18\x01 \x01(\v2\x15.canary.v1.AlarmEventR\x05alarm\"[\n" +
+	"\x13ReportAlarmResponse\x12+\n" +
+	"\x05alarm\x18\x01 \x01(\v2\x15.canary.v1.AlarmEventR\x05alarm\x12\x17\n" +
+	"\arun_ids\x18\x02 \x03(\tR\x06runIds\"q\n" +
+	"\x11ListAlarmsRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12+\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x15.canary.v1.AlarmStateR\x05state\"C\n" +
+	"\x12ListAlarmsResponse\x12-\n" +
+	"\x06alarms\x18\x01 \x03(\v2\x15.canary.v1.AlarmEventR\x06alarms\"\x97\x01\n" +
+	"\fDeployPolicy\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12?\n" +
+	"\x0edeploy_windows\x18\x02 \x01(\v2\x18.canary.v1.DeployWindowsR\rdeployWindows\x12,\n" +
+	"\x06alarms\x18\x03 \x03(\v2\x14.canary.v1.AlarmRuleR\x06alarms\"a\n" +
+	"\rDeployWindows\x12\x1b\n" +
+	"\ttime_zone\x18\x01 \x01(\tR\btimeZone\x12\x14\n" +
+	"\x05allow\x18\x02 \x03(\tR\x05allow\x12\x1d\n" +
+	"\n" +
+	"deny_dates\x18\x03 \x03(\tR\tdenyDates\"\xb5\x01\n" +
+	"\x12StoredDeployPolicy\x12/\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.canary.v1.DeployPolicyR\x06policy\x12\x12\n" +
+	"\x04yaml\x18\x02 \x01(\tR\x04yaml\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x04 \x01(\tR\tupdatedBy\"k\n" +
+	"\x16PutDeployPolicyRequest\x121\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.canary.v1.DeployPolicyH\x00R\x06policy\x12\x14\n" +
+	"\x04yaml\x18\x02 \x01(\tH\x00R\x04yamlB\b\n" +
+	"\x06source\"P\n" +
+	"\x17PutDeployPolicyResponse\x125\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1d.canary.v1.StoredDeployPolicyR\x06policy\"2\n" +
+	"\x16GetDeployPolicyRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"P\n" +
+	"\x17GetDeployPolicyResponse\x125\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1d.canary.v1.StoredDeployPolicyR\x06policy\"m\n" +
+	"\x12CheckDeployRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\tR\x05stage\x12'\n" +
+	"\x0foverride_reason\x18\x03 \x01(\tR\x0eoverrideReason\"\x93\x02\n" +
+	"\x13CheckDeployResponse\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x18\n" +
+	"\areasons\x18\x02 \x03(\tR\areasons\x12-\n" +
+	"\x06alarms\x18\x03 \x03(\v2\x15.canary.v1.AlarmEventR\x06alarms\x125\n" +
+	"\boverride\x18\x04 \x01(\v2\x19.canary.v1.DeployOverrideR\boverride\x12%\n" +
+	"\x0epolicy_service\x18\x05 \x01(\tR\rpolicyService\x12;\n" +
+	"\vnext_window\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"nextWindow\"\xc3\x01\n" +
+	"\x0eDeployOverride\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\tR\x05stage\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03who\x18\x04 \x01(\tR\x03who\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12'\n" +
+	"\x0fblocked_reasons\x18\x06 \x03(\tR\x0eblockedReasons\"6\n" +
+	"\x1aListDeployOverridesRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"V\n" +
+	"\x1bListDeployOverridesResponse\x127\n" +
+	"\toverrides\x18\x01 \x03(\v2\x19.canary.v1.DeployOverrideR\toverrides*\x8f\x01\n" +
 	"\x0eMetricCategory\x12\x1f\n" +
 	"\x1bMETRIC_CATEGORY_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19METRIC_CATEGORY_STABILITY\x10\x01\x12\x1f\n" +
@@ -6381,7 +7584,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"AlarmState\x12\x1b\n" +
 	"\x17ALARM_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ALARM_STATE_FIRING\x10\x01\x12\x18\n" +
-	"\x14ALARM_STATE_RESOLVED\x10\x022\x91\b\n" +
+	"\x14ALARM_STATE_RESOLVED\x10\x022\x92\f\n" +
 	"\rCanaryService\x12F\n" +
 	"\tPutConfig\x12\x1b.canary.v1.PutConfigRequest\x1a\x1c.canary.v1.PutConfigResponse\x12F\n" +
 	"\tGetConfig\x12\x1b.canary.v1.GetConfigRequest\x1a\x1c.canary.v1.GetConfigResponse\x12L\n" +
@@ -6396,7 +7599,14 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\vCompleteRun\x12\x1d.canary.v1.CompleteRunRequest\x1a\x1e.canary.v1.CompleteRunResponse\x12C\n" +
 	"\bAbortRun\x12\x1a.canary.v1.AbortRunRequest\x1a\x1b.canary.v1.AbortRunResponse\x12O\n" +
 	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponse\x12O\n" +
-	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
+	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponse\x12L\n" +
+	"\vReportAlarm\x12\x1d.canary.v1.ReportAlarmRequest\x1a\x1e.canary.v1.ReportAlarmResponse\x12I\n" +
+	"\n" +
+	"ListAlarms\x12\x1c.canary.v1.ListAlarmsRequest\x1a\x1d.canary.v1.ListAlarmsResponse\x12L\n" +
+	"\vCheckDeploy\x12\x1d.canary.v1.CheckDeployRequest\x1a\x1e.canary.v1.CheckDeployResponse\x12X\n" +
+	"\x0fPutDeployPolicy\x12!.canary.v1.PutDeployPolicyRequest\x1a\".canary.v1.PutDeployPolicyResponse\x12X\n" +
+	"\x0fGetDeployPolicy\x12!.canary.v1.GetDeployPolicyRequest\x1a\".canary.v1.GetDeployPolicyResponse\x12d\n" +
+	"\x13ListDeployOverrides\x12%.canary.v1.ListDeployOverridesRequest\x1a&.canary.v1.ListDeployOverridesResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_canary_v1_canary_proto_rawDescOnce sync.Once
@@ -6411,229 +7621,276 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_canary_v1_canary_proto_goTypes = []any{
-	(MetricCategory)(0),           // 0: canary.v1.MetricCategory
-	(MetricType)(0),               // 1: canary.v1.MetricType
-	(BadDirection)(0),             // 2: canary.v1.BadDirection
-	(RunState)(0),                 // 3: canary.v1.RunState
-	(Cohort)(0),                   // 4: canary.v1.Cohort
-	(Decision)(0),                 // 5: canary.v1.Decision
-	(MetricOutcome)(0),            // 6: canary.v1.MetricOutcome
-	(AlarmState)(0),               // 7: canary.v1.AlarmState
-	(*CanaryConfig)(nil),          // 8: canary.v1.CanaryConfig
-	(*MetricSource)(nil),          // 9: canary.v1.MetricSource
-	(*PrometheusSource)(nil),      // 10: canary.v1.PrometheusSource
-	(*PrometheusQuery)(nil),       // 11: canary.v1.PrometheusQuery
-	(*TrafficCheck)(nil),          // 12: canary.v1.TrafficCheck
-	(*MetricConfig)(nil),          // 13: canary.v1.MetricConfig
-	(*ConfigVersion)(nil),         // 14: canary.v1.ConfigVersion
-	(*ConfigRef)(nil),             // 15: canary.v1.ConfigRef
-	(*PutConfigRequest)(nil),      // 16: canary.v1.PutConfigRequest
-	(*PutConfigResponse)(nil),     // 17: canary.v1.PutConfigResponse
-	(*GetConfigRequest)(nil),      // 18: canary.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),     // 19: canary.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),    // 20: canary.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),   // 21: canary.v1.ListConfigsResponse
-	(*Run)(nil),                   // 22: canary.v1.Run
-	(*PullStatus)(nil),            // 23: canary.v1.PullStatus
-	(*MetricPull)(nil),            // 24: canary.v1.MetricPull
-	(*RunCounters)(nil),           // 25: canary.v1.RunCounters
-	(*CreateRunRequest)(nil),      // 26: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),     // 27: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),         // 28: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 29: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 30: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 31: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),    // 32: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),   // 33: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),       // 34: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),      // 35: canary.v1.AbortRunResponse
-	(*Sample)(nil),                // 36: canary.v1.Sample
-	(*Counts)(nil),                // 37: canary.v1.Counts
-	(*MetricColumn)(nil),          // 38: canary.v1.MetricColumn
-	(*Histogram)(nil),             // 39: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),       // 40: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),    // 41: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),            // 42: canary.v1.BucketSpan
-	(*Batch)(nil),                 // 43: canary.v1.Batch
-	(*IngestAck)(nil),             // 44: canary.v1.IngestAck
-	(*IngestRequest)(nil),         // 45: canary.v1.IngestRequest
-	(*IngestResponse)(nil),        // 46: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),   // 47: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),  // 48: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),               // 49: canary.v1.Verdict
-	(*MetricResult)(nil),          // 50: canary.v1.MetricResult
-	(*CohortSummary)(nil),         // 51: canary.v1.CohortSummary
-	(*Effect)(nil),                // 52: canary.v1.Effect
-	(*Gate)(nil),                  // 53: canary.v1.Gate
-	(*JudgeRequest)(nil),          // 54: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),         // 55: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),   // 56: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),  // 57: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),   // 58: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),  // 59: canary.v1.ListVerdictsResponse
-	(*GetRunReportRequest)(nil),   // 60: canary.v1.GetRunReportRequest
-	(*GetRunReportResponse)(nil),  // 61: canary.v1.GetRunReportResponse
-	(*RunReport)(nil),             // 62: canary.v1.RunReport
-	(*TrajectoryPoint)(nil),       // 63: canary.v1.TrajectoryPoint
-	(*TrajectoryMetric)(nil),      // 64: canary.v1.TrajectoryMetric
-	(*MetricReport)(nil),          // 65: canary.v1.MetricReport
-	(*CohortValue)(nil),           // 66: canary.v1.CohortValue
-	(*DistributionHistogram)(nil), // 67: canary.v1.DistributionHistogram
-	(*Quantiles)(nil),             // 68: canary.v1.Quantiles
-	(*InstanceEffect)(nil),        // 69: canary.v1.InstanceEffect
-	(*ReportWindows)(nil),         // 70: canary.v1.ReportWindows
-	(*AlarmEvent)(nil),            // 71: canary.v1.AlarmEvent
-	nil,                           // 72: canary.v1.Run.BaselineLabelsEntry
-	nil,                           // 73: canary.v1.Run.CanaryLabelsEntry
-	nil,                           // 74: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                           // 75: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	nil,                           // 76: canary.v1.AlarmEvent.LabelsEntry
-	(*durationpb.Duration)(nil),   // 77: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 78: google.protobuf.Timestamp
+	(MetricCategory)(0),                 // 0: canary.v1.MetricCategory
+	(MetricType)(0),                     // 1: canary.v1.MetricType
+	(BadDirection)(0),                   // 2: canary.v1.BadDirection
+	(RunState)(0),                       // 3: canary.v1.RunState
+	(Cohort)(0),                         // 4: canary.v1.Cohort
+	(Decision)(0),                       // 5: canary.v1.Decision
+	(MetricOutcome)(0),                  // 6: canary.v1.MetricOutcome
+	(AlarmState)(0),                     // 7: canary.v1.AlarmState
+	(*CanaryConfig)(nil),                // 8: canary.v1.CanaryConfig
+	(*AlarmRule)(nil),                   // 9: canary.v1.AlarmRule
+	(*MetricSource)(nil),                // 10: canary.v1.MetricSource
+	(*PrometheusSource)(nil),            // 11: canary.v1.PrometheusSource
+	(*PrometheusQuery)(nil),             // 12: canary.v1.PrometheusQuery
+	(*TrafficCheck)(nil),                // 13: canary.v1.TrafficCheck
+	(*MetricConfig)(nil),                // 14: canary.v1.MetricConfig
+	(*ConfigVersion)(nil),               // 15: canary.v1.ConfigVersion
+	(*ConfigRef)(nil),                   // 16: canary.v1.ConfigRef
+	(*PutConfigRequest)(nil),            // 17: canary.v1.PutConfigRequest
+	(*PutConfigResponse)(nil),           // 18: canary.v1.PutConfigResponse
+	(*GetConfigRequest)(nil),            // 19: canary.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),           // 20: canary.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),          // 21: canary.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),         // 22: canary.v1.ListConfigsResponse
+	(*Run)(nil),                         // 23: canary.v1.Run
+	(*PullStatus)(nil),                  // 24: canary.v1.PullStatus
+	(*MetricPull)(nil),                  // 25: canary.v1.MetricPull
+	(*RunCounters)(nil),                 // 26: canary.v1.RunCounters
+	(*CreateRunRequest)(nil),            // 27: canary.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),           // 28: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),               // 29: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),              // 30: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),             // 31: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),            // 32: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),          // 33: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),         // 34: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),             // 35: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),            // 36: canary.v1.AbortRunResponse
+	(*Sample)(nil),                      // 37: canary.v1.Sample
+	(*Counts)(nil),                      // 38: canary.v1.Counts
+	(*MetricColumn)(nil),                // 39: canary.v1.MetricColumn
+	(*Histogram)(nil),                   // 40: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),             // 41: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),          // 42: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),                  // 43: canary.v1.BucketSpan
+	(*Batch)(nil),                       // 44: canary.v1.Batch
+	(*IngestAck)(nil),                   // 45: canary.v1.IngestAck
+	(*IngestRequest)(nil),               // 46: canary.v1.IngestRequest
+	(*IngestResponse)(nil),              // 47: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),         // 48: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),        // 49: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),                     // 50: canary.v1.Verdict
+	(*MetricResult)(nil),                // 51: canary.v1.MetricResult
+	(*CohortSummary)(nil),               // 52: canary.v1.CohortSummary
+	(*Effect)(nil),                      // 53: canary.v1.Effect
+	(*Gate)(nil),                        // 54: canary.v1.Gate
+	(*JudgeRequest)(nil),                // 55: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),               // 56: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),         // 57: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),        // 58: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),         // 59: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),        // 60: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),         // 61: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),        // 62: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),                   // 63: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),             // 64: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),            // 65: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),                // 66: canary.v1.MetricReport
+	(*CohortValue)(nil),                 // 67: canary.v1.CohortValue
+	(*DistributionHistogram)(nil),       // 68: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),                   // 69: canary.v1.Quantiles
+	(*InstanceEffect)(nil),              // 70: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),               // 71: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),                  // 72: canary.v1.AlarmEvent
+	(*ReportAlarmRequest)(nil),          // 73: canary.v1.ReportAlarmRequest
+	(*ReportAlarmResponse)(nil),         // 74: canary.v1.ReportAlarmResponse
+	(*ListAlarmsRequest)(nil),           // 75: canary.v1.ListAlarmsRequest
+	(*ListAlarmsResponse)(nil),          // 76: canary.v1.ListAlarmsResponse
+	(*DeployPolicy)(nil),                // 77: canary.v1.DeployPolicy
+	(*DeployWindows)(nil),               // 78: canary.v1.DeployWindows
+	(*StoredDeployPolicy)(nil),          // 79: canary.v1.StoredDeployPolicy
+	(*PutDeployPolicyRequest)(nil),      // 80: canary.v1.PutDeployPolicyRequest
+	(*PutDeployPolicyResponse)(nil),     // 81: canary.v1.PutDeployPolicyResponse
+	(*GetDeployPolicyRequest)(nil),      // 82: canary.v1.GetDeployPolicyRequest
+	(*GetDeployPolicyResponse)(nil),     // 83: canary.v1.GetDeployPolicyResponse
+	(*CheckDeployRequest)(nil),          // 84: canary.v1.CheckDeployRequest
+	(*CheckDeployResponse)(nil),         // 85: canary.v1.CheckDeployResponse
+	(*DeployOverride)(nil),              // 86: canary.v1.DeployOverride
+	(*ListDeployOverridesRequest)(nil),  // 87: canary.v1.ListDeployOverridesRequest
+	(*ListDeployOverridesResponse)(nil), // 88: canary.v1.ListDeployOverridesResponse
+	nil,                                 // 89: canary.v1.Run.BaselineLabelsEntry
+	nil,                                 // 90: canary.v1.Run.CanaryLabelsEntry
+	nil,                                 // 91: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                                 // 92: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                                 // 93: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),         // 94: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 95: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	77,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
-	13,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	77,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
-	12,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
-	9,   // 4: canary.v1.CanaryConfig.source:type_name -> canary.v1.MetricSource
-	10,  // 5: canary.v1.MetricSource.prometheus:type_name -> canary.v1.PrometheusSource
-	77,  // 6: canary.v1.PrometheusSource.interval:type_name -> google.protobuf.Duration
-	77,  // 7: canary.v1.PrometheusSource.lag:type_name -> google.protobuf.Duration
-	0,   // 8: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
-	1,   // 9: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
-	2,   // 10: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
-	11,  // 11: canary.v1.MetricConfig.query:type_name -> canary.v1.PrometheusQuery
-	8,   // 12: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	78,  // 13: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
-	8,   // 14: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
-	14,  // 15: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	14,  // 16: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
-	14,  // 17: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
-	8,   // 18: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	72,  // 19: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	73,  // 20: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	77,  // 21: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
-	3,   // 22: canary.v1.Run.state:type_name -> canary.v1.RunState
-	78,  // 23: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	78,  // 24: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	49,  // 25: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
-	25,  // 26: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	78,  // 27: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	23,  // 28: canary.v1.Run.pull:type_name -> canary.v1.PullStatus
-	24,  // 29: canary.v1.PullStatus.metrics:type_name -> canary.v1.MetricPull
-	78,  // 30: canary.v1.PullStatus.update_time:type_name -> google.protobuf.Timestamp
-	78,  // 31: canary.v1.MetricPull.through:type_name -> google.protobuf.Timestamp
-	78,  // 32: canary.v1.MetricPull.failing_since:type_name -> google.protobuf.Timestamp
-	78,  // 33: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	15,  // 34: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	8,   // 35: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	74,  // 36: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	75,  // 37: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	77,  // 38: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	78,  // 39: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	22,  // 40: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	22,  // 41: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,   // 42: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	22,  // 43: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	22,  // 44: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	22,  // 45: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,   // 46: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	37,  // 47: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	39,  // 48: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	78,  // 49: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,   // 50: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	78,  // 51: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	39,  // 52: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	40,  // 53: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	41,  // 54: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	42,  // 55: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	42,  // 56: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	36,  // 57: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	38,  // 58: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	43,  // 59: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	44,  // 60: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	43,  // 61: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	44,  // 62: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,   // 63: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	78,  // 64: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	50,  // 65: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,   // 66: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,   // 67: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,   // 68: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,   // 69: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,   // 70: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	51,  // 71: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	51,  // 72: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	52,  // 73: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	53,  // 74: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	52,  // 75: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	49,  // 76: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	49,  // 77: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,   // 78: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	78,  // 79: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	78,  // 80: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	49,  // 81: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	62,  // 82: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
-	22,  // 83: canary.v1.RunReport.run:type_name -> canary.v1.Run
-	49,  // 84: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
-	63,  // 85: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
-	65,  // 86: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
-	70,  // 87: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
-	71,  // 88: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	78,  // 89: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 90: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	64,  // 91: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 92: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	66,  // 93: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	66,  // 94: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	67,  // 95: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	69,  // 96: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	78,  // 97: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	68,  // 98: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	68,  // 99: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 100: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	77,  // 101: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	78,  // 102: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	76,  // 103: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	78,  // 104: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	78,  // 105: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 106: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	16,  // 107: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	18,  // 108: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	20,  // 109: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	26,  // 110: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	28,  // 111: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	30,  // 112: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	45,  // 113: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	47,  // 114: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	54,  // 115: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	56,  // 116: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	32,  // 117: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	34,  // 118: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	58,  // 119: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	60,  // 120: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	17,  // 121: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	19,  // 122: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	21,  // 123: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	27,  // 124: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	29,  // 125: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	31,  // 126: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	46,  // 127: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	48,  // 128: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	55,  // 129: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	57,  // 130: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	33,  // 131: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	35,  // 132: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	59,  // 133: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	61,  // 134: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	121, // [121:135] is the sub-list for method output_type
-	107, // [107:121] is the sub-list for method input_type
-	107, // [107:107] is the sub-list for extension type_name
-	107, // [107:107] is the sub-list for extension extendee
-	0,   // [0:107] is the sub-list for field type_name
+	94,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	14,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
+	94,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	13,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
+	9,   // 4: canary.v1.CanaryConfig.alarms:type_name -> canary.v1.AlarmRule
+	10,  // 5: canary.v1.CanaryConfig.source:type_name -> canary.v1.MetricSource
+	11,  // 6: canary.v1.MetricSource.prometheus:type_name -> canary.v1.PrometheusSource
+	94,  // 7: canary.v1.PrometheusSource.interval:type_name -> google.protobuf.Duration
+	94,  // 8: canary.v1.PrometheusSource.lag:type_name -> google.protobuf.Duration
+	0,   // 9: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
+	1,   // 10: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
+	2,   // 11: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
+	12,  // 12: canary.v1.MetricConfig.query:type_name -> canary.v1.PrometheusQuery
+	8,   // 13: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
+	95,  // 14: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	8,   // 15: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
+	15,  // 16: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	15,  // 17: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
+	15,  // 18: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
+	8,   // 19: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
+	89,  // 20: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	90,  // 21: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	94,  // 22: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	3,   // 23: canary.v1.Run.state:type_name -> canary.v1.RunState
+	95,  // 24: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	95,  // 25: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	50,  // 26: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	26,  // 27: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
+	95,  // 28: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	24,  // 29: canary.v1.Run.pull:type_name -> canary.v1.PullStatus
+	25,  // 30: canary.v1.PullStatus.metrics:type_name -> canary.v1.MetricPull
+	95,  // 31: canary.v1.PullStatus.update_time:type_name -> google.protobuf.Timestamp
+	95,  // 32: canary.v1.MetricPull.through:type_name -> google.protobuf.Timestamp
+	95,  // 33: canary.v1.MetricPull.failing_since:type_name -> google.protobuf.Timestamp
+	95,  // 34: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	16,  // 35: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 36: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	91,  // 37: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	92,  // 38: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	94,  // 39: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	95,  // 40: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	23,  // 41: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	23,  // 42: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 43: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	23,  // 44: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	23,  // 45: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	23,  // 46: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 47: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	38,  // 48: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	40,  // 49: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	95,  // 50: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 51: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	95,  // 52: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	40,  // 53: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	41,  // 54: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	42,  // 55: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	43,  // 56: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	43,  // 57: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	37,  // 58: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	39,  // 59: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	44,  // 60: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	45,  // 61: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	44,  // 62: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	45,  // 63: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 64: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	95,  // 65: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	51,  // 66: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 67: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 68: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 69: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 70: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 71: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	52,  // 72: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	52,  // 73: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	53,  // 74: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	54,  // 75: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	53,  // 76: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	50,  // 77: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	50,  // 78: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 79: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	95,  // 80: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	95,  // 81: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	50,  // 82: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	63,  // 83: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	23,  // 84: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	50,  // 85: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	64,  // 86: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	66,  // 87: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	71,  // 88: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	72,  // 89: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	95,  // 90: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 91: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	65,  // 92: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 93: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	67,  // 94: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	67,  // 95: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	68,  // 96: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	70,  // 97: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	95,  // 98: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	69,  // 99: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	69,  // 100: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 101: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	94,  // 102: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	95,  // 103: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	93,  // 104: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	95,  // 105: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	95,  // 106: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 107: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	95,  // 108: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
+	72,  // 109: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
+	72,  // 110: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
+	7,   // 111: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
+	72,  // 112: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
+	78,  // 113: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
+	9,   // 114: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
+	77,  // 115: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
+	95,  // 116: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
+	77,  // 117: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
+	79,  // 118: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	79,  // 119: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	72,  // 120: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
+	86,  // 121: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
+	95,  // 122: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
+	95,  // 123: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
+	86,  // 124: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
+	17,  // 125: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	19,  // 126: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	21,  // 127: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	27,  // 128: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	29,  // 129: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	31,  // 130: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	46,  // 131: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	48,  // 132: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	55,  // 133: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	57,  // 134: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	33,  // 135: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	35,  // 136: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	59,  // 137: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	61,  // 138: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	73,  // 139: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
+	75,  // 140: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
+	84,  // 141: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
+	80,  // 142: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
+	82,  // 143: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
+	87,  // 144: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
+	18,  // 145: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	20,  // 146: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	22,  // 147: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	28,  // 148: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	30,  // 149: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	32,  // 150: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	47,  // 151: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	49,  // 152: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	56,  // 153: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	58,  // 154: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	34,  // 155: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	36,  // 156: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	60,  // 157: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	62,  // 158: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	74,  // 159: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
+	76,  // 160: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
+	85,  // 161: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
+	81,  // 162: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
+	83,  // 163: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
+	88,  // 164: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
+	145, // [145:165] is the sub-list for method output_type
+	125, // [125:145] is the sub-list for method input_type
+	125, // [125:125] is the sub-list for extension type_name
+	125, // [125:125] is the sub-list for extension extendee
+	0,   // [0:125] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -6642,36 +7899,40 @@ func file_canary_v1_canary_proto_init() {
 		return
 	}
 	file_canary_v1_canary_proto_msgTypes[0].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[4].OneofWrappers = []any{}
 	file_canary_v1_canary_proto_msgTypes[5].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[8].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[6].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[9].OneofWrappers = []any{
 		(*PutConfigRequest_Config)(nil),
 		(*PutConfigRequest_Yaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[14].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[18].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[15].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[19].OneofWrappers = []any{
 		(*CreateRunRequest_ConfigRef)(nil),
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[28].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[29].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[31].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[32].OneofWrappers = []any{
 		(*Histogram_Explicit)(nil),
 		(*Histogram_Exponential)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[42].OneofWrappers = []any{}
 	file_canary_v1_canary_proto_msgTypes[43].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[44].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[72].OneofWrappers = []any{
+		(*PutDeployPolicyRequest_Policy)(nil),
+		(*PutDeployPolicyRequest_Yaml)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   69,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,20 +19,26 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CanaryService_PutConfig_FullMethodName    = "/canary.v1.CanaryService/PutConfig"
-	CanaryService_GetConfig_FullMethodName    = "/canary.v1.CanaryService/GetConfig"
-	CanaryService_ListConfigs_FullMethodName  = "/canary.v1.CanaryService/ListConfigs"
-	CanaryService_CreateRun_FullMethodName    = "/canary.v1.CanaryService/CreateRun"
-	CanaryService_GetRun_FullMethodName       = "/canary.v1.CanaryService/GetRun"
-	CanaryService_ListRuns_FullMethodName     = "/canary.v1.CanaryService/ListRuns"
-	CanaryService_Ingest_FullMethodName       = "/canary.v1.CanaryService/Ingest"
-	CanaryService_IngestStream_FullMethodName = "/canary.v1.CanaryService/IngestStream"
-	CanaryService_Judge_FullMethodName        = "/canary.v1.CanaryService/Judge"
-	CanaryService_WatchVerdict_FullMethodName = "/canary.v1.CanaryService/WatchVerdict"
-	CanaryService_CompleteRun_FullMethodName  = "/canary.v1.CanaryService/CompleteRun"
-	CanaryService_AbortRun_FullMethodName     = "/canary.v1.CanaryService/AbortRun"
-	CanaryService_ListVerdicts_FullMethodName = "/canary.v1.CanaryService/ListVerdicts"
-	CanaryService_GetRunReport_FullMethodName = "/canary.v1.CanaryService/GetRunReport"
+	CanaryService_PutConfig_FullMethodName           = "/canary.v1.CanaryService/PutConfig"
+	CanaryService_GetConfig_FullMethodName           = "/canary.v1.CanaryService/GetConfig"
+	CanaryService_ListConfigs_FullMethodName         = "/canary.v1.CanaryService/ListConfigs"
+	CanaryService_CreateRun_FullMethodName           = "/canary.v1.CanaryService/CreateRun"
+	CanaryService_GetRun_FullMethodName              = "/canary.v1.CanaryService/GetRun"
+	CanaryService_ListRuns_FullMethodName            = "/canary.v1.CanaryService/ListRuns"
+	CanaryService_Ingest_FullMethodName              = "/canary.v1.CanaryService/Ingest"
+	CanaryService_IngestStream_FullMethodName        = "/canary.v1.CanaryService/IngestStream"
+	CanaryService_Judge_FullMethodName               = "/canary.v1.CanaryService/Judge"
+	CanaryService_WatchVerdict_FullMethodName        = "/canary.v1.CanaryService/WatchVerdict"
+	CanaryService_CompleteRun_FullMethodName         = "/canary.v1.CanaryService/CompleteRun"
+	CanaryService_AbortRun_FullMethodName            = "/canary.v1.CanaryService/AbortRun"
+	CanaryService_ListVerdicts_FullMethodName        = "/canary.v1.CanaryService/ListVerdicts"
+	CanaryService_GetRunReport_FullMethodName        = "/canary.v1.CanaryService/GetRunReport"
+	CanaryService_ReportAlarm_FullMethodName         = "/canary.v1.CanaryService/ReportAlarm"
+	CanaryService_ListAlarms_FullMethodName          = "/canary.v1.CanaryService/ListAlarms"
+	CanaryService_CheckDeploy_FullMethodName         = "/canary.v1.CanaryService/CheckDeploy"
+	CanaryService_PutDeployPolicy_FullMethodName     = "/canary.v1.CanaryService/PutDeployPolicy"
+	CanaryService_GetDeployPolicy_FullMethodName     = "/canary.v1.CanaryService/GetDeployPolicy"
+	CanaryService_ListDeployOverrides_FullMethodName = "/canary.v1.CanaryService/ListDeployOverrides"
 )
 
 // CanaryServiceClient is the client API for CanaryService service.
@@ -148,6 +154,38 @@ type CanaryServiceClient interface {
 	// and the alarms. canaryd's HTML page of a run and `canaryctl report`
 	// render this message; `-o json` prints it. Errors: NOT_FOUND.
 	GetRunReport(ctx context.Context, in *GetRunReportRequest, opts ...grpc.CallOption) (*GetRunReportResponse, error)
+	// ReportAlarm records an alarm firing or resolved, for systems without
+	// Alertmanager (a CloudWatch alarm's state, a pager): the same as an
+	// alert Alertmanager delivers to canaryd's webhook (POST /v1/alertmanager
+	// on the HTTP port). A firing alarm that matches a running run (its
+	// config's alarms) is a critical stability signal: the run's verdict is
+	// ROLLBACK at once, and stays so; the alarm is recorded with the run and
+	// with the alarms that CheckDeploy consults. Reporting the same alarm
+	// again (same fingerprint, start and state) stores nothing new.
+	// Errors: INVALID_ARGUMENT (no name, bad labels or times).
+	ReportAlarm(ctx context.Context, in *ReportAlarmRequest, opts ...grpc.CallOption) (*ReportAlarmResponse, error)
+	// ListAlarms lists the alarms canaryd knows: those of one run (run_id,
+	// oldest first, as recorded with the run), or the alarms firing now and
+	// those resolved in the last 24 hours (newest first), optionally of one
+	// service (its `service` label). Errors: NOT_FOUND (run).
+	ListAlarms(ctx context.Context, in *ListAlarmsRequest, opts ...grpc.CallOption) (*ListAlarmsResponse, error)
+	// CheckDeploy says whether a deployment of a service to a stage may start
+	// now: it is blocked while an alarm of the service's deploy policy fires,
+	// or outside the policy's deploy windows, and the reasons say which. A
+	// request with override_reason lets a blocked deployment start anyway
+	// (to recover from an incident) and records who, why and when.
+	CheckDeploy(ctx context.Context, in *CheckDeployRequest, opts ...grpc.CallOption) (*CheckDeployResponse, error)
+	// PutDeployPolicy stores the deploy policy of a service (or the default
+	// policy, service "*"), replacing the previous one. Errors:
+	// INVALID_ARGUMENT (the field violation names the policy field).
+	PutDeployPolicy(ctx context.Context, in *PutDeployPolicyRequest, opts ...grpc.CallOption) (*PutDeployPolicyResponse, error)
+	// GetDeployPolicy returns the deploy policy of a service, or the default
+	// one it falls back to (DeployPolicy.service says which). Errors:
+	// NOT_FOUND (neither).
+	GetDeployPolicy(ctx context.Context, in *GetDeployPolicyRequest, opts ...grpc.CallOption) (*GetDeployPolicyResponse, error)
+	// ListDeployOverrides lists the recorded overrides of blocked
+	// deployments, newest first, optionally of one service.
+	ListDeployOverrides(ctx context.Context, in *ListDeployOverridesRequest, opts ...grpc.CallOption) (*ListDeployOverridesResponse, error)
 }
 
 type canaryServiceClient struct {
@@ -310,6 +348,66 @@ func (c *canaryServiceClient) GetRunReport(ctx context.Context, in *GetRunReport
 	return out, nil
 }
 
+func (c *canaryServiceClient) ReportAlarm(ctx context.Context, in *ReportAlarmRequest, opts ...grpc.CallOption) (*ReportAlarmResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportAlarmResponse)
+	err := c.cc.Invoke(ctx, CanaryService_ReportAlarm_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *canaryServiceClient) ListAlarms(ctx context.Context, in *ListAlarmsRequest, opts ...grpc.CallOption) (*ListAlarmsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAlarmsResponse)
+	err := c.cc.Invoke(ctx, CanaryService_ListAlarms_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *canaryServiceClient) CheckDeploy(ctx context.Context, in *CheckDeployRequest, opts ...grpc.CallOption) (*CheckDeployResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckDeployResponse)
+	err := c.cc.Invoke(ctx, CanaryService_CheckDeploy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *canaryServiceClient) PutDeployPolicy(ctx context.Context, in *PutDeployPolicyRequest, opts ...grpc.CallOption) (*PutDeployPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutDeployPolicyResponse)
+	err := c.cc.Invoke(ctx, CanaryService_PutDeployPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *canaryServiceClient) GetDeployPolicy(ctx context.Context, in *GetDeployPolicyRequest, opts ...grpc.CallOption) (*GetDeployPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDeployPolicyResponse)
+	err := c.cc.Invoke(ctx, CanaryService_GetDeployPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *canaryServiceClient) ListDeployOverrides(ctx context.Context, in *ListDeployOverridesRequest, opts ...grpc.CallOption) (*ListDeployOverridesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeployOverridesResponse)
+	err := c.cc.Invoke(ctx, CanaryService_ListDeployOverrides_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CanaryServiceServer is the server API for CanaryService service.
 // All implementations must embed UnimplementedCanaryServiceServer
 // for forward compatibility.
@@ -423,6 +521,38 @@ type CanaryServiceServer interface {
 	// and the alarms. canaryd's HTML page of a run and `canaryctl report`
 	// render this message; `-o json` prints it. Errors: NOT_FOUND.
 	GetRunReport(context.Context, *GetRunReportRequest) (*GetRunReportResponse, error)
+	// ReportAlarm records an alarm firing or resolved, for systems without
+	// Alertmanager (a CloudWatch alarm's state, a pager): the same as an
+	// alert Alertmanager delivers to canaryd's webhook (POST /v1/alertmanager
+	// on the HTTP port). A firing alarm that matches a running run (its
+	// config's alarms) is a critical stability signal: the run's verdict is
+	// ROLLBACK at once, and stays so; the alarm is recorded with the run and
+	// with the alarms that CheckDeploy consults. Reporting the same alarm
+	// again (same fingerprint, start and state) stores nothing new.
+	// Errors: INVALID_ARGUMENT (no name, bad labels or times).
+	ReportAlarm(context.Context, *ReportAlarmRequest) (*ReportAlarmResponse, error)
+	// ListAlarms lists the alarms canaryd knows: those of one run (run_id,
+	// oldest first, as recorded with the run), or the alarms firing now and
+	// those resolved in the last 24 hours (newest first), optionally of one
+	// service (its `service` label). Errors: NOT_FOUND (run).
+	ListAlarms(context.Context, *ListAlarmsRequest) (*ListAlarmsResponse, error)
+	// CheckDeploy says whether a deployment of a service to a stage may start
+	// now: it is blocked while an alarm of the service's deploy policy fires,
+	// or outside the policy's deploy windows, and the reasons say which. A
+	// request with override_reason lets a blocked deployment start anyway
+	// (to recover from an incident) and records who, why and when.
+	CheckDeploy(context.Context, *CheckDeployRequest) (*CheckDeployResponse, error)
+	// PutDeployPolicy stores the deploy policy of a service (or the default
+	// policy, service "*"), replacing the previous one. Errors:
+	// INVALID_ARGUMENT (the field violation names the policy field).
+	PutDeployPolicy(context.Context, *PutDeployPolicyRequest) (*PutDeployPolicyResponse, error)
+	// GetDeployPolicy returns the deploy policy of a service, or the default
+	// one it falls back to (DeployPolicy.service says which). Errors:
+	// NOT_FOUND (neither).
+	GetDeployPolicy(context.Context, *GetDeployPolicyRequest) (*GetDeployPolicyResponse, error)
+	// ListDeployOverrides lists the recorded overrides of blocked
+	// deployments, newest first, optionally of one service.
+	ListDeployOverrides(context.Context, *ListDeployOverridesRequest) (*ListDeployOverridesResponse, error)
 	mustEmbedUnimplementedCanaryServiceServer()
 }
 
@@ -474,6 +604,24 @@ func (UnimplementedCanaryServiceServer) ListVerdicts(context.Context, *ListVerdi
 }
 func (UnimplementedCanaryServiceServer) GetRunReport(context.Context, *GetRunReportRequest) (*GetRunReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRunReport not implemented")
+}
+func (UnimplementedCanaryServiceServer) ReportAlarm(context.Context, *ReportAlarmRequest) (*ReportAlarmResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportAlarm not implemented")
+}
+func (UnimplementedCanaryServiceServer) ListAlarms(context.Context, *ListAlarmsRequest) (*ListAlarmsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAlarms not implemented")
+}
+func (UnimplementedCanaryServiceServer) CheckDeploy(context.Context, *CheckDeployRequest) (*CheckDeployResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckDeploy not implemented")
+}
+func (UnimplementedCanaryServiceServer) PutDeployPolicy(context.Context, *PutDeployPolicyRequest) (*PutDeployPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutDeployPolicy not implemented")
+}
+func (UnimplementedCanaryServiceServer) GetDeployPolicy(context.Context, *GetDeployPolicyRequest) (*GetDeployPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDeployPolicy not implemented")
+}
+func (UnimplementedCanaryServiceServer) ListDeployOverrides(context.Context, *ListDeployOverridesRequest) (*ListDeployOverridesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeployOverrides not implemented")
 }
 func (UnimplementedCanaryServiceServer) mustEmbedUnimplementedCanaryServiceServer() {}
 func (UnimplementedCanaryServiceServer) testEmbeddedByValue()                       {}
@@ -730,6 +878,114 @@ func _CanaryService_GetRunReport_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CanaryService_ReportAlarm_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportAlarmRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).ReportAlarm(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_ReportAlarm_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).ReportAlarm(ctx, req.(*ReportAlarmRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CanaryService_ListAlarms_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAlarmsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).ListAlarms(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_ListAlarms_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).ListAlarms(ctx, req.(*ListAlarmsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CanaryService_CheckDeploy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckDeployRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).CheckDeploy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_CheckDeploy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).CheckDeploy(ctx, req.(*CheckDeployRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CanaryService_PutDeployPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutDeployPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).PutDeployPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_PutDeployPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).PutDeployPolicy(ctx, req.(*PutDeployPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CanaryService_GetDeployPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeployPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).GetDeployPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_GetDeployPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).GetDeployPolicy(ctx, req.(*GetDeployPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CanaryService_ListDeployOverrides_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeployOverridesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).ListDeployOverrides(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_ListDeployOverrides_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).ListDeployOverrides(ctx, req.(*ListDeployOverridesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CanaryService_ServiceDesc is the grpc.ServiceDesc for CanaryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -784,6 +1040,30 @@ var CanaryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRunReport",
 			Handler:    _CanaryService_GetRunReport_Handler,
+		},
+		{
+			MethodName: "ReportAlarm",
+			Handler:    _CanaryService_ReportAlarm_Handler,
+		},
+		{
+			MethodName: "ListAlarms",
+			Handler:    _CanaryService_ListAlarms_Handler,
+		},
+		{
+			MethodName: "CheckDeploy",
+			Handler:    _CanaryService_CheckDeploy_Handler,
+		},
+		{
+			MethodName: "PutDeployPolicy",
+			Handler:    _CanaryService_PutDeployPolicy_Handler,
+		},
+		{
+			MethodName: "GetDeployPolicy",
+			Handler:    _CanaryService_GetDeployPolicy_Handler,
+		},
+		{
+			MethodName: "ListDeployOverrides",
+			Handler:    _CanaryService_ListDeployOverrides_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -30,6 +30,7 @@ import (
 //	data/<run id>/deltas/      seq (uint64 BE, from NextSequence) → delta
 //	verdicts                   run id → Verdict (final)
 //	finished                   time run-id → empty: finished runs whose raw data are kept (see maintain.go)
+//	docs/<kind>/               key → value (store.Docs: alarms, deploy policies, overrides)
 //	vidx<m>  (m = 0..7)        filter(m) time run-id → empty
 //	ridx<m>  (m = 0..7)        filter(m) time run-id → empty
 //
@@ -53,6 +54,7 @@ var (
 	bucketData      = []byte("data")
 	bucketVerdicts  = []byte("verdicts")
 	bucketFinished  = []byte("finished")
+	bucketDocs      = []byte("docs")
 	keyFinished     = []byte("fin")
 	keyExpired      = []byte("expired")
 	keyTrajectory   = []byte("traj")
@@ -65,7 +67,7 @@ var (
 	bucketDeltas    = []byte("deltas")
 	verdictIndexes  = indexNames("vidx")
 	runIndexes      = indexNames("ridx")
-	topLevelBuckets = append([][]byte{bucketMeta, bucketConfigs, bucketRuns, bucketRequests, bucketData, bucketVerdicts, bucketFinished},
+	topLevelBuckets = append([][]byte{bucketMeta, bucketConfigs, bucketRuns, bucketRequests, bucketData, bucketVerdicts, bucketFinished, bucketDocs},
 		append(verdictIndexes[:], runIndexes[:]...)...)
 )
 

@@ -3,7 +3,6 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -236,7 +235,7 @@ func forget(tx *bolt.Tx, id []byte) error {
 	if rid := run.GetRequestId(); rid != "" {
 		requests := tx.Bucket(bucketRequests)
 		if v := requests.Get([]byte(rid)); v != nil {
-			if n, w := binary.Uvarint(v); w > 0 && uint64(len(v)-w) >= n && bytes.Equal(v[w:w+int(n)], id) {
+			if runID, _, ok := parseRequest(v); ok && bytes.Equal(runID, id) {
 				if err := requests.Delete([]byte(rid)); err != nil {
 					return err
 				}

@@ -15,6 +15,17 @@ import (
 	"github.com/canaryd/canaryd/server/store"
 )
 
+// parseRequest splits a request-id record (uvarint(len(id)) id
+// fingerprint) into the run id and the request's fingerprint; ok is false
+// when the record is corrupt.
+func parseRequest(v []byte) (id, fingerprint []byte, ok bool) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n > uint64(len(v)-w) {
+		return nil, nil, false
+	}
+	return v[w : w+int(n)], v[w+int(n):], true
+}
+
 // CreateRun stores a new run, or returns the run an earlier call with the
 // same RequestId created (ErrConflict if its fingerprint differs). A run
 // with an empty RequestId is not deduplicated. The run's state is stored as
@@ -43,14 +54,14 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 		requests := tx.Bucket(bucketRequests)
 		if req != nil {
 			if v := requests.Get([]byte(run.GetRequestId())); v != nil {
-				n, w := binary.Uvarint(v)
-				if w <= 0 || uint64(len(v)-w) < n {
+				rid, fp, ok := parseRequest(v)
+				if !ok {
 					return reject(fmt.Errorf("corrupt request record %q", run.GetRequestId()))
 				}
-				if !bytes.Equal(v[w+int(n):], fingerprint) {
+				if !bytes.Equal(fp, fingerprint) {
 					return reject(store.ErrConflict)
 				}
-				stored, err := getRun(tx, v[w:w+int(n)])
+				stored, err := getRun(tx, rid)
 				if err != nil {
 					return reject(err)
 				}

@@ -43,6 +43,8 @@ import (
 //	configs (slot of {cfg:<name>}, and {cfgs}):
 //	P:{cfg:<name>}:v     list    ConfigVersion; version k at index k-1
 //	P:{cfgs}:names       zset    config names
+//	docs (slot of {docs:<kind>}):
+//	P:{docs:<kind>}:h    hash    key → value (store.Docs: alarms, deploy policies, overrides)
 //	P:schema             string  schema version of the layout
 //	P:health             string  written by Healthy (a write probe), expires in a minute
 //	P:lease:{<name>}     string  holder of a lease (store.Leaser), expires with it
@@ -169,6 +171,7 @@ func (k keys) runIDs(id string) string        { return k.runTag(id) + ":ids" }
 func (k keys) runDeltas(id string) string     { return k.runTag(id) + ":d" }
 func (k keys) runSnap(id string) string       { return k.runTag(id) + ":snap" }
 func (k keys) configVersions(n string) string { return k.p + ":{cfg:" + n + "}:v" }
+func (k keys) docs(kind string) string        { return k.p + ":{docs:" + kind + "}:h" }
 func (k keys) lease(name string) string       { return k.p + ":lease:{" + name + "}" }
 func (k keys) configNames() string            { return k.p + ":{cfgs}:names" }
 

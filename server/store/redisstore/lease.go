@@ -35,7 +35,7 @@ return 0
 // P:lease:{<name>}, which expires with the lease.
 func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	ms := max(1, ttl.Milliseconds())
-	n, err := s.runCode(ctx, leaseScript, []string{s.k.lease(name)}, holder, ms)
+	n, err := s.runAckedCode(ctx, leaseScript, []string{s.k.lease(name)}, holder, ms)
 	if err != nil {
 		return false, err
 	}

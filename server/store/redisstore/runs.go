@@ -40,7 +40,8 @@ func requestValue(id string, created time.Time, fingerprint []byte) string {
 
 func parseRequestValue(v string) (id string, created time.Time, fingerprint []byte, err error) {
 	n, w := binary.Uvarint([]byte(v))
-	if w <= 0 || uint64(len(v)-w) < n+store.TimeLen {
+	// n ≤ len − w first: n + TimeLen could wrap around.
+	if w <= 0 || n > uint64(len(v)-w) || uint64(len(v)-w)-n < store.TimeLen {
 		return "", time.Time{}, nil, errors.New("corrupt request record")
 	}
 	id = v[w : w+int(n)]

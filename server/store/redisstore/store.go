@@ -374,12 +374,24 @@ func (s *Store) fail(ctx context.Context, err error) error {
 		msg := reply.Error()
 		for _, p := range unavailableReplies {
 			if strings.HasPrefix(msg, p) {
+				s.reloadCluster(ctx)
 				return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 			}
 		}
 		return err
 	}
+	s.reloadCluster(ctx)
 	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// reloadCluster has a cluster client read the cluster's slots again (in
+// the background, at most every 200ms): after a failover, commands reach
+// the promoted replica as soon as the cluster has promoted it, rather
+// than when the client's periodic reload comes.
+func (s *Store) reloadCluster(ctx context.Context) {
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+	}
 }
 
 // run runs a script and maps its error.
@@ -413,9 +425,7 @@ func (s *Store) runAcked(ctx context.Context, sc *redis.Script, keys []string, a
 		v, n, err = s.evalWait(ctx, c, sc, keys, args, true)
 	}
 	if err != nil {
-		if cc, ok := s.c.(*redis.ClusterClient); ok {
-			cc.ReloadState(ctx) // the slot may have moved (failover)
-		}
+		s.reloadCluster(ctx) // the slot may have moved (failover)
 		return nil, s.fail(ctx, err)
 	}
 	if n < int64(s.opts.MinReplicas) {

@@ -35,7 +35,7 @@ func (s *Store) putTrajectory(ctx context.Context, runID string, traj []byte) er
 	if runID == "" {
 		return store.ErrNotFound
 	}
-	code, err := s.runCode(ctx, putTrajectoryScript, []string{s.k.runMeta(runID)}, traj)
+	code, err := s.runAckedCode(ctx, putTrajectoryScript, []string{s.k.runMeta(runID)}, traj)
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,18 @@ func parseURL(raw string, opts Options) (*target, error) {
 	if _, k, ok := strings.Cut(base, "+"); ok {
 		kind = k
 	}
-	u, err := url.Parse(raw)
+	// The host list is taken out before url.Parse, which reads a port
+	// after the last colon of the whole list.
+	_, rest, _ := strings.Cut(raw, "://")
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	userinfo, hostList := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hostList = authority[:i+1], authority[i+1:]
+	}
+	u, err := url.Parse("redis://" + userinfo + "placeholder" + tail)
 	if err != nil {
 		return nil, fmt.Errorf("not a valid URL")
 	}
@@ -103,7 +114,6 @@ func parseURL(raw string, opts Options) (*target, error) {
 	q.Del("min_replicas")
 	q.Del("replica_timeout")
 
-	hostList := u.Host
 	defPort := "6379"
 	if kind == "sentinel" {
 		defPort = "26379"
@@ -116,10 +126,12 @@ func parseURL(raw string, opts Options) (*target, error) {
 		host, port, err := net.SplitHostPort(h)
 		if err != nil {
 			host, port = h, defPort
-			if strings.Contains(h, ":") && !strings.HasPrefix(h, "[") {
-				return nil, fmt.Errorf("host %q: not host:port", h)
+			switch {
+			case strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]"):
+				host = h[1 : len(h)-1] // [::1]
+			case strings.ContainsAny(h, ":[]"):
+				return nil, fmt.Errorf("host %q: not host[:port]", h)
 			}
-			host = strings.Trim(host, "[]")
 		}
 		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
 			return nil, fmt.Errorf("host %q: bad port", h)

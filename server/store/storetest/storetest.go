@@ -96,6 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Trajectory/Persistence", s.testTrajectoryPersistence},
 		{"Retention/RawData", s.testRawRetention},
 		{"Retention/Verdicts", s.testVerdictRetention},
+		{"Docs", s.testDocs},
 		{"Lease", s.testLease},
 	}
 	for _, tt := range tests {
