@@ -114,7 +114,7 @@ CANARY_TLS_CERT, CANARY_TLS_KEY.
 		&cobra.Group{ID: "offline", Title: "Offline commands:"})
 	for _, c := range []*cobra.Command{
 		newConfigCmd(g), newRunCmd(g), newIngestCmd(g), newJudgeCmd(g), newWatchCmd(g),
-		newHistoryCmd(g), newReportCmd(g),
+		newGateCmd(g), newHistoryCmd(g), newReportCmd(g),
 	} {
 		c.GroupID = "service"
 		root.AddCommand(c)

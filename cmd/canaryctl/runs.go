@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -73,25 +74,29 @@ RUN=$(canaryctl run create ...) works; -o json or yaml prints the Run.`,
   canaryctl run create --service checkout --stage onebox --config-file canary.yaml --request-id deploy-42`,
 		Args: rangeArgs(0, 0, ""),
 	}
-	fs := cmd.Flags()
-	service := fs.String("service", "", "service under deployment (required)")
-	stage := fs.String("stage", "", "deployment stage, e.g. onebox/us-east-1 (required)")
-	cfgRef := fs.String("config", "", "stored config: NAME or NAME@VERSION (latest by default, pinned by the run)")
-	cfgFile := fs.String("config-file", "", "inline config (YAML file; - for standard input) instead of --config")
-	bake := fs.Duration("bake", 0, "bake time: the judge promotes nothing before it ends")
-	share := fs.Float64("canary-share", 0, "canary's expected share of the traffic of both cohorts, in (0, 1) (optional): the sample-ratio check tests it")
-	start := fs.String("start", "", "RFC 3339 time the run's data begin, for a run that replays recorded samples (default: now); the warm-up counts from it")
-	base, canary := labelsFlag{}, labelsFlag{}
-	fs.Var(base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
-	fs.Var(canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
-	reqID := fs.String("request-id", "", "idempotency key: a retry with the same key returns the same run (default: random)")
+	o := addCreateFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runCreate(cmd.Context(), g, &createOpts{
-			service: *service, stage: *stage, cfgRef: *cfgRef, cfgFile: *cfgFile, bake: *bake,
-			share: *share, shareSet: fs.Changed("canary-share"), start: *start, base: base, canary: canary, reqID: *reqID,
-		})
+		o.shareSet = cmd.Flags().Changed("canary-share")
+		return runCreate(cmd.Context(), g, o)
 	}
 	return cmd
+}
+
+// addCreateFlags registers the flags of a new run (run create, gate) on
+// fs.
+func addCreateFlags(fs *pflag.FlagSet) *createOpts {
+	o := &createOpts{base: labelsFlag{}, canary: labelsFlag{}}
+	fs.StringVar(&o.service, "service", "", "service under deployment (required)")
+	fs.StringVar(&o.stage, "stage", "", "deployment stage, e.g. onebox/us-east-1 (required)")
+	fs.StringVar(&o.cfgRef, "config", "", "stored config: NAME or NAME@VERSION (latest by default, pinned by the run)")
+	fs.StringVar(&o.cfgFile, "config-file", "", "inline config (YAML file; - for standard input) instead of --config")
+	fs.DurationVar(&o.bake, "bake", 0, "bake time: the judge promotes nothing before it ends")
+	fs.Float64Var(&o.share, "canary-share", 0, "canary's expected share of the traffic of both cohorts, in (0, 1) (optional): the sample-ratio check tests it")
+	fs.StringVar(&o.start, "start", "", "RFC 3339 time the run's data begin, for a run that replays recorded samples (default: now); the warm-up counts from it")
+	fs.Var(o.base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
+	fs.Var(o.canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
+	fs.StringVar(&o.reqID, "request-id", "", "idempotency key: a retry with the same key returns the same run (default: random)")
+	return o
 }
 
 // createOpts are the flags of run create.
@@ -107,13 +112,36 @@ type createOpts struct {
 
 func runCreate(ctx context.Context, g *globals, o *createOpts) error {
 	e, cf := g.e, g.cf
+	if err := cf.check(); err != nil {
+		return err
+	}
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := createRun(ctx, e, c, o)
+	if err != nil {
+		return err
+	}
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, resp)
+	}
+	// The id alone, so that RUN=$(canaryctl run create ...) works.
+	fmt.Fprintln(e.stdout, resp.GetRun().GetId())
+	return nil
+}
+
+// createRun validates the flags of a new run and creates it, or finds the
+// run created before with the same request id.
+func createRun(ctx context.Context, e *env, c *client, o *createOpts) (*canaryv1.CreateRunResponse, error) {
 	switch {
 	case o.service == "" || o.stage == "":
-		return usagef("--service and --stage are required")
+		return nil, usagef("--service and --stage are required")
 	case (o.cfgRef == "") == (o.cfgFile == ""):
-		return usagef("give one of --config and --config-file")
+		return nil, usagef("give one of --config and --config-file")
 	case o.bake < 0:
-		return usagef("--bake must be >= 0 (got %v)", o.bake)
+		return nil, usagef("--bake must be >= 0 (got %v)", o.bake)
 	}
 	req := &canaryv1.CreateRunRequest{
 		RequestId:      o.reqID,
@@ -132,45 +160,31 @@ func runCreate(ctx context.Context, g *globals, o *createOpts) error {
 	if o.start != "" {
 		t, err := time.Parse(time.RFC3339Nano, o.start)
 		if err != nil {
-			return usagef("--start must be an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", o.start)
+			return nil, usagef("--start must be an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", o.start)
 		}
 		req.StartTime = timestamppb.New(t)
 	}
 	if o.cfgRef != "" {
 		name, version, err := parseConfigRef(o.cfgRef)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		req.Config = &canaryv1.CreateRunRequest_ConfigRef{ConfigRef: &canaryv1.ConfigRef{Name: name, Version: version}}
 	} else {
 		in, closeIn, err := openInput(e, o.cfgFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		src, err := io.ReadAll(in)
 		closeIn()
 		if err != nil {
-			return fmt.Errorf("read config: %w", err)
+			return nil, fmt.Errorf("read config: %w", err)
 		}
 		req.Config = &canaryv1.CreateRunRequest_InlineYaml{InlineYaml: string(src)}
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.CreateRunResponse, error) {
+	return call(ctx, func(ctx context.Context) (*canaryv1.CreateRunResponse, error) {
 		return c.CreateRun(ctx, req)
 	})
-	if err != nil {
-		return err
-	}
-	if structured(cf.out) {
-		return printMessage(e.stdout, cf.out, resp)
-	}
-	// The id alone, so that RUN=$(canaryctl run create ...) works.
-	fmt.Fprintln(e.stdout, resp.GetRun().GetId())
-	return nil
 }
 
 // newRunGetCmd returns `canaryctl run get`.
