@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
 )
 
 // Exit codes other than the verdicts' (analysis.Decision.ExitCode).
@@ -73,6 +74,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+		var se *statusError
+		if errors.As(err, &se) && se.code == codes.Unavailable {
+			addr := root.PersistentFlags().Lookup("addr").Value.String()
+			fmt.Fprintf(stderr, "  (is canaryd running at %s? set --addr or CANARY_ADDR)\n", addr)
+		}
 		return exitError
 	}
 }

@@ -35,7 +35,8 @@ func TestGlobalFlagsAnywhere(t *testing.T) {
 	}
 	// An unreachable address from a flag after the command is the one used.
 	code, _, errOut := ctl(t, "", "run", "get", "run-1", "--addr", "127.0.0.1:1", "--timeout", "2s")
-	if code != exitError || !strings.Contains(errOut, "canaryctl run get: UNAVAILABLE") {
+	if code != exitError || !strings.Contains(errOut, "canaryctl run get: UNAVAILABLE") ||
+		!strings.Contains(errOut, "is canaryd running at 127.0.0.1:1? set --addr or CANARY_ADDR") {
 		t.Errorf("--addr 127.0.0.1:1 after the command: exit %d, stderr %q; want 1 and UNAVAILABLE", code, errOut)
 	}
 }
