@@ -31,6 +31,9 @@ type apiError struct {
 	code       codes.Code
 	msg        string
 	violations []*errdetails.BadRequest_FieldViolation
+	// resource, if set, is sent as a detail (e.g. the run an ALREADY_EXISTS
+	// is about).
+	resource *errdetails.ResourceInfo
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -39,6 +42,11 @@ func (e *apiError) Error() string { return e.msg }
 // names fields.
 func (e *apiError) status() *status.Status {
 	st := status.New(e.code, e.msg)
+	if e.resource != nil {
+		if withDetails, err := st.WithDetails(e.resource); err == nil {
+			st = withDetails
+		}
+	}
 	if len(e.violations) == 0 {
 		return st
 	}

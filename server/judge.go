@@ -114,7 +114,19 @@ var errStale = errors.New("run evicted while in use")
 // verdict returns the current verdict of lr (the final one once it is
 // finished; final reports that), judging its data when no verdict of them
 // is cached.
+//
+// A run that finishes by itself (AutoFinish) and whose verdict or clock
+// says it is time is finished here, and its final verdict returned.
 func (s *Service) verdict(ctx context.Context, lr *liveRun) (v *canaryv1.Verdict, final bool, err error) {
+	v, final, err = s.judgeNow(ctx, lr)
+	if err != nil || final || lr.auto == nil {
+		return v, final, err
+	}
+	return s.autoFinish(ctx, lr, v)
+}
+
+// judgeNow is verdict without AutoFinish.
+func (s *Service) judgeNow(ctx context.Context, lr *liveRun) (v *canaryv1.Verdict, final bool, err error) {
 	for {
 		now := s.now()
 		bake := !now.Before(lr.bakeEnd)

@@ -40,9 +40,10 @@ type liveRun struct {
 	cfg     *analysis.Config
 	metrics map[string]int // metric name -> index in cfg.Metrics
 	service string
-	start   time.Time // when the run's data begin (runStart)
-	bakeEnd time.Time // when its bake time ends (bakeEnd)
-	share   float64   // the canary's declared share of traffic, 0 if none
+	start   time.Time   // when the run's data begin (runStart)
+	bakeEnd time.Time   // when its bake time ends (bakeEnd)
+	share   float64     // the canary's declared share of traffic, 0 if none
+	auto    *autoFinish // when the run finishes by itself; nil: never
 	// pulled holds the config and start of a run whose config has a source
 	// (pull.go: pullGate); nil otherwise.
 	pulled *canaryv1.Run
@@ -141,6 +142,7 @@ func (lr *liveRun) init(run *canaryv1.Run, cfg *analysis.Config, ls *logState, n
 	lr.start = runStart(run)
 	lr.bakeEnd = bakeEnd(run)
 	lr.share = run.GetCanaryTrafficShare()
+	lr.auto = newAutoFinish(run)
 	if run.GetConfig().GetSource() != nil {
 		lr.pulled = &canaryv1.Run{Config: run.GetConfig(), StartTime: timestamppb.New(lr.start)}
 	}
@@ -453,7 +455,8 @@ func (s *Service) liveRuns() float64 {
 	return float64(len(s.runs))
 }
 
-// janitor drops idle runs from memory until Close.
+// janitor drops idle runs from memory, and finishes the runs in memory
+// that finish by themselves (autoCheck), until Close.
 func (s *Service) janitor() {
 	defer close(s.janitorDone)
 	t := time.NewTicker(max(s.idle/4, time.Second))
@@ -461,6 +464,7 @@ func (s *Service) janitor() {
 	for {
 		select {
 		case <-t.C:
+			s.autoCheck()
 			s.evictIdle()
 		case <-s.stop:
 			return

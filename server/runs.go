@@ -29,7 +29,21 @@ func (s *Service) CreateRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 	if err != nil {
 		return nil, err
 	}
-	return &canaryv1.CreateRunResponse{Run: run}, nil
+	if !req.GetJudge() {
+		return &canaryv1.CreateRunResponse{Run: run}, nil
+	}
+	v, err := s.currentVerdict(ctx, run.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if v.GetFinal() && isRunning(run) { // it finished itself just now (AutoFinish)
+		got, err := s.GetRun(ctx, &canaryv1.GetRunRequest{RunId: run.GetId()})
+		if err != nil {
+			return nil, err
+		}
+		run = got.GetRun()
+	}
+	return &canaryv1.CreateRunResponse{Run: run, Verdict: v}, nil
 }
 
 func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest) (*canaryv1.Run, error) {
@@ -64,7 +78,9 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 			vs = append(vs, violation("canary_traffic_share", "must be in (0, 1) (got %v)", sh))
 		}
 	}
+	vs = append(vs, checkAutoFinish(req.GetAutoFinish())...)
 	run := &canaryv1.Run{
+		AutoFinish:         req.GetAutoFinish(),
 		RequestId:          req.GetRequestId(),
 		Service:            req.GetService(),
 		Stage:              req.GetStage(),
@@ -140,7 +156,11 @@ func (s *Service) createRun(ctx context.Context, req *canaryv1.CreateRunRequest)
 	stored, created, err := s.store.CreateRun(ctx, run, fp)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, &apiError{code: codes.AlreadyExists, msg: fmt.Sprintf(
-			"request_id %q was used to create run %s with a different request", req.GetRequestId(), storedID(stored))}
+			"request_id %q was used to create run %s with a different request (another config, service, stage, labels, bake time or auto_finish): use another request_id for another run",
+			req.GetRequestId(), storedID(stored)), resource: &errdetails.ResourceInfo{
+			ResourceType: "canary.v1.Run", ResourceName: storedID(stored), Owner: req.GetRequestId(),
+			Description: "the run this request_id created",
+		}}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create run: %w", err)
@@ -177,9 +197,14 @@ func configRefName(name string, version uint32) string {
 }
 
 // fingerprint identifies a CreateRun request for idempotency: the SHA-256
-// of its deterministic encoding (map entries sorted), so a retry of the same
-// request matches and any change of it does not.
+// of its deterministic encoding (map entries sorted), judge left out, so a
+// retry of the same request matches and any change of the run it asks for
+// does not.
 func fingerprint(req *canaryv1.CreateRunRequest) ([]byte, error) {
+	if req.GetJudge() { // how the caller wants the answer, not the run
+		req = proto.Clone(req).(*canaryv1.CreateRunRequest)
+		req.Judge = false
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("fingerprint request: %w", err)
@@ -342,7 +367,7 @@ func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState
 		if err != nil {
 			return nil, err
 		}
-		run, err := s.finishRun(ctx, lr, state, reason)
+		run, err := s.finishRun(ctx, lr, finishPlan{state: state, reason: reason, bake: state == canaryv1.RunState_RUN_STATE_COMPLETED})
 		s.release(lr)
 		if errors.Is(err, errStale) && attempt < 2 {
 			// Finished through another process, or by a concurrent call:
@@ -359,8 +384,25 @@ func (s *Service) finish(ctx context.Context, id string, state canaryv1.RunState
 // appended while the run closed).
 const maxFinishAttempts = 10
 
-// finishRun finishes lr (see finish). errStale: look the run up again.
-func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.RunState, reason string) (*canaryv1.Run, error) {
+// finishPlan is how finishRun finishes a run.
+type finishPlan struct {
+	state  canaryv1.RunState // COMPLETED or ABORTED
+	reason string            // Run.finish_reason
+	bake   bool              // the final verdict is judged with the bake time over
+	// accept, if set, returns the final verdict to store given the one
+	// judged (it may change it), or nil to leave the run running
+	// (errNotDecisive); see autoFinish.
+	accept func(*canaryv1.Verdict) *canaryv1.Verdict
+}
+
+// errNotDecisive: the final verdict of an automatic finish was not the
+// one that called for it (finishPlan.accept); the run goes on.
+var errNotDecisive = errors.New("final verdict not decisive")
+
+// finishRun finishes lr as plan says (see finish). errStale: look the run
+// up again.
+func (s *Service) finishRun(ctx context.Context, lr *liveRun, plan finishPlan) (*canaryv1.Run, error) {
+	state, reason := plan.state, plan.reason
 	// The final verdict is judged in a judge slot, taken before the run is
 	// claimed: a finish that waits for a slot holds nothing.
 	if err := s.acquireJudge(ctx); err != nil {
@@ -402,7 +444,7 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 		return nil, s.finishFailed(lr, err)
 	}
 	closed = true
-	bake := state == canaryv1.RunState_RUN_STATE_COMPLETED
+	bake := plan.bake
 	for attempt := 1; ; attempt++ {
 		if err := s.catchUp(ctx, lr); err != nil {
 			return nil, err
@@ -422,6 +464,11 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, state canaryv1.Run
 		f.RunState = state
 		f.Time = timestamppb.New(now)
 		f.Sequence = in.seq + 1
+		if plan.accept != nil {
+			if f = plan.accept(f); f == nil {
+				return nil, errNotDecisive
+			}
+		}
 		run = in.run
 		run.State = state
 		run.FinishTime = f.Time

@@ -318,6 +318,10 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 	canaryv1.RegisterCanaryServiceServer(r, s)
 }
 
+// MaxMessageSize is the largest request message the service accepts (see
+// ServerOptions), for other transports of its API (the HTTP gateway).
+func (s *Service) MaxMessageSize() int { return s.maxMessageSize() }
+
 // maxMessageSize allows a full batch of records of about 64 bytes each.
 func (s *Service) maxMessageSize() int {
 	return max(4<<20, s.maxB*64+1<<20)

@@ -41,7 +41,7 @@ func BenchmarkTrajectory12h(b *testing.B) {
 						PromotePValue: rng.Float64(),
 						Effect:        &canaryv1.Effect{Estimate: rng.NormFloat64(), Lower: rng.NormFloat64() - 1, Upper: rng.NormFloat64() + 1},
 						Baseline:      &canaryv1.CohortSummary{N: uint64(1000 * (i + 1))}, Canary: &canaryv1.CohortSummary{N: uint64(300 * (i + 1))},
-						Gate:          &canaryv1.Gate{NeedBaseline: 5000, NeedCanary: 1500},
+						Gate: &canaryv1.Gate{NeedBaseline: 5000, NeedCanary: 1500},
 					})
 				}
 				vs[i] = v

@@ -14,8 +14,18 @@ import (
 
 // Judge returns the verdict now; see the API.
 func (s *Service) Judge(ctx context.Context, req *canaryv1.JudgeRequest) (*canaryv1.JudgeResponse, error) {
+	v, err := s.currentVerdict(ctx, req.GetRunId())
+	if err != nil {
+		return nil, err
+	}
+	return &canaryv1.JudgeResponse{Verdict: v}, nil
+}
+
+// currentVerdict returns the verdict of run id now (its final one once it
+// is finished), as Judge does.
+func (s *Service) currentVerdict(ctx context.Context, id string) (*canaryv1.Verdict, error) {
 	for attempt := 0; ; attempt++ {
-		lr, err := s.fresh(ctx, req.GetRunId())
+		lr, err := s.fresh(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -27,7 +37,7 @@ func (s *Service) Judge(ctx context.Context, req *canaryv1.JudgeRequest) (*canar
 		if err != nil {
 			return nil, err
 		}
-		return &canaryv1.JudgeResponse{Verdict: v}, nil
+		return v, nil
 	}
 }
 
@@ -61,7 +71,7 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 			return shutdownErr(err)
 		}
 		changed := w.follow(lr)
-		untilBake := lr.bakeEnd.Sub(s.now())
+		untilBake := lr.nextTimer(s.now())
 		v, final, err := s.verdict(ctx, lr)
 		s.release(lr)
 		if errors.Is(err, errStale) {
@@ -92,8 +102,8 @@ type watchSent struct {
 	lastSent time.Time
 }
 
-// waitChange waits for changed to close or the bake time to end (after
-// untilBake, if > 0), and then until watchInterval has passed since
+// waitChange waits for changed to close or the bake time to end or the
+// run's max_duration to pass (after untilBake, if > 0), and then until watchInterval has passed since
 // lastSent, so that quick changes are coalesced.
 func waitChange(ctx context.Context, changed <-chan struct{}, untilBake time.Duration, lastSent time.Time) error {
 	var bakeC <-chan time.Time

@@ -24,7 +24,8 @@ const exitCodesHelp = `Exit codes (of the built binary: "go run" turns every non
   10  HOLD
   20  ROLLBACK
   1   error: canaryd unavailable, internal error, deadline exceeded
-  2   bad usage or bad input (also INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION)`
+  2   bad usage or bad input (also INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION)
+  30  blockers: the deployment is blocked`
 
 // env is what a command runs with.
 type env struct {
@@ -120,7 +121,7 @@ CANARY_TLS_CERT, CANARY_TLS_KEY.
 		&cobra.Group{ID: "offline", Title: "Offline commands:"})
 	for _, c := range []*cobra.Command{
 		newConfigCmd(g), newRunCmd(g), newIngestCmd(g), newJudgeCmd(g), newWatchCmd(g),
-		newGateCmd(g), newHistoryCmd(g), newReportCmd(g),
+		newGateCmd(g), newHistoryCmd(g), newReportCmd(g), newAlarmCmd(g), newBlockersCmd(g), newPolicyCmd(g),
 	} {
 		c.GroupID = "service"
 		root.AddCommand(c)

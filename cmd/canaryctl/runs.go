@@ -71,7 +71,11 @@ with a stored config (pinned at its version) or an inline one. Prints the run id
 RUN=$(canaryctl run create ...) works; -o json or yaml prints the Run.`,
 		Example: `  RUN=$(canaryctl run create --service checkout --stage prod/us-east-1 --config checkout-api --bake 30m \
       --baseline-label version=v1 --canary-label version=v2)
-  canaryctl run create --service checkout --stage onebox --config-file canary.yaml --request-id deploy-42`,
+  canaryctl run create --service checkout --stage onebox --config-file canary.yaml --request-id deploy-42
+  # a run that ends by itself: at once on a critical ROLLBACK, after the bake on ROLLBACK or PROMOTE,
+  # and after 1h as a ROLLBACK if it still holds; canaryctl watch RUN exits with the final verdict's code
+  canaryctl run create --service checkout --stage prod --config checkout-api --bake 30m \
+      --finish-on-decision --max-duration 1h --fail-closed --request-id deploy-42/prod`,
 		Args: rangeArgs(0, 0, ""),
 	}
 	o := addCreateFlags(cmd.Flags())
@@ -95,7 +99,10 @@ func addCreateFlags(fs *pflag.FlagSet) *createOpts {
 	fs.StringVar(&o.start, "start", "", "RFC 3339 time the run's data begin, for a run that replays recorded samples (default: now); the warm-up counts from it")
 	fs.Var(o.base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
 	fs.Var(o.canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
-	fs.StringVar(&o.reqID, "request-id", "", "idempotency key: a retry with the same key returns the same run (default: random)")
+	fs.StringVar(&o.reqID, "request-id", "", "idempotency key: a retry with the same key returns the same run, e.g. the deployer's own id of the deployment (default: random)")
+	fs.BoolVar(&o.onDecision, "finish-on-decision", false, "the run finishes by itself on a critical ROLLBACK, and after the bake on any ROLLBACK or PROMOTE")
+	fs.DurationVar(&o.maxDuration, "max-duration", 0, "the run finishes by itself this long after its creation, even on a HOLD (0: never)")
+	fs.BoolVar(&o.failClosed, "fail-closed", false, "a HOLD at --max-duration becomes a ROLLBACK")
 	return o
 }
 
@@ -108,6 +115,8 @@ type createOpts struct {
 	start                           string
 	base, canary                    labelsFlag
 	reqID                           string
+	onDecision, failClosed          bool
+	maxDuration                     time.Duration
 }
 
 func runCreate(ctx context.Context, g *globals, o *createOpts) error {
@@ -142,6 +151,10 @@ func createRun(ctx context.Context, e *env, c *client, o *createOpts) (*canaryv1
 		return nil, usagef("give one of --config and --config-file")
 	case o.bake < 0:
 		return nil, usagef("--bake must be >= 0 (got %v)", o.bake)
+	case o.maxDuration < 0:
+		return nil, usagef("--max-duration must be >= 0 (got %v)", o.maxDuration)
+	case o.failClosed && o.maxDuration == 0:
+		return nil, usagef("--fail-closed needs --max-duration")
 	}
 	req := &canaryv1.CreateRunRequest{
 		RequestId:      o.reqID,
@@ -156,6 +169,15 @@ func createRun(ctx context.Context, e *env, c *client, o *createOpts) (*canaryv1
 	}
 	if o.shareSet {
 		req.CanaryTrafficShare = &o.share
+	}
+	if o.onDecision || o.maxDuration > 0 {
+		req.AutoFinish = &canaryv1.AutoFinish{OnDecision: o.onDecision}
+		if o.maxDuration > 0 {
+			req.AutoFinish.MaxDuration = durationpb.New(o.maxDuration)
+		}
+		if o.failClosed {
+			req.AutoFinish.TimeoutDecision = canaryv1.Decision_DECISION_ROLLBACK
+		}
 	}
 	if o.start != "" {
 		t, err := time.Parse(time.RFC3339Nano, o.start)

@@ -259,6 +259,23 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ctl.ok(ctx, 10, "run", "abort", hold, "--reason", "end of test")
 
+	// A run that finishes itself: canaryctl watch exits 20 on its critical
+	// ROLLBACK, with no run complete.
+	auto := strings.TrimSpace(ctl.ok(ctx, 0, "run", "create", "--service", "checkout-auto", "--stage", "wave-3", "--config", "checkout-api",
+		"--bake", "30m", "--start", "2026-11-22T10:00:00Z", "--finish-on-decision", "--max-duration", "2h", "--fail-closed",
+		"--request-id", "argo/shop/checkout/7"))
+	ctl.ok(ctx, 0, "ingest", auto, example("rollback.jsonl"))
+	w = ctl.watch(ctx, "watch", auto, "-o", "json")
+	lines, code = w.wait(t)
+	var lastAuto canaryv1.WatchVerdictResponse
+	if len(lines) > 0 {
+		protojson.Unmarshal([]byte(lines[len(lines)-1]), &lastAuto)
+	}
+	if lv := lastAuto.GetVerdict(); code != 20 || lv.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK || !lv.GetFinal() ||
+		lv.GetRunState() != canaryv1.RunState_RUN_STATE_COMPLETED {
+		t.Errorf("watch of a run that finishes itself: exit %d, last verdict %v; want exit 20 after a final ROLLBACK", code, lv)
+	}
+
 	// SIGTERM stops it cleanly.
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

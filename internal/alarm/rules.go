@@ -130,9 +130,12 @@ func (m *Matcher) Matches(v string) bool {
 	return false
 }
 
-// String returns the matcher in Alertmanager's syntax.
+// String returns the matcher in Alertmanager's syntax, the value quoted
+// with the escapes ParseMatcher reads (\\, \", \n), as Alertmanager's
+// openMetricsEscape writes it.
 func (m *Matcher) String() string {
-	return fmt.Sprintf("%s%s%q", m.Name, m.Type, m.Value)
+	esc := strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+	return m.Name + string(m.Type) + `"` + esc.Replace(m.Value) + `"`
 }
 
 // Rule is a compiled alarm rule: an alarm matches when every matcher

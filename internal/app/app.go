@@ -1,6 +1,6 @@
 // Package app runs canaryd as a process: it opens the store a --store
 // value names, builds the server.Service on it, serves the gRPC API with
-// health and reflection and the HTTP /metrics and /healthz, reports the
+// health and reflection the HTTP/JSON API (package gateway), /metrics and /healthz, reports the
 // store's health, and drains on cancellation (SIGTERM). cmd/canaryd parses
 // the flags into Options and calls Run; everything else is testable in
 // process.
@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/canaryd/canaryd/internal/buildinfo"
+	"github.com/canaryd/canaryd/internal/flagger"
+	"github.com/canaryd/canaryd/internal/gateway"
 	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server"
@@ -46,8 +48,9 @@ type Options struct {
 	// GRPCAddr is the gRPC listen address; "" means DefaultGRPCAddr, and
 	// port 0 picks a free port (see Ready).
 	GRPCAddr string
-	// HTTPAddr is the listen address of /metrics, /healthz and the report
-	// pages (/ and /runs/{id}, behind the API's auth); "" means
+	// HTTPAddr is the listen address of the HTTP/JSON API (/v1/), the
+	// Flagger webhooks, /metrics, /healthz and the report pages (/ and
+	// /runs/{id}, behind the API's auth); "" means
 	// DefaultHTTPAddr.
 	HTTPAddr string
 	// Store selects the store: a file path for the embedded store ("" means
@@ -262,7 +265,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	svc.InitializeMetrics(gs)
 
+	gw, err := gateway.New(gateway.Options{Service: svc, MaxMessageSize: svc.MaxMessageSize(), Logger: log})
+	if err != nil {
+		gl.Close()
+		hl.Close()
+		return err
+	}
 	mux := http.NewServeMux()
+	mux.Handle("/v1/", gw)                                          // the HTTP/JSON API (package gateway)
+	mux.Handle("POST /flagger/{hook}", flagger.New(gw.Conn(), log)) // Flagger's webhooks
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		hctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -332,6 +343,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}()
 	drainGRPC(gs, svc, opts.DrainTimeout, log)
 	<-httpDone
+	if gerr := gw.Close(opts.DrainTimeout); gerr != nil {
+		log.Warn("http api", "err", gerr)
+	}
 	log.Info("drained", "elapsed", time.Since(drainStart).Round(time.Millisecond))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve: %w", serveErr)

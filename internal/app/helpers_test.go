@@ -147,7 +147,7 @@ func sha(tok string) string {
 // startRun serves Run with opts on free loopback ports (and a store in a
 // temporary directory unless opts names one) until the test ends, and
 // returns the gRPC and HTTP addresses.
-func startRun(t *testing.T, opts Options) (grpcAddr, httpAddr string) {
+func startRun(t testing.TB, opts Options) (grpcAddr, httpAddr string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)

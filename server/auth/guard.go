@@ -167,6 +167,10 @@ func (g *Guard) check(ctx context.Context, r rule, req any) (c *Caller, svc stri
 	if !c.Has(r.role) {
 		return c, "", status.Errorf(codes.PermissionDenied, "%s lacks role %s (it has %s)", c.describe(), r.role, c.grant.roles)
 	}
+	// A CreateRun that also judges reads the verdict.
+	if j, ok := req.(interface{ GetJudge() bool }); ok && j.GetJudge() && !c.Has(RoleRead) {
+		return c, "", status.Errorf(codes.PermissionDenied, "%s lacks role %s (it has %s), which judge needs", c.describe(), RoleRead, c.grant.roles)
+	}
 	svc, err = g.scope(ctx, c, r.target, req)
 	return c, svc, err
 }

@@ -54,7 +54,7 @@ type Store interface {
 	// CreateRun stores a new run (run.Id set by the caller). When a run
 	// with the same RequestId exists, it returns that run and created =
 	// false if fingerprint matches the one stored with it, ErrConflict
-	// otherwise.
+	// otherwise (stored then holds only the Id of the existing run).
 	CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []byte) (stored *canaryv1.Run, created bool, err error)
 	// GetRun returns a run.
 	GetRun(ctx context.Context, id string) (*canaryv1.Run, error)

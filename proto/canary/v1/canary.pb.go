@@ -7,6 +7,8 @@
 package canaryv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1740,7 +1742,9 @@ type Run struct {
 	// What canaryd pulled of the run's metrics from the config's source, and
 	// why a metric holds when it could not; absent for a config without a
 	// source.
-	Pull          *PullStatus `protobuf:"bytes,19,opt,name=pull,proto3" json:"pull,omitempty"`
+	Pull *PullStatus `protobuf:"bytes,19,opt,name=pull,proto3" json:"pull,omitempty"`
+	// When the run finishes by itself (CreateRunRequest.auto_finish).
+	AutoFinish    *AutoFinish `protobuf:"bytes,20,opt,name=auto_finish,json=autoFinish,proto3" json:"auto_finish,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1904,6 +1908,13 @@ func (x *Run) GetStartTime() *timestamppb.Timestamp {
 func (x *Run) GetPull() *PullStatus {
 	if x != nil {
 		return x.Pull
+	}
+	return nil
+}
+
+func (x *Run) GetAutoFinish() *AutoFinish {
+	if x != nil {
+		return x.AutoFinish
 	}
 	return nil
 }
@@ -2172,7 +2183,16 @@ type CreateRunRequest struct {
 	// When the run's data begin, for a run that replays data taken earlier;
 	// absent: its creation. Must not be later than the creation (plus the
 	// server's clock-skew allowance). See Run.start_time.
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// When the run finishes by itself, without CompleteRun (see AutoFinish);
+	// absent: only CompleteRun and AbortRun finish it.
+	AutoFinish *AutoFinish `protobuf:"bytes,12,opt,name=auto_finish,json=autoFinish,proto3" json:"auto_finish,omitempty"`
+	// Also judge the run and return its current verdict in
+	// CreateRunResponse.verdict (the final one once it is finished): one call
+	// that creates or finds the run and reads its verdict, for deployers that
+	// poll one URL (Argo Rollouts' web metric). Needs the read role too. Not
+	// part of the request's identity: a retry may set it or not.
+	Judge         bool `protobuf:"varint,13,opt,name=judge,proto3" json:"judge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2297,6 +2317,20 @@ func (x *CreateRunRequest) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CreateRunRequest) GetAutoFinish() *AutoFinish {
+	if x != nil {
+		return x.AutoFinish
+	}
+	return nil
+}
+
+func (x *CreateRunRequest) GetJudge() bool {
+	if x != nil {
+		return x.Judge
+	}
+	return false
+}
+
 type isCreateRunRequest_Config interface {
 	isCreateRunRequest_Config()
 }
@@ -2322,18 +2356,102 @@ func (*CreateRunRequest_InlineConfig) isCreateRunRequest_Config() {}
 
 func (*CreateRunRequest_InlineYaml) isCreateRunRequest_Config() {}
 
+// AutoFinish says when a run finishes by itself: its final verdict is
+// stored in the history as by CompleteRun (the run is COMPLETED), once,
+// whichever replica sees it first, and WatchVerdict ends with it. A run is
+// checked whenever its verdict is computed (Judge, WatchVerdict, CreateRun
+// with judge, the report); a run past its max_duration is also finished by
+// the server within a few minutes while it is in memory (a running run
+// leaves memory after --idle-timeout without calls; it is finished when it
+// is next used).
+type AutoFinish struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Finish on the first decisive verdict: a ROLLBACK (before the bake time
+	// ends only a critical regression rolls back), or, once the bake time has
+	// ended, a ROLLBACK or a PROMOTE. The final verdict is judged on all the
+	// data acknowledged when the run finishes; if it is no longer decisive
+	// (a HOLD), the run goes on.
+	OnDecision bool `protobuf:"varint,1,opt,name=on_decision,json=onDecision,proto3" json:"on_decision,omitempty"`
+	// Finish the run this long after its creation even if its verdict still
+	// holds (0 or absent: never). The final verdict is judged as by
+	// CompleteRun (the bake time counts as over); a HOLD becomes
+	// timeout_decision.
+	MaxDuration *durationpb.Duration `protobuf:"bytes,2,opt,name=max_duration,json=maxDuration,proto3" json:"max_duration,omitempty"`
+	// The final decision of a run that reaches max_duration with a HOLD:
+	// DECISION_HOLD (or unspecified) keeps the HOLD; DECISION_ROLLBACK fails
+	// closed (a canary that could not be shown safe in time is rolled back).
+	// DECISION_PROMOTE is not allowed.
+	TimeoutDecision Decision `protobuf:"varint,3,opt,name=timeout_decision,json=timeoutDecision,proto3,enum=canary.v1.Decision" json:"timeout_decision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AutoFinish) Reset() {
+	*x = AutoFinish{}
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoFinish) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoFinish) ProtoMessage() {}
+
+func (x *AutoFinish) ProtoReflect() protoreflect.Message {
+	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoFinish.ProtoReflect.Descriptor instead.
+func (*AutoFinish) Descriptor() ([]byte, []int) {
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AutoFinish) GetOnDecision() bool {
+	if x != nil {
+		return x.OnDecision
+	}
+	return false
+}
+
+func (x *AutoFinish) GetMaxDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MaxDuration
+	}
+	return nil
+}
+
+func (x *AutoFinish) GetTimeoutDecision() Decision {
+	if x != nil {
+		return x.TimeoutDecision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
 // CreateRunResponse is the response of CreateRun.
 type CreateRunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The created (or, on a retry, the existing) run.
-	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Run *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// The run's current verdict (its final one once it is finished), when
+	// the request set judge.
+	Verdict       *Verdict `protobuf:"bytes,2,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2463,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[20]
+	mi := &file_canary_v1_canary_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,12 +2476,19 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{20}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
 	if x != nil {
 		return x.Run
+	}
+	return nil
+}
+
+func (x *CreateRunResponse) GetVerdict() *Verdict {
+	if x != nil {
+		return x.Verdict
 	}
 	return nil
 }
@@ -2379,7 +2504,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2516,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[21]
+	mi := &file_canary_v1_canary_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2529,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{21}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2425,7 +2550,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2562,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[22]
+	mi := &file_canary_v1_canary_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2575,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{22}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -2481,7 +2606,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2618,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[23]
+	mi := &file_canary_v1_canary_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2631,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{23}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRunsRequest) GetService() string {
@@ -2557,7 +2682,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2694,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[24]
+	mi := &file_canary_v1_canary_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2707,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{24}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2612,7 +2737,7 @@ type CompleteRunRequest struct {
 
 func (x *CompleteRunRequest) Reset() {
 	*x = CompleteRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2749,7 @@ func (x *CompleteRunRequest) String() string {
 func (*CompleteRunRequest) ProtoMessage() {}
 
 func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[25]
+	mi := &file_canary_v1_canary_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2762,7 @@ func (x *CompleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{25}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CompleteRunRequest) GetRunId() string {
@@ -2665,7 +2790,7 @@ type CompleteRunResponse struct {
 
 func (x *CompleteRunResponse) Reset() {
 	*x = CompleteRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2802,7 @@ func (x *CompleteRunResponse) String() string {
 func (*CompleteRunResponse) ProtoMessage() {}
 
 func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[26]
+	mi := &file_canary_v1_canary_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2815,7 @@ func (x *CompleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{26}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CompleteRunResponse) GetRun() *Run {
@@ -2713,7 +2838,7 @@ type AbortRunRequest struct {
 
 func (x *AbortRunRequest) Reset() {
 	*x = AbortRunRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2850,7 @@ func (x *AbortRunRequest) String() string {
 func (*AbortRunRequest) ProtoMessage() {}
 
 func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[27]
+	mi := &file_canary_v1_canary_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2863,7 @@ func (x *AbortRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunRequest.ProtoReflect.Descriptor instead.
 func (*AbortRunRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{27}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AbortRunRequest) GetRunId() string {
@@ -2766,7 +2891,7 @@ type AbortRunResponse struct {
 
 func (x *AbortRunResponse) Reset() {
 	*x = AbortRunResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +2903,7 @@ func (x *AbortRunResponse) String() string {
 func (*AbortRunResponse) ProtoMessage() {}
 
 func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[28]
+	mi := &file_canary_v1_canary_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +2916,7 @@ func (x *AbortRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRunResponse.ProtoReflect.Descriptor instead.
 func (*AbortRunResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{28}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AbortRunResponse) GetRun() *Run {
@@ -2830,7 +2955,7 @@ type Sample struct {
 
 func (x *Sample) Reset() {
 	*x = Sample{}
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +2967,7 @@ func (x *Sample) String() string {
 func (*Sample) ProtoMessage() {}
 
 func (x *Sample) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[29]
+	mi := &file_canary_v1_canary_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +2980,7 @@ func (x *Sample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sample.ProtoReflect.Descriptor instead.
 func (*Sample) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{29}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Sample) GetMetric() string {
@@ -2962,7 +3087,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3099,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[30]
+	mi := &file_canary_v1_canary_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3112,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{30}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Counts) GetCount() float64 {
@@ -3040,7 +3165,7 @@ type MetricColumn struct {
 
 func (x *MetricColumn) Reset() {
 	*x = MetricColumn{}
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3177,7 @@ func (x *MetricColumn) String() string {
 func (*MetricColumn) ProtoMessage() {}
 
 func (x *MetricColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[31]
+	mi := &file_canary_v1_canary_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3190,7 @@ func (x *MetricColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricColumn.ProtoReflect.Descriptor instead.
 func (*MetricColumn) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{31}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MetricColumn) GetMetric() string {
@@ -3153,7 +3278,7 @@ type Histogram struct {
 
 func (x *Histogram) Reset() {
 	*x = Histogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3165,7 +3290,7 @@ func (x *Histogram) String() string {
 func (*Histogram) ProtoMessage() {}
 
 func (x *Histogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[32]
+	mi := &file_canary_v1_canary_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3178,7 +3303,7 @@ func (x *Histogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
 func (*Histogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{32}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Histogram) GetBuckets() isHistogram_Buckets {
@@ -3254,7 +3379,7 @@ type ExplicitBuckets struct {
 
 func (x *ExplicitBuckets) Reset() {
 	*x = ExplicitBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3266,7 +3391,7 @@ func (x *ExplicitBuckets) String() string {
 func (*ExplicitBuckets) ProtoMessage() {}
 
 func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[33]
+	mi := &file_canary_v1_canary_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3279,7 +3404,7 @@ func (x *ExplicitBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplicitBuckets.ProtoReflect.Descriptor instead.
 func (*ExplicitBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{33}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExplicitBuckets) GetUpperBounds() []float64 {
@@ -3339,7 +3464,7 @@ type ExponentialBuckets struct {
 
 func (x *ExponentialBuckets) Reset() {
 	*x = ExponentialBuckets{}
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3351,7 +3476,7 @@ func (x *ExponentialBuckets) String() string {
 func (*ExponentialBuckets) ProtoMessage() {}
 
 func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[34]
+	mi := &file_canary_v1_canary_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3364,7 +3489,7 @@ func (x *ExponentialBuckets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExponentialBuckets.ProtoReflect.Descriptor instead.
 func (*ExponentialBuckets) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{34}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExponentialBuckets) GetSchema() int32 {
@@ -3431,7 +3556,7 @@ type BucketSpan struct {
 
 func (x *BucketSpan) Reset() {
 	*x = BucketSpan{}
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3568,7 @@ func (x *BucketSpan) String() string {
 func (*BucketSpan) ProtoMessage() {}
 
 func (x *BucketSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[35]
+	mi := &file_canary_v1_canary_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3581,7 @@ func (x *BucketSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketSpan.ProtoReflect.Descriptor instead.
 func (*BucketSpan) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{35}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BucketSpan) GetOffset() int32 {
@@ -3496,7 +3621,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +3633,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[36]
+	mi := &file_canary_v1_canary_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +3646,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{36}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Batch) GetRunId() string {
@@ -3569,7 +3694,7 @@ type IngestAck struct {
 
 func (x *IngestAck) Reset() {
 	*x = IngestAck{}
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3581,7 +3706,7 @@ func (x *IngestAck) String() string {
 func (*IngestAck) ProtoMessage() {}
 
 func (x *IngestAck) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[37]
+	mi := &file_canary_v1_canary_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3594,7 +3719,7 @@ func (x *IngestAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestAck.ProtoReflect.Descriptor instead.
 func (*IngestAck) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{37}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IngestAck) GetRunId() string {
@@ -3636,7 +3761,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3773,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[38]
+	mi := &file_canary_v1_canary_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3786,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{38}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IngestRequest) GetBatch() *Batch {
@@ -3682,7 +3807,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3694,7 +3819,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[39]
+	mi := &file_canary_v1_canary_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3707,7 +3832,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{39}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IngestResponse) GetAck() *IngestAck {
@@ -3728,7 +3853,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3740,7 +3865,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[40]
+	mi := &file_canary_v1_canary_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3753,7 +3878,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{40}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IngestStreamRequest) GetBatch() *Batch {
@@ -3781,7 +3906,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +3918,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[41]
+	mi := &file_canary_v1_canary_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +3931,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{41}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *IngestStreamResponse) GetAck() *IngestAck {
@@ -3879,7 +4004,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3891,7 +4016,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[42]
+	mi := &file_canary_v1_canary_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3904,7 +4029,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{42}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Verdict) GetRunId() string {
@@ -4060,7 +4185,7 @@ type MetricResult struct {
 
 func (x *MetricResult) Reset() {
 	*x = MetricResult{}
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4072,7 +4197,7 @@ func (x *MetricResult) String() string {
 func (*MetricResult) ProtoMessage() {}
 
 func (x *MetricResult) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[43]
+	mi := &file_canary_v1_canary_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4085,7 +4210,7 @@ func (x *MetricResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricResult.ProtoReflect.Descriptor instead.
 func (*MetricResult) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{43}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MetricResult) GetName() string {
@@ -4250,7 +4375,7 @@ type CohortSummary struct {
 
 func (x *CohortSummary) Reset() {
 	*x = CohortSummary{}
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4262,7 +4387,7 @@ func (x *CohortSummary) String() string {
 func (*CohortSummary) ProtoMessage() {}
 
 func (x *CohortSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[44]
+	mi := &file_canary_v1_canary_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4275,7 +4400,7 @@ func (x *CohortSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortSummary.ProtoReflect.Descriptor instead.
 func (*CohortSummary) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{44}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CohortSummary) GetN() uint64 {
@@ -4381,7 +4506,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4393,7 +4518,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[45]
+	mi := &file_canary_v1_canary_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4406,7 +4531,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{45}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Effect) GetEstimate() float64 {
@@ -4478,7 +4603,7 @@ type Gate struct {
 
 func (x *Gate) Reset() {
 	*x = Gate{}
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4490,7 +4615,7 @@ func (x *Gate) String() string {
 func (*Gate) ProtoMessage() {}
 
 func (x *Gate) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[46]
+	mi := &file_canary_v1_canary_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4503,7 +4628,7 @@ func (x *Gate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gate.ProtoReflect.Descriptor instead.
 func (*Gate) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{46}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Gate) GetReady() bool {
@@ -4559,7 +4684,7 @@ type JudgeRequest struct {
 
 func (x *JudgeRequest) Reset() {
 	*x = JudgeRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4571,7 +4696,7 @@ func (x *JudgeRequest) String() string {
 func (*JudgeRequest) ProtoMessage() {}
 
 func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[47]
+	mi := &file_canary_v1_canary_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4584,7 +4709,7 @@ func (x *JudgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeRequest.ProtoReflect.Descriptor instead.
 func (*JudgeRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{47}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JudgeRequest) GetRunId() string {
@@ -4605,7 +4730,7 @@ type JudgeResponse struct {
 
 func (x *JudgeResponse) Reset() {
 	*x = JudgeResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4617,7 +4742,7 @@ func (x *JudgeResponse) String() string {
 func (*JudgeResponse) ProtoMessage() {}
 
 func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[48]
+	mi := &file_canary_v1_canary_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4630,7 +4755,7 @@ func (x *JudgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeResponse.ProtoReflect.Descriptor instead.
 func (*JudgeResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{48}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *JudgeResponse) GetVerdict() *Verdict {
@@ -4651,7 +4776,7 @@ type WatchVerdictRequest struct {
 
 func (x *WatchVerdictRequest) Reset() {
 	*x = WatchVerdictRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4663,7 +4788,7 @@ func (x *WatchVerdictRequest) String() string {
 func (*WatchVerdictRequest) ProtoMessage() {}
 
 func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[49]
+	mi := &file_canary_v1_canary_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4676,7 +4801,7 @@ func (x *WatchVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictRequest.ProtoReflect.Descriptor instead.
 func (*WatchVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{49}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchVerdictRequest) GetRunId() string {
@@ -4697,7 +4822,7 @@ type WatchVerdictResponse struct {
 
 func (x *WatchVerdictResponse) Reset() {
 	*x = WatchVerdictResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4709,7 +4834,7 @@ func (x *WatchVerdictResponse) String() string {
 func (*WatchVerdictResponse) ProtoMessage() {}
 
 func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[50]
+	mi := &file_canary_v1_canary_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4722,7 +4847,7 @@ func (x *WatchVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVerdictResponse.ProtoReflect.Descriptor instead.
 func (*WatchVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{50}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WatchVerdictResponse) GetVerdict() *Verdict {
@@ -4757,7 +4882,7 @@ type ListVerdictsRequest struct {
 
 func (x *ListVerdictsRequest) Reset() {
 	*x = ListVerdictsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4769,7 +4894,7 @@ func (x *ListVerdictsRequest) String() string {
 func (*ListVerdictsRequest) ProtoMessage() {}
 
 func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[51]
+	mi := &file_canary_v1_canary_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4782,7 +4907,7 @@ func (x *ListVerdictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsRequest.ProtoReflect.Descriptor instead.
 func (*ListVerdictsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{51}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListVerdictsRequest) GetService() string {
@@ -4847,7 +4972,7 @@ type ListVerdictsResponse struct {
 
 func (x *ListVerdictsResponse) Reset() {
 	*x = ListVerdictsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4859,7 +4984,7 @@ func (x *ListVerdictsResponse) String() string {
 func (*ListVerdictsResponse) ProtoMessage() {}
 
 func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[52]
+	mi := &file_canary_v1_canary_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4872,7 +4997,7 @@ func (x *ListVerdictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVerdictsResponse.ProtoReflect.Descriptor instead.
 func (*ListVerdictsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{52}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListVerdictsResponse) GetVerdicts() []*Verdict {
@@ -4900,7 +5025,7 @@ type GetRunReportRequest struct {
 
 func (x *GetRunReportRequest) Reset() {
 	*x = GetRunReportRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4912,7 +5037,7 @@ func (x *GetRunReportRequest) String() string {
 func (*GetRunReportRequest) ProtoMessage() {}
 
 func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[53]
+	mi := &file_canary_v1_canary_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4925,7 +5050,7 @@ func (x *GetRunReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportRequest.ProtoReflect.Descriptor instead.
 func (*GetRunReportRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{53}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetRunReportRequest) GetRunId() string {
@@ -4946,7 +5071,7 @@ type GetRunReportResponse struct {
 
 func (x *GetRunReportResponse) Reset() {
 	*x = GetRunReportResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4958,7 +5083,7 @@ func (x *GetRunReportResponse) String() string {
 func (*GetRunReportResponse) ProtoMessage() {}
 
 func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[54]
+	mi := &file_canary_v1_canary_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4971,7 +5096,7 @@ func (x *GetRunReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunReportResponse.ProtoReflect.Descriptor instead.
 func (*GetRunReportResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{54}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetRunReportResponse) GetReport() *RunReport {
@@ -5008,7 +5133,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5020,7 +5145,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[55]
+	mi := &file_canary_v1_canary_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5033,7 +5158,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{55}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RunReport) GetRun() *Run {
@@ -5099,7 +5224,7 @@ type TrajectoryPoint struct {
 
 func (x *TrajectoryPoint) Reset() {
 	*x = TrajectoryPoint{}
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5111,7 +5236,7 @@ func (x *TrajectoryPoint) String() string {
 func (*TrajectoryPoint) ProtoMessage() {}
 
 func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[56]
+	mi := &file_canary_v1_canary_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5124,7 +5249,7 @@ func (x *TrajectoryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryPoint.ProtoReflect.Descriptor instead.
 func (*TrajectoryPoint) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{56}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TrajectoryPoint) GetTime() *timestamppb.Timestamp {
@@ -5189,7 +5314,7 @@ type TrajectoryMetric struct {
 
 func (x *TrajectoryMetric) Reset() {
 	*x = TrajectoryMetric{}
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5201,7 +5326,7 @@ func (x *TrajectoryMetric) String() string {
 func (*TrajectoryMetric) ProtoMessage() {}
 
 func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[57]
+	mi := &file_canary_v1_canary_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5214,7 +5339,7 @@ func (x *TrajectoryMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrajectoryMetric.ProtoReflect.Descriptor instead.
 func (*TrajectoryMetric) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{57}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TrajectoryMetric) GetOutcome() MetricOutcome {
@@ -5338,7 +5463,7 @@ type MetricReport struct {
 
 func (x *MetricReport) Reset() {
 	*x = MetricReport{}
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5350,7 +5475,7 @@ func (x *MetricReport) String() string {
 func (*MetricReport) ProtoMessage() {}
 
 func (x *MetricReport) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[58]
+	mi := &file_canary_v1_canary_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5363,7 +5488,7 @@ func (x *MetricReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricReport.ProtoReflect.Descriptor instead.
 func (*MetricReport) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{58}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MetricReport) GetName() string {
@@ -5462,7 +5587,7 @@ type CohortValue struct {
 
 func (x *CohortValue) Reset() {
 	*x = CohortValue{}
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5474,7 +5599,7 @@ func (x *CohortValue) String() string {
 func (*CohortValue) ProtoMessage() {}
 
 func (x *CohortValue) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[59]
+	mi := &file_canary_v1_canary_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5487,7 +5612,7 @@ func (x *CohortValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortValue.ProtoReflect.Descriptor instead.
 func (*CohortValue) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{59}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CohortValue) GetStatistic() string {
@@ -5552,7 +5677,7 @@ type DistributionHistogram struct {
 
 func (x *DistributionHistogram) Reset() {
 	*x = DistributionHistogram{}
-	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5564,7 +5689,7 @@ func (x *DistributionHistogram) String() string {
 func (*DistributionHistogram) ProtoMessage() {}
 
 func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[60]
+	mi := &file_canary_v1_canary_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5577,7 +5702,7 @@ func (x *DistributionHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionHistogram.ProtoReflect.Descriptor instead.
 func (*DistributionHistogram) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{60}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DistributionHistogram) GetEdges() []float64 {
@@ -5644,7 +5769,7 @@ type Quantiles struct {
 
 func (x *Quantiles) Reset() {
 	*x = Quantiles{}
-	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5656,7 +5781,7 @@ func (x *Quantiles) String() string {
 func (*Quantiles) ProtoMessage() {}
 
 func (x *Quantiles) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[61]
+	mi := &file_canary_v1_canary_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5669,7 +5794,7 @@ func (x *Quantiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quantiles.ProtoReflect.Descriptor instead.
 func (*Quantiles) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{61}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Quantiles) GetP50() float64 {
@@ -5729,7 +5854,7 @@ type InstanceEffect struct {
 
 func (x *InstanceEffect) Reset() {
 	*x = InstanceEffect{}
-	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5741,7 +5866,7 @@ func (x *InstanceEffect) String() string {
 func (*InstanceEffect) ProtoMessage() {}
 
 func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[62]
+	mi := &file_canary_v1_canary_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5754,7 +5879,7 @@ func (x *InstanceEffect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceEffect.ProtoReflect.Descriptor instead.
 func (*InstanceEffect) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{62}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *InstanceEffect) GetCohort() Cohort {
@@ -5833,7 +5958,7 @@ type ReportWindows struct {
 
 func (x *ReportWindows) Reset() {
 	*x = ReportWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5845,7 +5970,7 @@ func (x *ReportWindows) String() string {
 func (*ReportWindows) ProtoMessage() {}
 
 func (x *ReportWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[63]
+	mi := &file_canary_v1_canary_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5858,7 +5983,7 @@ func (x *ReportWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWindows.ProtoReflect.Descriptor instead.
 func (*ReportWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{63}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReportWindows) GetLength() *durationpb.Duration {
@@ -5909,7 +6034,7 @@ type AlarmEvent struct {
 
 func (x *AlarmEvent) Reset() {
 	*x = AlarmEvent{}
-	mi := &file_canary_v1_canary_proto_msgTypes[64]
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5921,7 +6046,7 @@ func (x *AlarmEvent) String() string {
 func (*AlarmEvent) ProtoMessage() {}
 
 func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[64]
+	mi := &file_canary_v1_canary_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5934,7 +6059,7 @@ func (x *AlarmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlarmEvent.ProtoReflect.Descriptor instead.
 func (*AlarmEvent) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{64}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *AlarmEvent) GetName() string {
@@ -6030,7 +6155,7 @@ type ReportAlarmRequest struct {
 
 func (x *ReportAlarmRequest) Reset() {
 	*x = ReportAlarmRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6042,7 +6167,7 @@ func (x *ReportAlarmRequest) String() string {
 func (*ReportAlarmRequest) ProtoMessage() {}
 
 func (x *ReportAlarmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[65]
+	mi := &file_canary_v1_canary_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6055,7 +6180,7 @@ func (x *ReportAlarmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAlarmRequest.ProtoReflect.Descriptor instead.
 func (*ReportAlarmRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{65}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ReportAlarmRequest) GetAlarm() *AlarmEvent {
@@ -6078,7 +6203,7 @@ type ReportAlarmResponse struct {
 
 func (x *ReportAlarmResponse) Reset() {
 	*x = ReportAlarmResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6090,7 +6215,7 @@ func (x *ReportAlarmResponse) String() string {
 func (*ReportAlarmResponse) ProtoMessage() {}
 
 func (x *ReportAlarmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[66]
+	mi := &file_canary_v1_canary_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6103,7 +6228,7 @@ func (x *ReportAlarmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAlarmResponse.ProtoReflect.Descriptor instead.
 func (*ReportAlarmResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{66}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ReportAlarmResponse) GetAlarm() *AlarmEvent {
@@ -6135,7 +6260,7 @@ type ListAlarmsRequest struct {
 
 func (x *ListAlarmsRequest) Reset() {
 	*x = ListAlarmsRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6147,7 +6272,7 @@ func (x *ListAlarmsRequest) String() string {
 func (*ListAlarmsRequest) ProtoMessage() {}
 
 func (x *ListAlarmsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[67]
+	mi := &file_canary_v1_canary_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6160,7 +6285,7 @@ func (x *ListAlarmsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlarmsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlarmsRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{67}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListAlarmsRequest) GetRunId() string {
@@ -6195,7 +6320,7 @@ type ListAlarmsResponse struct {
 
 func (x *ListAlarmsResponse) Reset() {
 	*x = ListAlarmsResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6207,7 +6332,7 @@ func (x *ListAlarmsResponse) String() string {
 func (*ListAlarmsResponse) ProtoMessage() {}
 
 func (x *ListAlarmsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[68]
+	mi := &file_canary_v1_canary_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6220,7 +6345,7 @@ func (x *ListAlarmsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlarmsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlarmsResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{68}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListAlarmsResponse) GetAlarms() []*AlarmEvent {
@@ -6260,7 +6385,7 @@ type DeployPolicy struct {
 
 func (x *DeployPolicy) Reset() {
 	*x = DeployPolicy{}
-	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6272,7 +6397,7 @@ func (x *DeployPolicy) String() string {
 func (*DeployPolicy) ProtoMessage() {}
 
 func (x *DeployPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[69]
+	mi := &file_canary_v1_canary_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6285,7 +6410,7 @@ func (x *DeployPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployPolicy.ProtoReflect.Descriptor instead.
 func (*DeployPolicy) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{69}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DeployPolicy) GetService() string {
@@ -6329,7 +6454,7 @@ type DeployWindows struct {
 
 func (x *DeployWindows) Reset() {
 	*x = DeployWindows{}
-	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6341,7 +6466,7 @@ func (x *DeployWindows) String() string {
 func (*DeployWindows) ProtoMessage() {}
 
 func (x *DeployWindows) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[70]
+	mi := &file_canary_v1_canary_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6354,7 +6479,7 @@ func (x *DeployWindows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployWindows.ProtoReflect.Descriptor instead.
 func (*DeployWindows) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{70}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeployWindows) GetTimeZone() string {
@@ -6395,7 +6520,7 @@ type StoredDeployPolicy struct {
 
 func (x *StoredDeployPolicy) Reset() {
 	*x = StoredDeployPolicy{}
-	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6407,7 +6532,7 @@ func (x *StoredDeployPolicy) String() string {
 func (*StoredDeployPolicy) ProtoMessage() {}
 
 func (x *StoredDeployPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[71]
+	mi := &file_canary_v1_canary_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6420,7 +6545,7 @@ func (x *StoredDeployPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDeployPolicy.ProtoReflect.Descriptor instead.
 func (*StoredDeployPolicy) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{71}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *StoredDeployPolicy) GetPolicy() *DeployPolicy {
@@ -6467,7 +6592,7 @@ type PutDeployPolicyRequest struct {
 
 func (x *PutDeployPolicyRequest) Reset() {
 	*x = PutDeployPolicyRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6479,7 +6604,7 @@ func (x *PutDeployPolicyRequest) String() string {
 func (*PutDeployPolicyRequest) ProtoMessage() {}
 
 func (x *PutDeployPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[72]
+	mi := &file_canary_v1_canary_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6492,7 +6617,7 @@ func (x *PutDeployPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutDeployPolicyRequest.ProtoReflect.Descriptor instead.
 func (*PutDeployPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{72}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PutDeployPolicyRequest) GetSource() isPutDeployPolicyRequest_Source {
@@ -6549,7 +6674,7 @@ type PutDeployPolicyResponse struct {
 
 func (x *PutDeployPolicyResponse) Reset() {
 	*x = PutDeployPolicyResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6561,7 +6686,7 @@ func (x *PutDeployPolicyResponse) String() string {
 func (*PutDeployPolicyResponse) ProtoMessage() {}
 
 func (x *PutDeployPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[73]
+	mi := &file_canary_v1_canary_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6574,7 +6699,7 @@ func (x *PutDeployPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutDeployPolicyResponse.ProtoReflect.Descriptor instead.
 func (*PutDeployPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{73}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PutDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
@@ -6595,7 +6720,7 @@ type GetDeployPolicyRequest struct {
 
 func (x *GetDeployPolicyRequest) Reset() {
 	*x = GetDeployPolicyRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6607,7 +6732,7 @@ func (x *GetDeployPolicyRequest) String() string {
 func (*GetDeployPolicyRequest) ProtoMessage() {}
 
 func (x *GetDeployPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[74]
+	mi := &file_canary_v1_canary_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6620,7 +6745,7 @@ func (x *GetDeployPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeployPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetDeployPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{74}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *GetDeployPolicyRequest) GetService() string {
@@ -6641,7 +6766,7 @@ type GetDeployPolicyResponse struct {
 
 func (x *GetDeployPolicyResponse) Reset() {
 	*x = GetDeployPolicyResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	mi := &file_canary_v1_canary_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6653,7 +6778,7 @@ func (x *GetDeployPolicyResponse) String() string {
 func (*GetDeployPolicyResponse) ProtoMessage() {}
 
 func (x *GetDeployPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[75]
+	mi := &file_canary_v1_canary_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6666,7 +6791,7 @@ func (x *GetDeployPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeployPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetDeployPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{75}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *GetDeployPolicyResponse) GetPolicy() *StoredDeployPolicy {
@@ -6693,7 +6818,7 @@ type CheckDeployRequest struct {
 
 func (x *CheckDeployRequest) Reset() {
 	*x = CheckDeployRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[76]
+	mi := &file_canary_v1_canary_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6705,7 +6830,7 @@ func (x *CheckDeployRequest) String() string {
 func (*CheckDeployRequest) ProtoMessage() {}
 
 func (x *CheckDeployRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[76]
+	mi := &file_canary_v1_canary_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6718,7 +6843,7 @@ func (x *CheckDeployRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckDeployRequest.ProtoReflect.Descriptor instead.
 func (*CheckDeployRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{76}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *CheckDeployRequest) GetService() string {
@@ -6767,7 +6892,7 @@ type CheckDeployResponse struct {
 
 func (x *CheckDeployResponse) Reset() {
 	*x = CheckDeployResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[77]
+	mi := &file_canary_v1_canary_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6779,7 +6904,7 @@ func (x *CheckDeployResponse) String() string {
 func (*CheckDeployResponse) ProtoMessage() {}
 
 func (x *CheckDeployResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[77]
+	mi := &file_canary_v1_canary_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6792,7 +6917,7 @@ func (x *CheckDeployResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckDeployResponse.ProtoReflect.Descriptor instead.
 func (*CheckDeployResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{77}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *CheckDeployResponse) GetAllowed() bool {
@@ -6858,7 +6983,7 @@ type DeployOverride struct {
 
 func (x *DeployOverride) Reset() {
 	*x = DeployOverride{}
-	mi := &file_canary_v1_canary_proto_msgTypes[78]
+	mi := &file_canary_v1_canary_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6870,7 +6995,7 @@ func (x *DeployOverride) String() string {
 func (*DeployOverride) ProtoMessage() {}
 
 func (x *DeployOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[78]
+	mi := &file_canary_v1_canary_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6883,7 +7008,7 @@ func (x *DeployOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployOverride.ProtoReflect.Descriptor instead.
 func (*DeployOverride) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{78}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DeployOverride) GetService() string {
@@ -6939,7 +7064,7 @@ type ListDeployOverridesRequest struct {
 
 func (x *ListDeployOverridesRequest) Reset() {
 	*x = ListDeployOverridesRequest{}
-	mi := &file_canary_v1_canary_proto_msgTypes[79]
+	mi := &file_canary_v1_canary_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6951,7 +7076,7 @@ func (x *ListDeployOverridesRequest) String() string {
 func (*ListDeployOverridesRequest) ProtoMessage() {}
 
 func (x *ListDeployOverridesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[79]
+	mi := &file_canary_v1_canary_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6964,7 +7089,7 @@ func (x *ListDeployOverridesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeployOverridesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeployOverridesRequest) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{79}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListDeployOverridesRequest) GetService() string {
@@ -6985,7 +7110,7 @@ type ListDeployOverridesResponse struct {
 
 func (x *ListDeployOverridesResponse) Reset() {
 	*x = ListDeployOverridesResponse{}
-	mi := &file_canary_v1_canary_proto_msgTypes[80]
+	mi := &file_canary_v1_canary_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6997,7 +7122,7 @@ func (x *ListDeployOverridesResponse) String() string {
 func (*ListDeployOverridesResponse) ProtoMessage() {}
 
 func (x *ListDeployOverridesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_canary_v1_canary_proto_msgTypes[80]
+	mi := &file_canary_v1_canary_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7010,7 +7135,7 @@ func (x *ListDeployOverridesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeployOverridesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeployOverridesResponse) Descriptor() ([]byte, []int) {
-	return file_canary_v1_canary_proto_rawDescGZIP(), []int{80}
+	return file_canary_v1_canary_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListDeployOverridesResponse) GetOverrides() []*DeployOverride {
@@ -7024,7 +7149,7 @@ var File_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x03\n" +
+	"\x16canary/v1/canary.proto\x12\tcanary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xa6\x03\n" +
 	"\fCanaryConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06warmup\x12#\n" +
@@ -7118,7 +7243,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListConfigsResponse\x122\n" +
 	"\aconfigs\x18\x01 \x03(\v2\x18.canary.v1.ConfigVersionR\aconfigs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8f\b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc7\b\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -7144,7 +7269,9 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\bcounters\x18\x11 \x01(\v2\x16.canary.v1.RunCountersR\bcounters\x129\n" +
 	"\n" +
 	"start_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12)\n" +
-	"\x04pull\x18\x13 \x01(\v2\x15.canary.v1.PullStatusR\x04pull\x1aA\n" +
+	"\x04pull\x18\x13 \x01(\v2\x15.canary.v1.PullStatusR\x04pull\x126\n" +
+	"\vauto_finish\x18\x14 \x01(\v2\x15.canary.v1.AutoFinishR\n" +
+	"autoFinish\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
@@ -7170,7 +7297,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x11duplicate_batches\x18\x02 \x01(\x04R\x10duplicateBatches\x12)\n" +
 	"\x10baseline_samples\x18\x03 \x01(\x04R\x0fbaselineSamples\x12%\n" +
 	"\x0ecanary_samples\x18\x04 \x01(\x04R\rcanarySamples\x12D\n" +
-	"\x10last_ingest_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastIngestTime\"\xfa\x05\n" +
+	"\x10last_ingest_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastIngestTime\"\xc8\x06\n" +
 	"\x10CreateRunRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -7187,7 +7314,10 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x14canary_traffic_share\x18\n" +
 	" \x01(\x01H\x01R\x12canaryTrafficShare\x88\x01\x01\x129\n" +
 	"\n" +
-	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1aA\n" +
+	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x126\n" +
+	"\vauto_finish\x18\f \x01(\v2\x15.canary.v1.AutoFinishR\n" +
+	"autoFinish\x12\x14\n" +
+	"\x05judge\x18\r \x01(\bR\x05judge\x1aA\n" +
 	"\x13BaselineLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
@@ -7195,9 +7325,16 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
 	"\x06configB\x17\n" +
-	"\x15_canary_traffic_share\"5\n" +
+	"\x15_canary_traffic_share\"\xab\x01\n" +
+	"\n" +
+	"AutoFinish\x12\x1f\n" +
+	"\von_decision\x18\x01 \x01(\bR\n" +
+	"onDecision\x12<\n" +
+	"\fmax_duration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vmaxDuration\x12>\n" +
+	"\x10timeout_decision\x18\x03 \x01(\x0e2\x13.canary.v1.DecisionR\x0ftimeoutDecision\"c\n" +
 	"\x11CreateRunResponse\x12 \n" +
-	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\"&\n" +
+	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\x12,\n" +
+	"\averdict\x18\x02 \x01(\v2\x12.canary.v1.VerdictR\averdict\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"2\n" +
 	"\x0eGetRunResponse\x12 \n" +
@@ -7584,29 +7721,38 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"AlarmState\x12\x1b\n" +
 	"\x17ALARM_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ALARM_STATE_FIRING\x10\x01\x12\x18\n" +
-	"\x14ALARM_STATE_RESOLVED\x10\x022\x92\f\n" +
-	"\rCanaryService\x12F\n" +
-	"\tPutConfig\x12\x1b.canary.v1.PutConfigRequest\x1a\x1c.canary.v1.PutConfigResponse\x12F\n" +
-	"\tGetConfig\x12\x1b.canary.v1.GetConfigRequest\x1a\x1c.canary.v1.GetConfigResponse\x12L\n" +
-	"\vListConfigs\x12\x1d.canary.v1.ListConfigsRequest\x1a\x1e.canary.v1.ListConfigsResponse\x12F\n" +
-	"\tCreateRun\x12\x1b.canary.v1.CreateRunRequest\x1a\x1c.canary.v1.CreateRunResponse\x12=\n" +
-	"\x06GetRun\x12\x18.canary.v1.GetRunRequest\x1a\x19.canary.v1.GetRunResponse\x12C\n" +
-	"\bListRuns\x12\x1a.canary.v1.ListRunsRequest\x1a\x1b.canary.v1.ListRunsResponse\x12=\n" +
-	"\x06Ingest\x12\x18.canary.v1.IngestRequest\x1a\x19.canary.v1.IngestResponse\x12S\n" +
-	"\fIngestStream\x12\x1e.canary.v1.IngestStreamRequest\x1a\x1f.canary.v1.IngestStreamResponse(\x010\x01\x12:\n" +
-	"\x05Judge\x12\x17.canary.v1.JudgeRequest\x1a\x18.canary.v1.JudgeResponse\x12Q\n" +
-	"\fWatchVerdict\x12\x1e.canary.v1.WatchVerdictRequest\x1a\x1f.canary.v1.WatchVerdictResponse0\x01\x12L\n" +
-	"\vCompleteRun\x12\x1d.canary.v1.CompleteRunRequest\x1a\x1e.canary.v1.CompleteRunResponse\x12C\n" +
-	"\bAbortRun\x12\x1a.canary.v1.AbortRunRequest\x1a\x1b.canary.v1.AbortRunResponse\x12O\n" +
-	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponse\x12O\n" +
-	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponse\x12L\n" +
-	"\vReportAlarm\x12\x1d.canary.v1.ReportAlarmRequest\x1a\x1e.canary.v1.ReportAlarmResponse\x12I\n" +
+	"\x14ALARM_STATE_RESOLVED\x10\x022\xed\x10\n" +
+	"\rCanaryService\x12^\n" +
+	"\tPutConfig\x12\x1b.canary.v1.PutConfigRequest\x1a\x1c.canary.v1.PutConfigResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/configs\x12e\n" +
+	"\tGetConfig\x12\x1b.canary.v1.GetConfigRequest\x1a\x1c.canary.v1.GetConfigResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/configs/{name=**}\x12a\n" +
+	"\vListConfigs\x12\x1d.canary.v1.ListConfigsRequest\x1a\x1e.canary.v1.ListConfigsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/configs\x12[\n" +
+	"\tCreateRun\x12\x1b.canary.v1.CreateRunRequest\x1a\x1c.canary.v1.CreateRunResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/runs\x12X\n" +
+	"\x06GetRun\x12\x18.canary.v1.GetRunRequest\x1a\x19.canary.v1.GetRunResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runs/{run_id}\x12U\n" +
+	"\bListRuns\x12\x1a.canary.v1.ListRunsRequest\x1a\x1b.canary.v1.ListRunsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/runs\x12m\n" +
+	"\x06Ingest\x12\x18.canary.v1.IngestRequest\x1a\x19.canary.v1.IngestResponse\".\x82\xd3\xe4\x93\x02(:\x05batch\"\x1f/v1/runs/{batch.run_id}/batches\x12r\n" +
+	"\fIngestStream\x12\x1e.canary.v1.IngestStreamRequest\x1a\x1f.canary.v1.IngestStreamResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:stream(\x010\x01\x12]\n" +
+	"\x05Judge\x12\x17.canary.v1.JudgeRequest\x1a\x18.canary.v1.JudgeResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/runs/{run_id}/verdict\x12z\n" +
+	"\fWatchVerdict\x12\x1e.canary.v1.WatchVerdictRequest\x1a\x1f.canary.v1.WatchVerdictResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/runs/{run_id}/verdict:watch0\x01\x12s\n" +
+	"\vCompleteRun\x12\x1d.canary.v1.CompleteRunRequest\x1a\x1e.canary.v1.CompleteRunResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/runs/{run_id}:complete\x12g\n" +
+	"\bAbortRun\x12\x1a.canary.v1.AbortRunRequest\x1a\x1b.canary.v1.AbortRunResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/runs/{run_id}:abort\x12e\n" +
+	"\fListVerdicts\x12\x1e.canary.v1.ListVerdictsRequest\x1a\x1f.canary.v1.ListVerdictsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/verdicts\x12q\n" +
+	"\fGetRunReport\x12\x1e.canary.v1.GetRunReportRequest\x1a\x1f.canary.v1.GetRunReportResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/runs/{run_id}/report\x12c\n" +
+	"\vReportAlarm\x12\x1d.canary.v1.ReportAlarmRequest\x1a\x1e.canary.v1.ReportAlarmResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/alarms\x12]\n" +
 	"\n" +
-	"ListAlarms\x12\x1c.canary.v1.ListAlarmsRequest\x1a\x1d.canary.v1.ListAlarmsResponse\x12L\n" +
-	"\vCheckDeploy\x12\x1d.canary.v1.CheckDeployRequest\x1a\x1e.canary.v1.CheckDeployResponse\x12X\n" +
-	"\x0fPutDeployPolicy\x12!.canary.v1.PutDeployPolicyRequest\x1a\".canary.v1.PutDeployPolicyResponse\x12X\n" +
-	"\x0fGetDeployPolicy\x12!.canary.v1.GetDeployPolicyRequest\x1a\".canary.v1.GetDeployPolicyResponse\x12d\n" +
-	"\x13ListDeployOverrides\x12%.canary.v1.ListDeployOverridesRequest\x1a&.canary.v1.ListDeployOverridesResponseB5Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
+	"ListAlarms\x12\x1c.canary.v1.ListAlarmsRequest\x1a\x1d.canary.v1.ListAlarmsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/alarms\x12j\n" +
+	"\vCheckDeploy\x12\x1d.canary.v1.CheckDeployRequest\x1a\x1e.canary.v1.CheckDeployResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/deploys:check\x12x\n" +
+	"\x0fPutDeployPolicy\x12!.canary.v1.PutDeployPolicyRequest\x1a\".canary.v1.PutDeployPolicyResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/deploy-policies\x12\x7f\n" +
+	"\x0fGetDeployPolicy\x12!.canary.v1.GetDeployPolicyRequest\x1a\".canary.v1.GetDeployPolicyResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/deploy-policies/{service}\x12\x82\x01\n" +
+	"\x13ListDeployOverrides\x12%.canary.v1.ListDeployOverridesRequest\x1a&.canary.v1.ListDeployOverridesResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/deploy-overridesB\xc8\x02\x92A\x8f\x02\x12\x97\x01\n" +
+	"\vcanaryd API\x12\x83\x01Canary analysis: PROMOTE, HOLD or ROLLBACK. The HTTP/JSON form of the gRPC service canary.v1.CanaryService (README: HTTP/JSON API).2\x02v1Ze\n" +
+	"c\n" +
+	"\x06bearer\x12Y\b\x02\x12DAuthorization: Bearer TOKEN, a token of canaryd's --auth-tokens file\x1a\rAuthorization \x02b\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00Z3github.com/canaryd/canaryd/proto/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_canary_v1_canary_proto_rawDescOnce sync.Once
@@ -7621,7 +7767,7 @@ func file_canary_v1_canary_proto_rawDescGZIP() []byte {
 }
 
 var file_canary_v1_canary_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_canary_v1_canary_proto_goTypes = []any{
 	(MetricCategory)(0),                 // 0: canary.v1.MetricCategory
 	(MetricType)(0),                     // 1: canary.v1.MetricType
@@ -7651,246 +7797,252 @@ var file_canary_v1_canary_proto_goTypes = []any{
 	(*MetricPull)(nil),                  // 25: canary.v1.MetricPull
 	(*RunCounters)(nil),                 // 26: canary.v1.RunCounters
 	(*CreateRunRequest)(nil),            // 27: canary.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),           // 28: canary.v1.CreateRunResponse
-	(*GetRunRequest)(nil),               // 29: canary.v1.GetRunRequest
-	(*GetRunResponse)(nil),              // 30: canary.v1.GetRunResponse
-	(*ListRunsRequest)(nil),             // 31: canary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),            // 32: canary.v1.ListRunsResponse
-	(*CompleteRunRequest)(nil),          // 33: canary.v1.CompleteRunRequest
-	(*CompleteRunResponse)(nil),         // 34: canary.v1.CompleteRunResponse
-	(*AbortRunRequest)(nil),             // 35: canary.v1.AbortRunRequest
-	(*AbortRunResponse)(nil),            // 36: canary.v1.AbortRunResponse
-	(*Sample)(nil),                      // 37: canary.v1.Sample
-	(*Counts)(nil),                      // 38: canary.v1.Counts
-	(*MetricColumn)(nil),                // 39: canary.v1.MetricColumn
-	(*Histogram)(nil),                   // 40: canary.v1.Histogram
-	(*ExplicitBuckets)(nil),             // 41: canary.v1.ExplicitBuckets
-	(*ExponentialBuckets)(nil),          // 42: canary.v1.ExponentialBuckets
-	(*BucketSpan)(nil),                  // 43: canary.v1.BucketSpan
-	(*Batch)(nil),                       // 44: canary.v1.Batch
-	(*IngestAck)(nil),                   // 45: canary.v1.IngestAck
-	(*IngestRequest)(nil),               // 46: canary.v1.IngestRequest
-	(*IngestResponse)(nil),              // 47: canary.v1.IngestResponse
-	(*IngestStreamRequest)(nil),         // 48: canary.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),        // 49: canary.v1.IngestStreamResponse
-	(*Verdict)(nil),                     // 50: canary.v1.Verdict
-	(*MetricResult)(nil),                // 51: canary.v1.MetricResult
-	(*CohortSummary)(nil),               // 52: canary.v1.CohortSummary
-	(*Effect)(nil),                      // 53: canary.v1.Effect
-	(*Gate)(nil),                        // 54: canary.v1.Gate
-	(*JudgeRequest)(nil),                // 55: canary.v1.JudgeRequest
-	(*JudgeResponse)(nil),               // 56: canary.v1.JudgeResponse
-	(*WatchVerdictRequest)(nil),         // 57: canary.v1.WatchVerdictRequest
-	(*WatchVerdictResponse)(nil),        // 58: canary.v1.WatchVerdictResponse
-	(*ListVerdictsRequest)(nil),         // 59: canary.v1.ListVerdictsRequest
-	(*ListVerdictsResponse)(nil),        // 60: canary.v1.ListVerdictsResponse
-	(*GetRunReportRequest)(nil),         // 61: canary.v1.GetRunReportRequest
-	(*GetRunReportResponse)(nil),        // 62: canary.v1.GetRunReportResponse
-	(*RunReport)(nil),                   // 63: canary.v1.RunReport
-	(*TrajectoryPoint)(nil),             // 64: canary.v1.TrajectoryPoint
-	(*TrajectoryMetric)(nil),            // 65: canary.v1.TrajectoryMetric
-	(*MetricReport)(nil),                // 66: canary.v1.MetricReport
-	(*CohortValue)(nil),                 // 67: canary.v1.CohortValue
-	(*DistributionHistogram)(nil),       // 68: canary.v1.DistributionHistogram
-	(*Quantiles)(nil),                   // 69: canary.v1.Quantiles
-	(*InstanceEffect)(nil),              // 70: canary.v1.InstanceEffect
-	(*ReportWindows)(nil),               // 71: canary.v1.ReportWindows
-	(*AlarmEvent)(nil),                  // 72: canary.v1.AlarmEvent
-	(*ReportAlarmRequest)(nil),          // 73: canary.v1.ReportAlarmRequest
-	(*ReportAlarmResponse)(nil),         // 74: canary.v1.ReportAlarmResponse
-	(*ListAlarmsRequest)(nil),           // 75: canary.v1.ListAlarmsRequest
-	(*ListAlarmsResponse)(nil),          // 76: canary.v1.ListAlarmsResponse
-	(*DeployPolicy)(nil),                // 77: canary.v1.DeployPolicy
-	(*DeployWindows)(nil),               // 78: canary.v1.DeployWindows
-	(*StoredDeployPolicy)(nil),          // 79: canary.v1.StoredDeployPolicy
-	(*PutDeployPolicyRequest)(nil),      // 80: canary.v1.PutDeployPolicyRequest
-	(*PutDeployPolicyResponse)(nil),     // 81: canary.v1.PutDeployPolicyResponse
-	(*GetDeployPolicyRequest)(nil),      // 82: canary.v1.GetDeployPolicyRequest
-	(*GetDeployPolicyResponse)(nil),     // 83: canary.v1.GetDeployPolicyResponse
-	(*CheckDeployRequest)(nil),          // 84: canary.v1.CheckDeployRequest
-	(*CheckDeployResponse)(nil),         // 85: canary.v1.CheckDeployResponse
-	(*DeployOverride)(nil),              // 86: canary.v1.DeployOverride
-	(*ListDeployOverridesRequest)(nil),  // 87: canary.v1.ListDeployOverridesRequest
-	(*ListDeployOverridesResponse)(nil), // 88: canary.v1.ListDeployOverridesResponse
-	nil,                                 // 89: canary.v1.Run.BaselineLabelsEntry
-	nil,                                 // 90: canary.v1.Run.CanaryLabelsEntry
-	nil,                                 // 91: canary.v1.CreateRunRequest.BaselineLabelsEntry
-	nil,                                 // 92: canary.v1.CreateRunRequest.CanaryLabelsEntry
-	nil,                                 // 93: canary.v1.AlarmEvent.LabelsEntry
-	(*durationpb.Duration)(nil),         // 94: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 95: google.protobuf.Timestamp
+	(*AutoFinish)(nil),                  // 28: canary.v1.AutoFinish
+	(*CreateRunResponse)(nil),           // 29: canary.v1.CreateRunResponse
+	(*GetRunRequest)(nil),               // 30: canary.v1.GetRunRequest
+	(*GetRunResponse)(nil),              // 31: canary.v1.GetRunResponse
+	(*ListRunsRequest)(nil),             // 32: canary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),            // 33: canary.v1.ListRunsResponse
+	(*CompleteRunRequest)(nil),          // 34: canary.v1.CompleteRunRequest
+	(*CompleteRunResponse)(nil),         // 35: canary.v1.CompleteRunResponse
+	(*AbortRunRequest)(nil),             // 36: canary.v1.AbortRunRequest
+	(*AbortRunResponse)(nil),            // 37: canary.v1.AbortRunResponse
+	(*Sample)(nil),                      // 38: canary.v1.Sample
+	(*Counts)(nil),                      // 39: canary.v1.Counts
+	(*MetricColumn)(nil),                // 40: canary.v1.MetricColumn
+	(*Histogram)(nil),                   // 41: canary.v1.Histogram
+	(*ExplicitBuckets)(nil),             // 42: canary.v1.ExplicitBuckets
+	(*ExponentialBuckets)(nil),          // 43: canary.v1.ExponentialBuckets
+	(*BucketSpan)(nil),                  // 44: canary.v1.BucketSpan
+	(*Batch)(nil),                       // 45: canary.v1.Batch
+	(*IngestAck)(nil),                   // 46: canary.v1.IngestAck
+	(*IngestRequest)(nil),               // 47: canary.v1.IngestRequest
+	(*IngestResponse)(nil),              // 48: canary.v1.IngestResponse
+	(*IngestStreamRequest)(nil),         // 49: canary.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),        // 50: canary.v1.IngestStreamResponse
+	(*Verdict)(nil),                     // 51: canary.v1.Verdict
+	(*MetricResult)(nil),                // 52: canary.v1.MetricResult
+	(*CohortSummary)(nil),               // 53: canary.v1.CohortSummary
+	(*Effect)(nil),                      // 54: canary.v1.Effect
+	(*Gate)(nil),                        // 55: canary.v1.Gate
+	(*JudgeRequest)(nil),                // 56: canary.v1.JudgeRequest
+	(*JudgeResponse)(nil),               // 57: canary.v1.JudgeResponse
+	(*WatchVerdictRequest)(nil),         // 58: canary.v1.WatchVerdictRequest
+	(*WatchVerdictResponse)(nil),        // 59: canary.v1.WatchVerdictResponse
+	(*ListVerdictsRequest)(nil),         // 60: canary.v1.ListVerdictsRequest
+	(*ListVerdictsResponse)(nil),        // 61: canary.v1.ListVerdictsResponse
+	(*GetRunReportRequest)(nil),         // 62: canary.v1.GetRunReportRequest
+	(*GetRunReportResponse)(nil),        // 63: canary.v1.GetRunReportResponse
+	(*RunReport)(nil),                   // 64: canary.v1.RunReport
+	(*TrajectoryPoint)(nil),             // 65: canary.v1.TrajectoryPoint
+	(*TrajectoryMetric)(nil),            // 66: canary.v1.TrajectoryMetric
+	(*MetricReport)(nil),                // 67: canary.v1.MetricReport
+	(*CohortValue)(nil),                 // 68: canary.v1.CohortValue
+	(*DistributionHistogram)(nil),       // 69: canary.v1.DistributionHistogram
+	(*Quantiles)(nil),                   // 70: canary.v1.Quantiles
+	(*InstanceEffect)(nil),              // 71: canary.v1.InstanceEffect
+	(*ReportWindows)(nil),               // 72: canary.v1.ReportWindows
+	(*AlarmEvent)(nil),                  // 73: canary.v1.AlarmEvent
+	(*ReportAlarmRequest)(nil),          // 74: canary.v1.ReportAlarmRequest
+	(*ReportAlarmResponse)(nil),         // 75: canary.v1.ReportAlarmResponse
+	(*ListAlarmsRequest)(nil),           // 76: canary.v1.ListAlarmsRequest
+	(*ListAlarmsResponse)(nil),          // 77: canary.v1.ListAlarmsResponse
+	(*DeployPolicy)(nil),                // 78: canary.v1.DeployPolicy
+	(*DeployWindows)(nil),               // 79: canary.v1.DeployWindows
+	(*StoredDeployPolicy)(nil),          // 80: canary.v1.StoredDeployPolicy
+	(*PutDeployPolicyRequest)(nil),      // 81: canary.v1.PutDeployPolicyRequest
+	(*PutDeployPolicyResponse)(nil),     // 82: canary.v1.PutDeployPolicyResponse
+	(*GetDeployPolicyRequest)(nil),      // 83: canary.v1.GetDeployPolicyRequest
+	(*GetDeployPolicyResponse)(nil),     // 84: canary.v1.GetDeployPolicyResponse
+	(*CheckDeployRequest)(nil),          // 85: canary.v1.CheckDeployRequest
+	(*CheckDeployResponse)(nil),         // 86: canary.v1.CheckDeployResponse
+	(*DeployOverride)(nil),              // 87: canary.v1.DeployOverride
+	(*ListDeployOverridesRequest)(nil),  // 88: canary.v1.ListDeployOverridesRequest
+	(*ListDeployOverridesResponse)(nil), // 89: canary.v1.ListDeployOverridesResponse
+	nil,                                 // 90: canary.v1.Run.BaselineLabelsEntry
+	nil,                                 // 91: canary.v1.Run.CanaryLabelsEntry
+	nil,                                 // 92: canary.v1.CreateRunRequest.BaselineLabelsEntry
+	nil,                                 // 93: canary.v1.CreateRunRequest.CanaryLabelsEntry
+	nil,                                 // 94: canary.v1.AlarmEvent.LabelsEntry
+	(*durationpb.Duration)(nil),         // 95: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 96: google.protobuf.Timestamp
 }
 var file_canary_v1_canary_proto_depIdxs = []int32{
-	94,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
+	95,  // 0: canary.v1.CanaryConfig.warmup:type_name -> google.protobuf.Duration
 	14,  // 1: canary.v1.CanaryConfig.metrics:type_name -> canary.v1.MetricConfig
-	94,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
+	95,  // 2: canary.v1.CanaryConfig.window:type_name -> google.protobuf.Duration
 	13,  // 3: canary.v1.CanaryConfig.traffic:type_name -> canary.v1.TrafficCheck
 	9,   // 4: canary.v1.CanaryConfig.alarms:type_name -> canary.v1.AlarmRule
 	10,  // 5: canary.v1.CanaryConfig.source:type_name -> canary.v1.MetricSource
 	11,  // 6: canary.v1.MetricSource.prometheus:type_name -> canary.v1.PrometheusSource
-	94,  // 7: canary.v1.PrometheusSource.interval:type_name -> google.protobuf.Duration
-	94,  // 8: canary.v1.PrometheusSource.lag:type_name -> google.protobuf.Duration
+	95,  // 7: canary.v1.PrometheusSource.interval:type_name -> google.protobuf.Duration
+	95,  // 8: canary.v1.PrometheusSource.lag:type_name -> google.protobuf.Duration
 	0,   // 9: canary.v1.MetricConfig.category:type_name -> canary.v1.MetricCategory
 	1,   // 10: canary.v1.MetricConfig.type:type_name -> canary.v1.MetricType
 	2,   // 11: canary.v1.MetricConfig.bad_direction:type_name -> canary.v1.BadDirection
 	12,  // 12: canary.v1.MetricConfig.query:type_name -> canary.v1.PrometheusQuery
 	8,   // 13: canary.v1.ConfigVersion.config:type_name -> canary.v1.CanaryConfig
-	95,  // 14: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
+	96,  // 14: canary.v1.ConfigVersion.create_time:type_name -> google.protobuf.Timestamp
 	8,   // 15: canary.v1.PutConfigRequest.config:type_name -> canary.v1.CanaryConfig
 	15,  // 16: canary.v1.PutConfigResponse.config:type_name -> canary.v1.ConfigVersion
 	15,  // 17: canary.v1.GetConfigResponse.config:type_name -> canary.v1.ConfigVersion
 	15,  // 18: canary.v1.ListConfigsResponse.configs:type_name -> canary.v1.ConfigVersion
 	8,   // 19: canary.v1.Run.config:type_name -> canary.v1.CanaryConfig
-	89,  // 20: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
-	90,  // 21: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
-	94,  // 22: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
+	90,  // 20: canary.v1.Run.baseline_labels:type_name -> canary.v1.Run.BaselineLabelsEntry
+	91,  // 21: canary.v1.Run.canary_labels:type_name -> canary.v1.Run.CanaryLabelsEntry
+	95,  // 22: canary.v1.Run.bake_time:type_name -> google.protobuf.Duration
 	3,   // 23: canary.v1.Run.state:type_name -> canary.v1.RunState
-	95,  // 24: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	95,  // 25: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
-	50,  // 26: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
+	96,  // 24: canary.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	96,  // 25: canary.v1.Run.finish_time:type_name -> google.protobuf.Timestamp
+	51,  // 26: canary.v1.Run.verdict:type_name -> canary.v1.Verdict
 	26,  // 27: canary.v1.Run.counters:type_name -> canary.v1.RunCounters
-	95,  // 28: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	96,  // 28: canary.v1.Run.start_time:type_name -> google.protobuf.Timestamp
 	24,  // 29: canary.v1.Run.pull:type_name -> canary.v1.PullStatus
-	25,  // 30: canary.v1.PullStatus.metrics:type_name -> canary.v1.MetricPull
-	95,  // 31: canary.v1.PullStatus.update_time:type_name -> google.protobuf.Timestamp
-	95,  // 32: canary.v1.MetricPull.through:type_name -> google.protobuf.Timestamp
-	95,  // 33: canary.v1.MetricPull.failing_since:type_name -> google.protobuf.Timestamp
-	95,  // 34: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
-	16,  // 35: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
-	8,   // 36: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
-	91,  // 37: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
-	92,  // 38: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
-	94,  // 39: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
-	95,  // 40: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
-	23,  // 41: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
-	23,  // 42: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
-	3,   // 43: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
-	23,  // 44: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
-	23,  // 45: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
-	23,  // 46: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
-	4,   // 47: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
-	38,  // 48: canary.v1.Sample.counts:type_name -> canary.v1.Counts
-	40,  // 49: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
-	95,  // 50: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	4,   // 51: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
-	95,  // 52: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
-	40,  // 53: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
-	41,  // 54: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
-	42,  // 55: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
-	43,  // 56: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
-	43,  // 57: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
-	37,  // 58: canary.v1.Batch.samples:type_name -> canary.v1.Sample
-	39,  // 59: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
-	44,  // 60: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
-	45,  // 61: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
-	44,  // 62: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
-	45,  // 63: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
-	5,   // 64: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
-	95,  // 65: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
-	51,  // 66: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
-	3,   // 67: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
-	0,   // 68: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
-	1,   // 69: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
-	2,   // 70: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
-	6,   // 71: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
-	52,  // 72: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
-	52,  // 73: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
-	53,  // 74: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
-	54,  // 75: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
-	53,  // 76: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
-	50,  // 77: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
-	50,  // 78: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
-	5,   // 79: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
-	95,  // 80: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
-	95,  // 81: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
-	50,  // 82: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
-	63,  // 83: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
-	23,  // 84: canary.v1.RunReport.run:type_name -> canary.v1.Run
-	50,  // 85: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
-	64,  // 86: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
-	66,  // 87: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
-	71,  // 88: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
-	72,  // 89: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	95,  // 90: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 91: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	65,  // 92: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 93: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	67,  // 94: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	67,  // 95: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	68,  // 96: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	70,  // 97: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	95,  // 98: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	69,  // 99: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	69,  // 100: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 101: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	94,  // 102: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	95,  // 103: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	93,  // 104: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	95,  // 105: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	95,  // 106: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 107: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	95,  // 108: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
-	72,  // 109: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
-	72,  // 110: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
-	7,   // 111: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
-	72,  // 112: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
-	78,  // 113: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
-	9,   // 114: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
-	77,  // 115: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
-	95,  // 116: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
-	77,  // 117: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
-	79,  // 118: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
-	79,  // 119: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
-	72,  // 120: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
-	86,  // 121: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
-	95,  // 122: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
-	95,  // 123: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
-	86,  // 124: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
-	17,  // 125: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	19,  // 126: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	21,  // 127: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	27,  // 128: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	29,  // 129: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	31,  // 130: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	46,  // 131: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	48,  // 132: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	55,  // 133: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	57,  // 134: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	33,  // 135: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	35,  // 136: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	59,  // 137: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	61,  // 138: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	73,  // 139: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
-	75,  // 140: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
-	84,  // 141: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
-	80,  // 142: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
-	82,  // 143: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
-	87,  // 144: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
-	18,  // 145: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	20,  // 146: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	22,  // 147: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	28,  // 148: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	30,  // 149: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	32,  // 150: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	47,  // 151: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	49,  // 152: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	56,  // 153: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	58,  // 154: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	34,  // 155: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	36,  // 156: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	60,  // 157: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	62,  // 158: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	74,  // 159: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
-	76,  // 160: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
-	85,  // 161: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
-	81,  // 162: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
-	83,  // 163: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
-	88,  // 164: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
-	145, // [145:165] is the sub-list for method output_type
-	125, // [125:145] is the sub-list for method input_type
-	125, // [125:125] is the sub-list for extension type_name
-	125, // [125:125] is the sub-list for extension extendee
-	0,   // [0:125] is the sub-list for field type_name
+	28,  // 30: canary.v1.Run.auto_finish:type_name -> canary.v1.AutoFinish
+	25,  // 31: canary.v1.PullStatus.metrics:type_name -> canary.v1.MetricPull
+	96,  // 32: canary.v1.PullStatus.update_time:type_name -> google.protobuf.Timestamp
+	96,  // 33: canary.v1.MetricPull.through:type_name -> google.protobuf.Timestamp
+	96,  // 34: canary.v1.MetricPull.failing_since:type_name -> google.protobuf.Timestamp
+	96,  // 35: canary.v1.RunCounters.last_ingest_time:type_name -> google.protobuf.Timestamp
+	16,  // 36: canary.v1.CreateRunRequest.config_ref:type_name -> canary.v1.ConfigRef
+	8,   // 37: canary.v1.CreateRunRequest.inline_config:type_name -> canary.v1.CanaryConfig
+	92,  // 38: canary.v1.CreateRunRequest.baseline_labels:type_name -> canary.v1.CreateRunRequest.BaselineLabelsEntry
+	93,  // 39: canary.v1.CreateRunRequest.canary_labels:type_name -> canary.v1.CreateRunRequest.CanaryLabelsEntry
+	95,  // 40: canary.v1.CreateRunRequest.bake_time:type_name -> google.protobuf.Duration
+	96,  // 41: canary.v1.CreateRunRequest.start_time:type_name -> google.protobuf.Timestamp
+	28,  // 42: canary.v1.CreateRunRequest.auto_finish:type_name -> canary.v1.AutoFinish
+	95,  // 43: canary.v1.AutoFinish.max_duration:type_name -> google.protobuf.Duration
+	5,   // 44: canary.v1.AutoFinish.timeout_decision:type_name -> canary.v1.Decision
+	23,  // 45: canary.v1.CreateRunResponse.run:type_name -> canary.v1.Run
+	51,  // 46: canary.v1.CreateRunResponse.verdict:type_name -> canary.v1.Verdict
+	23,  // 47: canary.v1.GetRunResponse.run:type_name -> canary.v1.Run
+	3,   // 48: canary.v1.ListRunsRequest.state:type_name -> canary.v1.RunState
+	23,  // 49: canary.v1.ListRunsResponse.runs:type_name -> canary.v1.Run
+	23,  // 50: canary.v1.CompleteRunResponse.run:type_name -> canary.v1.Run
+	23,  // 51: canary.v1.AbortRunResponse.run:type_name -> canary.v1.Run
+	4,   // 52: canary.v1.Sample.cohort:type_name -> canary.v1.Cohort
+	39,  // 53: canary.v1.Sample.counts:type_name -> canary.v1.Counts
+	41,  // 54: canary.v1.Sample.histogram:type_name -> canary.v1.Histogram
+	96,  // 55: canary.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	4,   // 56: canary.v1.MetricColumn.cohort:type_name -> canary.v1.Cohort
+	96,  // 57: canary.v1.MetricColumn.time:type_name -> google.protobuf.Timestamp
+	41,  // 58: canary.v1.MetricColumn.histograms:type_name -> canary.v1.Histogram
+	42,  // 59: canary.v1.Histogram.explicit:type_name -> canary.v1.ExplicitBuckets
+	43,  // 60: canary.v1.Histogram.exponential:type_name -> canary.v1.ExponentialBuckets
+	44,  // 61: canary.v1.ExponentialBuckets.positive_spans:type_name -> canary.v1.BucketSpan
+	44,  // 62: canary.v1.ExponentialBuckets.negative_spans:type_name -> canary.v1.BucketSpan
+	38,  // 63: canary.v1.Batch.samples:type_name -> canary.v1.Sample
+	40,  // 64: canary.v1.Batch.columns:type_name -> canary.v1.MetricColumn
+	45,  // 65: canary.v1.IngestRequest.batch:type_name -> canary.v1.Batch
+	46,  // 66: canary.v1.IngestResponse.ack:type_name -> canary.v1.IngestAck
+	45,  // 67: canary.v1.IngestStreamRequest.batch:type_name -> canary.v1.Batch
+	46,  // 68: canary.v1.IngestStreamResponse.ack:type_name -> canary.v1.IngestAck
+	5,   // 69: canary.v1.Verdict.decision:type_name -> canary.v1.Decision
+	96,  // 70: canary.v1.Verdict.time:type_name -> google.protobuf.Timestamp
+	52,  // 71: canary.v1.Verdict.metrics:type_name -> canary.v1.MetricResult
+	3,   // 72: canary.v1.Verdict.run_state:type_name -> canary.v1.RunState
+	0,   // 73: canary.v1.MetricResult.category:type_name -> canary.v1.MetricCategory
+	1,   // 74: canary.v1.MetricResult.type:type_name -> canary.v1.MetricType
+	2,   // 75: canary.v1.MetricResult.bad_direction:type_name -> canary.v1.BadDirection
+	6,   // 76: canary.v1.MetricResult.outcome:type_name -> canary.v1.MetricOutcome
+	53,  // 77: canary.v1.MetricResult.baseline:type_name -> canary.v1.CohortSummary
+	53,  // 78: canary.v1.MetricResult.canary:type_name -> canary.v1.CohortSummary
+	54,  // 79: canary.v1.MetricResult.effect:type_name -> canary.v1.Effect
+	55,  // 80: canary.v1.MetricResult.gate:type_name -> canary.v1.Gate
+	54,  // 81: canary.v1.MetricResult.effects:type_name -> canary.v1.Effect
+	51,  // 82: canary.v1.JudgeResponse.verdict:type_name -> canary.v1.Verdict
+	51,  // 83: canary.v1.WatchVerdictResponse.verdict:type_name -> canary.v1.Verdict
+	5,   // 84: canary.v1.ListVerdictsRequest.decision:type_name -> canary.v1.Decision
+	96,  // 85: canary.v1.ListVerdictsRequest.since:type_name -> google.protobuf.Timestamp
+	96,  // 86: canary.v1.ListVerdictsRequest.until:type_name -> google.protobuf.Timestamp
+	51,  // 87: canary.v1.ListVerdictsResponse.verdicts:type_name -> canary.v1.Verdict
+	64,  // 88: canary.v1.GetRunReportResponse.report:type_name -> canary.v1.RunReport
+	23,  // 89: canary.v1.RunReport.run:type_name -> canary.v1.Run
+	51,  // 90: canary.v1.RunReport.verdict:type_name -> canary.v1.Verdict
+	65,  // 91: canary.v1.RunReport.trajectory:type_name -> canary.v1.TrajectoryPoint
+	67,  // 92: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
+	72,  // 93: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
+	73,  // 94: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
+	96,  // 95: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 96: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	66,  // 97: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 98: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	68,  // 99: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	68,  // 100: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	69,  // 101: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	71,  // 102: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	96,  // 103: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	70,  // 104: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	70,  // 105: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 106: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	95,  // 107: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	96,  // 108: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	94,  // 109: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	96,  // 110: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	96,  // 111: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 112: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	96,  // 113: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
+	73,  // 114: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
+	73,  // 115: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
+	7,   // 116: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
+	73,  // 117: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
+	79,  // 118: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
+	9,   // 119: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
+	78,  // 120: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
+	96,  // 121: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
+	78,  // 122: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
+	80,  // 123: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	80,  // 124: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	73,  // 125: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
+	87,  // 126: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
+	96,  // 127: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
+	96,  // 128: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
+	87,  // 129: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
+	17,  // 130: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	19,  // 131: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	21,  // 132: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	27,  // 133: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	30,  // 134: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	32,  // 135: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	47,  // 136: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	49,  // 137: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	56,  // 138: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	58,  // 139: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	34,  // 140: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	36,  // 141: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	60,  // 142: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	62,  // 143: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	74,  // 144: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
+	76,  // 145: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
+	85,  // 146: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
+	81,  // 147: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
+	83,  // 148: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
+	88,  // 149: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
+	18,  // 150: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	20,  // 151: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	22,  // 152: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	29,  // 153: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	31,  // 154: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	33,  // 155: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	48,  // 156: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	50,  // 157: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	57,  // 158: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	59,  // 159: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	35,  // 160: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	37,  // 161: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	61,  // 162: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	63,  // 163: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	75,  // 164: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
+	77,  // 165: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
+	86,  // 166: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
+	82,  // 167: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
+	84,  // 168: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
+	89,  // 169: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
+	150, // [150:170] is the sub-list for method output_type
+	130, // [130:150] is the sub-list for method input_type
+	130, // [130:130] is the sub-list for extension type_name
+	130, // [130:130] is the sub-list for extension extendee
+	0,   // [0:130] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
@@ -7911,18 +8063,18 @@ func file_canary_v1_canary_proto_init() {
 		(*CreateRunRequest_InlineConfig)(nil),
 		(*CreateRunRequest_InlineYaml)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[29].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[30].OneofWrappers = []any{
 		(*Sample_Value)(nil),
 		(*Sample_Counts)(nil),
 		(*Sample_Histogram)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[32].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[33].OneofWrappers = []any{
 		(*Histogram_Explicit)(nil),
 		(*Histogram_Exponential)(nil),
 	}
-	file_canary_v1_canary_proto_msgTypes[43].OneofWrappers = []any{}
 	file_canary_v1_canary_proto_msgTypes[44].OneofWrappers = []any{}
-	file_canary_v1_canary_proto_msgTypes[72].OneofWrappers = []any{
+	file_canary_v1_canary_proto_msgTypes[45].OneofWrappers = []any{}
+	file_canary_v1_canary_proto_msgTypes[73].OneofWrappers = []any{
 		(*PutDeployPolicyRequest_Policy)(nil),
 		(*PutDeployPolicyRequest_Yaml)(nil),
 	}
@@ -7932,7 +8084,7 @@ func file_canary_v1_canary_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_canary_v1_canary_proto_rawDesc), len(file_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   86,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -82,9 +82,13 @@ type CanaryServiceClient interface {
 	ListConfigs(ctx context.Context, in *ListConfigsRequest, opts ...grpc.CallOption) (*ListConfigsResponse, error)
 	// CreateRun starts a canary run. It is idempotent on request_id: a retry
 	// with the same request_id and the same request returns the run the first
-	// call created. Errors: INVALID_ARGUMENT (bad config, missing service or
-	// stage...), NOT_FOUND (config reference), ALREADY_EXISTS (request_id reused
-	// with a different request).
+	// call created. A deployer's own name of the deployment makes a good
+	// request_id (e.g. "argo/<namespace>/<rollout>/<revision>", Flagger's
+	// "flagger/<namespace>/<name>/<checksum>"): every caller that sends the
+	// same request finds the same run, in every replica.
+	// Errors: INVALID_ARGUMENT (bad config, missing service or stage...),
+	// NOT_FOUND (config reference), ALREADY_EXISTS (request_id reused with a
+	// different request; a google.rpc.ResourceInfo detail names the run).
 	CreateRun(ctx context.Context, in *CreateRunRequest, opts ...grpc.CallOption) (*CreateRunResponse, error)
 	// GetRun returns a run with its latest verdict and counters.
 	// Errors: NOT_FOUND.
@@ -449,9 +453,13 @@ type CanaryServiceServer interface {
 	ListConfigs(context.Context, *ListConfigsRequest) (*ListConfigsResponse, error)
 	// CreateRun starts a canary run. It is idempotent on request_id: a retry
 	// with the same request_id and the same request returns the run the first
-	// call created. Errors: INVALID_ARGUMENT (bad config, missing service or
-	// stage...), NOT_FOUND (config reference), ALREADY_EXISTS (request_id reused
-	// with a different request).
+	// call created. A deployer's own name of the deployment makes a good
+	// request_id (e.g. "argo/<namespace>/<rollout>/<revision>", Flagger's
+	// "flagger/<namespace>/<name>/<checksum>"): every caller that sends the
+	// same request finds the same run, in every replica.
+	// Errors: INVALID_ARGUMENT (bad config, missing service or stage...),
+	// NOT_FOUND (config reference), ALREADY_EXISTS (request_id reused with a
+	// different request; a google.rpc.ResourceInfo detail names the run).
 	CreateRun(context.Context, *CreateRunRequest) (*CreateRunResponse, error)
 	// GetRun returns a run with its latest verdict and counters.
 	// Errors: NOT_FOUND.

@@ -59,6 +59,7 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 					return reject(fmt.Errorf("corrupt request record %q", run.GetRequestId()))
 				}
 				if !bytes.Equal(fp, fingerprint) {
+					out = &canaryv1.Run{Id: string(rid)}
 					return reject(store.ErrConflict)
 				}
 				stored, err := getRun(tx, rid)
@@ -103,6 +104,9 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 		out, created = run, true
 		return nil
 	})
+	if errors.Is(err, store.ErrConflict) {
+		return out, false, fmt.Errorf("create run %s: %w", id, err) // out: the id of the run the request id names
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}

@@ -67,6 +67,9 @@ func (s *Store) CreateRun(ctx context.Context, run *canaryv1.Run, fingerprint []
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
 	out, created, err := s.createRun(ctx, run, fingerprint)
+	if errors.Is(err, store.ErrConflict) {
+		return out, false, fmt.Errorf("create run %s: %w", id, err) // out: the id of the run the request id names
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("create run %s: %w", id, err)
 	}
@@ -135,7 +138,7 @@ func (s *Store) createClaimed(ctx context.Context, run *canaryv1.Run, fingerprin
 		return nil, false, fmt.Errorf("request %q: %w", run.GetRequestId(), err)
 	}
 	if !bytes.Equal(fp, fingerprint) {
-		return nil, false, store.ErrConflict
+		return &canaryv1.Run{Id: id}, false, store.ErrConflict
 	}
 	stored, err := s.getRun(ctx, id)
 	switch {
