@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/apiconv"
@@ -112,7 +113,11 @@ func runGate(ctx context.Context, g *globals, o *gateOpts, runID string) error {
 		wctx, cancel = context.WithTimeout(ctx, o.wait)
 	}
 	last, err := followVerdicts(wctx, e, c, runID, show)
-	waited := err != nil && wctx.Err() != nil && ctx.Err() == nil
+	// The wait ended: the watch's own deadline (gRPC may report it a
+	// moment before wctx says so), not the command's.
+	var se *statusError
+	waited := err != nil && o.wait > 0 && ctx.Err() == nil &&
+		(wctx.Err() != nil || errors.As(err, &se) && se.code == codes.DeadlineExceeded)
 	cancel()
 	switch {
 	case waited && o.complete:
