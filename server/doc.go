@@ -33,5 +33,8 @@
 // idle for Options.IdleTimeout leave memory (live.go: evictIdle) and are
 // reloaded from their snapshot and the deltas after it, and every
 // Options.SnapshotEvery deltas the fold is written back as a snapshot.
-// Errors become gRPC statuses in one place (errors.go).
+// Errors become gRPC statuses in one place (errors.go). Runs whose config
+// has a source are read by package puller, whose batches take this same
+// path; its progress comes as pull records in the run's log (pull.go),
+// with which the judge holds the metrics whose intervals are missing.
 package server

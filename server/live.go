@@ -455,17 +455,22 @@ func (s *Service) liveRuns() float64 {
 	return float64(len(s.runs))
 }
 
-// janitor drops idle runs from memory, and finishes the runs in memory
-// that finish by themselves (autoCheck), until Close.
+// janitor drops idle runs from memory, finishes the runs in memory that
+// finish by themselves (autoCheck), and starts the writers of the
+// trajectory points that are due (trajectory.go), until Close.
 func (s *Service) janitor() {
 	defer close(s.janitorDone)
 	t := time.NewTicker(max(s.idle/4, time.Second))
 	defer t.Stop()
+	traj := time.NewTicker(trajectoryEvery / 2)
+	defer traj.Stop()
 	for {
 		select {
 		case <-t.C:
 			s.autoCheck()
 			s.evictIdle()
+		case <-traj.C:
+			s.writeDueTrajectories()
 		case <-s.stop:
 			return
 		}

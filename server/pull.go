@@ -184,6 +184,30 @@ func pullReasons(run *canaryv1.Run, pull *canaryv1.PullStatus, now time.Time) ma
 	return out
 }
 
+// untilPullStale returns how long until a metric of a pulled run that is
+// read now turns stale (pullReasons) if no replica records its progress,
+// so that watchers get the HOLD without a new batch; 0 when none will.
+func (lr *liveRun) untilPullStale(now time.Time) time.Duration {
+	if lr.pulled == nil {
+		return 0
+	}
+	src := lr.pulled.GetConfig().GetSource().GetPrometheus()
+	interval, lag := src.GetInterval().AsDuration(), src.GetLag().AsDuration()
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	var earliest time.Time
+	for _, m := range lr.st.rec.GetPull().GetMetrics() {
+		if t := m.GetThrough(); t != nil && (earliest.IsZero() || t.AsTime().Before(earliest)) {
+			earliest = t.AsTime()
+		}
+	}
+	if earliest.IsZero() {
+		earliest = lr.start
+	}
+	// One nanosecond past the bound of pullReasons.
+	return max(0, earliest.Add(2*interval+lag+pullSlack+time.Nanosecond).Sub(now))
+}
+
 // timeOfDay formats a time of day (UTC) for reasons.
 func timeOfDay(t time.Time) string {
 	return t.UTC().Format("15:04:05 UTC")

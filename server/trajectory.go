@@ -26,7 +26,9 @@ import (
 // at a time, holding a lease) stores them:
 //   - at once when a point changes the decision, so that the timeline
 //     other replicas and a restarted process read has every change;
-//   - otherwise when trajectoryEvery has passed since the last write;
+//   - otherwise once trajectoryEvery has passed since the last write: at
+//     the next verdict, or the janitor's next round (every half of it),
+//     whichever comes first;
 //   - at the finish (the final verdict's point, before the finish
 //     returns), and when the run leaves memory or the service closes
 //     (flushTrajectory).
@@ -74,6 +76,30 @@ func (st *liveState) trajectoryDue(now time.Time) bool {
 	tp.writing = true
 	st.users++
 	return true
+}
+
+// writeDueTrajectories starts the trajectory writer of every run in
+// memory whose pending points are due.
+func (s *Service) writeDueTrajectories() {
+	now := s.now()
+	for _, lr := range s.registered() {
+		select {
+		case <-lr.loaded:
+		default:
+			continue // being loaded
+		}
+		if lr.err == nil && lr.trajectoryDue(now) {
+			s.bg.Go(func() { s.writeTrajectory(lr) })
+		}
+	}
+}
+
+// trajectoryDue is liveState.trajectoryDue under the run's lock, for a
+// run that is not evicted.
+func (lr *liveRun) trajectoryDue(now time.Time) bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.st.state != stateEvicted && lr.st.trajectoryDue(now)
 }
 
 // pendingPoints returns the points of the run's trajectory not stored yet.

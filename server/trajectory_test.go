@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store/embedded"
 )
 
 // report returns the report of a run through the API.
@@ -266,5 +268,80 @@ func TestTrajectoryBounded(t *testing.T) {
 	}
 	if recent < int(report.RecentAge/every)-1 {
 		t.Errorf("%d points of the last hour stored, want every judgement of it (%d)", recent, report.RecentAge/every)
+	}
+}
+
+// TestTrajectoryAfterRetention: once the retention has expired a finished
+// run's raw data, its report keeps the trajectory and the final verdict,
+// without the histograms only the data gave.
+func TestTrajectoryAfterRetention(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "canaryd.db"),
+		embedded.Options{Retention: time.Hour, Now: clk.Now, MaintenanceInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, st, func(o *Options) { o.Now = clk.Now })
+	e.clock = clk
+	ctx := ctxT(t)
+	run := judgeTrajectory(ctx, t, e, "retention")
+	if _, err := e.c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: run.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.report(ctx, run.GetId())
+	if before.GetMetrics()[0].GetHistogram() == nil {
+		t.Fatal("finished run's report has no histogram before the retention")
+	}
+	clk.Advance(2 * time.Hour)
+	if m, err := st.Maintain(ctx); err != nil || m.Expired != 1 {
+		t.Fatalf("maintain: %+v, %v; want one run expired", m, err)
+	}
+	after := e.report(ctx, run.GetId())
+	if h := after.GetMetrics()[0].GetHistogram(); h != nil {
+		t.Errorf("report after the retention has a histogram: its data should be gone")
+	}
+	if !proto.Equal(after.GetVerdict(), before.GetVerdict()) {
+		t.Errorf("final verdict changed after the retention")
+	}
+	if !hasPoints(after.GetTrajectory(), before.GetTrajectory()) || len(after.GetTrajectory()) != len(before.GetTrajectory()) {
+		t.Errorf("trajectory after the retention: %d points, want the %d before", len(after.GetTrajectory()), len(before.GetTrajectory()))
+	}
+}
+
+// TestTrajectoryDueWithoutVerdicts: points that wait for their 30 s are
+// stored by the janitor's round when no verdict follows them.
+func TestTrajectoryDueWithoutVerdicts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	run := e.createRun(ctx, "due", testConfig("checkout"), time.Hour)
+	rng := rand.New(rand.NewPCG(17, 17))
+	for _, id := range seqIDs("b", 2) {
+		e.clock.Advance(time.Second)
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 40}))
+		e.judge(ctx, run.GetId()) // HOLD twice: the first stored at once, the second waits
+		e.svc.bg.Wait()
+	}
+	stored := func() []*canaryv1.TrajectoryPoint {
+		pts, err := e.svc.loadTrajectory(ctx, run.GetId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pts
+	}
+	if n := len(stored()); n != 1 {
+		t.Fatalf("%d points stored, want the first only (the second is not due)", n)
+	}
+	e.svc.writeDueTrajectories()
+	e.svc.bg.Wait()
+	if n := len(stored()); n != 1 {
+		t.Fatalf("%d points stored before 30 s, want 1", n)
+	}
+	e.clock.Advance(trajectoryEvery)
+	e.svc.writeDueTrajectories()
+	e.svc.bg.Wait()
+	if n := len(stored()); n != 2 {
+		t.Fatalf("%d points stored after 30 s, want 2", n)
 	}
 }

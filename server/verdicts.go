@@ -72,6 +72,9 @@ func (s *Service) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream canaryv
 		}
 		changed := w.follow(lr)
 		untilBake := lr.nextTimer(s.now())
+		if d := lr.untilPullStale(s.now()); d > 0 && (untilBake <= 0 || d < untilBake) {
+			untilBake = d // judged again when a pulled metric turns stale
+		}
 		v, final, err := s.verdict(ctx, lr)
 		s.release(lr)
 		if errors.Is(err, errStale) {

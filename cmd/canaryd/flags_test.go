@@ -81,6 +81,8 @@ func TestParseDefaults(t *testing.T) {
 		MaxBatchSamples: server.DefaultMaxBatchSamples, DrainTimeout: app.DefaultDrainTimeout,
 		StreamIdleTimeout: server.DefaultStreamIdleTimeout, MaxConcurrentStreams: server.DefaultMaxConcurrentStreams,
 		KeepaliveMinTime: server.DefaultKeepaliveMinTime, JudgeConcurrency: server.DefaultJudgeConcurrency(),
+		Pull: app.PullOptions{Workers: puller.DefaultWorkers, Timeout: puller.DefaultQueryTimeout, LeaseTTL: puller.DefaultLeaseTTL,
+			Backlog: puller.DefaultBacklog, ScanInterval: puller.DefaultScanInterval},
 	}
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("defaults:\n%+v\nwant\n%+v", o, want)

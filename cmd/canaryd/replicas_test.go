@@ -61,6 +61,21 @@ func TestReplicasRedisCluster(t *testing.T) {
 	testReplicas(t, goBin, c.URL()+"?min_replicas=1&replica_timeout=2s")
 }
 
+// TestReplicasSentinel is TestReplicas on a primary with 2 replicas
+// watched by 3 Sentinels (redis+sentinel://, min_replicas=1).
+func TestReplicasSentinel(t *testing.T) {
+	testcluster.Gate(t)
+	if testing.Short() {
+		t.Skip("multi-replica test skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("multi-replica test skipped: no go command in PATH to build the binaries")
+	}
+	st := testcluster.StartSentinel(t, testcluster.Options{NodeTimeout: 10 * time.Second})
+	testReplicas(t, goBin, st.URL()+"?min_replicas=1&replica_timeout=2s")
+}
+
 // testReplicas runs TestReplicas on the Redis of a store URL.
 func testReplicas(t *testing.T, goBin, store string) {
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)

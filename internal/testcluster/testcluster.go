@@ -40,7 +40,7 @@ const EnvGate = "CANARYD_TEST_CLUSTER"
 
 // startTimeout bounds the wait for the processes and for the cluster or
 // the Sentinels to be ready.
-const startTimeout = 60 * time.Second
+const startTimeout = 2 * time.Minute
 
 // DefaultNodeTimeout is the default of Options.NodeTimeout.
 const DefaultNodeTimeout = 2 * time.Second

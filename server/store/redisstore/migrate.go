@@ -35,8 +35,9 @@ import (
 // that nobody reads). A layout-1 claim of a request id whose run record
 // was never written (a CreateRun cut off between its two steps) is copied
 // without index entries; the retry of that request indexes the run.
-// The migration reads every run record once: about 10 s per 100,000 runs
-// on one core (TestMigrateLayout1 checks the result, not the time).
+// The migration reads every run record once: 6,800 runs/s on the loaded
+// 2-core machine of BENCHMARKS.md (BenchmarkMigrateLayout1), about 15 s
+// per 100,000 runs; TestMigrateLayout1 checks the result.
 
 // migrateLease is how long the migration lease lasts unless renewed.
 const migrateLease = time.Minute

@@ -1,0 +1,87 @@
+package redisstore
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/canaryd/canaryd/internal/testredis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
+)
+
+// TestMinReplicasWithoutReplica: with min_replicas=1 on a Redis that has no
+// replica, a write fails with store.ErrUnavailable naming the replicas it
+// reached; the batch is on the primary, so its retry is a duplicate (and
+// fails the same way until a replica confirms it). Reads do not wait.
+func TestMinReplicasWithoutReplica(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartWith(t, testredis.Options{Private: true})
+	p := srv.Prefix(t)
+	plain := openStore(t, srv, Options{Prefix: p})
+	ctx := t.Context()
+	if _, _, err := plain.CreateRun(ctx, &canaryv1.Run{Id: "r", Service: "s", Stage: "t", ConfigName: "c"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := openStoreURL(t, srv.URL()+"?min_replicas=1&replica_timeout=50ms", Options{Prefix: p})
+	_, err := s.AppendBatch(ctx, "r", "b1", []byte("delta"))
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "reached 0 of 1 replicas") {
+		t.Fatalf("AppendBatch with no replica = %v, want ErrUnavailable: reached 0 of 1 replicas", err)
+	}
+	if dup, err := plain.AppendBatch(ctx, "r", "b1", []byte("delta")); err != nil || !dup {
+		t.Errorf("the batch on the primary: AppendBatch again = %v, %v; want a duplicate", dup, err)
+	}
+	if _, err := s.AppendBatch(ctx, "r", "b1", []byte("delta")); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("retry of the duplicate with no replica = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.GetRun(ctx, "r"); err != nil {
+		t.Errorf("GetRun with min_replicas and no replica = %v, want it served", err)
+	}
+	n := 0
+	if err := s.ReadBatches(ctx, "r", func(snap bool, _ []byte) error {
+		if !snap {
+			n++
+		}
+		return nil
+	}); err != nil || n != 1 {
+		t.Errorf("ReadBatches = %d deltas, %v; want 1", n, err)
+	}
+}
+
+// TestReadAfterLostDelta: a reader whose position is a delta that is no
+// longer in the run's stream nor folded into its snapshot (what a
+// failover to a replica that lacked it leaves) gets ErrSnapshotMoved, so
+// that it reads the run again instead of going on from a position that
+// does not exist.
+func TestReadAfterLostDelta(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	s := openStore(t, srv, Options{})
+	ctx := t.Context()
+	if _, _, err := s.CreateRun(ctx, &canaryv1.Run{Id: "r", Service: "s", Stage: "t", ConfigName: "c"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"b1", "b2"} {
+		if _, err := s.AppendBatch(ctx, "r", b, []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pos, err := s.ReadBatchesFrom(ctx, "r", nil, func(bool, []byte) error { return nil })
+	if err != nil || pos.N != 2 {
+		t.Fatalf("ReadBatchesFrom = %+v, %v", pos, err)
+	}
+	// Still there: reading on is fine.
+	if _, err := s.ReadBatchesFrom(ctx, "r", &pos, func(bool, []byte) error { return nil }); err != nil {
+		t.Fatalf("ReadBatchesFrom(pos) = %v", err)
+	}
+	// The failover: the last delta is gone, another batch comes.
+	if err := srv.Client(t).XDel(ctx, s.k.runDeltas("r"), pos.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendBatch(ctx, "r", "b3", []byte("b3")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadBatchesFrom(ctx, "r", &pos, func(bool, []byte) error { return nil }); !errors.Is(err, store.ErrSnapshotMoved) {
+		t.Errorf("ReadBatchesFrom(a lost position) = %v, want ErrSnapshotMoved", err)
+	}
+}
