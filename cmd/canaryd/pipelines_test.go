@@ -206,10 +206,12 @@ func TestPipelineRecipes(t *testing.T) {
 		// The run as the job creates it (gate finds it by its request
 		// id), with the data set ingested first.
 		var create []string
-		for i := 1; i < len(args); i += 2 {
-			if f := args[i]; f == "--service" || f == "--stage" || f == "--config" || f == "--bake" || f == "--request-id" ||
-				f == "--canary-label" || f == "--baseline-label" {
+		for i, f := range args {
+			switch f {
+			case "--service", "--stage", "--config", "--bake", "--request-id", "--canary-label", "--baseline-label", "--max-duration":
 				create = append(create, f, args[i+1])
+			case "--finish-on-decision", "--fail-closed":
+				create = append(create, f)
 			}
 		}
 		run := strings.TrimSpace(ctl.ok(ctx, 0, append([]string{"run", "create"}, create...)...))
@@ -226,6 +228,11 @@ func TestPipelineRecipes(t *testing.T) {
 		want := map[int]string{0: "PROMOTE → pass (exit 0)", 1: "ROLLBACK → fail (exit 1)"}[tc.code]
 		if code != tc.code || !strings.Contains(string(out), "canaryctl gate: run "+run) || !strings.Contains(string(out), want) {
 			t.Errorf("the Argo job on %s: exit %d, want %d, gating run %s:\n%s", tc.samples, code, tc.code, run, out)
+		}
+		// --finish-on-decision: the critical ROLLBACK ends the run, and
+		// the job, without waiting.
+		if tc.code == 1 && strings.Contains(string(out), "waited") {
+			t.Errorf("the Argo job on %s waited for its --wait; want the run to end by itself:\n%s", tc.samples, out)
 		}
 	}
 }
