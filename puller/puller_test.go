@@ -3,6 +3,7 @@ package puller
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,9 +91,14 @@ func (f *fixture) start(t *testing.T, o Options) *Puller {
 
 func (f *fixture) createRun(t *testing.T, url string, start time.Time) string {
 	t.Helper()
+	return f.createRunID(t, "r", url, start)
+}
+
+func (f *fixture) createRunID(t *testing.T, reqID, url string, start time.Time) string {
+	t.Helper()
 	ctx := t.Context()
 	resp, err := f.svc.CreateRun(ctx, &canaryv1.CreateRunRequest{
-		RequestId: "r", Service: "shop", Stage: "onebox",
+		RequestId: reqID, Service: "shop", Stage: "onebox",
 		Config:         &canaryv1.CreateRunRequest_InlineYaml{InlineYaml: fmt.Sprintf(config, url)},
 		BaselineLabels: map[string]string{"version": "v1"}, CanaryLabels: map[string]string{"version": "v2"},
 		BakeTime: durationpb.New(time.Hour), StartTime: timestamppb.New(start),
@@ -183,5 +189,53 @@ func TestPullBacklog(t *testing.T) {
 	}
 	if th := ms["errors"].GetThrough().AsTime(); time.Since(th) > 10*time.Second {
 		t.Errorf("through %v: not caught up", th)
+	}
+}
+
+// TestPullHangingSource: a Prometheus that accepts connections and never
+// answers costs one query timeout per few seconds, not one per run: once
+// a read found it unreachable, the other runs of that source fail at once
+// with the same error, and every run holds with the reason.
+func TestPullHangingSource(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		var conns []net.Conn // held open, never answered
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	f := newFixture(t)
+	url := "http://" + lis.Addr().String()
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, f.createRunID(t, fmt.Sprintf("r%d", i), url, time.Now()))
+	}
+	p := f.start(t, Options{QueryTimeout: time.Second, Workers: 2})
+	for _, id := range ids {
+		ms := f.pullOf(t, id, func(ms map[string]*canaryv1.MetricPull) bool {
+			return ms["errors"].GetFailingSince() != nil && ms["latency_ms"].GetFailingSince() != nil
+		})
+		if e := ms["errors"].GetError(); !strings.Contains(e, "prometheus unreachable") {
+			t.Errorf("run %s: error %q", id, e)
+		}
+	}
+	// 8 runs, 2 workers, 1 s timeouts: without the breaker, each round of
+	// the runs costs 8 timeouts (4 s of both workers).
+	if n := testutil.ToFloat64(p.metrics.failures.WithLabelValues("unreachable")); n > 4 {
+		t.Errorf("%v timed-out reads for 8 runs failing within one breaker window, want a few", n)
 	}
 }

@@ -183,6 +183,8 @@ func (s *Service) recordAlarm(ctx context.Context, ev *canaryv1.AlarmEvent) ([]s
 			ids = append(ids, id)
 		}
 	}
+	s.metrics.alarms.WithLabelValues(ev.GetSource(), strings.ToLower(strings.TrimPrefix(ev.GetState().String(), "ALARM_STATE_"))).Inc()
+	s.metrics.alarmRuns.Add(float64(len(ids)))
 	if len(ids) > 0 {
 		s.log.Info("alarm recorded with runs", "alarm", ev.GetName(), "state", ev.GetState().String(), "runs", ids)
 	}

@@ -9,15 +9,19 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/server/store"
 )
 
 // alarmConfig is testConfig with alarm rules: the service's pages, and
@@ -108,6 +112,12 @@ func TestAlarmRollsBack(t *testing.T) {
 		t.Errorf("the run without rules rolled back: %s", v.GetReason())
 	}
 
+	if got := testutil.ToFloat64(e.svc.metrics.alarmRuns); got != 1 {
+		t.Errorf("canaryd_alarm_run_records_total = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.svc.metrics.alarms.WithLabelValues("api", "firing")); got != 2 {
+		t.Errorf(`canaryd_alarms_total{source="api",state="firing"} = %v, want 2`, got)
+	}
 	// A repeat (Alertmanager's repeat_interval, a retry) stores nothing.
 	_, before := e.storedDeltas(ctx, run.GetId())
 	e.reportAlarm(ctx, firing)
@@ -374,5 +384,47 @@ func TestAlertmanagerWebhookOpen(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("malformed JSON: %d", resp.StatusCode)
+	}
+}
+
+// failingDocs is a Store whose PutDoc fails with store.ErrUnavailable
+// while fail is set.
+type failingDocs struct {
+	Store
+	fail atomic.Bool
+}
+
+func (f *failingDocs) PutDoc(ctx context.Context, kind, key string, value []byte) error {
+	if f.fail.Load() {
+		return fmt.Errorf("put %s: %w", kind, store.ErrUnavailable)
+	}
+	return f.Store.PutDoc(ctx, kind, key, value)
+}
+
+// TestAlertmanagerWebhookStoreDown: while the store fails, a delivery is
+// answered 503 (Alertmanager retries it) and the run is not rolled back
+// by half a record; the retry, once the store is back, is recorded.
+func TestAlertmanagerWebhookStoreDown(t *testing.T) {
+	t.Parallel()
+	st := &failingDocs{Store: openTestStore(t, os.Getenv(storeEnv))}
+	e := newEnvOn(t, st, nil)
+	ctx := ctxT(t)
+	srv := httptest.NewServer(e.svc.AlertmanagerHandler())
+	defer srv.Close()
+	run := e.createRun(ctx, "r1", alarmConfig("alarmed"), time.Hour)
+	body := amPayload("firing", amAlert("firing", "CheckoutErrors", "checkout", "aa11", e.clock.Now()))
+	st.fail.Store(true)
+	if code, wr := postWebhook(t, srv.URL, "", body); code != http.StatusServiceUnavailable || wr.Error == "" {
+		t.Errorf("store down: %d %+v, want 503", code, wr)
+	}
+	if v := e.judge(ctx, run.GetId()); v.GetDecision() == canaryv1.Decision_DECISION_ROLLBACK {
+		t.Errorf("rolled back by a delivery that failed: %s", v.GetReason())
+	}
+	st.fail.Store(false)
+	if code, wr := postWebhook(t, srv.URL, "", body); code != http.StatusOK || !slices.Equal(wr.Runs, []string{run.GetId()}) {
+		t.Fatalf("retry: %d %+v", code, wr)
+	}
+	if v := e.judge(ctx, run.GetId()); v.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK {
+		t.Errorf("after the retry: %v %s", v.GetDecision(), v.GetReason())
 	}
 }

@@ -181,6 +181,7 @@ func (s *Service) CheckDeploy(ctx context.Context, req *canaryv1.CheckDeployRequ
 	}
 	resp.Allowed = len(resp.Reasons) == 0
 	if resp.Allowed || req.GetOverrideReason() == "" {
+		s.metrics.deployChecks.WithLabelValues(map[bool]string{true: "allowed", false: "blocked"}[resp.Allowed]).Inc()
 		return resp, nil
 	}
 	o := &canaryv1.DeployOverride{
@@ -196,6 +197,7 @@ func (s *Service) CheckDeploy(ctx context.Context, req *canaryv1.CheckDeployRequ
 	s.log.Warn("blocked deployment overridden", "service", o.Service, "stage", o.Stage, "who", o.Who, "reason", o.Reason,
 		"blocked", o.BlockedReasons)
 	resp.Allowed, resp.Override = true, o
+	s.metrics.deployChecks.WithLabelValues("overridden").Inc()
 	return resp, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -75,6 +76,11 @@ func TestCheckDeploy(t *testing.T) {
 	if err != nil || !r.GetAllowed() || r.GetOverride().GetWho() != "root" || r.GetOverride().GetReason() != "INC-42: hotfix for the outage" ||
 		!r.GetOverride().GetTime().AsTime().Equal(before) || len(r.GetOverride().GetBlockedReasons()) != 1 {
 		t.Fatalf("override: %v, %v", r, err)
+	}
+	for result, want := range map[string]float64{"allowed": 2, "blocked": 2, "overridden": 1} {
+		if got := testutil.ToFloat64(e.svc.metrics.deployChecks.WithLabelValues(result)); got != want {
+			t.Errorf("canaryd_deploy_checks_total{result=%q} = %v, want %v", result, got, want)
+		}
 	}
 	ov, err := e.c.ListDeployOverrides(root, &canaryv1.ListDeployOverridesRequest{Service: "checkout"})
 	if err != nil || len(ov.GetOverrides()) != 1 || ov.GetOverrides()[0].GetReason() != "INC-42: hotfix for the outage" {

@@ -32,6 +32,12 @@ type metrics struct {
 	// (storemetrics.go), by operation.
 	storeTime   *prometheus.HistogramVec // operation
 	storeErrors *prometheus.CounterVec   // operation, kind: unavailable | error
+	// alarms: alarm events received (alarms.go), by source and state;
+	// alarmRuns: their records with running runs; deployChecks:
+	// CheckDeploy answers (blockers.go), by result.
+	alarms       *prometheus.CounterVec
+	alarmRuns    prometheus.Counter
+	deployChecks *prometheus.CounterVec
 }
 
 // grpcBuckets are the buckets of grpc_server_handling_seconds: from the
@@ -86,6 +92,18 @@ func newMetrics(reg prometheus.Registerer, liveRuns func() float64, runsByState 
 				"finished, request id conflict) and cancelled calls are not errors.",
 		}, []string{"operation", "kind"}),
 	}
+	m.alarms = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "canaryd_alarms_total",
+		Help: "Alarm events recorded, by source (alertmanager, api) and state (firing, resolved).",
+	}, []string{"source", "state"})
+	m.alarmRuns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "canaryd_alarm_run_records_total",
+		Help: "Alarm events recorded with running runs that their rules match (a firing one rolls the run back).",
+	})
+	m.deployChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "canaryd_deploy_checks_total",
+		Help: "CheckDeploy answers, by result: allowed, blocked, or overridden (blocked, allowed by an override).",
+	}, []string{"result"})
 	runs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "canaryd_runs_in_memory",
 		Help: "Runs held in memory (running runs in use, and recently finished ones).",
@@ -96,7 +114,7 @@ func newMetrics(reg prometheus.Registerer, liveRuns func() float64, runsByState 
 		count: runsByState,
 	}
 	for _, c := range []prometheus.Collector{m.grpc, m.samples, m.batches, m.verdicts, m.judge, m.judgeWait,
-		m.storeTime, m.storeErrors, runs, byState} {
+		m.storeTime, m.storeErrors, runs, byState, m.alarms, m.alarmRuns, m.deployChecks} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -114,6 +132,9 @@ func newMetrics(reg prometheus.Registerer, liveRuns func() float64, runsByState 
 		m.storeTime.WithLabelValues(op)
 		m.storeErrors.WithLabelValues(op, "unavailable")
 		m.storeErrors.WithLabelValues(op, "error")
+	}
+	for _, r := range []string{"allowed", "blocked", "overridden"} {
+		m.deployChecks.WithLabelValues(r)
 	}
 	return m, nil
 }

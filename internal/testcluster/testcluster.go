@@ -285,7 +285,7 @@ const MasterName = "mymaster"
 
 // StartSentinel starts a primary, 2 replicas and 3 Sentinels
 // (redis-server --sentinel) and waits until the Sentinels see the
-// replicas and each other.
+// replicas and each other and both replicas are in sync.
 func StartSentinel(t testing.TB, o Options) *Sentinel {
 	t.Helper()
 	bin, _ := binaries(t)
@@ -340,6 +340,10 @@ sentinel parallel-syncs %s 1
 			if err != nil || m["num-slaves"] != "2" || m["num-other-sentinels"] != "2" {
 				ready = false
 			}
+		}
+		// And both replicas are in sync with the primary.
+		if repl, err := s.Data[0].do(ctx, "INFO", "replication"); err != nil || strings.Count(repl, "state=online") != 2 {
+			ready = false
 		}
 		if ready {
 			break
