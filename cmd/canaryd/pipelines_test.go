@@ -32,7 +32,10 @@ func TestPipelineRecipes(t *testing.T) {
 		t.Skip("pipeline test skipped: no go command in PATH to build the binaries")
 	}
 	bash := testproc.LookPath(t, "bash", "bash", "the shell recipe of docs/pipelines.md")
-	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	// Five runs of the script and two jobs, each several processes: twice
+	// the budget of one end-to-end test (a loaded machine under -race
+	// needed more than one).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*e2eTimeout)
 	defer cancel()
 
 	dir := t.TempDir()
