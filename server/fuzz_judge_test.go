@@ -53,6 +53,34 @@ func fuzzConfig() *canaryv1.CanaryConfig {
 	}
 }
 
+// fuzzConfigs are fuzzConfig and variants at the edges of what a config
+// may say: the largest confidence and power with zero tolerances, a
+// warm-up and other bad directions; the smallest confidence and power,
+// one-second windows, no sample-ratio check, a tiny detectable effect.
+// FuzzJudge's first byte picks one.
+func fuzzConfigs() []*canaryv1.CanaryConfig {
+	strict := fuzzConfig()
+	strict.Name = "fuzz-strict"
+	strict.Confidence, strict.Power = ptr(0.999999999), ptr(0.999999)
+	strict.Window = nil
+	strict.Warmup = durationpb.New(5 * time.Minute)
+	for i, m := range strict.Metrics {
+		m.Tolerance = ptr(0.0)
+		m.BadDirection = []canaryv1.BadDirection{canaryv1.BadDirection_BAD_DIRECTION_DECREASE,
+			canaryv1.BadDirection_BAD_DIRECTION_BOTH, canaryv1.BadDirection_BAD_DIRECTION_INCREASE}[i]
+	}
+	loose := fuzzConfig()
+	loose.Name = "fuzz-loose"
+	loose.Confidence, loose.Power = ptr(0.5), ptr(0.5)
+	loose.Window = durationpb.New(time.Second)
+	loose.Traffic = &canaryv1.TrafficCheck{Disabled: true}
+	for _, m := range loose.Metrics {
+		m.DetectableEffect = ptr(1e-6)
+		m.Tolerance = ptr(0.9)
+	}
+	return []*canaryv1.CanaryConfig{fuzzConfig(), strict, loose}
+}
+
 // fuzzBytes reads the values of fuzzed batches from the fuzzer's bytes;
 // past their end it reads zeros.
 type fuzzBytes struct{ b []byte }
@@ -253,7 +281,8 @@ func judgeBounded(t *testing.T, d *analysis.Data, opts analysis.Options) analysi
 
 // FuzzJudge ingests batches of arbitrary data through the service's
 // validation (prepare), folds the accepted ones into a run's data as the
-// service does (foldDelta), and judges it fixed-sample and sequentially:
+// service does (foldDelta), maybe many times over, and judges it
+// fixed-sample and sequentially:
 // the judge must return a verdict, without a panic or a hang, for every
 // metric type, histograms included. The data must also survive a snapshot:
 // encoded and decoded, they judge the same.
@@ -265,15 +294,29 @@ func FuzzJudge(f *testing.F) {
 	f.Add([]byte{5, 0, 2, 30, 1, 1, 0, 2, 6, 0, 10, 0, 3, 0, 5, 0, 1, 5, 0, 1, 30, 9, 1, 2, 3, 0, 4, 0, 2, 7})
 	f.Add([]byte{3, 1, 2, 100, 1, 0, 8, 2, 3, 2, 3, 7, 3, 1, 1, 100, 1, 0, 8, 2, 3, 2, 3, 7})
 	e := newEnv(f, func(o *Options) { o.MaxBatchSamples = 10_000 })
-	cfg := fuzzConfig()
-	run := e.createRun(context.Background(), "fuzz", cfg, time.Hour)
-	e.clock.Advance(time.Hour) // samples may be timed over the run's first hour
-	acfg, err := apiconv.ConfigFromProto(run.GetConfig())
-	if err != nil {
-		f.Fatal(err)
+	var (
+		runs  []*canaryv1.Run
+		acfgs []*analysis.Config
+	)
+	for i, cfg := range fuzzConfigs() {
+		run := e.createRun(context.Background(), fmt.Sprint("fuzz-", i), cfg, time.Hour)
+		acfg, err := apiconv.ConfigFromProto(run.GetConfig())
+		if err != nil {
+			f.Fatal(err)
+		}
+		runs, acfgs = append(runs, run), append(acfgs, acfg)
 	}
-	start := runStart(run)
+	e.clock.Advance(time.Hour) // samples may be timed over the runs' first hour
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The first byte picks the config, and how many times the data
+		// are doubled after folding: up to 2³¹ times the same batches,
+		// acknowledged under other batch ids (totals of 10²⁸ requests).
+		var k, doublings int
+		if len(data) > 0 {
+			k, doublings, data = int(data[0])%len(runs), int(data[0])/len(runs)%32, data[1:]
+		}
+		run, acfg := runs[k], acfgs[k]
+		start := runStart(run)
 		d := newData(acfg, start)
 		counters := &canaryv1.RunCounters{}
 		var pull *canaryv1.PullStatus
@@ -289,6 +332,17 @@ func FuzzJudge(f *testing.F) {
 			if err := foldDelta(acfg, d, counters, &pull, new([]*canaryv1.AlarmEvent), b.blob); err != nil {
 				t.Fatalf("fold the delta of an accepted batch: %v", err)
 			}
+		}
+		for range doublings {
+			b, err := d.MarshalBinary()
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			c, err := analysis.UnmarshalData(acfg, b)
+			if err != nil {
+				t.Fatalf("decode the data of accepted batches: %v", err)
+			}
+			d.Merge(c)
 		}
 		var verdicts []analysis.Verdict
 		for _, seq := range []bool{false, true} {

@@ -326,6 +326,13 @@ func binomTailsLog(k, n, p, q float64) (lower, upper float64) {
 		ip, iq, _ := betaIncLog(k+1, n-k, p, q)
 		return iq, ip
 	}
+	if n >= 1<<53 && p > q {
+		// Beyond 2⁵³ trials a count near n·p cannot be stepped by one
+		// (k − 1 = k): count the failures instead, Y = n − X ~
+		// Binomial(n, q), whose mean n·q ≤ binomApproxMin can.
+		lo, up := binomTailsLog(n-k-1, n, q, p)
+		return up, lo
+	}
 	if k <= n*p {
 		lower = binomSumLog(k, -1, n, p, q)
 		return lower, math.Log1p(-math.Exp(lower))

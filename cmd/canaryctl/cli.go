@@ -122,6 +122,7 @@ CANARY_TLS_CERT, CANARY_TLS_KEY.
 	for _, c := range []*cobra.Command{
 		newConfigCmd(g), newRunCmd(g), newIngestCmd(g), newJudgeCmd(g), newWatchCmd(g),
 		newGateCmd(g), newHistoryCmd(g), newReportCmd(g), newAlarmCmd(g), newBlockersCmd(g), newPolicyCmd(g),
+		newBenchCmd(g),
 	} {
 		c.GroupID = "service"
 		root.AddCommand(c)
