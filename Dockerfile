@@ -32,6 +32,18 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # runtime image, so that a new named volume starts with that owner.
 RUN mkdir -p /out/var/lib/canaryd && chown 65532:65532 /out/var/lib/canaryd
 
+# canaryctl alone, its entrypoint: `docker build --target canaryctl -t canaryctl .`,
+# then `docker run --rm -e CANARY_ADDR=canaryd:7070 canaryctl gate RUN --wait 30m`.
+# As a Kubernetes Job (an Argo Rollouts job metric) either image works
+# without a shell: command ["/usr/local/bin/canaryctl"], args ["gate", ...]
+# (docs/pipelines.md).
+FROM gcr.io/distroless/static-debian12:nonroot AS canaryctl
+COPY --from=build /out/canaryctl /usr/local/bin/
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/canaryctl"]
+CMD ["--help"]
+
+# The default target: canaryd, with canaryctl beside it.
 FROM gcr.io/distroless/static-debian12:nonroot
 LABEL org.opencontainers.image.title="canaryd" \
       org.opencontainers.image.description="Canary analysis service: PROMOTE, HOLD or ROLLBACK from the metrics of a baseline and a canary" \

@@ -261,7 +261,7 @@ func (st *liveState) setVerdict(s *Service, av *analysis.Verdict, version uint64
 	st.rec.Verdict = v
 	st.gen++
 	st.addPoint(report.Point(v))
-	s.metrics.verdicts.WithLabelValues(v.GetDecision().String(), "false").Inc()
+	s.metrics.verdicts.WithLabelValues(decisionLabel(v.GetDecision()), "false").Inc()
 	return v
 }
 

@@ -494,7 +494,7 @@ func (s *Service) finishRun(ctx context.Context, lr *liveRun, plan finishPlan) (
 	if err := s.flushTrajectory(lr); err != nil {
 		s.log.Warn("store the trajectory of a finished run", "run", lr.id, "err", err)
 	}
-	s.metrics.verdicts.WithLabelValues(final.GetDecision().String(), "true").Inc()
+	s.metrics.verdicts.WithLabelValues(decisionLabel(final.GetDecision()), "true").Inc()
 	s.log.Info("run finished", "run", lr.id, "state", apiconv.RunStateName(state), "decision", final.GetDecision().String(),
 		"reason", reason)
 	return proto.Clone(run).(*canaryv1.Run), nil

@@ -242,7 +242,6 @@ func New(opts Options) (*Service, error) {
 	}
 	opts.setDefaults()
 	s := &Service{
-		store:       opts.Store,
 		log:         opts.Logger,
 		now:         opts.Now,
 		idle:        opts.IdleTimeout,
@@ -263,11 +262,12 @@ func New(opts Options) (*Service, error) {
 		maxListBytes: maxListBytes,
 	}
 	s.shutdownCtx, s.shutdown = context.WithCancel(context.Background())
-	m, err := newMetrics(opts.Registerer, s.liveRuns)
+	m, err := newMetrics(opts.Registerer, s.liveRuns, s.runsByState)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = m
+	s.store = instrumentedStore{Store: opts.Store, m: m}
 	// Audit lines go to the service's logger, with component=audit.
 	if s.guard, err = auth.NewGuard(auth.Options{
 		Policy: opts.Auth, ClientCerts: opts.ClientCerts, Runs: s, Logger: opts.Logger,
@@ -291,8 +291,8 @@ func New(opts Options) (*Service, error) {
 func (s *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		codecOption(),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.guard.Unary),
-		grpc.ChainStreamInterceptor(s.streamInterceptor, s.guard.Stream),
+		grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor(), s.unaryInterceptor, s.guard.Unary),
+		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor(), s.streamInterceptor, s.guard.Stream),
 		grpc.MaxRecvMsgSize(s.maxMessageSize()),
 		grpc.MaxConcurrentStreams(s.maxStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -19,16 +17,6 @@ import (
 // exitBlocked is the exit code of `canaryctl blockers` when the
 // deployment may not start.
 const exitBlocked = 30
-
-// writeProtoJSON prints a message of the API as protojson.
-func writeProtoJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode JSON: %w", err)
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
-}
 
 // newAlarmCmd returns `canaryctl alarm fire|resolve|list`.
 func newAlarmCmd(g *globals) *cobra.Command {
@@ -91,8 +79,8 @@ func runAlarmReport(ctx context.Context, g *globals, ev *canaryv1.AlarmEvent) er
 	if err != nil {
 		return err
 	}
-	if g.cf.out == "json" {
-		return writeProtoJSON(g.e.stdout, resp)
+	if structured(g.cf.out) {
+		return printMessage(g.e.stdout, g.cf.out, resp)
 	}
 	a := resp.GetAlarm()
 	state := strings.ToLower(strings.TrimPrefix(a.GetState().String(), "ALARM_STATE_"))
@@ -148,8 +136,8 @@ func runAlarmList(ctx context.Context, g *globals, req *canaryv1.ListAlarmsReque
 	if err != nil {
 		return err
 	}
-	if g.cf.out == "json" {
-		return writeProtoJSON(g.e.stdout, resp)
+	if structured(g.cf.out) {
+		return printMessage(g.e.stdout, g.cf.out, resp)
 	}
 	tw := tabwriter.NewWriter(g.e.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STARTED\tSTATE\tNAME\tLABELS\tSUMMARY")
@@ -203,8 +191,8 @@ func runBlockers(ctx context.Context, g *globals, req *canaryv1.CheckDeployReque
 	if err != nil {
 		return err
 	}
-	if g.cf.out == "json" {
-		if err := writeProtoJSON(g.e.stdout, resp); err != nil {
+	if structured(g.cf.out) {
+		if err := printMessage(g.e.stdout, g.cf.out, resp); err != nil {
 			return err
 		}
 	} else {
@@ -264,8 +252,8 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if g.cf.out == "json" {
-			return writeProtoJSON(g.e.stdout, resp)
+		if structured(g.cf.out) {
+			return printMessage(g.e.stdout, g.cf.out, resp)
 		}
 		fmt.Fprintf(g.e.stdout, "deploy policy of %s stored\n", resp.GetPolicy().GetPolicy().GetService())
 		return nil
@@ -288,8 +276,8 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if g.cf.out == "json" || resp.GetPolicy().GetYaml() == "" {
-			return writeProtoJSON(g.e.stdout, resp)
+		if structured(g.cf.out) || resp.GetPolicy().GetYaml() == "" {
+			return printMessage(g.e.stdout, g.cf.out, resp)
 		}
 		_, err = io.WriteString(g.e.stdout, resp.GetPolicy().GetYaml())
 		return err

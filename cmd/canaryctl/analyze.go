@@ -15,6 +15,8 @@ import (
 	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/collectors/jsonl"
 	"github.com/canaryd/canaryd/collectors/prometheus"
+	"github.com/canaryd/canaryd/internal/apiconv"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 // newAnalyzeCmd returns `canaryctl analyze`, which judges a finished data set offline with the fixed-sample
@@ -80,7 +82,14 @@ func runAnalyze(ctx context.Context, g *globals, o *analyzeOpts) error {
 	}
 	judge := func(data *analysis.Data) error {
 		v := analysis.Judge(data, analysis.Options{BakeComplete: !o.live, Sequential: o.seq})
-		if err := printVerdict(e.stdout, g.cf.out, &v); err != nil {
+		var err error
+		if structured(g.cf.out) {
+			// The shape of `canaryctl judge -o json`.
+			err = printMessage(e.stdout, g.cf.out, &canaryv1.JudgeResponse{Verdict: apiconv.VerdictToProto(&v)})
+		} else {
+			err = printVerdict(e.stdout, &v)
+		}
+		if err != nil {
 			return err
 		}
 		return exitCodeError{v.Decision.ExitCode()}

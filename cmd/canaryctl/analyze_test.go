@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -14,6 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/canaryd/canaryd/internal/apiconv"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -44,20 +48,14 @@ func TestAnalyzeExamples(t *testing.T) {
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.code, errs)
 			}
-			var v struct {
-				Decision string   `json:"decision"`
-				Reason   string   `json:"reason"`
-				Deciding []string `json:"deciding_metrics"`
-				Metrics  []struct {
-					Name    string `json:"name"`
-					Outcome string `json:"outcome"`
-				} `json:"metrics"`
+			// The JudgeResponse of the API, in protojson.
+			var resp canaryv1.JudgeResponse
+			if err := protojson.Unmarshal([]byte(out), &resp); err != nil {
+				t.Fatalf("output is not a JudgeResponse: %v\n%s", err, out)
 			}
-			if err := json.Unmarshal([]byte(out), &v); err != nil {
-				t.Fatalf("output is not JSON: %v\n%s", err, out)
-			}
+			v := apiconv.VerdictFromProto(resp.GetVerdict())
 			// Four metrics and the sample-ratio check (traffic_share).
-			if v.Decision != tc.decision || len(v.Metrics) != 5 || strings.Join(v.Deciding, ",") != strings.Join(tc.deciding, ",") {
+			if string(v.Decision) != tc.decision || len(v.Metrics) != 5 || strings.Join(v.Deciding, ",") != strings.Join(tc.deciding, ",") {
 				t.Errorf("decision %s deciding %v with %d metrics; want %s %v", v.Decision, v.Deciding, len(v.Metrics), tc.decision, tc.deciding)
 			}
 			if tc.decision == "HOLD" && !strings.Contains(v.Reason, "more canary") {
@@ -84,7 +82,7 @@ func TestAnalyzeErrors(t *testing.T) {
 		want  string
 	}{
 		{"no flags", "", []string{"analyze"}, "--config and one of --samples or --prometheus are required"},
-		{"bad output", "", []string{"analyze", "--config", "x", "--samples", "y", "-o", "xml"}, "-o must be table or json"},
+		{"bad output", "", []string{"analyze", "--config", "x", "--samples", "y", "-o", "xml"}, "-o must be table, wide, json or yaml"},
 		{"missing config", "", []string{"analyze", "--config", "nope.yaml", "--samples", "-"}, "read config"},
 		{"unknown metric", `{"metric":"cpu","cohort":"canary","value":1}`, []string{"analyze", "--config", "../../examples/canary.yaml", "--samples", "-"}, `line 1: metric: "cpu" is not a metric`},
 		{"count > total", `{"metric":"errors","cohort":"canary","count":5,"total":2}`, []string{"analyze", "--config", "../../examples/canary.yaml", "--samples", "-"}, "line 1: count: count 5 exceeds total 2"},

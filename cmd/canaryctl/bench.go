@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 
 	"github.com/canaryd/canaryd/internal/loadgen"
@@ -103,16 +102,8 @@ func runBench(ctx context.Context, g *globals, f benchFlags) error {
 	rep, err := loadgen.Run(ctx, opts)
 	if rep != nil {
 		switch g.cf.out {
-		case "json":
-			if werr := writeJSON(g.e.stdout, benchJSON(rep)); werr != nil && err == nil {
-				err = werr
-			}
-		case "yaml":
-			b, werr := yaml.Marshal(benchJSON(rep))
-			if werr == nil {
-				_, werr = g.e.stdout.Write(b)
-			}
-			if werr != nil && err == nil {
+		case outJSON, outYAML:
+			if werr := printValue(g.e.stdout, g.cf.out, benchJSON(rep)); werr != nil && err == nil {
 				err = werr
 			}
 		default:

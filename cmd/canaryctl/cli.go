@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
 )
 
 // Exit codes other than the verdicts' (analysis.Decision.ExitCode).
@@ -74,6 +75,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+		var se *statusError
+		if errors.As(err, &se) && se.code == codes.Unavailable {
+			addr := root.PersistentFlags().Lookup("addr").Value.String()
+			fmt.Fprintf(stderr, "  (is canaryd running at %s? set --addr or CANARY_ADDR)\n", addr)
+		}
 		return exitError
 	}
 }
@@ -115,7 +121,7 @@ CANARY_TLS_CERT, CANARY_TLS_KEY.
 		&cobra.Group{ID: "offline", Title: "Offline commands:"})
 	for _, c := range []*cobra.Command{
 		newConfigCmd(g), newRunCmd(g), newIngestCmd(g), newJudgeCmd(g), newWatchCmd(g),
-		newHistoryCmd(g), newReportCmd(g), newAlarmCmd(g), newBlockersCmd(g), newPolicyCmd(g),
+		newGateCmd(g), newHistoryCmd(g), newReportCmd(g), newAlarmCmd(g), newBlockersCmd(g), newPolicyCmd(g),
 		newBenchCmd(g),
 	} {
 		c.GroupID = "service"
@@ -193,14 +199,6 @@ func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// checkOutput validates -o for the commands that print tables or JSON.
-func checkOutput(o string) error {
-	if o != "table" && o != "json" {
-		return usagef("-o must be table or json (got %q)", o)
-	}
-	return nil
 }
 
 // withRunFlag puts the run id of the deprecated --run flag first among

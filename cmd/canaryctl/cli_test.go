@@ -1,8 +1,14 @@
 package main
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
@@ -29,7 +35,8 @@ func TestGlobalFlagsAnywhere(t *testing.T) {
 	}
 	// An unreachable address from a flag after the command is the one used.
 	code, _, errOut := ctl(t, "", "run", "get", "run-1", "--addr", "127.0.0.1:1", "--timeout", "2s")
-	if code != exitError || !strings.Contains(errOut, "canaryctl run get: UNAVAILABLE") {
+	if code != exitError || !strings.Contains(errOut, "canaryctl run get: UNAVAILABLE") ||
+		!strings.Contains(errOut, "is canaryd running at 127.0.0.1:1? set --addr or CANARY_ADDR") {
 		t.Errorf("--addr 127.0.0.1:1 after the command: exit %d, stderr %q; want 1 and UNAVAILABLE", code, errOut)
 	}
 }
@@ -169,5 +176,88 @@ func TestVersion(t *testing.T) {
 	code, out, _ = ctl(t, "", "version", "-o", "json")
 	if code != 0 || !strings.Contains(out, `"go_version": "go1.`) || !strings.Contains(out, `"version":`) {
 		t.Errorf("version -o json: exit %d, %q", code, out)
+	}
+}
+
+// TestOutputFormats: -o table, wide, json and yaml. json is the API's
+// message in protojson (it decodes to the very message the service sent);
+// yaml is the same document.
+func TestOutputFormats(t *testing.T) {
+	t.Parallel()
+	r := testRun()
+	r.Service, r.Stage, r.ConfigName, r.ConfigVersion = "checkout-api", "wave-1", "checkout-api", 2
+	r.BaselineLabels, r.CanaryLabels = map[string]string{"version": "v1"}, map[string]string{"version": "v2"}
+	r.Counters = &canaryv1.RunCounters{Batches: 3, BaselineSamples: 10, CanarySamples: 5}
+	r.Verdict = testVerdict(canaryv1.Decision_DECISION_HOLD, 1, false)
+	f := &fakeService{run: r, verdict: r.Verdict}
+	addr := startFake(t, f)
+
+	outputs := map[string]string{}
+	for _, o := range []string{"table", "wide", "json", "yaml"} {
+		code, out, errOut := ctl(t, "", "--addr", addr, "run", "list", "-o", o)
+		if code != 0 {
+			t.Fatalf("run list -o %s: exit %d, stderr %q", o, code, errOut)
+		}
+		outputs[o] = out
+	}
+	if !strings.Contains(outputs["table"], "run-1") || strings.Contains(outputs["table"], "BASELINE") {
+		t.Errorf("run list -o table:\n%s", outputs["table"])
+	}
+	for _, s := range []string{"BASELINE", "CANARY", "BATCHES", "version=v1", "version=v2"} {
+		if !strings.Contains(outputs["wide"], s) {
+			t.Errorf("run list -o wide lacks %q:\n%s", s, outputs["wide"])
+		}
+	}
+	want := &canaryv1.ListRunsResponse{Runs: []*canaryv1.Run{r}}
+	var got canaryv1.ListRunsResponse
+	if err := protojson.Unmarshal([]byte(outputs["json"]), &got); err != nil || !proto.Equal(&got, want) {
+		t.Errorf("run list -o json (%v): got\n%s\nwant %v", err, outputs["json"], want)
+	}
+	if !strings.Contains(outputs["json"], `"baselineSamples": "10"`) || !strings.Contains(outputs["json"], `"decision": "DECISION_HOLD"`) {
+		t.Errorf("run list -o json is not protojson (camelCase names, int64 as strings, enums by name):\n%s", outputs["json"])
+	}
+	var fromJSON, fromYAML any
+	if err := json.Unmarshal([]byte(outputs["json"]), &fromJSON); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(outputs["yaml"]), &fromYAML); err != nil {
+		t.Fatalf("run list -o yaml: %v\n%s", err, outputs["yaml"])
+	}
+	// Through JSON, so that YAML's integers compare with JSON's numbers.
+	b, err := json.Marshal(fromYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromYAML = nil
+	if err := json.Unmarshal(b, &fromYAML); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromJSON, fromYAML) {
+		t.Errorf("-o yaml differs from -o json:\n%s\nvs\n%s", outputs["yaml"], outputs["json"])
+	}
+	if strings.Contains(outputs["yaml"], "{") {
+		t.Errorf("-o yaml is not in block style:\n%s", outputs["yaml"])
+	}
+
+	// Every command that prints a message takes every format.
+	for _, args := range [][]string{{"run", "get", "run-1"}, {"judge", "run-1"}} {
+		for _, o := range []string{"table", "wide", "json", "yaml"} {
+			code, out, errOut := ctl(t, "", append(args, "--addr", addr, "-o", o)...)
+			if (code != 0 && code != 10) || out == "" {
+				t.Errorf("%s -o %s: exit %d, stderr %q", strings.Join(args, " "), o, code, errOut)
+			}
+		}
+	}
+	if code, _, errOut := ctl(t, "", "run", "list", "--addr", addr, "-o", "xml"); code != exitUsage || !strings.Contains(errOut, "-o must be table, wide, json or yaml") {
+		t.Errorf("-o xml: exit %d, stderr %q", code, errOut)
+	}
+
+	// An empty list says so.
+	empty := startFake(t, &fakeService{})
+	if code, out, _ := ctl(t, "", "run", "list", "--addr", empty); code != 0 || out != "no runs found\n" {
+		t.Errorf("empty run list: exit %d, %q", code, out)
+	}
+	if code, out, _ := ctl(t, "", "run", "list", "--addr", empty, "-o", "json"); code != 0 || strings.TrimSpace(out) != "{}" {
+		t.Errorf("empty run list -o json: exit %d, %q", code, out)
 	}
 }

@@ -61,13 +61,10 @@ func runConfigPut(ctx context.Context, g *globals, name, file string) error {
 	if err != nil {
 		return err
 	}
-	cv := resp.GetConfig()
-	if cf.out == "json" {
-		j := newConfigVersionJSON(cv)
-		created := resp.GetCreated()
-		j.Created = &created
-		return writeJSON(e.stdout, j)
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, resp)
 	}
+	cv := resp.GetConfig()
 	what := "stored"
 	if !resp.GetCreated() {
 		what = "unchanged: identical to the latest version"
@@ -112,8 +109,8 @@ func runConfigGet(ctx context.Context, g *globals, raw bool, ref string) error {
 	}
 	cv := resp.GetConfig()
 	switch {
-	case cf.out == "json":
-		return writeJSON(e.stdout, newConfigVersionJSON(cv))
+	case structured(cf.out):
+		return printMessage(e.stdout, cf.out, resp)
 	case raw:
 		if cv.GetYaml() == "" {
 			return fmt.Errorf("%s@%d was not put as YAML", cv.GetName(), cv.GetVersion())
@@ -162,17 +159,10 @@ func runConfigList(ctx context.Context, g *globals, lim *pageFlags, pos []string
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		out := struct {
-			Configs       []*configVersionJSON `json:"configs"`
-			NextPageToken string               `json:"next_page_token,omitempty"`
-		}{Configs: make([]*configVersionJSON, len(cvs)), NextPageToken: next}
-		for i, cv := range cvs {
-			out.Configs[i] = newConfigVersionJSON(cv)
-		}
-		return writeJSON(e.stdout, out)
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, &canaryv1.ListConfigsResponse{Configs: cvs, NextPageToken: next})
 	}
-	if err := printConfigs(e.stdout, cvs); err != nil {
+	if err := printConfigs(e.stdout, cvs, cf.out == outWide); err != nil {
 		return err
 	}
 	printNextPage(e.stdout, next)

@@ -44,6 +44,7 @@ type fakeService struct {
 	judgeCalls int
 	verdict    *canaryv1.Verdict
 	watches    [][]*canaryv1.Verdict // verdicts of each successive WatchVerdict; a stream whose last is not final ends UNAVAILABLE
+	watchHangs bool                  // a stream whose last verdict is not final stays open instead
 	history    []*canaryv1.Verdict
 	pageSize   int // page size of the list calls (0: all)
 }
@@ -111,6 +112,9 @@ func (f *fakeService) GetRun(_ context.Context, req *canaryv1.GetRunRequest) (*c
 
 func (f *fakeService) ListRuns(_ context.Context, req *canaryv1.ListRunsRequest) (*canaryv1.ListRunsResponse, error) {
 	f.record(req)
+	if f.run == nil {
+		return &canaryv1.ListRunsResponse{}, nil
+	}
 	return &canaryv1.ListRunsResponse{Runs: []*canaryv1.Run{f.run}}, nil
 }
 
@@ -169,6 +173,10 @@ func (f *fakeService) WatchVerdict(req *canaryv1.WatchVerdictRequest, stream can
 	}
 	if len(vs) > 0 && vs[len(vs)-1].GetFinal() {
 		return nil
+	}
+	if f.watchHangs {
+		<-stream.Context().Done()
+		return stream.Context().Err()
 	}
 	return status.Error(codes.Unavailable, "server shutting down")
 }

@@ -145,8 +145,8 @@ func runIngest(ctx context.Context, g *globals, runID, path string, batchSize, w
 	if sum.Records == 0 {
 		return usagef("%s: no samples", path)
 	}
-	if cf.out == "json" {
-		return writeJSON(e.stdout, sum)
+	if structured(cf.out) {
+		return printValue(e.stdout, cf.out, sum)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "run:\t%s\n", sum.RunID)

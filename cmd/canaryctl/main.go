@@ -8,6 +8,11 @@
 //	20  ROLLBACK
 //	1   error (service unavailable, internal)
 //	2   bad usage or bad input
+//	30  canaryctl blockers: the deployment may not start
+//
+// canaryctl gate answers as a job: 0 pass, 1 fail. Use the built binary:
+// `go run` reports every non-zero exit status as 1. The commands are
+// built with cobra (cli.go); docs/pipelines.md has the pipeline recipes.
 package main
 
 import (

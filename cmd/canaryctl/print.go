@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -12,13 +11,8 @@ import (
 	"github.com/canaryd/canaryd/analysis"
 )
 
-// printVerdict writes a verdict as a table or as JSON.
-func printVerdict(w io.Writer, format string, v *analysis.Verdict) error {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
+// printVerdict writes a verdict as a table.
+func printVerdict(w io.Writer, v *analysis.Verdict) error {
 	fmt.Fprintf(w, "decision: %s   (config %s, %s family-wise confidence)\n", v.Decision, v.Config, pct(v.Confidence))
 	fmt.Fprintf(w, "reason:   %s\n\n", v.Reason)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

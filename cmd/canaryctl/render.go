@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -16,24 +15,13 @@ import (
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
-// writeJSON writes v as indented JSON.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// printServiceVerdict writes a verdict from the service: as JSON, the
-// shape of `canaryctl analyze -o json` plus the run's fields; as a table,
-// a line about the run above the table of `canaryctl analyze`.
-func printServiceVerdict(w io.Writer, format string, pv *canaryv1.Verdict) error {
-	if format == "json" {
-		return writeJSON(w, newVerdictJSON(pv))
-	}
+// printServiceVerdict writes a verdict from the service as a table: a line
+// about the run above the table of `canaryctl analyze`.
+func printServiceVerdict(w io.Writer, pv *canaryv1.Verdict) error {
 	fmt.Fprintf(w, "run:      %s   (%s, stage %s, %s)\n", pv.GetRunId(), pv.GetService(), pv.GetStage(), verdictStatus(pv))
 	v := apiconv.VerdictFromProto(pv)
 	v.Config = configRef(pv.GetConfigName(), pv.GetConfigVersion())
-	return printVerdict(w, format, &v)
+	return printVerdict(w, &v)
 }
 
 // verdictStatus says whether a verdict is final or provisional, and when
@@ -105,29 +93,62 @@ func printRun(w io.Writer, r *canaryv1.Run) error {
 	return tw.Flush()
 }
 
-// printRuns writes runs one a line.
-func printRuns(w io.Writer, runs []*canaryv1.Run) error {
+// printRuns writes runs one a line; wide adds the cohorts' labels, the
+// bake time, the end and the batches.
+func printRuns(w io.Writer, runs []*canaryv1.Run, wide bool) error {
+	if len(runs) == 0 {
+		_, err := fmt.Fprintln(w, "no runs found")
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSERVICE\tSTAGE\tCONFIG\tSTATE\tDECISION\tCREATED\tSAMPLES")
+	head := "ID\tSERVICE\tSTAGE\tCONFIG\tSTATE\tDECISION\tCREATED\tSAMPLES"
+	if wide {
+		head += "\tBASELINE\tCANARY\tBAKE\tFINISHED\tBATCHES\tREQUEST ID"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range runs {
 		dec := "-"
 		if v := r.GetVerdict(); v != nil {
 			dec = string(apiconv.DecisionFromProto(v.GetDecision()))
 		}
 		c := r.GetCounters()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.GetId(), r.GetService(), r.GetStage(), configName(r),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d", r.GetId(), r.GetService(), r.GetStage(), configName(r),
 			apiconv.RunStateName(r.GetState()), dec, tsString(r.GetCreateTime()), c.GetBaselineSamples()+c.GetCanarySamples())
+		if wide {
+			bake := "-"
+			if b := r.GetBakeTime(); b != nil {
+				bake = b.AsDuration().String()
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%d\t%s", labels(r.GetBaselineLabels()), labels(r.GetCanaryLabels()), bake,
+				tsString(r.GetFinishTime()), c.GetBatches(), r.GetRequestId())
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
 
-// printHistory writes final verdicts one a line.
-func printHistory(w io.Writer, vs []*canaryv1.Verdict) error {
+// printHistory writes final verdicts one a line; wide adds the config,
+// the run's state and the whole reason.
+func printHistory(w io.Writer, vs []*canaryv1.Verdict, wide bool) error {
+	if len(vs) == 0 {
+		_, err := fmt.Fprintln(w, "no verdicts found")
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tSERVICE\tSTAGE\tDECISION\tRUN\tREASON")
+	if wide {
+		fmt.Fprintln(tw, "TIME\tSERVICE\tSTAGE\tDECISION\tRUN\tCONFIG\tSTATE\tREASON")
+	} else {
+		fmt.Fprintln(tw, "TIME\tSERVICE\tSTAGE\tDECISION\tRUN\tREASON")
+	}
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tsString(v.GetTime()), v.GetService(), v.GetStage(),
-			apiconv.DecisionFromProto(v.GetDecision()), v.GetRunId(), truncate(oneLine(v.GetReason()), 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t", tsString(v.GetTime()), v.GetService(), v.GetStage(),
+			apiconv.DecisionFromProto(v.GetDecision()), v.GetRunId())
+		if wide {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", configRef(v.GetConfigName(), v.GetConfigVersion()),
+				apiconv.RunStateName(v.GetRunState()), oneLine(v.GetReason()))
+		} else {
+			fmt.Fprintf(tw, "%s\n", truncate(oneLine(v.GetReason()), 100))
+		}
 	}
 	return tw.Flush()
 }
@@ -167,16 +188,37 @@ func printConfig(w io.Writer, cv *canaryv1.ConfigVersion) error {
 	return tw.Flush()
 }
 
-// printConfigs writes config versions one a line.
-func printConfigs(w io.Writer, cvs []*canaryv1.ConfigVersion) error {
+// printConfigs writes config versions one a line; wide adds the
+// confidence, the power, the warm-up and the window.
+func printConfigs(w io.Writer, cvs []*canaryv1.ConfigVersion, wide bool) error {
+	if len(cvs) == 0 {
+		_, err := fmt.Fprintln(w, "no configs found")
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tSTORED\tMETRICS")
+	head := "NAME\tVERSION\tSTORED\tMETRICS"
+	if wide {
+		head += "\tCONFIDENCE\tPOWER\tWARM-UP\tWINDOW"
+	}
+	fmt.Fprintln(tw, head)
 	for _, cv := range cvs {
-		names := make([]string, 0, len(cv.GetConfig().GetMetrics()))
-		for _, m := range cv.GetConfig().GetMetrics() {
+		c := cv.GetConfig()
+		names := make([]string, 0, len(c.GetMetrics()))
+		for _, m := range c.GetMetrics() {
 			names = append(names, m.GetName())
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", cv.GetName(), cv.GetVersion(), tsString(cv.GetCreateTime()), strings.Join(names, ","))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s", cv.GetName(), cv.GetVersion(), tsString(cv.GetCreateTime()), strings.Join(names, ","))
+		if wide {
+			warm, window := "-", "-"
+			if c.GetWarmup() != nil {
+				warm = c.GetWarmup().AsDuration().String()
+			}
+			if c.GetWindow() != nil {
+				window = c.GetWindow().AsDuration().String()
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", pct(c.GetConfidence()), pct(c.GetPower()), warm, window)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

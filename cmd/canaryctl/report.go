@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/canaryd/canaryd/internal/report"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -29,17 +28,18 @@ func newReportCmd(g *globals) *cobra.Command {
 
 // runReport writes the report of a run, fetched with GetRunReport: a
 // self-contained HTML page rendered here by the renderer the daemon uses
-// for GET /runs/{id}, or with -o json the RunReport message itself.
+// for GET /runs/{id}, or with -o json or yaml the RunReport message itself (the JSON the
+// daemon serves for the report).
 func runReport(ctx context.Context, g *globals, runID string) error {
 	e, cf := g.e, g.cf
 	pos := []string{runID}
 	format := cf.out
 	switch format {
-	case "html", "table":
-		cf.out = "table"
-	case "json":
+	case "html", outTable:
+		cf.out = outTable
+	case outJSON, outYAML:
 	default:
-		return usagef("-o must be html or json (got %q)", format)
+		return usagef("-o must be html (or table), json or yaml (got %q)", format)
 	}
 	r, err := report.NewRenderer()
 	if err != nil {
@@ -56,13 +56,8 @@ func runReport(ctx context.Context, g *globals, runID string) error {
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		b, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp.GetReport())
-		if err != nil {
-			return err
-		}
-		_, err = e.stdout.Write(append(b, '\n'))
-		return err
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, resp.GetReport())
 	}
 	return r.Report(e.stdout, resp.GetReport(), report.ReportOptions{Generated: time.Now()})
 }

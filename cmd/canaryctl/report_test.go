@@ -68,8 +68,8 @@ func TestReport(t *testing.T) {
 	if code, _, errOut = ctl(t, "", "report", "--addr", addr, "nope"); code != exitUsage || !strings.Contains(errOut, "not found") {
 		t.Errorf("unknown run: exit %d, %q", code, errOut)
 	}
-	if code, _, _ = ctl(t, "", "report", "--addr", addr, "-o", "yaml", id); code != exitUsage {
-		t.Errorf("-o yaml: exit %d, want %d", code, exitUsage)
+	if code, _, _ = ctl(t, "", "report", "--addr", addr, "-o", "xml", id); code != exitUsage {
+		t.Errorf("-o xml: exit %d, want %d", code, exitUsage)
 	}
 	if code, _, _ = ctl(t, "", "report", "--addr", addr); code != exitUsage {
 		t.Errorf("no run id: exit %d, want %d", code, exitUsage)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -76,29 +78,32 @@ RUN=$(canaryctl run create ...) works; -o json or yaml prints the Run.`,
       --finish-on-decision --max-duration 1h --fail-closed --request-id deploy-42/prod`,
 		Args: rangeArgs(0, 0, ""),
 	}
-	fs := cmd.Flags()
-	service := fs.String("service", "", "service under deployment (required)")
-	stage := fs.String("stage", "", "deployment stage, e.g. onebox/us-east-1 (required)")
-	cfgRef := fs.String("config", "", "stored config: NAME or NAME@VERSION (latest by default, pinned by the run)")
-	cfgFile := fs.String("config-file", "", "inline config (YAML file; - for standard input) instead of --config")
-	bake := fs.Duration("bake", 0, "bake time: the judge promotes nothing before it ends")
-	share := fs.Float64("canary-share", 0, "canary's expected share of the traffic of both cohorts, in (0, 1) (optional): the sample-ratio check tests it")
-	start := fs.String("start", "", "RFC 3339 time the run's data begin, for a run that replays recorded samples (default: now); the warm-up counts from it")
-	base, canary := labelsFlag{}, labelsFlag{}
-	fs.Var(base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
-	fs.Var(canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
-	reqID := fs.String("request-id", "", "idempotency key: a retry with the same key returns the same run, e.g. the deployer's own id of the deployment (default: random)")
-	onDecision := fs.Bool("finish-on-decision", false, "the run finishes by itself on a critical ROLLBACK, and after the bake on any ROLLBACK or PROMOTE")
-	maxDur := fs.Duration("max-duration", 0, "the run finishes by itself this long after its creation, even on a HOLD (0: never)")
-	failClosed := fs.Bool("fail-closed", false, "a HOLD at --max-duration becomes a ROLLBACK")
+	o := addCreateFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runCreate(cmd.Context(), g, &createOpts{
-			service: *service, stage: *stage, cfgRef: *cfgRef, cfgFile: *cfgFile, bake: *bake,
-			share: *share, shareSet: fs.Changed("canary-share"), start: *start, base: base, canary: canary, reqID: *reqID,
-			onDecision: *onDecision, maxDuration: *maxDur, failClosed: *failClosed,
-		})
+		o.shareSet = cmd.Flags().Changed("canary-share")
+		return runCreate(cmd.Context(), g, o)
 	}
 	return cmd
+}
+
+// addCreateFlags registers the flags of a new run (run create, gate) on
+// fs.
+func addCreateFlags(fs *pflag.FlagSet) *createOpts {
+	o := &createOpts{base: labelsFlag{}, canary: labelsFlag{}}
+	fs.StringVar(&o.service, "service", "", "service under deployment (required)")
+	fs.StringVar(&o.stage, "stage", "", "deployment stage, e.g. onebox/us-east-1 (required)")
+	fs.StringVar(&o.cfgRef, "config", "", "stored config: NAME or NAME@VERSION (latest by default, pinned by the run)")
+	fs.StringVar(&o.cfgFile, "config-file", "", "inline config (YAML file; - for standard input) instead of --config")
+	fs.DurationVar(&o.bake, "bake", 0, "bake time: the judge promotes nothing before it ends")
+	fs.Float64Var(&o.share, "canary-share", 0, "canary's expected share of the traffic of both cohorts, in (0, 1) (optional): the sample-ratio check tests it")
+	fs.StringVar(&o.start, "start", "", "RFC 3339 time the run's data begin, for a run that replays recorded samples (default: now); the warm-up counts from it")
+	fs.Var(o.base, "baseline-label", "label of the baseline cohort, key=value (repeatable)")
+	fs.Var(o.canary, "canary-label", "label of the canary cohort, key=value (repeatable)")
+	fs.StringVar(&o.reqID, "request-id", "", "idempotency key: a retry with the same key returns the same run, e.g. the deployer's own id of the deployment (default: random)")
+	fs.BoolVar(&o.onDecision, "finish-on-decision", false, "the run finishes by itself on a critical ROLLBACK, and after the bake on any ROLLBACK or PROMOTE")
+	fs.DurationVar(&o.maxDuration, "max-duration", 0, "the run finishes by itself this long after its creation, even on a HOLD (0: never)")
+	fs.BoolVar(&o.failClosed, "fail-closed", false, "a HOLD at --max-duration becomes a ROLLBACK")
+	return o
 }
 
 // createOpts are the flags of run create.
@@ -116,17 +121,40 @@ type createOpts struct {
 
 func runCreate(ctx context.Context, g *globals, o *createOpts) error {
 	e, cf := g.e, g.cf
+	if err := cf.check(); err != nil {
+		return err
+	}
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := createRun(ctx, e, c, o)
+	if err != nil {
+		return err
+	}
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, resp)
+	}
+	// The id alone, so that RUN=$(canaryctl run create ...) works.
+	fmt.Fprintln(e.stdout, resp.GetRun().GetId())
+	return nil
+}
+
+// createRun validates the flags of a new run and creates it, or finds the
+// run created before with the same request id.
+func createRun(ctx context.Context, e *env, c *client, o *createOpts) (*canaryv1.CreateRunResponse, error) {
 	switch {
 	case o.service == "" || o.stage == "":
-		return usagef("--service and --stage are required")
+		return nil, usagef("--service and --stage are required")
 	case (o.cfgRef == "") == (o.cfgFile == ""):
-		return usagef("give one of --config and --config-file")
+		return nil, usagef("give one of --config and --config-file")
 	case o.bake < 0:
-		return usagef("--bake must be >= 0 (got %v)", o.bake)
+		return nil, usagef("--bake must be >= 0 (got %v)", o.bake)
 	case o.maxDuration < 0:
-		return usagef("--max-duration must be >= 0 (got %v)", o.maxDuration)
+		return nil, usagef("--max-duration must be >= 0 (got %v)", o.maxDuration)
 	case o.failClosed && o.maxDuration == 0:
-		return usagef("--fail-closed needs --max-duration")
+		return nil, usagef("--fail-closed needs --max-duration")
 	}
 	req := &canaryv1.CreateRunRequest{
 		RequestId:      o.reqID,
@@ -154,45 +182,31 @@ func runCreate(ctx context.Context, g *globals, o *createOpts) error {
 	if o.start != "" {
 		t, err := time.Parse(time.RFC3339Nano, o.start)
 		if err != nil {
-			return usagef("--start must be an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", o.start)
+			return nil, usagef("--start must be an RFC 3339 time such as 2026-11-22T10:00:00Z (got %q)", o.start)
 		}
 		req.StartTime = timestamppb.New(t)
 	}
 	if o.cfgRef != "" {
 		name, version, err := parseConfigRef(o.cfgRef)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		req.Config = &canaryv1.CreateRunRequest_ConfigRef{ConfigRef: &canaryv1.ConfigRef{Name: name, Version: version}}
 	} else {
 		in, closeIn, err := openInput(e, o.cfgFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		src, err := io.ReadAll(in)
 		closeIn()
 		if err != nil {
-			return fmt.Errorf("read config: %w", err)
+			return nil, fmt.Errorf("read config: %w", err)
 		}
 		req.Config = &canaryv1.CreateRunRequest_InlineYaml{InlineYaml: string(src)}
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.CreateRunResponse, error) {
+	return call(ctx, func(ctx context.Context) (*canaryv1.CreateRunResponse, error) {
 		return c.CreateRun(ctx, req)
 	})
-	if err != nil {
-		return err
-	}
-	if cf.out == "json" {
-		return writeJSON(e.stdout, newRunJSON(resp.GetRun()))
-	}
-	// The id alone, so that RUN=$(canaryctl run create ...) works.
-	fmt.Fprintln(e.stdout, resp.GetRun().GetId())
-	return nil
 }
 
 // newRunGetCmd returns `canaryctl run get`.
@@ -222,8 +236,8 @@ func runGet(ctx context.Context, g *globals, pos []string) error {
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		return writeJSON(e.stdout, newRunJSON(resp.GetRun()))
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, resp)
 	}
 	return printRun(e.stdout, resp.GetRun())
 }
@@ -271,17 +285,10 @@ func runList(ctx context.Context, g *globals, service, stage, stateFlag string, 
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		out := struct {
-			Runs          []*runJSON `json:"runs"`
-			NextPageToken string     `json:"next_page_token,omitempty"`
-		}{Runs: make([]*runJSON, len(runs)), NextPageToken: next}
-		for i, r := range runs {
-			out.Runs[i] = newRunJSON(r)
-		}
-		return writeJSON(e.stdout, out)
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, &canaryv1.ListRunsResponse{Runs: runs, NextPageToken: next})
 	}
-	if err := printRuns(e.stdout, runs); err != nil {
+	if err := printRuns(e.stdout, runs, cf.out == outWide); err != nil {
 		return err
 	}
 	printNextPage(e.stdout, next)
@@ -289,17 +296,22 @@ func runList(ctx context.Context, g *globals, service, stage, stateFlag string, 
 }
 
 func runComplete(ctx context.Context, g *globals, id, reason string) error {
-	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
-		resp, err := c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id, Reason: reason})
-		return resp.GetRun(), err
+	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (runMessage, error) {
+		return c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id, Reason: reason})
 	})
 }
 
 func runAbort(ctx context.Context, g *globals, id, reason string) error {
-	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (*canaryv1.Run, error) {
-		resp, err := c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: id, Reason: reason})
-		return resp.GetRun(), err
+	return finishRun(ctx, g, id, reason, func(ctx context.Context, c *client, id, reason string) (runMessage, error) {
+		return c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: id, Reason: reason})
 	})
+}
+
+// runMessage is a response that carries a run: CompleteRunResponse,
+// AbortRunResponse.
+type runMessage interface {
+	proto.Message
+	GetRun() *canaryv1.Run
 }
 
 // newFinishCmd returns `canaryctl run complete` or `canaryctl run abort`.
@@ -319,7 +331,7 @@ func newFinishCmd(g *globals, verb, short string, finish func(context.Context, *
 
 // finishRun completes or aborts a run, prints its final verdict and exits
 // with the verdict's code.
-func finishRun(ctx context.Context, g *globals, id, reason string, finish func(context.Context, *client, string, string) (*canaryv1.Run, error)) error {
+func finishRun(ctx context.Context, g *globals, id, reason string, finish func(context.Context, *client, string, string) (runMessage, error)) error {
 	e, cf := g.e, g.cf
 	pos := []string{id}
 	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
@@ -327,17 +339,23 @@ func finishRun(ctx context.Context, g *globals, id, reason string, finish func(c
 		return err
 	}
 	defer done()
-	run, err := call(ctx, func(ctx context.Context) (*canaryv1.Run, error) {
+	resp, err := call(ctx, func(ctx context.Context) (runMessage, error) {
 		return finish(ctx, c, pos[0], reason)
 	})
 	if err != nil {
 		return err
 	}
+	run := resp.GetRun()
 	v := run.GetVerdict()
 	if v == nil {
 		return fmt.Errorf("run %s: the service returned no final verdict", run.GetId())
 	}
-	if err := printServiceVerdict(e.stdout, cf.out, v); err != nil {
+	if structured(cf.out) {
+		err = printMessage(e.stdout, cf.out, resp)
+	} else {
+		err = printServiceVerdict(e.stdout, v)
+	}
+	if err != nil {
 		return err
 	}
 	return exitCodeError{apiconv.DecisionFromProto(v.GetDecision()).ExitCode()}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -146,10 +145,8 @@ func runSimulate(ctx context.Context, g *globals, o *simulateOpts) error {
 	if o.kconf != sim.KayentaConfidence {
 		command += fmt.Sprintf(" --kayenta-confidence %g", o.kconf)
 	}
-	if g.cf.out == "json" {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+	if structured(g.cf.out) {
+		return printValue(e.stdout, g.cf.out, struct {
 			Command string `json:"command"`
 			*sim.Report
 		}{command, rep})

@@ -57,7 +57,7 @@ func TestSimulateUsage(t *testing.T) {
 		{"simulate", "--policy", "nope"},
 		{"simulate", "--runs", "0"},
 		{"simulate", "--effects", "x"},
-		{"simulate", "-o", "yaml"},
+		{"simulate", "-o", "xml"},
 		{"simulate", "extra"},
 		{"simulate", "--traffic", "0"},
 		{"simulate", "--minutes", "-1"},

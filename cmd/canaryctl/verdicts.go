@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,7 +57,12 @@ func runJudge(ctx context.Context, g *globals, runID string) error {
 		return err
 	}
 	v := resp.GetVerdict()
-	if err := printServiceVerdict(e.stdout, cf.out, v); err != nil {
+	if structured(cf.out) {
+		err = printMessage(e.stdout, cf.out, resp)
+	} else {
+		err = printServiceVerdict(e.stdout, v)
+	}
+	if err != nil {
 		return err
 	}
 	return exitCodeError{apiconv.DecisionFromProto(v.GetDecision()).ExitCode()}
@@ -101,14 +105,29 @@ func runWatch(ctx context.Context, g *globals, runID string) error {
 	}
 	defer done()
 
-	term := cf.out == "table" && isTerminal(e.stdout)
+	if err := cf.check(); err != nil {
+		return err
+	}
+	term := !structured(cf.out) && isTerminal(e.stdout)
 	show := func(v *canaryv1.Verdict) error {
 		switch {
-		case cf.out == "json":
-			return json.NewEncoder(e.stdout).Encode(newVerdictJSON(v))
+		case cf.out == outJSON:
+			// JSON Lines: one WatchVerdictResponse a line.
+			b, err := messageJSON(&canaryv1.WatchVerdictResponse{Verdict: v}, true)
+			if err != nil {
+				return err
+			}
+			_, err = e.stdout.Write(b)
+			return err
+		case cf.out == outYAML:
+			// A stream of YAML documents.
+			if _, err := io.WriteString(e.stdout, "---\n"); err != nil {
+				return err
+			}
+			return printMessage(e.stdout, outYAML, &canaryv1.WatchVerdictResponse{Verdict: v})
 		case term:
 			fmt.Fprint(e.stdout, clearScreen)
-			if err := printServiceVerdict(e.stdout, "table", v); err != nil {
+			if err := printServiceVerdict(e.stdout, v); err != nil {
 				return err
 			}
 			if !v.GetFinal() {
@@ -231,17 +250,10 @@ func runHistory(ctx context.Context, g *globals, o *historyOpts) error {
 	if err != nil {
 		return err
 	}
-	if cf.out == "json" {
-		out := struct {
-			Verdicts      []*verdictJSON `json:"verdicts"`
-			NextPageToken string         `json:"next_page_token,omitempty"`
-		}{Verdicts: make([]*verdictJSON, len(vs)), NextPageToken: next}
-		for i, v := range vs {
-			out.Verdicts[i] = newVerdictJSON(v)
-		}
-		return writeJSON(e.stdout, out)
+	if structured(cf.out) {
+		return printMessage(e.stdout, cf.out, &canaryv1.ListVerdictsResponse{Verdicts: vs, NextPageToken: next})
 	}
-	if err := printHistory(e.stdout, vs); err != nil {
+	if err := printHistory(e.stdout, vs, cf.out == outWide); err != nil {
 		return err
 	}
 	printNextPage(e.stdout, next)

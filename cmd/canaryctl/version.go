@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/canaryd/canaryd/internal/buildinfo"
 )
@@ -25,22 +24,14 @@ module's, with the Go version and the commit. canaryd --version prints the daemo
 		Args: rangeArgs(0, 0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info := buildinfo.Get(version)
-			switch g.cf.out {
-			case "table", "wide":
-				_, err := fmt.Fprintf(g.e.stdout, "canaryctl %s\n", info)
-				return err
-			case "json":
-				return writeJSON(g.e.stdout, info)
-			case "yaml":
-				b, err := yaml.Marshal(map[string]any{"version": info.Version, "go_version": info.GoVersion,
-					"revision": info.Revision, "modified": info.Modified})
-				if err != nil {
-					return err
-				}
-				_, err = g.e.stdout.Write(b)
+			if err := checkOutput(g.cf.out); err != nil {
 				return err
 			}
-			return usagef("-o must be table, wide, json or yaml (got %q)", g.cf.out)
+			if structured(g.cf.out) {
+				return printValue(g.e.stdout, g.cf.out, info)
+			}
+			_, err := fmt.Fprintf(g.e.stdout, "canaryctl %s\n", info)
+			return err
 		},
 	}
 }

@@ -25,6 +25,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 // The end-to-end test builds the real canaryd and canaryctl binaries,
@@ -78,13 +82,10 @@ func TestEndToEnd(t *testing.T) {
 	if out := ctl.ok(ctx, 0, "config", "put", example("canary.yaml")); !strings.Contains(out, "unchanged") {
 		t.Errorf("config put of the same file again: got %q, want it unchanged", out)
 	}
-	var cfg struct {
-		Name    string `json:"name"`
-		Version int    `json:"version"`
-	}
+	var cfg canaryv1.GetConfigResponse
 	ctl.okJSON(ctx, &cfg, "config", "get", "checkout-api@1")
-	if cfg.Name != "checkout-api" || cfg.Version != 1 {
-		t.Errorf("config get: got %+v", cfg)
+	if cfg.GetConfig().GetName() != "checkout-api" || cfg.GetConfig().GetVersion() != 1 {
+		t.Errorf("config get: got %v", &cfg)
 	}
 	_, stderr, code := ctl.run(ctx, nil, "config", "put", "-", "--name", "bad")
 	if code != 2 {
@@ -136,10 +137,10 @@ func TestEndToEnd(t *testing.T) {
 	if want := (summary{promoteLines, 0, 9, 0}); s2 != want {
 		t.Errorf("second ingest of the same file: got %+v, want %+v", s2, want)
 	}
-	var r e2eRun
+	var r canaryv1.GetRunResponse
 	ctl.okJSON(ctx, &r, "run", "get", promote)
-	if c := r.Counters; c.Batches != 9 || c.DuplicateBatches != 9 || c.BaselineSamples+c.CanarySamples != promoteLines {
-		t.Errorf("run get after ingesting twice: counters %+v, want 9 batches, 9 duplicates, %d samples", c, promoteLines)
+	if c := r.GetRun().GetCounters(); c.GetBatches() != 9 || c.GetDuplicateBatches() != 9 || int(c.GetBaselineSamples()+c.GetCanarySamples()) != promoteLines {
+		t.Errorf("run get after ingesting twice: counters %v, want 9 batches, 9 duplicates, %d samples", c, promoteLines)
 	}
 	// From standard input, in the default batch size.
 	f, err := os.Open(example("rollback.jsonl"))
@@ -171,18 +172,20 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	w = ctl.watch(ctx, "watch", rollback, "-o", "json")
-	var first e2eVerdict
-	if err := json.Unmarshal([]byte(w.next(t)), &first); err != nil || first.Decision != "ROLLBACK" || first.Final {
-		t.Errorf("watch -o json: first verdict %+v (%v), want a provisional ROLLBACK", first, err)
+	var first canaryv1.WatchVerdictResponse
+	if err := protojson.Unmarshal([]byte(w.next(t)), &first); err != nil || first.GetVerdict().GetDecision() != canaryv1.Decision_DECISION_ROLLBACK ||
+		first.GetVerdict().GetFinal() {
+		t.Errorf("watch -o json: first verdict %v (%v), want a provisional ROLLBACK", &first, err)
 	}
 	ctl.ok(ctx, 20, "run", "complete", rollback)
 	lines, code = w.wait(t)
-	var last e2eVerdict
+	var last canaryv1.WatchVerdictResponse
 	if len(lines) > 0 {
-		json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+		protojson.Unmarshal([]byte(lines[len(lines)-1]), &last)
 	}
-	if code != 20 || last.Decision != "ROLLBACK" || !last.Final || last.RunState != "completed" {
-		t.Errorf("watch -o json: exit %d, last verdict %+v; want exit 20 after a final ROLLBACK", code, last)
+	if lv := last.GetVerdict(); code != 20 || lv.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK || !lv.GetFinal() ||
+		lv.GetRunState() != canaryv1.RunState_RUN_STATE_COMPLETED {
+		t.Errorf("watch -o json: exit %d, last verdict %v; want exit 20 after a final ROLLBACK", code, lv)
 	}
 
 	// A finished run takes no more samples; unknown runs are not found.
@@ -196,19 +199,19 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// History.
-	var hist e2eHistory
+	var hist canaryv1.ListVerdictsResponse
 	ctl.okJSON(ctx, &hist, "history")
-	if got := hist.runs(); !reflect.DeepEqual(got, []string{rollback + " ROLLBACK", promote + " PROMOTE"}) {
+	if got := e2eHistoryRuns(&hist); !reflect.DeepEqual(got, []string{rollback + " ROLLBACK", promote + " PROMOTE"}) {
 		t.Errorf("history: got %q, want the rollback run then the promote run", got)
 	}
-	var rb e2eHistory
+	var rb canaryv1.ListVerdictsResponse
 	ctl.okJSON(ctx, &rb, "history", "--decision", "ROLLBACK", "--since", "1h")
-	if got := rb.runs(); !reflect.DeepEqual(got, []string{rollback + " ROLLBACK"}) {
+	if got := e2eHistoryRuns(&rb); !reflect.DeepEqual(got, []string{rollback + " ROLLBACK"}) {
 		t.Errorf("history --decision ROLLBACK: got %q, want only the rollback run", got)
 	}
-	var byStage e2eHistory
+	var byStage canaryv1.ListVerdictsResponse
 	ctl.okJSON(ctx, &byStage, "history", "--stage", "onebox/us-east-1", "--service", "checkout-api")
-	if got := byStage.runs(); !reflect.DeepEqual(got, []string{promote + " PROMOTE"}) {
+	if got := e2eHistoryRuns(&byStage); !reflect.DeepEqual(got, []string{promote + " PROMOTE"}) {
 		t.Errorf("history --stage onebox/us-east-1: got %q, want only the promote run", got)
 	}
 	if out := ctl.ok(ctx, 0, "history", "--until", "1h"); strings.Contains(out, promote) {
@@ -216,9 +219,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// What must survive a crash.
-	var runsBefore e2eRuns
+	var runsBefore canaryv1.ListRunsResponse
 	ctl.okJSON(ctx, &runsBefore, "run", "list")
-	var holdBefore e2eRun
+	var holdBefore canaryv1.GetRunResponse
 	ctl.okJSON(ctx, &holdBefore, "run", "get", hold)
 	judgeBefore := ctl.ok(ctx, 10, "judge", hold, "-o", "json")
 	histBefore := ctl.ok(ctx, 0, "history", "-o", "json")
@@ -231,15 +234,15 @@ func TestEndToEnd(t *testing.T) {
 	d = e2eStart(ctx, t, canaryd, store)
 	ctl.addr = d.grpcAddr
 
-	var runsAfter e2eRuns
+	var runsAfter canaryv1.ListRunsResponse
 	ctl.okJSON(ctx, &runsAfter, "run", "list")
-	if !reflect.DeepEqual(runsAfter.summary(), runsBefore.summary()) {
-		t.Errorf("run list after the restart:\n got %q\nwant %q", runsAfter.summary(), runsBefore.summary())
+	if after, before := e2eRunsSummary(&runsAfter), e2eRunsSummary(&runsBefore); !reflect.DeepEqual(after, before) {
+		t.Errorf("run list after the restart:\n got %q\nwant %q", after, before)
 	}
-	var holdAfter e2eRun
+	var holdAfter canaryv1.GetRunResponse
 	ctl.okJSON(ctx, &holdAfter, "run", "get", hold)
-	if holdAfter.State != "running" || holdAfter.Counters != holdBefore.Counters {
-		t.Errorf("run get of the running run after the restart: %s %+v, want running %+v", holdAfter.State, holdAfter.Counters, holdBefore.Counters)
+	if ha, hb := holdAfter.GetRun(), holdBefore.GetRun(); ha.GetState() != canaryv1.RunState_RUN_STATE_RUNNING || !proto.Equal(ha.GetCounters(), hb.GetCounters()) {
+		t.Errorf("run get of the running run after the restart: %s %v, want running %v", ha.GetState(), ha.GetCounters(), hb.GetCounters())
 	}
 	judgeAfter := ctl.ok(ctx, 10, "judge", hold, "-o", "json")
 	if a, b := e2eEvidence(t, judgeBefore), e2eEvidence(t, judgeAfter); !reflect.DeepEqual(a, b) {
@@ -264,12 +267,13 @@ func TestEndToEnd(t *testing.T) {
 	ctl.ok(ctx, 0, "ingest", auto, example("rollback.jsonl"))
 	w = ctl.watch(ctx, "watch", auto, "-o", "json")
 	lines, code = w.wait(t)
-	last = e2eVerdict{}
+	var lastAuto canaryv1.WatchVerdictResponse
 	if len(lines) > 0 {
-		json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+		protojson.Unmarshal([]byte(lines[len(lines)-1]), &lastAuto)
 	}
-	if code != 20 || last.Decision != "ROLLBACK" || !last.Final || last.RunState != "completed" {
-		t.Errorf("watch of a run that finishes itself: exit %d, last verdict %+v; want exit 20 after a final ROLLBACK", code, last)
+	if lv := lastAuto.GetVerdict(); code != 20 || lv.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK || !lv.GetFinal() ||
+		lv.GetRunState() != canaryv1.RunState_RUN_STATE_COMPLETED {
+		t.Errorf("watch of a run that finishes itself: exit %d, last verdict %v; want exit 20 after a final ROLLBACK", code, lv)
 	}
 
 	// SIGTERM stops it cleanly.
@@ -514,7 +518,13 @@ func (c *e2eCtl) okJSONIn(ctx context.Context, stdin io.Reader, v any, args ...s
 	if code != 0 {
 		c.t.Fatalf("canaryctl %s: exit %d, want 0\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, stderr)
 	}
-	if err := json.Unmarshal([]byte(out), v); err != nil {
+	var err error
+	if m, ok := v.(proto.Message); ok {
+		err = protojson.Unmarshal([]byte(out), m) // the API's messages
+	} else {
+		err = json.Unmarshal([]byte(out), v) // canaryctl's own summaries
+	}
+	if err != nil {
 		c.t.Fatalf("canaryctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
@@ -591,57 +601,32 @@ func (w *e2eWatch) wait(t *testing.T) ([]string, int) {
 	return nil, 0
 }
 
-// JSON shapes of canaryctl's output, the fields the test reads.
-
-type e2eVerdict struct {
-	RunID    string `json:"run_id"`
-	Decision string `json:"decision"`
-	Final    bool   `json:"final"`
-	RunState string `json:"run_state"`
-}
-
-type e2eRun struct {
-	ID       string `json:"id"`
-	State    string `json:"state"`
-	Counters struct {
-		Batches          int `json:"batches"`
-		DuplicateBatches int `json:"duplicate_batches"`
-		BaselineSamples  int `json:"baseline_samples"`
-		CanarySamples    int `json:"canary_samples"`
-	} `json:"counters"`
-	Verdict *e2eVerdict `json:"verdict"`
-}
-
-type e2eRuns struct {
-	Runs []e2eRun `json:"runs"`
-}
-
-// summary lists the runs with their state, counters and decision.
-func (rs e2eRuns) summary() []string {
+// e2eRunsSummary lists the runs with their state, counters and final
+// decision.
+func e2eRunsSummary(rs *canaryv1.ListRunsResponse) []string {
 	var out []string
-	for _, r := range rs.Runs {
+	for _, r := range rs.GetRuns() {
 		dec := "-"
-		if r.Verdict != nil && r.Verdict.Final {
-			dec = r.Verdict.Decision
+		if v := r.GetVerdict(); v.GetFinal() {
+			dec = v.GetDecision().String()
 		}
-		out = append(out, fmt.Sprintf("%s %s %+v %s", r.ID, r.State, r.Counters, dec))
+		c := r.GetCounters()
+		out = append(out, fmt.Sprintf("%s %s batches=%d duplicates=%d baseline=%d canary=%d %s", r.GetId(), r.GetState(),
+			c.GetBatches(), c.GetDuplicateBatches(), c.GetBaselineSamples(), c.GetCanarySamples(), dec))
 	}
 	return out
 }
 
-type e2eHistory struct {
-	Verdicts []e2eVerdict `json:"verdicts"`
-}
-
-func (h e2eHistory) runs() []string {
+// e2eHistoryRuns lists the verdicts of a history as "RUN DECISION".
+func e2eHistoryRuns(h *canaryv1.ListVerdictsResponse) []string {
 	var out []string
-	for _, v := range h.Verdicts {
-		out = append(out, v.RunID+" "+v.Decision)
+	for _, v := range h.GetVerdicts() {
+		out = append(out, v.GetRunId()+" "+strings.TrimPrefix(v.GetDecision().String(), "DECISION_"))
 	}
 	return out
 }
 
-// e2eEvidence decodes a verdict without the fields that change on each
+// e2eEvidence decodes a JudgeResponse without the fields that change on each
 // judgement (time and sequence).
 func e2eEvidence(t *testing.T, s string) map[string]any {
 	t.Helper()
@@ -649,8 +634,9 @@ func e2eEvidence(t *testing.T, s string) map[string]any {
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
 		t.Fatalf("verdict: %v\n%s", err, s)
 	}
-	delete(m, "time")
-	delete(m, "sequence")
+	v, _ := m["verdict"].(map[string]any) // a JudgeResponse
+	delete(v, "time")
+	delete(v, "sequence")
 	return m
 }
 

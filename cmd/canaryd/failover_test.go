@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/canaryd/canaryd/internal/testcluster"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 // TestFailoverRedisCluster kills, during ingest through two canaryd
@@ -94,7 +95,7 @@ func TestFailoverRedisCluster(t *testing.T) {
 		Retries    int `json:"retries"`
 	}
 	ingest := func(ctl *e2eCtl, part string) (summary, error) {
-		out, stderr, code := ctl.run(ctx, nil, "ingest", "--run", id, "--samples", part, "--batch-size", "200", "--window", "4", "-o", "json")
+		out, stderr, code := ctl.run(ctx, nil, "ingest", id, part, "--batch-size", "200", "--window", "4", "-o", "json")
 		var s summary
 		if code != 0 {
 			return s, fmt.Errorf("canaryctl ingest %s: exit %d: %s", filepath.Base(part), code, stderr)
@@ -224,15 +225,15 @@ func TestFailoverRedisCluster(t *testing.T) {
 
 	// Every record counted once, by both replicas; both judge as analyze.
 	for name, ctl := range map[string]*e2eCtl{"A": ctlA, "B": ctlB} {
-		var r e2eRun
+		var r canaryv1.GetRunResponse
 		ctl.okJSON(ctx, &r, "run", "get", id)
-		if c := r.Counters; c.Batches != batches || c.BaselineSamples+c.CanarySamples != len(lines) {
-			t.Errorf("run get through %s: counters %+v, want %d batches and %d samples", name, c, batches, len(lines))
+		if c := r.GetRun().GetCounters(); int(c.GetBatches()) != batches || int(c.GetBaselineSamples()+c.GetCanarySamples()) != len(lines) {
+			t.Errorf("run get through %s: counters %v, want %d batches and %d samples", name, c, batches, len(lines))
 		}
 	}
 	want := judgement(t, offline)
-	gotA := judgement(t, ctlA.ok(ctx, 20, "judge", "--run", id, "-o", "json"))
-	gotB := judgement(t, ctlB.ok(ctx, 20, "judge", "--run", id, "-o", "json"))
+	gotA := judgement(t, ctlA.ok(ctx, 20, "judge", id, "-o", "json"))
+	gotB := judgement(t, ctlB.ok(ctx, 20, "judge", id, "-o", "json"))
 	if !reflect.DeepEqual(gotA, gotB) {
 		t.Errorf("judge through A and through B differ:\nA %v\nB %v", gotA, gotB)
 	}
@@ -240,9 +241,9 @@ func TestFailoverRedisCluster(t *testing.T) {
 		t.Errorf("judge through A:\n got %v\nwant %v (canaryctl analyze)", gotA, want)
 	}
 	ctlB.ok(ctx, 20, "run", "complete", id)
-	var hist e2eHistory
+	var hist canaryv1.ListVerdictsResponse
 	ctlA.okJSON(ctx, &hist, "history", "--stage", "failover")
-	if got := hist.runs(); !reflect.DeepEqual(got, []string{id + " ROLLBACK"}) {
+	if got := e2eHistoryRuns(&hist); !reflect.DeepEqual(got, []string{id + " ROLLBACK"}) {
 		t.Errorf("history through A: %q, want the run completed through B", got)
 	}
 	a.kill(t)

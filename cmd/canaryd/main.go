@@ -84,6 +84,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	opts.Logger = newLogger(stderr, logOpts)
+	opts.Build = buildinfo.Get(version)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

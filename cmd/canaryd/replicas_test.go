@@ -13,8 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/canaryd/canaryd/internal/apiconv"
 	"github.com/canaryd/canaryd/internal/testcluster"
 	"github.com/canaryd/canaryd/internal/testredis"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 // TestReplicas starts one redis-server and two canaryd processes on it, A
@@ -133,12 +137,12 @@ func testReplicas(t *testing.T, goBin, store string) {
 		"--config", "checkout-api", "--bake", "0s", "--start", "2026-11-22T10:00:00Z"))
 
 	var sHead summary
-	ctlA.okJSON(ctx, &sHead, "ingest", "--run", id, "--samples", headF)
+	ctlA.okJSON(ctx, &sHead, "ingest", id, headF)
 	if sHead.Batches != 1 || sHead.Samples != head {
 		t.Fatalf("ingest of the head through A: %+v, want 1 batch of %d samples", sHead, head)
 	}
 	// B has never seen the run: it loads it from Redis.
-	if out := ctlB.ok(ctx, 10, "judge", "--run", id); !strings.Contains(out, "HOLD") {
+	if out := ctlB.ok(ctx, 10, "judge", id); !strings.Contains(out, "HOLD") {
 		t.Errorf("judge through B on the head only: %q, want HOLD", out)
 	}
 
@@ -151,11 +155,11 @@ func testReplicas(t *testing.T, goBin, store string) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		ctlA.okJSON(ctx, &s1, "ingest", "--run", id, "--samples", half1, "--batch-size", "500", "--window", "4")
+		ctlA.okJSON(ctx, &s1, "ingest", id, half1, "--batch-size", "500", "--window", "4")
 	}()
 	go func() {
 		defer wg.Done()
-		ctlB.okJSON(ctx, &s2, "ingest", "--run", id, "--samples", half2, "--batch-size", "500", "--window", "4")
+		ctlB.okJSON(ctx, &s2, "ingest", id, half2, "--batch-size", "500", "--window", "4")
 	}()
 	wg.Wait()
 	if t.Failed() {
@@ -170,21 +174,21 @@ func testReplicas(t *testing.T, goBin, store string) {
 
 	// A batch retried through the other replica is a duplicate.
 	var sRetry summary
-	ctlB.okJSON(ctx, &sRetry, "ingest", "--run", id, "--samples", headF)
+	ctlB.okJSON(ctx, &sRetry, "ingest", id, headF)
 	if sRetry.Duplicates != 1 || sRetry.Samples != 0 {
 		t.Errorf("the head retried through B: %+v, want 1 duplicate and no samples", sRetry)
 	}
 
 	// A watcher on A, then the last records through B only: A's watcher
 	// must see them.
-	w := ctlA.watch(ctx, "watch", "--run", id, "-o", "json")
+	w := ctlA.watch(ctx, "watch", id, "-o", "json")
 	firstLine := w.next(t)
 	all := verdictSamples(t, offline)
 	if n := verdictSamples(t, firstLine); n >= all {
 		t.Errorf("watch on A: first verdict counts %d, want less than the whole file's %d", n, all)
 	}
 	var sTail summary
-	ctlB.okJSON(ctx, &sTail, "ingest", "--run", id, "--samples", tailF)
+	ctlB.okJSON(ctx, &sTail, "ingest", id, tailF)
 	sent := time.Now()
 	for {
 		l := w.next(t)
@@ -199,13 +203,13 @@ func testReplicas(t *testing.T, goBin, store string) {
 
 	// Both replicas hold every observation once and judge alike, as the
 	// offline analysis of the whole file.
-	var runA, runB e2eRun
+	var runA, runB canaryv1.GetRunResponse
 	ctlA.okJSON(ctx, &runA, "run", "get", id)
 	ctlB.okJSON(ctx, &runB, "run", "get", id)
-	for name, r := range map[string]e2eRun{"A": runA, "B": runB} {
-		if c := r.Counters; c.Batches != sHead.Batches+s1.Batches+s2.Batches+sTail.Batches ||
-			c.BaselineSamples+c.CanarySamples != len(lines) {
-			t.Errorf("run get through %s: counters %+v, want %d batches and %d samples", name, c,
+	for name, r := range map[string]*canaryv1.GetRunResponse{"A": &runA, "B": &runB} {
+		if c := r.GetRun().GetCounters(); int(c.GetBatches()) != sHead.Batches+s1.Batches+s2.Batches+sTail.Batches ||
+			int(c.GetBaselineSamples()+c.GetCanarySamples()) != len(lines) {
+			t.Errorf("run get through %s: counters %v, want %d batches and %d samples", name, c,
 				sHead.Batches+s1.Batches+s2.Batches+sTail.Batches, len(lines))
 		}
 	}
@@ -214,8 +218,8 @@ func testReplicas(t *testing.T, goBin, store string) {
 	// (means, sds) may differ in the last bits: decision and reason must
 	// match exactly, numbers within a relative 1e-9.
 	want := judgement(t, offline)
-	gotA := judgement(t, ctlA.ok(ctx, 20, "judge", "--run", id, "-o", "json"))
-	gotB := judgement(t, ctlB.ok(ctx, 20, "judge", "--run", id, "-o", "json"))
+	gotA := judgement(t, ctlA.ok(ctx, 20, "judge", id, "-o", "json"))
+	gotB := judgement(t, ctlB.ok(ctx, 20, "judge", id, "-o", "json"))
 	if !reflect.DeepEqual(gotA, gotB) {
 		t.Errorf("judge through A and through B differ:\nA %v\nB %v", gotA, gotB)
 	}
@@ -230,51 +234,58 @@ func testReplicas(t *testing.T, goBin, store string) {
 	if code != 20 || len(lines2) == 0 {
 		t.Errorf("watch on A after completing through B: exit %d, lines %q; want exit 20 after a final verdict", code, lines2)
 	} else {
-		var v e2eVerdict
-		if err := json.Unmarshal([]byte(lines2[len(lines2)-1]), &v); err != nil || !v.Final || v.Decision != "ROLLBACK" {
+		var w canaryv1.WatchVerdictResponse
+		if err := protojson.Unmarshal([]byte(lines2[len(lines2)-1]), &w); err != nil || !w.GetVerdict().GetFinal() ||
+			w.GetVerdict().GetDecision() != canaryv1.Decision_DECISION_ROLLBACK {
 			t.Errorf("watch on A: last verdict %s (%v), want a final ROLLBACK", lines2[len(lines2)-1], err)
 		}
 	}
-	var hist e2eHistory
+	var hist canaryv1.ListVerdictsResponse
 	ctlA.okJSON(ctx, &hist, "history", "--stage", "replicas")
-	if got := hist.runs(); !reflect.DeepEqual(got, []string{id + " ROLLBACK"}) {
+	if got := e2eHistoryRuns(&hist); !reflect.DeepEqual(got, []string{id + " ROLLBACK"}) {
 		t.Errorf("history through A: %q, want the run completed through B", got)
 	}
-	var done e2eRun
+	var done canaryv1.GetRunResponse
 	ctlA.okJSON(ctx, &done, "run", "get", id)
-	if done.State != "completed" || done.Verdict == nil || !done.Verdict.Final {
-		t.Errorf("run get through A after completing through B: %s %+v", done.State, done.Verdict)
+	if r := done.GetRun(); r.GetState() != canaryv1.RunState_RUN_STATE_COMPLETED || !r.GetVerdict().GetFinal() {
+		t.Errorf("run get through A after completing through B: %s %v", r.GetState(), r.GetVerdict())
 	}
 	a.kill(t)
 	b.kill(t)
 }
 
-// verdictSamples sums what a verdict (JSON) counts: every metric's baseline
-// and canary n plus their warm-up exclusions.
+// verdictSamples sums what a verdict of watch -o json (a
+// WatchVerdictResponse) counts: every metric's baseline and canary n plus
+// their warm-up exclusions.
 func verdictSamples(t *testing.T, s string) int {
 	t.Helper()
-	var v struct {
-		Metrics []struct {
-			Baseline, Canary struct {
-				N      int `json:"n"`
-				Warmup int `json:"warmup_excluded"`
-			}
-		} `json:"metrics"`
-	}
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
+	var w canaryv1.WatchVerdictResponse
+	if err := protojson.Unmarshal([]byte(s), &w); err != nil {
 		t.Fatalf("verdict: %v\n%s", err, s)
 	}
 	n := 0
-	for _, m := range v.Metrics {
-		n += m.Baseline.N + m.Baseline.Warmup + m.Canary.N + m.Canary.Warmup
+	for _, m := range w.GetVerdict().GetMetrics() {
+		b, c := m.GetBaseline(), m.GetCanary()
+		n += int(b.GetN() + b.GetWarmupExcluded() + c.GetN() + c.GetWarmupExcluded())
 	}
 	return n
 }
 
 // judgement is what two judges of the same data must agree on: decision,
-// reason, and each metric's outcome, counts and effect.
+// reason, and each metric's outcome, counts and effect. s is a
+// JudgeResponse (judge and analyze -o json), read as the analysis.Verdict
+// it converts to.
 func judgement(t *testing.T, s string) map[string]any {
 	t.Helper()
+	var resp canaryv1.JudgeResponse
+	if err := protojson.Unmarshal([]byte(s), &resp); err != nil {
+		t.Fatalf("verdict: %v\n%s", err, s)
+	}
+	verdict, err := json.Marshal(apiconv.VerdictFromProto(resp.GetVerdict()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = string(verdict)
 	var v struct {
 		Decision string `json:"decision"`
 		Reason   string `json:"reason"`

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/canaryd/canaryd/internal/testcerts"
+	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 )
 
 // TestEndToEndSecurity starts the real canaryd with TLS and a tokens file,
@@ -66,14 +69,10 @@ func TestEndToEndSecurity(t *testing.T) {
 	ctl.ok(ctx, 0, as("admin-secret", "config", "put", filepath.Join(e2eExamples, "canary.yaml"))...)
 	id := strings.TrimSpace(ctl.ok(ctx, 0, as("pipeline-secret", "run", "create", "--service", "checkout-api",
 		"--stage", "onebox", "--config", "checkout-api")...))
-	var run struct {
-		ID      string `json:"id"`
-		Service string `json:"service"`
-		State   string `json:"state"`
-	}
+	var resp canaryv1.GetRunResponse
 	out := ctl.ok(ctx, 0, as("pipeline-secret", "run", "get", id, "-o", "json")...)
-	if err := json.Unmarshal([]byte(out), &run); err != nil || run.ID != id || run.Service != "checkout-api" {
-		t.Errorf("run get: %+v (%v), want run %s of checkout-api\n%s", run, err, id, out)
+	if err := protojson.Unmarshal([]byte(out), &resp); err != nil || resp.GetRun().GetId() != id || resp.GetRun().GetService() != "checkout-api" {
+		t.Errorf("run get: %v (%v), want run %s of checkout-api\n%s", resp.GetRun(), err, id, out)
 	}
 
 	for _, c := range []struct {

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/canaryd/canaryd/internal/buildinfo"
 	"github.com/canaryd/canaryd/internal/flagger"
 	"github.com/canaryd/canaryd/internal/gateway"
 	"github.com/canaryd/canaryd/internal/report"
@@ -94,6 +95,8 @@ type Options struct {
 	// Ready, if set, is called once both listeners are bound, with their
 	// actual addresses.
 	Ready func(grpcAddr, httpAddr string)
+	// Build describes the running build, for canaryd_build_info.
+	Build buildinfo.Info
 
 	// TLSCert and TLSKey (PEM files) make both listeners serve TLS.
 	TLSCert, TLSKey string
@@ -201,6 +204,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pm, err := newProcessMetrics(reg, opts.Build)
+	if err != nil {
+		return err
+	}
 	svc, err := server.New(server.Options{
 		Store:                st,
 		Logger:               log,
@@ -256,6 +263,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if !opts.DisableReflection {
 		reflection.Register(gs)
 	}
+	svc.InitializeMetrics(gs)
 
 	gw, err := gateway.New(gateway.Options{Service: svc, MaxMessageSize: svc.MaxMessageSize(), Logger: log})
 	if err != nil {
@@ -309,7 +317,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		watchHealth(hctx, st, hs, opts.HealthInterval, svc.StoreUnavailable(), log)
+		watchHealth(hctx, st, hs, opts.HealthInterval, svc.StoreUnavailable(), log, pm)
 	}()
 
 	var serveErr error
@@ -371,11 +379,12 @@ func drainGRPC(gs *grpc.Server, svc *server.Service, timeout time.Duration, log 
 // while it is not, for the whole server and for canary.v1.CanaryService. It
 // checks every interval, and at once when a call found the store
 // unavailable (a write failed: the store stays unhealthy until one
-// succeeds again).
-func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every time.Duration, poke <-chan struct{}, log *slog.Logger) {
+// succeeds again). Each check sets canaryd_store_up and is timed (pm).
+func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every time.Duration, poke <-chan struct{}, log *slog.Logger, pm *processMetrics) {
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	check := func() {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		start := time.Now()
 		err := st.Healthy(cctx)
 		cancel()
 		s := healthpb.HealthCheckResponse_SERVING
@@ -385,6 +394,7 @@ func watchHealth(ctx context.Context, st store.Store, hs *health.Server, every t
 			}
 			s = healthpb.HealthCheckResponse_NOT_SERVING
 		}
+		pm.observeHealth(time.Since(start), err)
 		if s != last {
 			if err != nil {
 				log.Warn("store unhealthy", "err", err)

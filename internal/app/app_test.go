@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -96,9 +97,17 @@ func TestRun(t *testing.T) {
 	}
 	code, body := get("/metrics")
 	for _, want := range []string{
-		`canaryd_grpc_requests_total{code="OK",method="/canary.v1.CanaryService/PutConfig"} 1`,
-		`canaryd_grpc_requests_total{code="NotFound",method="/canary.v1.CanaryService/GetConfig"} 1`,
-		`canaryd_grpc_request_duration_seconds_bucket`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="PutConfig",grpc_service="canary.v1.CanaryService",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="NotFound",grpc_method="GetConfig",grpc_service="canary.v1.CanaryService",grpc_type="unary"} 1`,
+		// Initialized at zero for every method before its first call.
+		`grpc_server_started_total{grpc_method="CompleteRun",grpc_service="canary.v1.CanaryService",grpc_type="unary"} 0`,
+		`grpc_server_handling_seconds_bucket{grpc_method="PutConfig",grpc_service="canary.v1.CanaryService",grpc_type="unary",le="0.0005"}`,
+		`canaryd_verdicts_total{decision="ROLLBACK",final="true"} 0`,
+		`canaryd_store_up 1`,
+		`canaryd_store_operation_duration_seconds_count{operation="put_config"} 1`,
+		`canaryd_store_errors_total{kind="unavailable",operation="append_batch"} 0`,
+		`canaryd_runs{state="running"} 0`,
+		`canaryd_build_info{goversion="` + runtime.Version() + `"`,
 		`canaryd_ingest_batches_total{result="accepted"} 0`,
 		`canaryd_judge_duration_seconds_count 0`,
 		`go_goroutines`,
