@@ -194,10 +194,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// too large").
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
+	rc := http.NewResponseController(w)
 	if r.URL.Path != "/v1/batches:stream" {
 		// Not every ResponseWriter supports deadlines (httptest's does
 		// not): the limit is then the server's.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.o.RequestTimeout))
+		_ = rc.SetReadDeadline(time.Now().Add(g.o.RequestTimeout))
+	} else {
+		// The ingest stream answers each batch while it reads the next:
+		// over HTTP/1.1, net/http closes the request body at the first
+		// write of the response unless full duplex is enabled (the acks
+		// after the first were lost: "invalid Read on closed Body").
+		_ = rc.EnableFullDuplex()
 	}
 	g.mux.ServeHTTP(w, r)
 }
