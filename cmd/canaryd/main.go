@@ -152,7 +152,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (app.Opt
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", env("CANARYD_GRPC_ADDR", app.DefaultGRPCAddr),
 		"gRPC listen address (API, health, reflection) [CANARYD_GRPC_ADDR]")
 	fs.StringVar(&o.HTTPAddr, "http-addr", env("CANARYD_HTTP_ADDR", app.DefaultHTTPAddr),
-		"HTTP listen address (/metrics, /healthz) [CANARYD_HTTP_ADDR]")
+		"HTTP listen address (JSON API under /v1/, report pages, webhooks, /metrics, /healthz) [CANARYD_HTTP_ADDR]")
 	fs.StringVar(&o.Store, "store", env("CANARYD_STORE", app.DefaultStore),
 		"store: a file path for the embedded store, or redis://host:port/db (rediss:// for TLS; password in the URL or CANARYD_REDIS_PASSWORD) for the Redis store replicas share [CANARYD_STORE]")
 	fs.DurationVar(&o.Retention, "retention", envDuration("CANARYD_RETENTION", redisstore.DefaultRetention),
