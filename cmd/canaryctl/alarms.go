@@ -68,12 +68,7 @@ func runAlarmReport(ctx context.Context, g *globals, ev *canaryv1.AlarmEvent) er
 	if err := checkOutput(g.cf.out); err != nil {
 		return err
 	}
-	ctx, c, done, err := g.cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.ReportAlarmResponse, error) {
+	resp, err := unary(ctx, g.cf, func(ctx context.Context, c *client) (*canaryv1.ReportAlarmResponse, error) {
 		return c.ReportAlarm(ctx, &canaryv1.ReportAlarmRequest{Alarm: ev})
 	})
 	if err != nil {
@@ -127,12 +122,9 @@ func runAlarmList(ctx context.Context, g *globals, req *canaryv1.ListAlarmsReque
 	if err := checkOutput(g.cf.out); err != nil {
 		return err
 	}
-	ctx, c, done, err := g.cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.ListAlarmsResponse, error) { return c.ListAlarms(ctx, req) })
+	resp, err := unary(ctx, g.cf, func(ctx context.Context, c *client) (*canaryv1.ListAlarmsResponse, error) {
+		return c.ListAlarms(ctx, req)
+	})
 	if err != nil {
 		return err
 	}
@@ -182,12 +174,9 @@ func runBlockers(ctx context.Context, g *globals, req *canaryv1.CheckDeployReque
 	if err := checkOutput(g.cf.out); err != nil {
 		return err
 	}
-	ctx, c, done, err := g.cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.CheckDeployResponse, error) { return c.CheckDeploy(ctx, req) })
+	resp, err := unary(ctx, g.cf, func(ctx context.Context, c *client) (*canaryv1.CheckDeployResponse, error) {
+		return c.CheckDeploy(ctx, req)
+	})
 	if err != nil {
 		return err
 	}
@@ -241,12 +230,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return fmt.Errorf("read policy: %w", err)
 		}
-		ctx, c, done, err := g.cf.connect(cmd.Context(), defaultTimeout)
-		if err != nil {
-			return err
-		}
-		defer done()
-		resp, err := call(ctx, func(ctx context.Context) (*canaryv1.PutDeployPolicyResponse, error) {
+		resp, err := unary(cmd.Context(), g.cf, func(ctx context.Context, c *client) (*canaryv1.PutDeployPolicyResponse, error) {
 			return c.PutDeployPolicy(ctx, &canaryv1.PutDeployPolicyRequest{Source: &canaryv1.PutDeployPolicyRequest_Yaml{Yaml: string(src)}})
 		})
 		if err != nil {
@@ -265,12 +249,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Args:    exactArgs(1, "service"),
 	}
 	get.RunE = func(cmd *cobra.Command, pos []string) error {
-		ctx, c, done, err := g.cf.connect(cmd.Context(), defaultTimeout)
-		if err != nil {
-			return err
-		}
-		defer done()
-		resp, err := call(ctx, func(ctx context.Context) (*canaryv1.GetDeployPolicyResponse, error) {
+		resp, err := unary(cmd.Context(), g.cf, func(ctx context.Context, c *client) (*canaryv1.GetDeployPolicyResponse, error) {
 			return c.GetDeployPolicy(ctx, &canaryv1.GetDeployPolicyRequest{Service: pos[0]})
 		})
 		if err != nil {

@@ -210,6 +210,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// unary connects with the command's flags (defaultTimeout unless
+// --timeout is given), runs one idempotent unary call f on the client
+// with call's retries, and closes the connection.
+func unary[T any](ctx context.Context, cf *clientFlags, f func(context.Context, *client) (T, error)) (T, error) {
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer done()
+	return call(ctx, func(ctx context.Context) (T, error) { return f(ctx, c) })
+}
+
 // call runs one idempotent unary call, retrying it while the server is
 // unavailable, and converts its error with rpcError.
 func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
