@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/canaryd/canaryd/analysis/stat"
 )
@@ -92,6 +93,7 @@ type Data struct {
 	metrics []MetricData
 	start   [2]time.Time
 	strata  strata
+	names   instanceNames // for reports: the judge keeps slots
 }
 
 // MetricData is the whole-run state of one metric: one accumulator per
@@ -194,7 +196,20 @@ func (d *Data) Check(r *Record) error {
 	if r.Cohort > Canary {
 		return &FieldError{Field: "cohort", Msg: "must be baseline or canary"}
 	}
+	if err := CheckInstance(r.Instance); err != nil {
+		return err
+	}
 	return checkSample(&d.cfg.Metrics[i], r)
+}
+
+// CheckInstance validates an instance name (Record.Instance), for Check
+// and for a column of samples that share one. The error is a *FieldError
+// of the field "instance".
+func CheckInstance(name string) error {
+	if len(name) > MaxInstanceName || !utf8.ValidString(name) {
+		return &FieldError{Field: "instance", Msg: fmt.Sprintf("must be UTF-8 of at most %d bytes (got %d bytes)", MaxInstanceName, len(name))}
+	}
+	return nil
 }
 
 // checkSample is the one place where a sample's numbers are validated.
@@ -288,6 +303,7 @@ func (d *Data) Add(r *Record) error {
 	m := &d.cfg.Metrics[i]
 	st := &d.strata.cells(r.Time, i)[r.Cohort]
 	key := InstanceKey(r.Instance)
+	d.names.add(key, r.Instance)
 	switch {
 	case m.Type == TypeRate:
 		c.Count += r.Count
@@ -425,6 +441,7 @@ func (d *Data) AddValues(i int, c Cohort, instance string, t time.Time, vs []flo
 	m := &d.cfg.Metrics[i]
 	raw, logs, nonInt := summarize(vs, m.Type == TypeDistribution)
 	key := InstanceKey(instance)
+	d.names.add(key, instance)
 	if m.Type == TypeDistribution {
 		for _, v := range vs {
 			if err := cd.Dist.Add(v); err != nil {

@@ -1,9 +1,13 @@
 package analysis
 
 import (
+	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"gonum.org/v1/gonum/stat/distuv"
 
@@ -288,4 +292,145 @@ func RateDesignEffect(x, y []stat.Moments, alpha float64) float64 {
 	}
 	between *= (q - float64(df)) / cw
 	return inflate(max(0, within+between)/within, k-2, alpha)
+}
+
+// MaxInstanceName bounds the bytes of an instance name (Record.Instance),
+// as it bounds a label value: host names are at most 253 bytes, Kubernetes
+// pod names too.
+const MaxInstanceName = 256
+
+// MaxNamesPerSlot bounds the instance names a Data keeps per slot, for
+// reports: the judge needs only the slots, a reader the names of the odd
+// host. A run's names thus cost at most MaxInstances × MaxNamesPerSlot ×
+// MaxInstanceName bytes (256 KiB), a run on a few hundred hosts a few KiB.
+const MaxNamesPerSlot = 4
+
+// slotNames are the instance names seen in one slot: the MaxNamesPerSlot
+// smallest in byte order, sorted, and whether there were more.
+type slotNames struct {
+	key   uint16
+	names []string
+	more  bool
+}
+
+// instanceNames holds the names of the instances of a run's samples,
+// sorted by slot. Keeping the smallest names of each slot makes it a
+// function of the set of names added, whatever the order of adds and
+// merges: the smallest names of a union are among the smallest of each
+// part, and a union has more than MaxNamesPerSlot names exactly when a
+// part had more or the parts' names together do.
+type instanceNames struct {
+	s []slotNames
+}
+
+// add records a name; "" (no instance) is not a name. A name kept is
+// copied: it may share the memory of a whole request.
+func (in *instanceNames) add(key uint16, name string) { in.insert(key, name, true) }
+
+// insert records a name, copying it if copy.
+func (in *instanceNames) insert(key uint16, name string, copy bool) {
+	if name == "" {
+		return
+	}
+	i, ok := slices.BinarySearchFunc(in.s, key, func(s slotNames, k uint16) int { return int(s.key) - int(k) })
+	if !ok {
+		in.s = slices.Insert(in.s, i, slotNames{key: key})
+	}
+	sn := &in.s[i]
+	j, found := slices.BinarySearch(sn.names, name)
+	switch {
+	case found:
+	case j == MaxNamesPerSlot: // larger than every name kept
+		sn.more = true
+	default:
+		if copy {
+			name = strings.Clone(name)
+		}
+		sn.names = slices.Insert(sn.names, j, name)
+		if len(sn.names) > MaxNamesPerSlot {
+			sn.names = sn.names[:MaxNamesPerSlot]
+			sn.more = true
+		}
+	}
+}
+
+// merge adds the names of o (immutable strings, shared).
+func (in *instanceNames) merge(o *instanceNames) {
+	for _, sn := range o.s {
+		for _, n := range sn.names {
+			in.insert(sn.key, n, false)
+		}
+		if sn.more {
+			i, _ := slices.BinarySearchFunc(in.s, sn.key, func(s slotNames, k uint16) int { return int(s.key) - int(k) })
+			in.s[i].more = true
+		}
+	}
+}
+
+// InstanceNames returns the names of the instances seen in slot key
+// (InstanceKey), sorted, up to MaxNamesPerSlot, and whether more names
+// hashed to it. Samples without an instance name none. The slice must not
+// be modified.
+func (d *Data) InstanceNames(key uint16) (names []string, more bool) {
+	i, ok := slices.BinarySearchFunc(d.names.s, key, func(s slotNames, k uint16) int { return int(s.key) - int(k) })
+	if !ok {
+		return nil, false
+	}
+	return d.names.s[i].names, d.names.s[i].more
+}
+
+// appendNames encodes the names: the number of slots, then per slot a
+// byte (1 when there were more names), the number of names and each as a
+// length and its bytes. The slot is each name's InstanceKey.
+func appendNames(b []byte, in *instanceNames) []byte {
+	b = binary.AppendUvarint(b, uint64(len(in.s)))
+	for _, sn := range in.s {
+		var more byte
+		if sn.more {
+			more = 1
+		}
+		b = append(b, more)
+		b = binary.AppendUvarint(b, uint64(len(sn.names)))
+		for _, n := range sn.names {
+			b = binary.AppendUvarint(b, uint64(len(n)))
+			b = append(b, n...)
+		}
+	}
+	return b
+}
+
+// readNames decodes what appendNames encoded, checking that it is what
+// add could have made: valid names of their slot, sorted, slots in order.
+func readNames(r *reader, in *instanceNames) error {
+	n := r.uvarint()
+	if r.err != nil || n > MaxInstances {
+		return fmt.Errorf("decode data: %d instance slots", n)
+	}
+	for j := range n {
+		more := r.byte()
+		k := r.uvarint()
+		if r.err != nil || more > 1 || k == 0 || k > MaxNamesPerSlot || more == 1 && k != MaxNamesPerSlot {
+			return fmt.Errorf("decode data: instance slot %d: bad names", j)
+		}
+		sn := slotNames{more: more == 1}
+		for i := range k {
+			l := r.uvarint()
+			if r.err != nil || l == 0 || l > MaxInstanceName || l > uint64(len(r.b)) {
+				return fmt.Errorf("decode data: instance slot %d: bad name", j)
+			}
+			name := string(r.b[:l])
+			r.b = r.b[l:]
+			key := InstanceKey(name)
+			switch {
+			case !utf8.ValidString(name):
+				return fmt.Errorf("decode data: instance slot %d: name is not UTF-8", j)
+			case i == 0 && j > 0 && key <= in.s[j-1].key, i > 0 && (key != sn.key || name <= sn.names[i-1]):
+				return fmt.Errorf("decode data: instance slot %d: names out of order", j)
+			}
+			sn.key = key
+			sn.names = append(sn.names, name)
+		}
+		in.s = append(in.s, sn)
+	}
+	return nil
 }

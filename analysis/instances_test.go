@@ -2,8 +2,11 @@ package analysis
 
 import (
 	"encoding/hex"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -363,5 +366,175 @@ func TestJudgeInstancesReason(t *testing.T) {
 	}
 	if r.Outcome != OutcomeHold || !strings.Contains(r.Reason, "instances differ") {
 		t.Errorf("outcome %s, reason %q; want HOLD naming the instances", r.Outcome, r.Reason)
+	}
+}
+
+// allNames returns every slot's names of d, as "name" or "name+" when the
+// slot had more.
+func allNames(d *Data) []string {
+	var out []string
+	for k := range MaxInstances {
+		ns, more := d.InstanceNames(uint16(k))
+		for i, n := range ns {
+			if more && i == len(ns)-1 {
+				n += "+"
+			}
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestInstanceNames: the names a Data keeps for reports are a function of
+// the set of names added, bounded per slot, whatever the order of adds
+// and merges, and survive the binary encoding.
+func TestInstanceNames(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, instancesConfig)
+	// 2,000 names: every slot more than MaxNamesPerSlot.
+	var names []string
+	for i := range 2000 {
+		names = append(names, "pod-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+strconv.Itoa(i))
+	}
+	whole := NewData(cfg)
+	for _, n := range names {
+		if err := whole.Add(&Record{Metric: "errors", Cohort: Canary, IsCount: true, Count: 1, Total: 10, Instance: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := allNames(whole)
+	// Each slot keeps its smallest names, and says it had more.
+	bySlot := map[uint16][]string{}
+	for _, n := range names {
+		bySlot[InstanceKey(n)] = append(bySlot[InstanceKey(n)], n)
+	}
+	for k, ns := range bySlot {
+		slices.Sort(ns)
+		got, more := whole.InstanceNames(k)
+		if !slices.Equal(got, ns[:min(len(ns), MaxNamesPerSlot)]) || more != (len(ns) > MaxNamesPerSlot) {
+			t.Fatalf("slot %d: %v (more %v), want the smallest of %v", k, got, more, ns)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 20 {
+		// Deltas of random sizes (some by AddValues), merged in random order
+		// through the encoding.
+		order := slices.Clone(names)
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		var deltas []*Data
+		for len(order) > 0 {
+			n := min(len(order), 1+rng.IntN(300))
+			d := NewData(cfg)
+			for _, name := range order[:n] {
+				var err error
+				if rng.IntN(2) == 0 {
+					err = d.AddValues(0, Baseline, name, time.Time{}, []float64{1})
+				} else {
+					err = d.Add(&Record{Metric: "errors", Cohort: Canary, IsCount: true, Count: 1, Total: 10, Instance: name})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			deltas = append(deltas, roundTrip(t, cfg, d))
+			order = order[n:]
+		}
+		rng.Shuffle(len(deltas), func(i, j int) { deltas[i], deltas[j] = deltas[j], deltas[i] })
+		got := NewData(cfg)
+		for _, d := range deltas {
+			got.Merge(d)
+			if rng.IntN(3) == 0 {
+				got = roundTrip(t, cfg, got)
+			}
+		}
+		if g := allNames(got); !slices.Equal(g, want) {
+			t.Fatalf("trial %d: %d names %v…, want %d %v…", trial, len(g), g[:5], len(want), want[:5])
+		}
+	}
+	// The bound: at most MaxNamesPerSlot names per slot, 256 bytes each.
+	if n := len(want); n > MaxInstances*MaxNamesPerSlot {
+		t.Errorf("%d names kept", n)
+	}
+}
+
+// TestInstanceNamesEncoding: data without names encode as before names
+// were kept (version 3), and decoding refuses names that add could not
+// have made.
+func TestInstanceNamesEncoding(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, instancesConfig)
+	d := NewData(cfg)
+	if err := d.Add(&Record{Metric: "errors", Cohort: Canary, IsCount: true, Count: 1, Total: 10}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.MarshalBinary()
+	if err != nil || b[0] != 3 {
+		t.Fatalf("data without names encode as version %d (%v), want 3", b[0], err)
+	}
+	if err := d.Add(&Record{Metric: "errors", Cohort: Canary, IsCount: true, Count: 1, Total: 10, Instance: "pod-a"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err = d.MarshalBinary()
+	if err != nil || b[0] != 4 {
+		t.Fatalf("data with names encode as version %d (%v), want 4", b[0], err)
+	}
+	// The encoding ends with the names: 1 slot, not more, 1 name of 5 bytes.
+	if tail := string(b[len(b)-9:]); tail != "\x01\x00\x01\x05pod-a" {
+		t.Fatalf("encoding ends with %q", tail)
+	}
+	head := b[:len(b)-9]
+	// Two names of one slot, for the order checks.
+	var a1, a2 string
+	byKey := map[uint16]string{}
+	for i := 0; a1 == ""; i++ {
+		n := "h" + strconv.Itoa(i)
+		if o, ok := byKey[InstanceKey(n)]; ok {
+			a1, a2 = min(o, n), max(o, n)
+		}
+		byKey[InstanceKey(n)] = n
+	}
+	name := func(s string) string { return string(rune(len(s))) + s }
+	for _, tc := range []struct{ name, names string }{
+		{"empty name", "\x01\x00\x01\x00"},
+		{"name too long", "\x01\x00\x01\x81\x02" + strings.Repeat("a", 257)},
+		{"not UTF-8", "\x01\x00\x01\x02\xff\xfe"},
+		{"truncated", "\x01\x00\x01\x05pod"},
+		{"no names in a slot", "\x01\x00\x00"},
+		{"more with room left", "\x01\x01\x01\x05pod-a"},
+		{"names out of order", "\x01\x00\x02" + name(a2) + name(a1)},
+		{"a name twice", "\x01\x00\x02" + name(a1) + name(a1)},
+		{"names of two slots in one", "\x01\x00\x02" + name("pod-a") + name("pod-b")},
+		{"slots out of order", "\x02\x00\x01" + name("pod-a") + "\x00\x01" + name("pod-a")},
+		{"trailing bytes", "\x01\x00\x01\x05pod-a\x00"},
+	} {
+		if _, err := UnmarshalData(cfg, append(slices.Clip(head), tc.names...)); err == nil {
+			t.Errorf("%s: decoded", tc.name)
+		}
+	}
+	if _, err := UnmarshalData(cfg, append(slices.Clip(head), "\x01\x00\x02"+name(a1)+name(a2)...)); err != nil {
+		t.Errorf("two names of one slot: %v", err)
+	}
+}
+
+// TestCheckInstance: an instance name is UTF-8 of at most MaxInstanceName
+// bytes; Check names the field.
+func TestCheckInstance(t *testing.T) {
+	t.Parallel()
+	d := NewData(testConfig(t, instancesConfig))
+	for _, tc := range []struct {
+		instance string
+		ok       bool
+	}{
+		{"", true},
+		{"pod-a", true},
+		{strings.Repeat("é", MaxInstanceName/2), true},
+		{strings.Repeat("a", MaxInstanceName+1), false},
+		{"pod-\xff", false},
+	} {
+		err := d.Check(&Record{Metric: "latency", Cohort: Canary, Value: 1, Instance: tc.instance})
+		var fe *FieldError
+		if tc.ok != (err == nil) || err != nil && (!errors.As(err, &fe) || fe.Field != "instance") {
+			t.Errorf("Check(instance %.20q…, %d bytes) = %v, want ok %v", tc.instance, len(tc.instance), err, tc.ok)
+		}
 	}
 }

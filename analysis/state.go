@@ -21,6 +21,7 @@ func (d *Data) Merge(o *Data) {
 		d.metrics[i].merge(&o.metrics[i])
 	}
 	d.strata.merge(&o.strata)
+	d.names.merge(&o.names)
 	for c, t := range o.start {
 		if d.start[c].IsZero() {
 			d.start[c] = t
@@ -77,14 +78,20 @@ func (c *CohortData) meanN() uint64 {
 // and adds the whole-run Moments of distributions, the log-value instance
 // summaries and the counts of censored and non-integer observations.
 // Versions 1 and 2 are still decoded: their whole-run state becomes the
-// run's only (untimed) stratum.
-const dataVersion = 3
+// run's only (untimed) stratum. Version 4 adds the instance names
+// (instances.go); Data without names are still encoded as version 3, as
+// before names were kept.
+const dataVersion = 4
 
 // MarshalBinary encodes the Data compactly, for storage of batch deltas
 // and run snapshots. Empty cohorts cost one byte; counts that are whole
 // numbers cost a varint.
 func (d *Data) MarshalBinary() ([]byte, error) {
-	b := []byte{dataVersion}
+	version := byte(dataVersion)
+	if len(d.names.s) == 0 {
+		version = 3
+	}
+	b := []byte{version}
 	b = binary.AppendUvarint(b, uint64(len(d.metrics)))
 	for _, t := range d.start {
 		var ns int64
@@ -123,6 +130,9 @@ func (d *Data) MarshalBinary() ([]byte, error) {
 				b = appendCell(b, t, &s.cells[2*i+c])
 			}
 		}
+	}
+	if version >= 4 {
+		b = appendNames(b, &d.names)
 	}
 	return b, nil
 }
@@ -247,6 +257,11 @@ func UnmarshalData(cfg *Config, b []byte) (*Data, error) {
 			}
 		}
 		if err := readStrata(&r, d); err != nil {
+			return nil, err
+		}
+	}
+	if version >= 4 {
+		if err := readNames(&r, &d.names); err != nil {
 			return nil, err
 		}
 	}

@@ -203,6 +203,10 @@ func (v *validator) column(path string, col *canaryv1.MetricColumn) {
 	if !ok || !tok {
 		return
 	}
+	if err := analysis.CheckInstance(col.GetInstance()); err != nil {
+		v.recordError(err, path, func(field string) string { return path + "." + field })
+		return
+	}
 	m := &v.cfg.Metrics[i]
 	vals, counts, totals, hists := col.GetValues(), col.GetCounts(), col.GetTotals(), col.GetHistograms()
 	if len(hists) > 0 {

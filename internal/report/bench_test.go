@@ -25,11 +25,10 @@ import (
 // observations per distribution metric (binned beyond analysis.ExactCap),
 // judged by the real judge, with a trajectory of MaxPoints judgements.
 type benchRun struct {
-	run   *canaryv1.Run
-	v     *canaryv1.Verdict
-	traj  []*canaryv1.TrajectoryPoint
-	data  *analysis.Data
-	names []string
+	run  *canaryv1.Run
+	v    *canaryv1.Verdict
+	traj []*canaryv1.TrajectoryPoint
+	data *analysis.Data
 }
 
 func newBenchRun(b *testing.B, n int) *benchRun {
@@ -101,11 +100,11 @@ func newBenchRun(b *testing.B, n int) *benchRun {
 		}
 		traj = append(traj, p)
 	}
-	return &benchRun{run: run, v: v, traj: traj, data: d, names: hosts}
+	return &benchRun{run: run, v: v, traj: traj, data: d}
 }
 
 func (r *benchRun) build() *canaryv1.RunReport {
-	return report.Build(r.run, r.v, r.traj, r.data, report.Options{InstanceNames: r.names})
+	return report.Build(r.run, r.v, r.traj, r.data, report.Options{})
 }
 
 // BenchmarkRender measures the server-side cost of a run's HTML page:

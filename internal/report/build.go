@@ -13,7 +13,6 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -30,11 +29,6 @@ import (
 
 // Options are what Build takes beyond the run's state.
 type Options struct {
-	// InstanceNames are the instance names (Sample.instance) seen in the
-	// run's samples, if the caller keeps them: the judge keeps instances
-	// by slot (analysis.InstanceKey, a hash of the name), and the report
-	// names a slot by the names that hash to it, else "slot N".
-	InstanceNames []string
 	// Newest is the time of the newest sample, from which the starts of
 	// the window tests are computed; zero means the verdict's time (a live
 	// run's samples are timed up to the present).
@@ -95,7 +89,6 @@ func Build(run *canaryv1.Run, v *canaryv1.Verdict, trajectory []*canaryv1.Trajec
 	if d != nil {
 		cfg = d.Config()
 	}
-	names := slotNames(opts.InstanceNames)
 	for _, m := range v.GetMetrics() {
 		mr := &canaryv1.MetricReport{Name: m.GetName()}
 		var md *analysis.MetricData
@@ -120,7 +113,7 @@ func Build(run *canaryv1.Run, v *canaryv1.Verdict, trajectory []*canaryv1.Trajec
 		mr.Baseline = cohortValue(m, m.GetBaseline(), bins[0], conf)
 		mr.Canary = cohortValue(m, m.GetCanary(), bins[1], conf)
 		if md != nil {
-			mr.Instances, mr.InstancesOmitted = instanceEffects(m, md, conf, names)
+			mr.Instances, mr.InstancesOmitted = instanceEffects(m, md, conf, d.InstanceNames)
 		}
 		if t, ok := windowStart(m.GetTest()); ok {
 			mr.WindowStart = timestamppb.New(t)
@@ -262,22 +255,6 @@ func garwood(x, conf float64) (lo, hi float64) {
 	return lo, hi
 }
 
-// slotNames maps the judge's instance slots to the names that hash to
-// them, sorted.
-func slotNames(names []string) map[uint16][]string {
-	out := make(map[uint16][]string)
-	for _, n := range names {
-		k := analysis.InstanceKey(n)
-		if !slices.Contains(out[k], n) {
-			out[k] = append(out[k], n)
-		}
-	}
-	for _, ns := range out {
-		sort.Strings(ns)
-	}
-	return out
-}
-
 // instanceStat is the summary of one instance slot of one cohort.
 type instanceStat struct {
 	cohort analysis.Cohort
@@ -302,7 +279,7 @@ type instanceStat struct {
 // returned when neither cohort has two instances or more. At most
 // MaxInstancesShown instances per cohort are kept, those furthest from
 // their cohort's median; the number left out is returned.
-func instanceEffects(m *canaryv1.MetricResult, md *analysis.MetricData, conf float64, names map[uint16][]string) ([]*canaryv1.InstanceEffect, uint32) {
+func instanceEffects(m *canaryv1.MetricResult, md *analysis.MetricData, conf float64, names slotNamer) ([]*canaryv1.InstanceEffect, uint32) {
 	geometric := false
 	pick := func(c analysis.Cohort) *analysis.Instances { return &md.Cohorts[c].Instances }
 	if m.GetType() == canaryv1.MetricType_METRIC_TYPE_DISTRIBUTION &&
@@ -439,12 +416,25 @@ func cmpNaNLast(a, b float64) int {
 	return 0
 }
 
-// instanceName names an instance slot by the names known to hash to it.
-func instanceName(key uint16, names map[uint16][]string) string {
-	if ns := names[key]; len(ns) > 0 {
-		return strings.Join(ns, "+")
+// slotNamer returns the instance names of a slot and whether more names
+// hashed to it (analysis.Data.InstanceNames).
+type slotNamer func(key uint16) (names []string, more bool)
+
+// instanceName names an instance slot by the names seen in it: the judge
+// keeps instances by slot (analysis.InstanceKey, a hash of the name), so
+// a slot is the "+"-joined names of the instances that share it, "…" for
+// more than the data keep; "slot N" when it has no names (samples
+// without an instance, data stored before names were kept).
+func instanceName(key uint16, names slotNamer) string {
+	ns, more := names(key)
+	if len(ns) == 0 {
+		return "slot " + strconv.Itoa(int(key))
 	}
-	return "slot " + strconv.Itoa(int(key))
+	name := strings.Join(ns, "+")
+	if more {
+		name += "+…"
+	}
+	return name
 }
 
 // windowRe matches what analysis.Judge adds to MetricResult.test when the

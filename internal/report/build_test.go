@@ -3,6 +3,7 @@ package report
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,26 +94,49 @@ func TestWindowStart(t *testing.T) {
 	}
 }
 
-func TestSlotNames(t *testing.T) {
+func TestInstanceName(t *testing.T) {
 	t.Parallel()
-	// Find two names that share a slot.
-	byKey := map[uint16]string{}
-	var a, b string
-	for i := 0; a == ""; i++ {
-		n := "host-" + string(rune('a'+i%26)) + strings.Repeat("x", i/26)
-		k := analysis.InstanceKey(n)
-		if o, ok := byKey[k]; ok {
-			a, b = o, n
-		}
-		byKey[k] = n
+	cfg, err := analysis.ParseConfig([]byte("name: n\nmetrics:\n  - {name: errors, category: stability, type: rate}\n"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	names := slotNames([]string{b, a, a})
-	k := analysis.InstanceKey(a)
-	if got, want := instanceName(k, names), min(a, b)+"+"+max(a, b); got != want {
+	// Names that share a slot: six, more than the data keep per slot.
+	byKey := map[uint16][]string{}
+	var shared []string
+	for i := 0; shared == nil; i++ {
+		n := "host-" + strconv.Itoa(i)
+		k := analysis.InstanceKey(n)
+		byKey[k] = append(byKey[k], n)
+		if len(byKey[k]) == analysis.MaxNamesPerSlot+2 {
+			shared = byKey[k]
+		}
+	}
+	d := analysis.NewData(cfg)
+	add := func(name string) {
+		t.Helper()
+		if err := d.Add(&analysis.Record{Metric: "errors", Cohort: analysis.Canary, IsCount: true, Count: 1, Total: 10, Instance: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := analysis.InstanceKey(shared[0])
+	add(shared[1])
+	add(shared[0])
+	add(shared[1])
+	if got, want := instanceName(k, d.InstanceNames), min(shared[0], shared[1])+"+"+max(shared[0], shared[1]); got != want {
 		t.Errorf("slot %d: %q, want %q", k, got, want)
 	}
-	if got := instanceName(k+1, map[uint16][]string{}); got != "slot "+strconv.Itoa(int(k+1)) {
-		t.Errorf("an unknown slot is named %q", got)
+	for _, n := range shared {
+		add(n)
+	}
+	kept := slices.Sorted(slices.Values(shared))[:analysis.MaxNamesPerSlot]
+	if got, want := instanceName(k, d.InstanceNames), strings.Join(kept, "+")+"+…"; got != want {
+		t.Errorf("slot %d: %q, want %q", k, got, want)
+	}
+	add("")
+	if k0 := analysis.InstanceKey(""); len(byKey[k0]) == 0 {
+		if got, want := instanceName(k0, d.InstanceNames), "slot "+strconv.Itoa(int(k0)); got != want {
+			t.Errorf("the samples without an instance are named %q, want %q", got, want)
+		}
 	}
 }
 
@@ -151,10 +175,10 @@ func oddHostData(t *testing.T) (*analysis.Data, []string) {
 
 func TestInstanceEffectsOddHost(t *testing.T) {
 	t.Parallel()
-	d, hosts := oddHostData(t)
+	d, _ := oddHostData(t)
 	v := analysis.Judge(d, analysis.Options{BakeComplete: true})
 	pv := apiconv.VerdictToProto(&v)
-	rep := Build(&canaryv1.Run{Id: "r"}, pv, nil, d, Options{InstanceNames: hosts})
+	rep := Build(&canaryv1.Run{Id: "r"}, pv, nil, d, Options{})
 	mr := rep.GetMetrics()[0]
 	if len(mr.GetInstances()) != 7 || mr.GetInstancesOmitted() != 0 {
 		t.Fatalf("%d instances (%d omitted), want 7", len(mr.GetInstances()), mr.GetInstancesOmitted())
@@ -216,8 +240,8 @@ func TestInstanceEffectsCapped(t *testing.T) {
 	found := false
 	for _, e := range mr.GetInstances() {
 		found = found || e.GetCohort() == canaryv1.Cohort_COHORT_BASELINE && e.GetRatio() == 0
-		if !strings.HasPrefix(e.GetInstance(), "slot ") {
-			t.Errorf("instance named %q without names given", e.GetInstance())
+		if n := e.GetInstance(); !strings.HasPrefix(n, "h") || analysis.InstanceKey(n) != uint16(e.GetSlot()) {
+			t.Errorf("instance named %q in slot %d", n, e.GetSlot())
 		}
 	}
 	if !found {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/html"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/canaryd/canaryd/analysis"
 	"github.com/canaryd/canaryd/internal/report"
 	"github.com/canaryd/canaryd/internal/report/reporttest"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -248,7 +249,11 @@ func TestRenderEscapes(t *testing.T) {
 	rp.Run.BaselineLabels = map[string]string{"v": `"><img src=x onerror=alert(1)>`}
 	rp.Verdict.Reason = evil
 	rp.Verdict.Metrics[0].Name = `lat<b>ency"'`
-	rp.InstanceNames = append(rp.InstanceNames, evil)
+	for _, c := range []analysis.Cohort{analysis.Baseline, analysis.Canary} {
+		if err := rp.Data.Add(&analysis.Record{Metric: "latency_ms", Cohort: c, Value: 50, Instance: evil, Time: rp.Newest}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rep := rp.Report()
 	rep.Alarms = []*canaryv1.AlarmEvent{{Name: evil, Summary: evil, State: canaryv1.AlarmState_ALARM_STATE_FIRING}}
 	var buf bytes.Buffer

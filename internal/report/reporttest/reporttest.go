@@ -28,7 +28,7 @@ type Replayed struct {
 	Verdict       *canaryv1.Verdict
 	Trajectory    []*canaryv1.TrajectoryPoint
 	Data          *analysis.Data
-	InstanceNames []string
+	InstanceNames []string // the instances the records were dealt to
 	Newest        time.Time
 }
 
@@ -162,7 +162,7 @@ func Replay(tb testing.TB, name string, o Options) *Replayed {
 
 // Report builds the run's report.
 func (r *Replayed) Report() *canaryv1.RunReport {
-	return report.Build(r.Run, r.Verdict, r.Trajectory, r.Data, report.Options{InstanceNames: r.InstanceNames, Newest: r.Newest})
+	return report.Build(r.Run, r.Verdict, r.Trajectory, r.Data, report.Options{Newest: r.Newest})
 }
 
 // repoRoot returns the directory of go.mod, from the test's directory up.

@@ -2947,7 +2947,7 @@ type Sample struct {
 	// Used by the warm-up filter.
 	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
 	// Instance that produced the observation (e.g. a host or pod name);
-	// optional.
+	// optional; UTF-8 of at most 256 bytes. Reports name instances by it.
 	Instance      string `protobuf:"bytes,6,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3154,7 +3154,8 @@ type MetricColumn struct {
 	// server received them. Observations made at different times can be sent
 	// as several columns.
 	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
-	// Instance that produced the observations; optional.
+	// Instance that produced the observations; optional; UTF-8 of at most
+	// 256 bytes. Reports name instances by it.
 	Instance string `protobuf:"bytes,7,opt,name=instance,proto3" json:"instance,omitempty"`
 	// Histograms of a distribution metric; the same rules as
 	// Sample.histogram.
@@ -5824,8 +5825,11 @@ type InstanceEffect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Cohort of the instance.
 	Cohort Cohort `protobuf:"varint,1,opt,name=cohort,proto3,enum=canary.v1.Cohort" json:"cohort,omitempty"`
-	// Name of the instance (Sample.instance) when the server knows it, else
-	// "slot N"; "" names the samples sent without an instance.
+	// Name of the instance (Sample.instance). Instances that share the
+	// judge's slot are one, named by their names joined with "+" (ending in
+	// "+…" when more than 4 shared it); "slot N" when the server has no name
+	// for it: the samples sent without an instance, or data stored before
+	// canaryd kept the names.
 	Instance string `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
 	// The judge's slot of the instance (a hash of its name, 0-255).
 	Slot uint32 `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`
