@@ -223,6 +223,19 @@ func unary[T any](ctx context.Context, cf *clientFlags, f func(context.Context, 
 	return call(ctx, func(ctx context.Context) (T, error) { return f(ctx, c) })
 }
 
+// paged connects with the command's flags, lists pages with paginate and
+// closes the connection.
+func paged[T any](ctx context.Context, cf *clientFlags, p *pageFlags, list func(ctx context.Context, c *client, size int32, token string) ([]T, string, error)) ([]T, string, error) {
+	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
+	if err != nil {
+		return nil, "", err
+	}
+	defer done()
+	return paginate(ctx, p, func(ctx context.Context, size int32, token string) ([]T, string, error) {
+		return list(ctx, c, size, token)
+	})
+}
+
 // call runs one idempotent unary call, retrying it while the server is
 // unavailable, and converts its error with rpcError.
 func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {

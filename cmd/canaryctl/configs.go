@@ -50,12 +50,7 @@ func runConfigPut(ctx context.Context, g *globals, name, file string) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.PutConfigResponse, error) {
+	resp, err := unary(ctx, cf, func(ctx context.Context, c *client) (*canaryv1.PutConfigResponse, error) {
 		return c.PutConfig(ctx, &canaryv1.PutConfigRequest{Name: name, Source: &canaryv1.PutConfigRequest_Yaml{Yaml: string(src)}})
 	})
 	if err != nil {
@@ -96,12 +91,7 @@ func runConfigGet(ctx context.Context, g *globals, raw bool, ref string) error {
 	if err != nil {
 		return err
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.GetConfigResponse, error) {
+	resp, err := unary(ctx, cf, func(ctx context.Context, c *client) (*canaryv1.GetConfigResponse, error) {
 		return c.GetConfig(ctx, &canaryv1.GetConfigRequest{Name: name, Version: version})
 	})
 	if err != nil {
@@ -146,12 +136,7 @@ func runConfigList(ctx context.Context, g *globals, lim *pageFlags, pos []string
 	if len(pos) == 1 {
 		req.Name = pos[0]
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	cvs, next, err := paginate(ctx, lim, func(ctx context.Context, size int32, token string) ([]*canaryv1.ConfigVersion, string, error) {
+	cvs, next, err := paged(ctx, cf, lim, func(ctx context.Context, c *client, size int32, token string) ([]*canaryv1.ConfigVersion, string, error) {
 		req.PageSize, req.PageToken = size, token
 		resp, err := c.ListConfigs(ctx, req)
 		return resp.GetConfigs(), resp.GetNextPageToken(), err

@@ -45,12 +45,7 @@ func runReport(ctx context.Context, g *globals, runID string) error {
 	if err != nil {
 		return err
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.GetRunReportResponse, error) {
+	resp, err := unary(ctx, cf, func(ctx context.Context, c *client) (*canaryv1.GetRunReportResponse, error) {
 		return c.GetRunReport(ctx, &canaryv1.GetRunReportRequest{RunId: pos[0]})
 	})
 	if err != nil {

@@ -225,12 +225,7 @@ func newRunGetCmd(g *globals) *cobra.Command {
 
 func runGet(ctx context.Context, g *globals, pos []string) error {
 	e, cf := g.e, g.cf
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.GetRunResponse, error) {
+	resp, err := unary(ctx, cf, func(ctx context.Context, c *client) (*canaryv1.GetRunResponse, error) {
 		return c.GetRun(ctx, &canaryv1.GetRunRequest{RunId: pos[0]})
 	})
 	if err != nil {
@@ -271,13 +266,8 @@ func runList(ctx context.Context, g *globals, service, stage, stateFlag string, 
 	if err != nil {
 		return usagef("--state %w", err)
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
 	req := &canaryv1.ListRunsRequest{Service: service, Stage: stage, State: state}
-	runs, next, err := paginate(ctx, lim, func(ctx context.Context, size int32, token string) ([]*canaryv1.Run, string, error) {
+	runs, next, err := paged(ctx, cf, lim, func(ctx context.Context, c *client, size int32, token string) ([]*canaryv1.Run, string, error) {
 		req.PageSize, req.PageToken = size, token
 		resp, err := c.ListRuns(ctx, req)
 		return resp.GetRuns(), resp.GetNextPageToken(), err
@@ -334,12 +324,7 @@ func newFinishCmd(g *globals, verb, short string, finish func(context.Context, *
 func finishRun(ctx context.Context, g *globals, id, reason string, finish func(context.Context, *client, string, string) (runMessage, error)) error {
 	e, cf := g.e, g.cf
 	pos := []string{id}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (runMessage, error) {
+	resp, err := unary(ctx, cf, func(ctx context.Context, c *client) (runMessage, error) {
 		return finish(ctx, c, pos[0], reason)
 	})
 	if err != nil {

@@ -45,12 +45,7 @@ func newJudgeCmd(g *globals) *cobra.Command {
 
 func runJudge(ctx context.Context, g *globals, runID string) error {
 	e, cf := g.e, g.cf
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := call(ctx, func(ctx context.Context) (*canaryv1.JudgeResponse, error) {
+	resp, err := unary(ctx, cf, func(ctx context.Context, c *client) (*canaryv1.JudgeResponse, error) {
 		return c.Judge(ctx, &canaryv1.JudgeRequest{RunId: runID})
 	})
 	if err != nil {
@@ -237,12 +232,7 @@ func runHistory(ctx context.Context, g *globals, o *historyOpts) error {
 	if req.Until, err = parseTimeFlag(o.until, now); err != nil {
 		return usagef("--until %w", err)
 	}
-	ctx, c, done, err := cf.connect(ctx, defaultTimeout)
-	if err != nil {
-		return err
-	}
-	defer done()
-	vs, next, err := paginate(ctx, lim, func(ctx context.Context, size int32, token string) ([]*canaryv1.Verdict, string, error) {
+	vs, next, err := paged(ctx, cf, lim, func(ctx context.Context, c *client, size int32, token string) ([]*canaryv1.Verdict, string, error) {
 		req.PageSize, req.PageToken = size, token
 		resp, err := c.ListVerdicts(ctx, req)
 		return resp.GetVerdicts(), resp.GetNextPageToken(), err
