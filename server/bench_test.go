@@ -33,6 +33,37 @@ func BenchmarkIngestStream(b *testing.B) {
 	}
 }
 
+// serveTCP serves a Service on st (with opt's changes to its options)
+// over loopback TCP, as the daemon does, and returns a client of it. The
+// client, server and Service close when tb ends, before st when st's
+// Close was registered with tb.Cleanup first.
+func serveTCP(tb testing.TB, st Store, opt func(*Options)) canaryv1.CanaryServiceClient {
+	tb.Helper()
+	opts := Options{Store: st}
+	if opt != nil {
+		opt(&opts)
+	}
+	svc, err := New(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { svc.Close() })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gs := grpc.NewServer(svc.ServerOptions()...)
+	svc.Register(gs)
+	go gs.Serve(lis)
+	tb.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return canaryv1.NewCanaryServiceClient(conn)
+}
+
 // benchIngestStream streams batches of size; opt adjusts the service's
 // options and token, when set, is sent as a bearer token.
 func benchIngestStream(b *testing.B, size int, opt func(*Options), token string) {
@@ -40,30 +71,8 @@ func benchIngestStream(b *testing.B, size int, opt func(*Options), token string)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
-	opts := Options{Store: st}
-	if opt != nil {
-		opt(&opts)
-	}
-	svc, err := New(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer svc.Close()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer(svc.ServerOptions()...)
-	svc.Register(gs)
-	go gs.Serve(lis)
-	defer gs.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	c := canaryv1.NewCanaryServiceClient(conn)
+	b.Cleanup(func() { st.Close() })
+	c := serveTCP(b, st, opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	ctx = withToken(ctx, token)

@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
@@ -44,26 +40,8 @@ func benchRedisReplicas(b *testing.B, size int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer st.Close()
-		svc, err := New(Options{Store: st})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer svc.Close()
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		gs := grpc.NewServer(svc.ServerOptions()...)
-		svc.Register(gs)
-		go gs.Serve(lis)
-		defer gs.Stop()
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		clients[i] = canaryv1.NewCanaryServiceClient(conn)
+		b.Cleanup(func() { st.Close() })
+		clients[i] = serveTCP(b, st, nil)
 	}
 	resp, err := clients[0].CreateRun(ctx, &canaryv1.CreateRunRequest{
 		RequestId: "bench", Service: "bench", Stage: "bench",

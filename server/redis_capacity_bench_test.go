@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,9 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/canaryd/canaryd/internal/testcluster"
 	"github.com/canaryd/canaryd/internal/testredis"
@@ -63,26 +59,8 @@ func benchCapacity(b *testing.B, url string, replicas, size int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer st.Close()
-		svc, err := New(Options{Store: st})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer svc.Close()
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		gs := grpc.NewServer(svc.ServerOptions()...)
-		svc.Register(gs)
-		go gs.Serve(lis)
-		defer gs.Stop()
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		clients[i] = canaryv1.NewCanaryServiceClient(conn)
+		b.Cleanup(func() { st.Close() })
+		clients[i] = serveTCP(b, st, nil)
 	}
 	batches := make([]func(int) *canaryv1.IngestStreamRequest, replicas)
 	for i, c := range clients {

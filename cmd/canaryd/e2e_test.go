@@ -680,3 +680,37 @@ func (b *e2eBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// e2eSplit returns the records of an example JSON Lines file, one a line
+// (each with its newline), and how many at its start share the earliest
+// time.
+func e2eSplit(t *testing.T, name string) (lines []string, head int) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(e2eExamples, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.SplitAfter(strings.TrimRight(string(raw), "\n")+"\n", "\n")
+	lines = lines[:len(lines)-1] // after the last newline
+	timeOf := func(l string) string {
+		var r struct {
+			Time string `json:"time"`
+		}
+		json.Unmarshal([]byte(l), &r)
+		return r.Time
+	}
+	for head < len(lines) && timeOf(lines[head]) == timeOf(lines[0]) {
+		head++
+	}
+	return lines, head
+}
+
+// e2eWrite writes lines to the file name in dir and returns its path.
+func e2eWrite(t *testing.T, dir, name string, lines []string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -49,30 +48,8 @@ func TestFailoverRedisCluster(t *testing.T) {
 	ctlB := &e2eCtl{t: t, bin: canaryctl, addr: b.grpcAddr}
 	example := func(name string) string { return filepath.Join(e2eExamples, name) }
 
-	raw, err := os.ReadFile(example("rollback.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.SplitAfter(strings.TrimRight(string(raw), "\n")+"\n", "\n")
-	lines = lines[:len(lines)-1]
-	timeOf := func(l string) string {
-		var r struct {
-			Time string `json:"time"`
-		}
-		json.Unmarshal([]byte(l), &r)
-		return r.Time
-	}
-	head := 0
-	for head < len(lines) && timeOf(lines[head]) == timeOf(lines[0]) {
-		head++
-	}
-	write := func(name string, ls []string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(strings.Join(ls, "")), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	lines, head := e2eSplit(t, "rollback.jsonl")
+	write := func(name string, ls []string) string { return e2eWrite(t, dir, name, ls) }
 	const nParts = 24
 	parts := []string{write("head.jsonl", lines[:head])}
 	for i := range nParts {

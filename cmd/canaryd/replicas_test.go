@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -91,32 +90,10 @@ func testReplicas(t *testing.T, goBin, store string) {
 
 	// The file in parts: head (the records at the earliest time), the rest
 	// in two halves, and the last records apart (for the watcher).
-	raw, err := os.ReadFile(example("rollback.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.SplitAfter(strings.TrimRight(string(raw), "\n")+"\n", "\n")
-	lines = lines[:len(lines)-1] // after the last newline
-	first := func(l string) string {
-		var r struct {
-			Time string `json:"time"`
-		}
-		json.Unmarshal([]byte(l), &r)
-		return r.Time
-	}
-	head := 0
-	for head < len(lines) && first(lines[head]) == first(lines[0]) {
-		head++
-	}
+	lines, head := e2eSplit(t, "rollback.jsonl")
 	tail := len(lines) - 1000
 	mid := (head + tail) / 2
-	part := func(name string, ls []string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(strings.Join(ls, "")), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	part := func(name string, ls []string) string { return e2eWrite(t, dir, name, ls) }
 	headF := part("head.jsonl", lines[:head])
 	half1 := part("half1.jsonl", lines[head:mid])
 	half2 := part("half2.jsonl", lines[mid:tail])
