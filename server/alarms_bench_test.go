@@ -50,7 +50,7 @@ func BenchmarkAlarmToRollback(b *testing.B) {
 				b.StopTimer()
 				svc := fmt.Sprintf("target-%d", i)
 				id := create(svc)
-				e.ingest(ctx, makeBatch(rng, id, "b", scenario{latency: 1, errors: 1, n: 200}))
+				e.ingest(ctx, makeBatch(rng, id, "b", scenario{Latency: 1, Errors: 1, N: 200}))
 				if v := e.judge(ctx, id); v.GetDecision() == canaryv1.Decision_DECISION_ROLLBACK {
 					b.Fatalf("ROLLBACK before the alert: %s", v.GetReason())
 				}

@@ -73,7 +73,7 @@ func TestAlarmRollsBack(t *testing.T) {
 	other := e.createRun(ctx, "r2", testConfig("plain"), time.Hour) // no rules
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, id := range []string{run.GetId(), other.GetId()} {
-		e.ingest(ctx, makeBatch(rng, id, "b1", scenario{latency: 1, errors: 1, n: 50}))
+		e.ingest(ctx, makeBatch(rng, id, "b1", scenario{Latency: 1, Errors: 1, N: 50}))
 	}
 	if v := e.judge(ctx, run.GetId()); v.GetDecision() != canaryv1.Decision_DECISION_HOLD {
 		t.Fatalf("before the alarm: %v %s", v.GetDecision(), v.GetReason())
@@ -183,7 +183,7 @@ func TestAlarmFoldedByEveryProcess(t *testing.T) {
 	e.reportAlarm(ctx, &canaryv1.AlarmEvent{Name: "Onebox", State: canaryv1.AlarmState_ALARM_STATE_FIRING,
 		Labels: map[string]string{"severity": "critical", "stage": "wave-1-east"}})
 	for i := range 3 { // snapshots after every entry: the alarm goes into them
-		e.ingest(ctx, makeBatch(rng, run.GetId(), fmt.Sprint("b", i), scenario{latency: 1, errors: 1, n: 50}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), fmt.Sprint("b", i), scenario{Latency: 1, Errors: 1, N: 50}))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for snaps, _ := e.storedDeltas(ctx, run.GetId()); snaps == 0; snaps, _ = e.storedDeltas(ctx, run.GetId()) {

@@ -143,7 +143,7 @@ func (f *authFixture) batch(runID string) *canaryv1.Batch {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++
-	return makeBatch(f.rng, runID, fmt.Sprintf("b-%d", f.n), scenario{latency: 1, errors: 1, n: 20})
+	return makeBatch(f.rng, runID, fmt.Sprintf("b-%d", f.n), scenario{Latency: 1, Errors: 1, N: 20})
 }
 
 // wantState checks that a run is in state.

@@ -61,18 +61,18 @@ func TestAutoFinish(t *testing.T) {
 		reason             string // in the run's finish_reason
 		verdictReason      string // in the final verdict's reason
 	}{
-		{"critical-rollback-at-once", &canaryv1.AutoFinish{OnDecision: true}, scenario{latency: 1.5, errors: 1, n: 2500}, 4,
+		{"critical-rollback-at-once", &canaryv1.AutoFinish{OnDecision: true}, scenario{Latency: 1.5, Errors: 1, N: 2500}, 4,
 			0, rollback, rollback, true, "on decision ROLLBACK", ""},
-		{"promote-after-bake", &canaryv1.AutoFinish{OnDecision: true}, scenario{latency: 1, errors: 1, n: 2500}, 4,
+		{"promote-after-bake", &canaryv1.AutoFinish{OnDecision: true}, scenario{Latency: 1, Errors: 1, N: 2500}, 4,
 			31 * time.Minute, hold, promote, false, "on decision PROMOTE", ""},
-		{"no-auto-finish-promote-waits", nil, scenario{latency: 1, errors: 1, n: 2500}, 4,
+		{"no-auto-finish-promote-waits", nil, scenario{Latency: 1, Errors: 1, N: 2500}, 4,
 			31 * time.Minute, hold, promote, false, "", ""},
 		{"max-duration-holds", &canaryv1.AutoFinish{OnDecision: true, MaxDuration: durationpb.New(time.Hour)},
-			scenario{latency: 1, errors: 1, n: 40}, 1, 61 * time.Minute, hold, hold, false, "max_duration 1h0m0s reached", ""},
+			scenario{Latency: 1, Errors: 1, N: 40}, 1, 61 * time.Minute, hold, hold, false, "max_duration 1h0m0s reached", ""},
 		{"max-duration-fails-closed", &canaryv1.AutoFinish{MaxDuration: durationpb.New(time.Hour), TimeoutDecision: rollback},
-			scenario{latency: 1, errors: 1, n: 40}, 1, 61 * time.Minute, hold, rollback, false, "max_duration 1h0m0s reached", "fails closed"},
+			scenario{Latency: 1, Errors: 1, N: 40}, 1, 61 * time.Minute, hold, rollback, false, "max_duration 1h0m0s reached", "fails closed"},
 		{"max-duration-not-yet", &canaryv1.AutoFinish{MaxDuration: durationpb.New(time.Hour), TimeoutDecision: rollback},
-			scenario{latency: 1, errors: 1, n: 40}, 1, 59 * time.Minute, hold, hold, false, "", ""},
+			scenario{Latency: 1, Errors: 1, N: 40}, 1, 59 * time.Minute, hold, hold, false, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -154,7 +154,7 @@ func TestAutoFinishWatch(t *testing.T) {
 	for _, id := range seqIDs("b", 4) {
 		// The watcher's judge may finish the run before the last batches:
 		// they are refused.
-		_, err := e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, run.GetId(), id, scenario{latency: 1.5, errors: 1, n: 2500})})
+		_, err := e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, run.GetId(), id, scenario{Latency: 1.5, Errors: 1, N: 2500})})
 		if status.Code(err) == codes.FailedPrecondition {
 			break
 		}
@@ -269,7 +269,7 @@ func TestAutoFinishReplicas(t *testing.T) {
 	a, b := redisReplicas(t, nil)
 	ctx := ctxT(t)
 	run := a.autoRun(ctx, "rep", &canaryv1.AutoFinish{MaxDuration: durationpb.New(time.Hour), TimeoutDecision: rollback})
-	a.ingest(ctx, makeBatch(rand.New(rand.NewPCG(1, 2)), run.GetId(), "b0", scenario{latency: 1, errors: 1, n: 40}))
+	a.ingest(ctx, makeBatch(rand.New(rand.NewPCG(1, 2)), run.GetId(), "b0", scenario{Latency: 1, Errors: 1, N: 40}))
 	a.clock.Advance(time.Hour)
 	b.clock.Advance(time.Hour)
 	var wg sync.WaitGroup

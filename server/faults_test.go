@@ -36,7 +36,7 @@ func TestAbortUnjudgeable(t *testing.T) {
 	})
 	ctx := ctxT(t)
 	run := e.createRun(ctx, "poison", testConfig("checkout"), time.Hour)
-	e.ingest(ctx, makeBatch(rand.New(rand.NewPCG(1, 2)), run.GetId(), "b1", scenario{latency: 1, errors: 1, n: 100}))
+	e.ingest(ctx, makeBatch(rand.New(rand.NewPCG(1, 2)), run.GetId(), "b1", scenario{Latency: 1, Errors: 1, N: 100}))
 
 	for range 2 {
 		_, err := e.c.Judge(ctx, &canaryv1.JudgeRequest{RunId: run.GetId()})

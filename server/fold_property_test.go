@@ -108,7 +108,7 @@ const markerTotal = 50_000 + 1 // makeBatch's baseline requests, plus 1
 // newBatch returns a new batch of run, with its marker.
 func (r *propRecorder) newBatch(rng *rand.Rand, runID string) *propBatch {
 	idx := int(r.next.Add(1)) - 1
-	b := makeBatch(rng, runID, fmt.Sprintf("b%04d", idx), scenario{latency: 1 + 0.2*rng.Float64(), errors: 1, n: 20 + rng.IntN(60)})
+	b := makeBatch(rng, runID, fmt.Sprintf("b%04d", idx), scenario{Latency: 1 + 0.2*rng.Float64(), Errors: 1, N: 20 + rng.IntN(60)})
 	b.Samples = append(b.Samples, &canaryv1.Sample{
 		Metric: "errors", Cohort: canaryv1.Cohort_COHORT_BASELINE,
 		Observation: &canaryv1.Sample_Counts{Counts: &canaryv1.Counts{Count: 0, Total: float64(idx + 1)}},

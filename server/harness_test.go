@@ -2,9 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"math"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,6 +18,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/canaryd/canaryd/internal/testbatch"
 	"github.com/canaryd/canaryd/internal/testredis"
 	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
 	"github.com/canaryd/canaryd/server/store/embedded"
@@ -143,29 +141,6 @@ func ctxT(t testing.TB) context.Context {
 
 func ptr[T any](v T) *T { return &v }
 
-// testConfig has one metric of each type, sized so that the synthetic data
-// of makeBatch pass their gates with a few thousand observations.
-func testConfig(name string) *canaryv1.CanaryConfig {
-	return &canaryv1.CanaryConfig{
-		Name: name,
-		Metrics: []*canaryv1.MetricConfig{
-			{
-				Name: "latency_ms", Category: canaryv1.MetricCategory_METRIC_CATEGORY_PERFORMANCE,
-				Type: canaryv1.MetricType_METRIC_TYPE_DISTRIBUTION, Critical: ptr(true),
-				MinSamples: ptr(uint64(200)), Unit: "ms",
-			},
-			{
-				Name: "errors", Category: canaryv1.MetricCategory_METRIC_CATEGORY_STABILITY,
-				Type: canaryv1.MetricType_METRIC_TYPE_RATE, Tolerance: ptr(0.5), MinTotal: ptr(1000.0),
-			},
-			{
-				Name: "order_value", Category: canaryv1.MetricCategory_METRIC_CATEGORY_BUSINESS,
-				Type: canaryv1.MetricType_METRIC_TYPE_MEAN, MinSamples: ptr(uint64(100)),
-			},
-		},
-	}
-}
-
 // createRun creates a running run with cfg inline and a bake time.
 func (e *env) createRun(ctx context.Context, reqID string, cfg *canaryv1.CanaryConfig, bake time.Duration) *canaryv1.Run {
 	e.t.Helper()
@@ -178,44 +153,6 @@ func (e *env) createRun(ctx context.Context, reqID string, cfg *canaryv1.CanaryC
 		e.t.Fatalf("create run: %v", err)
 	}
 	return resp.GetRun()
-}
-
-// scenario describes synthetic data: the canary's latency factor and error
-// rate factor, and observations per cohort and batch.
-type scenario struct {
-	latency, errors float64
-	n               int
-}
-
-// makeBatch returns a batch of synthetic data for both cohorts: lognormal
-// latency (median 80 ms, sigma 0.4) as columns, error counts out of 50,000
-// requests per cohort as records, and normal order values as records.
-func makeBatch(rng *rand.Rand, runID, batchID string, sc scenario) *canaryv1.Batch {
-	b := &canaryv1.Batch{RunId: runID, BatchId: batchID}
-	for _, c := range []canaryv1.Cohort{canaryv1.Cohort_COHORT_BASELINE, canaryv1.Cohort_COHORT_CANARY} {
-		lat, errf := 1.0, 1.0
-		if c == canaryv1.Cohort_COHORT_CANARY {
-			lat, errf = sc.latency, sc.errors
-		}
-		vals := make([]float64, sc.n)
-		for i := range vals {
-			vals[i] = lat * 80 * math.Exp(0.4*rng.NormFloat64())
-		}
-		b.Columns = append(b.Columns, &canaryv1.MetricColumn{Metric: "latency_ms", Cohort: c, Values: vals})
-		total := 50_000.0
-		count := math.Round(total * 0.005 * errf * (1 + 0.05*rng.NormFloat64()))
-		b.Samples = append(b.Samples, &canaryv1.Sample{
-			Metric: "errors", Cohort: c,
-			Observation: &canaryv1.Sample_Counts{Counts: &canaryv1.Counts{Count: count, Total: total}},
-		})
-		for range sc.n / 10 {
-			b.Samples = append(b.Samples, &canaryv1.Sample{
-				Metric: "order_value", Cohort: c,
-				Observation: &canaryv1.Sample_Value{Value: 50 + 10*rng.NormFloat64()},
-			})
-		}
-	}
-	return b
 }
 
 func batchSize(b *canaryv1.Batch) uint64 {
@@ -299,10 +236,11 @@ func wantCode(t testing.TB, err error, code codes.Code, field string) {
 	t.Fatalf("no field violation names %q (got %v; message %q)", field, fields, st.Message())
 }
 
-func seqIDs(prefix string, n int) []string {
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("%s-%04d", prefix, i)
-	}
-	return ids
-}
+// The synthetic runs of internal/testbatch.
+type scenario = testbatch.Scenario
+
+var (
+	testConfig = testbatch.Config
+	makeBatch  = testbatch.Make
+	seqIDs     = testbatch.IDs
+)

@@ -32,8 +32,8 @@ func TestIngest(t *testing.T) {
 	ctx := ctxT(t)
 	run := e.createRun(ctx, "ingest", testConfig("checkout"), time.Hour)
 	rng := rand.New(rand.NewPCG(1, 1))
-	b1 := makeBatch(rng, run.GetId(), "b1", scenario{1, 1, 300})
-	b2 := makeBatch(rng, run.GetId(), "b2", scenario{1, 1, 300})
+	b1 := makeBatch(rng, run.GetId(), "b1", scenario{Latency: 1, Errors: 1, N: 300})
+	b2 := makeBatch(rng, run.GetId(), "b2", scenario{Latency: 1, Errors: 1, N: 300})
 
 	a := e.ingest(ctx, b1)
 	if a.GetDuplicate() || a.GetSamples() != batchSize(b1) || a.GetBatchId() != "b1" || a.GetRunId() != run.GetId() {
@@ -86,7 +86,7 @@ func TestIngestStream(t *testing.T) {
 		if i%4 == 3 {
 			runID = other.GetId() // batches of several runs on one stream
 		}
-		sent = append(sent, makeBatch(rng, runID, id, scenario{1, 1, 200}))
+		sent = append(sent, makeBatch(rng, runID, id, scenario{Latency: 1, Errors: 1, N: 200}))
 	}
 	sent = append(sent, sent[5], sent[6]) // retries
 	go func() {

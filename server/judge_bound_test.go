@@ -44,7 +44,7 @@ func TestJudgeConcurrency(t *testing.T) {
 	a := e.createRun(ctx, "a", testConfig("checkout"), time.Hour).GetId()
 	b := e.createRun(ctx, "b", testConfig("checkout"), time.Hour).GetId()
 	for _, id := range []string{a, b} {
-		e.ingest(ctx, makeBatch(rng, id, "0", scenario{latency: 1, errors: 1, n: 300}))
+		e.ingest(ctx, makeBatch(rng, id, "0", scenario{Latency: 1, Errors: 1, N: 300}))
 	}
 
 	first := make(chan error, 1)
@@ -69,7 +69,7 @@ func TestJudgeConcurrency(t *testing.T) {
 	wantCode(t, err, codes.DeadlineExceeded, "")
 	// Ingest and reads do not wait for judges.
 	for _, id := range []string{a, b} {
-		e.ingest(ctx, makeBatch(rng, id, "1", scenario{latency: 1, errors: 1, n: 300}))
+		e.ingest(ctx, makeBatch(rng, id, "1", scenario{Latency: 1, Errors: 1, N: 300}))
 		e.getRun(ctx, id)
 	}
 	if n := entered.Load(); n != 1 {

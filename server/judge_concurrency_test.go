@@ -46,7 +46,7 @@ func TestJudgeDoesNotHoldRun(t *testing.T) {
 	id := run.GetId()
 	rng := rand.New(rand.NewPCG(11, 12))
 	const n = 500
-	e.ingest(ctx, makeBatch(rng, id, "b0", scenario{latency: 1, errors: 1, n: n}))
+	e.ingest(ctx, makeBatch(rng, id, "b0", scenario{Latency: 1, Errors: 1, N: n}))
 
 	type result struct {
 		v   *canaryv1.Verdict
@@ -70,7 +70,7 @@ func TestJudgeDoesNotHoldRun(t *testing.T) {
 	}
 
 	// The judge is in progress: the run takes a batch and answers GetRun.
-	e.ingest(ctx, makeBatch(rng, id, "b1", scenario{latency: 1, errors: 1, n: n}))
+	e.ingest(ctx, makeBatch(rng, id, "b1", scenario{Latency: 1, Errors: 1, N: n}))
 	if c := e.getRun(ctx, id).GetCounters(); c.GetBatches() != 2 {
 		t.Fatalf("while judging: counters %v, want 2 batches", c)
 	}
@@ -172,7 +172,7 @@ func TestJudgeIngestConcurrent(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(w), 13))
 		ingesting.Go(func() {
 			for k := range perWriter {
-				b := makeBatch(rng, id, fmt.Sprintf("w%d-%d", w, k), scenario{latency: 1, errors: 1, n: n})
+				b := makeBatch(rng, id, fmt.Sprintf("w%d-%d", w, k), scenario{Latency: 1, Errors: 1, N: n})
 				if _, err := e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: b}); err != nil {
 					t.Errorf("writer %d: %v", w, err)
 					return

@@ -107,7 +107,7 @@ func TestLifecycle(t *testing.T) {
 	if got := state(); got != stateLive {
 		t.Fatalf("created: %v, want live", got)
 	}
-	e.ingest(ctx, makeBatch(rng, id, "b0", scenario{1, 1, 300}))
+	e.ingest(ctx, makeBatch(rng, id, "b0", scenario{Latency: 1, Errors: 1, N: 300}))
 
 	// Idle: evicted, then loaded again (loading → live) on use.
 	first := e.svc.inMemory(id)
@@ -127,7 +127,7 @@ func TestLifecycle(t *testing.T) {
 	var ingestErr error
 	inJudge = func() {
 		during = state()
-		_, ingestErr = e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, id, "during", scenario{1, 1, 10})})
+		_, ingestErr = e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, id, "during", scenario{Latency: 1, Errors: 1, N: 10})})
 	}
 	_, err := e.c.CompleteRun(ctx, &canaryv1.CompleteRunRequest{RunId: id})
 	wantCode(t, err, codes.Internal, "")
@@ -142,7 +142,7 @@ func TestLifecycle(t *testing.T) {
 	if got := state(); got != stateLive {
 		t.Fatalf("after a failed finish: %v, want live", got)
 	}
-	e.ingest(ctx, makeBatch(rng, id, "b1", scenario{1, 1, 300}))
+	e.ingest(ctx, makeBatch(rng, id, "b1", scenario{Latency: 1, Errors: 1, N: 300}))
 
 	// Finished.
 	failFinal.Store(false)
@@ -153,7 +153,7 @@ func TestLifecycle(t *testing.T) {
 	if got := state(); got != stateFinished || done.GetRun().GetCounters().GetBatches() != 2 {
 		t.Fatalf("completed: %v, counters %v", got, done.GetRun().GetCounters())
 	}
-	_, err = e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, id, "late", scenario{1, 1, 10})})
+	_, err = e.c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, id, "late", scenario{Latency: 1, Errors: 1, N: 10})})
 	wantCode(t, err, codes.FailedPrecondition, "")
 
 	// Evicted, loaded again finished.

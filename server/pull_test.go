@@ -53,7 +53,7 @@ func TestPullGate(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, id := range seqIDs("b", 4) {
-		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 2500}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1, Errors: 1, N: 2500}))
 	}
 	start := e.clock.Now()
 	e.clock.Advance(2 * time.Minute)
@@ -149,7 +149,7 @@ func TestPullGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range seqIDs("b", 4) {
-		e.ingest(ctx, makeBatch(rng, resp.GetRun().GetId(), id, scenario{1.5, 3, 2500}))
+		e.ingest(ctx, makeBatch(rng, resp.GetRun().GetId(), id, scenario{Latency: 1.5, Errors: 3, N: 2500}))
 	}
 	e.clock.Advance(5 * time.Minute)
 	if v := e.judge(ctx, resp.GetRun().GetId()); v.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK {

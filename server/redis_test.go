@@ -30,7 +30,7 @@ func TestRedisHandlers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var want uint64
 	for i, id := range seqIDs("b", 8) {
-		b := makeBatch(rng, run.GetId(), id, scenario{latency: 1.6, errors: 1, n: 500})
+		b := makeBatch(rng, run.GetId(), id, scenario{Latency: 1.6, Errors: 1, N: 500})
 		if ack := e.ingest(ctx, b); ack.GetDuplicate() || ack.GetSamples() != batchSize(b) {
 			t.Fatalf("batch %d: ack %v", i, ack)
 		}
@@ -79,7 +79,7 @@ func TestRedisReplicasExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	shared := make([]*canaryv1.Batch, 10)
 	for i := range shared {
-		shared[i] = makeBatch(rng, id, fmt.Sprintf("shared-%d", i), scenario{latency: 1.3, errors: 1, n: 100})
+		shared[i] = makeBatch(rng, id, fmt.Sprintf("shared-%d", i), scenario{Latency: 1.3, Errors: 1, N: 100})
 	}
 	var (
 		batches, samples atomic.Uint64 // acknowledged as new
@@ -99,7 +99,7 @@ func TestRedisReplicasExact(t *testing.T) {
 		wrng := rand.New(rand.NewPCG(uint64(w), 7))
 		wg.Go(func() {
 			for k := range perWriter {
-				bt := makeBatch(wrng, id, fmt.Sprintf("w%d-%d", w, k), scenario{latency: 1.3, errors: 1, n: 100})
+				bt := makeBatch(wrng, id, fmt.Sprintf("w%d-%d", w, k), scenario{Latency: 1.3, Errors: 1, N: 100})
 				if err := ingest(e, bt); err != nil {
 					t.Errorf("writer %d: %v", w, err)
 					return
@@ -140,7 +140,7 @@ func TestRedisReplicasExact(t *testing.T) {
 		wrng := rand.New(rand.NewPCG(uint64(w), 8))
 		wg.Go(func() {
 			for k := 0; ; k++ {
-				bt := makeBatch(wrng, id, fmt.Sprintf("late%d-%d", w, k), scenario{latency: 1.3, errors: 1, n: 100})
+				bt := makeBatch(wrng, id, fmt.Sprintf("late%d-%d", w, k), scenario{Latency: 1.3, Errors: 1, N: 100})
 				err := ingest(b, bt)
 				if status.Code(err) == codes.FailedPrecondition {
 					return // finished
@@ -187,7 +187,7 @@ func TestRedisManyWatchers(t *testing.T) {
 	ctx := ctxT(t)
 	run := e.createRun(ctx, "req-1", testConfig("checkout"), time.Hour)
 	rng := rand.New(rand.NewPCG(9, 9))
-	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-0", scenario{latency: 1, errors: 1, n: 100}))
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-0", scenario{Latency: 1, Errors: 1, N: 100}))
 	const n = 40
 	streams := make([]canaryv1.CanaryService_WatchVerdictClient, n)
 	for i := range streams {
@@ -202,7 +202,7 @@ func TestRedisManyWatchers(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // let them block
 	start := time.Now()
-	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-1", scenario{latency: 1, errors: 1, n: 100}))
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-1", scenario{Latency: 1, Errors: 1, N: 100}))
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("ingest took %v with %d watchers", d, n)
 	}
@@ -239,7 +239,7 @@ func TestRedisReplicasListRuns(t *testing.T) {
 	ingest := func(run *canaryv1.Run, ids ...string) {
 		t.Helper()
 		for _, bid := range ids {
-			a.ingest(ctx, makeBatch(rng, run.GetId(), bid, scenario{latency: 1, errors: 1, n: 100}))
+			a.ingest(ctx, makeBatch(rng, run.GetId(), bid, scenario{Latency: 1, Errors: 1, N: 100}))
 		}
 	}
 	list := func() map[string]*canaryv1.Run {

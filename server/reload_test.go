@@ -30,9 +30,9 @@ func TestReload(t *testing.T) {
 	run := e.createRun(ctx, "reload", testConfig("checkout"), time.Hour)
 	rng := rand.New(rand.NewPCG(7, 7))
 	for _, id := range seqIDs("b", 12) {
-		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1.05, 1, 700}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1.05, Errors: 1, N: 700}))
 	}
-	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-0003", scenario{1, 1, 10})) // a duplicate
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b-0003", scenario{Latency: 1, Errors: 1, N: 10})) // a duplicate
 	before := e.judge(ctx, run.GetId())
 	beforeRun := e.getRun(ctx, run.GetId())
 
@@ -68,7 +68,7 @@ func TestReload(t *testing.T) {
 
 	// The reloaded run takes more data and snapshots on.
 	for _, id := range seqIDs("c", 4) {
-		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1.05, 1, 700}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1.05, Errors: 1, N: 700}))
 	}
 	e.svc.bg.Wait()
 	if snaps, deltas := e.storedDeltas(ctx, run.GetId()); snaps != 1 || deltas != 1 {
@@ -89,13 +89,13 @@ func TestRestart(t *testing.T) {
 	done := e.createRun(ctx, "restart-done", testConfig("checkout"), time.Hour)
 	rng := rand.New(rand.NewPCG(8, 8))
 	for _, id := range seqIDs("b", 6) {
-		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 500}))
-		e.ingest(ctx, makeBatch(rng, done.GetId(), id, scenario{1.5, 1, 500}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1, Errors: 1, N: 500}))
+		e.ingest(ctx, makeBatch(rng, done.GetId(), id, scenario{Latency: 1.5, Errors: 1, N: 500}))
 	}
 	// A run with fewer deltas than SnapshotEvery has no snapshot.
 	few := e.createRun(ctx, "restart-few", testConfig("checkout"), time.Hour)
 	for _, id := range seqIDs("f", 2) {
-		e.ingest(ctx, makeBatch(rng, few.GetId(), id, scenario{1, 1, 100}))
+		e.ingest(ctx, makeBatch(rng, few.GetId(), id, scenario{Latency: 1, Errors: 1, N: 100}))
 	}
 	fewBefore := e.getRun(ctx, few.GetId())
 	before := e.judge(ctx, run.GetId())

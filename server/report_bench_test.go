@@ -22,7 +22,7 @@ func BenchmarkReportFinished(b *testing.B) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			for _, id := range seqIDs("b", n) {
 				e.clock.Advance(time.Second)
-				e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 40}))
+				e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1, Errors: 1, N: 40}))
 			}
 			if _, err := e.c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: run.GetId(), Reason: "bench"}); err != nil {
 				b.Fatal(err)

@@ -57,9 +57,9 @@ func judgeTrajectory(ctx context.Context, t *testing.T, e *env, req string) *can
 	run := e.createRun(ctx, req, testConfig("checkout"), time.Hour)
 	rng := rand.New(rand.NewPCG(14, 14))
 	for i, id := range seqIDs("b", 8) {
-		sc := scenario{1, 1, 40}
+		sc := scenario{Latency: 1, Errors: 1, N: 40}
 		if i >= 3 {
-			sc = scenario{1.6, 1, 500}
+			sc = scenario{Latency: 1.6, Errors: 1, N: 500}
 		}
 		e.clock.Advance(20 * time.Second)
 		e.ingest(ctx, makeBatch(rng, run.GetId(), id, sc))
@@ -179,7 +179,7 @@ func TestTrajectoryReplicas(t *testing.T) {
 	// B judges more data; after B stores its points, A reports them too.
 	rng := rand.New(rand.NewPCG(15, 15))
 	for _, id := range seqIDs("c", 3) {
-		b.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 2000}))
+		b.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1, Errors: 1, N: 2000}))
 		b.judge(ctx, run.GetId())
 	}
 	for _, lr := range b.svc.registered() {
@@ -236,7 +236,7 @@ func TestTrajectoryBounded(t *testing.T) {
 	const judgements = int(12 * time.Hour / every)
 	for i := range judgements {
 		e.clock.Advance(every)
-		e.ingest(ctx, makeBatch(rng, run.GetId(), fmt.Sprintf("b-%05d", i), scenario{1, 1, 10}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), fmt.Sprintf("b-%05d", i), scenario{Latency: 1, Errors: 1, N: 10}))
 		e.judge(ctx, run.GetId())
 	}
 	e.svc.bg.Wait()
@@ -319,7 +319,7 @@ func TestTrajectoryDueWithoutVerdicts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 17))
 	for _, id := range seqIDs("b", 2) {
 		e.clock.Advance(time.Second)
-		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 40}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1, Errors: 1, N: 40}))
 		e.judge(ctx, run.GetId()) // HOLD twice: the first stored at once, the second waits
 		e.svc.bg.Wait()
 	}

@@ -31,12 +31,12 @@ func TestJudgeDecisions(t *testing.T) {
 		deciding      string            // a metric that must be among the deciding ones
 	}{
 		// A/A: same lognormal latency, same error rate.
-		{"aa-promotes", scenario{latency: 1, errors: 1, n: 2500}, 4, hold, promote, ""},
+		{"aa-promotes", scenario{Latency: 1, Errors: 1, N: 2500}, 4, hold, promote, ""},
 		// The canary is 1.5x slower: latency is critical, so it rolls back
 		// at once, before the bake time ends.
-		{"slower-rolls-back", scenario{latency: 1.5, errors: 1, n: 2500}, 4, rollback, rollback, "latency_ms"},
+		{"slower-rolls-back", scenario{Latency: 1.5, Errors: 1, N: 2500}, 4, rollback, rollback, "latency_ms"},
 		// Too few observations for the gates: HOLD, even after completion.
-		{"little-data-holds", scenario{latency: 1, errors: 1, n: 40}, 1, hold, hold, "latency_ms"},
+		{"little-data-holds", scenario{Latency: 1, Errors: 1, N: 40}, 1, hold, hold, "latency_ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -68,7 +68,7 @@ func TestJudgeDecisions(t *testing.T) {
 				t.Fatalf("%d metric results, want 3 and %s", len(fv.GetMetrics()), analysis.TrafficName)
 			}
 			lat := fv.GetMetrics()[0]
-			wantN := uint64(tc.batches * tc.sc.n)
+			wantN := uint64(tc.batches * tc.sc.N)
 			if lat.GetName() != "latency_ms" || lat.GetBaseline().GetN() != wantN || lat.GetCanary().GetN() != wantN {
 				t.Errorf("latency evidence: %v", lat)
 			}
@@ -101,14 +101,14 @@ func TestJudgeCache(t *testing.T) {
 	ctx := ctxT(t)
 	run := e.createRun(ctx, "cache", testConfig("checkout"), time.Hour)
 	rng := rand.New(rand.NewPCG(3, 4))
-	e.ingest(ctx, makeBatch(rng, run.GetId(), "b1", scenario{1, 1, 500}))
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b1", scenario{Latency: 1, Errors: 1, N: 500}))
 	v1 := e.judge(ctx, run.GetId())
 	e.clock.Advance(time.Second)
 	v2 := e.judge(ctx, run.GetId())
 	if v1.GetSequence() != v2.GetSequence() || !v1.GetTime().AsTime().Equal(v2.GetTime().AsTime()) {
 		t.Errorf("unchanged data: seq %d -> %d", v1.GetSequence(), v2.GetSequence())
 	}
-	e.ingest(ctx, makeBatch(rng, run.GetId(), "b2", scenario{1, 1, 500}))
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b2", scenario{Latency: 1, Errors: 1, N: 500}))
 	v3 := e.judge(ctx, run.GetId())
 	if v3.GetSequence() != v1.GetSequence()+1 {
 		t.Errorf("new data: seq %d -> %d", v1.GetSequence(), v3.GetSequence())
@@ -137,7 +137,7 @@ func TestWatchVerdict(t *testing.T) {
 		t.Fatalf("first verdict %v, want HOLD", d)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	e.ingest(ctx, makeBatch(rng, run.GetId(), "b1", scenario{1.5, 1, 2500}))
+	e.ingest(ctx, makeBatch(rng, run.GetId(), "b1", scenario{Latency: 1.5, Errors: 1, N: 2500}))
 	var last *canaryv1.Verdict
 	for {
 		resp, err := stream.Recv()
@@ -223,7 +223,7 @@ func TestWatchVerdictBakeEnd(t *testing.T) {
 	run := e.createRun(ctx, "bake", testConfig("checkout"), 300*time.Millisecond)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, id := range seqIDs("b", 4) {
-		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{1, 1, 2500}))
+		e.ingest(ctx, makeBatch(rng, run.GetId(), id, scenario{Latency: 1, Errors: 1, N: 2500}))
 	}
 	stream, err := e.c.WatchVerdict(ctx, &canaryv1.WatchVerdictRequest{RunId: run.GetId()})
 	if err != nil {

@@ -284,9 +284,9 @@ func TestArgoRolloutsWebMetric(t *testing.T) {
 		want     argoPhase
 		decision string
 	}{
-		{"rollback", "1800s", scenario{latency: 1.5, errors: 1, n: 2500}, 4, argoFailed, `"DECISION_ROLLBACK"`},
-		{"promote", "0s", scenario{latency: 1, errors: 1, n: 2500}, 4, argoSuccessful, `"DECISION_PROMOTE"`},
-		{"hold", "1800s", scenario{latency: 1, errors: 1, n: 40}, 1, argoInconclusive, `"DECISION_HOLD"`},
+		{"rollback", "1800s", scenario{Latency: 1.5, Errors: 1, N: 2500}, 4, argoFailed, `"DECISION_ROLLBACK"`},
+		{"promote", "0s", scenario{Latency: 1, Errors: 1, N: 2500}, 4, argoSuccessful, `"DECISION_PROMOTE"`},
+		{"hold", "1800s", scenario{Latency: 1, Errors: 1, N: 40}, 1, argoInconclusive, `"DECISION_HOLD"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := argoTemplate(t, map[string]string{

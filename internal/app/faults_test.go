@@ -83,7 +83,7 @@ func TestRunDiskFull(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(3, 4))
 	ingest := func(id string) error {
-		_, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, runID, id, scenario{latency: 1, errors: 1, n: 4000})})
+		_, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, runID, id, scenario{Latency: 1, Errors: 1, N: 4000})})
 		return err
 	}
 	var failed error
@@ -261,7 +261,7 @@ func TestRedisOutage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	batches := make([]*canaryv1.Batch, 4)
 	for i, bid := range seqIDs("b", len(batches)) {
-		batches[i] = makeBatch(rng, id, bid, scenario{latency: 1.6, errors: 1, n: 500})
+		batches[i] = makeBatch(rng, id, bid, scenario{Latency: 1.6, Errors: 1, N: 500})
 	}
 	ingest := func(b *canaryv1.Batch) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -131,9 +131,9 @@ func TestFlaggerWebhooks(t *testing.T) {
 		phase                        string // post-rollout
 		state                        canaryv1.RunState
 	}{
-		{"rollback", scenario{latency: 1.5, errors: 1, n: 2500}, 4, false, true, false, "ROLLBACK", "Failed", canaryv1.RunState_RUN_STATE_COMPLETED},
-		{"promote", scenario{latency: 1, errors: 1, n: 2500}, 4, true, false, true, "PROMOTE", "Succeeded", canaryv1.RunState_RUN_STATE_COMPLETED},
-		{"hold", scenario{latency: 1, errors: 1, n: 40}, 1, true, false, false, "HOLD", "Failed", canaryv1.RunState_RUN_STATE_ABORTED},
+		{"rollback", scenario{Latency: 1.5, Errors: 1, N: 2500}, 4, false, true, false, "ROLLBACK", "Failed", canaryv1.RunState_RUN_STATE_COMPLETED},
+		{"promote", scenario{Latency: 1, Errors: 1, N: 2500}, 4, true, false, true, "PROMOTE", "Succeeded", canaryv1.RunState_RUN_STATE_COMPLETED},
+		{"hold", scenario{Latency: 1, Errors: 1, N: 40}, 1, true, false, false, "HOLD", "Failed", canaryv1.RunState_RUN_STATE_ABORTED},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checksum := "7c9f5b6d4-" + tc.name

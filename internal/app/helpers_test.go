@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
-	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -16,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	canaryv1 "github.com/canaryd/canaryd/proto/canary/v1"
+	"github.com/canaryd/canaryd/internal/testbatch"
 )
 
 // The helpers of this package's tests, which run the whole process (Run)
@@ -44,72 +41,6 @@ metrics:
     category: stability
     type: rate
 `
-
-// testConfig has one metric of each type.
-func testConfig(name string) *canaryv1.CanaryConfig {
-	return &canaryv1.CanaryConfig{
-		Name: name,
-		Metrics: []*canaryv1.MetricConfig{
-			{
-				Name: "latency_ms", Category: canaryv1.MetricCategory_METRIC_CATEGORY_PERFORMANCE,
-				Type: canaryv1.MetricType_METRIC_TYPE_DISTRIBUTION, Critical: ptr(true), MinSamples: ptr(uint64(200)), Unit: "ms",
-			},
-			{
-				Name: "errors", Category: canaryv1.MetricCategory_METRIC_CATEGORY_STABILITY,
-				Type: canaryv1.MetricType_METRIC_TYPE_RATE, Tolerance: ptr(0.5), MinTotal: ptr(1000.0),
-			},
-			{
-				Name: "order_value", Category: canaryv1.MetricCategory_METRIC_CATEGORY_BUSINESS,
-				Type: canaryv1.MetricType_METRIC_TYPE_MEAN, MinSamples: ptr(uint64(100)),
-			},
-		},
-	}
-}
-
-// scenario describes synthetic data: the canary's latency factor and error
-// rate factor, and observations per cohort and batch.
-type scenario struct {
-	latency, errors float64
-	n               int
-}
-
-// makeBatch returns a batch of synthetic data for both cohorts of
-// testConfig's metrics.
-func makeBatch(rng *rand.Rand, runID, batchID string, sc scenario) *canaryv1.Batch {
-	b := &canaryv1.Batch{RunId: runID, BatchId: batchID}
-	for _, c := range []canaryv1.Cohort{canaryv1.Cohort_COHORT_BASELINE, canaryv1.Cohort_COHORT_CANARY} {
-		lat, errf := 1.0, 1.0
-		if c == canaryv1.Cohort_COHORT_CANARY {
-			lat, errf = sc.latency, sc.errors
-		}
-		vals := make([]float64, sc.n)
-		for i := range vals {
-			vals[i] = lat * 80 * math.Exp(0.4*rng.NormFloat64())
-		}
-		b.Columns = append(b.Columns, &canaryv1.MetricColumn{Metric: "latency_ms", Cohort: c, Values: vals})
-		total := 50_000.0
-		count := math.Round(total * 0.005 * errf * (1 + 0.05*rng.NormFloat64()))
-		b.Samples = append(b.Samples, &canaryv1.Sample{
-			Metric: "errors", Cohort: c,
-			Observation: &canaryv1.Sample_Counts{Counts: &canaryv1.Counts{Count: count, Total: total}},
-		})
-		for range sc.n / 10 {
-			b.Samples = append(b.Samples, &canaryv1.Sample{
-				Metric: "order_value", Cohort: c,
-				Observation: &canaryv1.Sample_Value{Value: 50 + 10*rng.NormFloat64()},
-			})
-		}
-	}
-	return b
-}
-
-func seqIDs(prefix string, n int) []string {
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("%s-%04d", prefix, i)
-	}
-	return ids
-}
 
 // wantCode checks err's code and, when field is set, that a BadRequest
 // field violation names it.
@@ -179,3 +110,12 @@ func startRun(t testing.TB, opts Options) (grpcAddr, httpAddr string) {
 	}
 	return "", ""
 }
+
+// The synthetic runs of internal/testbatch.
+type scenario = testbatch.Scenario
+
+var (
+	testConfig = testbatch.Config
+	makeBatch  = testbatch.Make
+	seqIDs     = testbatch.IDs
+)

@@ -56,7 +56,7 @@ func BenchmarkHTTPOverhead(b *testing.B) {
 		for _, via := range []string{"grpc", "http"} {
 			b.Run(fmt.Sprintf("Ingest/n=%d/%s", n, via), func(b *testing.B) {
 				run := newRun(fmt.Sprintf("ingest-%d-%s", n, via))
-				batch := makeBatch(rng, run, "", scenario{latency: 1, errors: 1, n: n})
+				batch := makeBatch(rng, run, "", scenario{Latency: 1, Errors: 1, N: n})
 				b.ReportAllocs()
 				i := 0
 				for b.Loop() {
@@ -79,7 +79,7 @@ func BenchmarkHTTPOverhead(b *testing.B) {
 	}
 	run := newRun("judge")
 	for i := range 20 {
-		if _, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, run, fmt.Sprint(i), scenario{latency: 1, errors: 1, n: 1000})}); err != nil {
+		if _, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, run, fmt.Sprint(i), scenario{Latency: 1, Errors: 1, N: 1000})}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -244,7 +244,7 @@ func TestHTTPAPI(t *testing.T) {
 	// Ingest: one batch, a retry (duplicate), a bad one (400 naming the
 	// sample), then the stream.
 	rng := rand.New(rand.NewPCG(1, 2))
-	b0 := makeBatch(rng, runID, "b0", scenario{latency: 1, errors: 1, n: 400})
+	b0 := makeBatch(rng, runID, "b0", scenario{Latency: 1, Errors: 1, N: 400})
 	var ing canaryv1.IngestResponse
 	pipe.call(ctx, "POST", "/v1/runs/"+runID+"/batches", b0, &ing)
 	if ing.GetAck().GetDuplicate() || ing.GetAck().GetSamples() == 0 {
@@ -254,14 +254,14 @@ func TestHTTPAPI(t *testing.T) {
 	if !ing.GetAck().GetDuplicate() {
 		t.Errorf("Ingest retry: %v", &ing)
 	}
-	badB := makeBatch(rng, runID, "bad", scenario{latency: 1, errors: 1, n: 10})
+	badB := makeBatch(rng, runID, "bad", scenario{Latency: 1, Errors: 1, N: 10})
 	badB.Samples[0].Metric = "nope"
 	code, body = pipe.do(ctx, "POST", "/v1/runs/"+runID+"/batches", badB)
 	wantStatus(t, code, body, http.StatusBadRequest, codes.InvalidArgument, "batch.samples[0].metric")
 
 	var stream bytes.Buffer
 	for _, id := range seqIDs("s", 3) {
-		j, err := protojson.Marshal(&canaryv1.IngestStreamRequest{Batch: makeBatch(rng, runID, id, scenario{latency: 1, errors: 1, n: 400})})
+		j, err := protojson.Marshal(&canaryv1.IngestStreamRequest{Batch: makeBatch(rng, runID, id, scenario{Latency: 1, Errors: 1, N: 400})})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +347,7 @@ func TestHTTPAPI(t *testing.T) {
 	if aborted.GetRun().GetState() != canaryv1.RunState_RUN_STATE_ABORTED {
 		t.Errorf("AbortRun: %v", &aborted)
 	}
-	code, body = pipe.do(ctx, "POST", "/v1/runs/"+runID+"/batches", makeBatch(rng, runID, "late", scenario{latency: 1, errors: 1, n: 10}))
+	code, body = pipe.do(ctx, "POST", "/v1/runs/"+runID+"/batches", makeBatch(rng, runID, "late", scenario{Latency: 1, Errors: 1, N: 10}))
 	wantStatus(t, code, body, http.StatusBadRequest, codes.FailedPrecondition, "")
 
 	// The history and the report.

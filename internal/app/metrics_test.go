@@ -44,7 +44,7 @@ func scrapeAfterRuns(t *testing.T) string {
 	id := cr.GetRun().GetId()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 3 {
-		if _, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, id, fmt.Sprint("b", i), scenario{latency: 2, errors: 1, n: 2000})}); err != nil {
+		if _, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, id, fmt.Sprint("b", i), scenario{Latency: 2, Errors: 1, N: 2000})}); err != nil {
 			t.Fatal(err)
 		}
 	}

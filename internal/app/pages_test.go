@@ -78,7 +78,7 @@ func makePagesRuns(ctx context.Context, t *testing.T, c canaryv1.CanaryServiceCl
 		}
 		return v
 	}
-	few, slow, good := scenario{1, 1, 40}, scenario{1.6, 1, 500}, scenario{1, 1, 2500}
+	few, slow, good := scenario{Latency: 1, Errors: 1, N: 40}, scenario{Latency: 1.6, Errors: 1, N: 500}, scenario{Latency: 1, Errors: 1, N: 2500}
 
 	rb := create("rollback", "checkout-api", "wave-1", time.Hour)
 	if v := feed(rb, few, slow, slow, slow, slow); v.GetDecision() != canaryv1.Decision_DECISION_ROLLBACK {
@@ -95,7 +95,7 @@ func makePagesRuns(ctx context.Context, t *testing.T, c canaryv1.CanaryServiceCl
 		t.Fatal(err)
 	}
 	hd := create("hold", "checkout-api", "wave-2", time.Hour)
-	if v := feed(hd, few, scenario{1, 1, 100}); v.GetDecision() != canaryv1.Decision_DECISION_HOLD {
+	if v := feed(hd, few, scenario{Latency: 1, Errors: 1, N: 100}); v.GetDecision() != canaryv1.Decision_DECISION_HOLD {
 		t.Fatalf("hold run judged %v", v.GetDecision())
 	}
 	pay := create("payments", "payments", "wave-1", time.Hour)
