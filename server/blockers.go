@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -230,21 +231,53 @@ func (s *Service) ListDeployOverrides(ctx context.Context, req *canaryv1.ListDep
 	if len(req.GetService()) > maxIDLen {
 		return nil, badField("service", "is %d bytes, more than %d", len(req.GetService()), maxIDLen)
 	}
+	c := auth.CallerFrom(ctx)
+	out, err := s.readOverrides(ctx, func(o *canaryv1.DeployOverride) bool {
+		return (req.GetService() == "" || o.GetService() == req.GetService()) && (c == nil || c.AllowsService(o.GetService()))
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	return &canaryv1.ListDeployOverridesResponse{Overrides: out}, nil
+}
+
+// overrideLookback is how long before a run's creation the overrides of
+// its service and stage are the run's (RunReport.overrides): a pipeline
+// checks its blockers, then deploys and creates the run.
+const overrideLookback = 6 * time.Hour
+
+// runOverrides returns the overrides of a run's service and stage from
+// overrideLookback before its creation until its end, or until now while
+// it runs, oldest first.
+func (s *Service) runOverrides(ctx context.Context, run *canaryv1.Run) ([]*canaryv1.DeployOverride, error) {
+	from := run.GetCreateTime().AsTime().Add(-overrideLookback)
+	until := s.now()
+	if run.GetFinishTime() != nil {
+		until = run.GetFinishTime().AsTime()
+	}
+	return s.readOverrides(ctx, func(o *canaryv1.DeployOverride) bool {
+		t := o.GetTime().AsTime()
+		return o.GetService() == run.GetService() && o.GetStage() == run.GetStage() && !t.Before(from) && !t.After(until)
+	})
+}
+
+// readOverrides returns the recorded overrides that keep accepts, oldest
+// first.
+func (s *Service) readOverrides(ctx context.Context, keep func(*canaryv1.DeployOverride) bool) ([]*canaryv1.DeployOverride, error) {
 	docs, err := s.store.ListDocs(ctx, docOverride)
 	if err != nil {
 		return nil, fmt.Errorf("list overrides: %w", err)
 	}
-	c := auth.CallerFrom(ctx)
-	out := make([]*canaryv1.DeployOverride, 0, len(docs))
-	for _, d := range slices.Backward(docs) {
+	var out []*canaryv1.DeployOverride
+	for _, d := range docs {
 		o := new(canaryv1.DeployOverride)
 		if err := proto.Unmarshal(d.Value, o); err != nil {
 			return nil, fmt.Errorf("decode override: %w", err)
 		}
-		if (req.GetService() != "" && o.GetService() != req.GetService()) || (c != nil && !c.AllowsService(o.GetService())) {
-			continue
+		if keep(o) {
+			out = append(out, o)
 		}
-		out = append(out, o)
 	}
-	return &canaryv1.ListDeployOverridesResponse{Overrides: out}, nil
+	return out, nil
 }

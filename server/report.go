@@ -55,7 +55,11 @@ func (s *Service) GetRunReport(ctx context.Context, req *canaryv1.GetRunReportRe
 				return nil, err
 			}
 		}
-		opts := report.Options{Alarms: alarms}
+		overrides, err := s.runOverrides(ctx, run)
+		if err != nil {
+			return nil, err
+		}
+		opts := report.Options{Alarms: alarms, Overrides: overrides}
 		return &canaryv1.GetRunReportResponse{Report: report.Build(run, v, mergePoints(stored, pending), d, opts)}, nil
 	}
 }

@@ -142,3 +142,55 @@ func TestReportInstanceNames(t *testing.T) {
 		})
 	}
 }
+
+// TestReportOverrides: a run's report lists the deploy blockers
+// overridden for its service and stage from overrideLookback before its
+// creation until its end, and no others.
+func TestReportOverrides(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	// Every deployment is blocked on 2026-11-22, the test clock's day.
+	if _, err := e.c.PutDeployPolicy(ctx, &canaryv1.PutDeployPolicyRequest{Source: &canaryv1.PutDeployPolicyRequest_Policy{
+		Policy: &canaryv1.DeployPolicy{Service: "*", DeployWindows: &canaryv1.DeployWindows{DenyDates: []string{"2026-11-22"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	override := func(stage, reason string) {
+		t.Helper()
+		r, err := e.c.CheckDeploy(ctx, &canaryv1.CheckDeployRequest{Service: "checkout", Stage: stage, OverrideReason: reason})
+		if err != nil || r.GetOverride() == nil {
+			t.Fatalf("override %s: %v, %v", reason, r, err)
+		}
+	}
+	e.clock.Set(time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC))
+	override("wave-1", "too early") // 7 h before the run
+	e.clock.Set(time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC))
+	override("wave-1", "INC-7 <hotfix>")
+	override("wave-2", "another stage")
+	e.clock.Set(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC))
+	run := e.createRun(ctx, "ov", testConfig("checkout"), time.Hour)
+	e.clock.Advance(time.Minute)
+	override("wave-1", "during the run")
+	reasons := func() []string {
+		var out []string
+		for _, o := range e.report(ctx, run.GetId()).GetOverrides() {
+			out = append(out, o.GetReason())
+			if len(o.GetBlockedReasons()) == 0 || !strings.Contains(o.GetBlockedReasons()[0], "deny date") {
+				t.Errorf("override %q overrode %q, want the deny date", o.GetReason(), o.GetBlockedReasons())
+			}
+		}
+		return out
+	}
+	if got, want := reasons(), []string{"INC-7 <hotfix>", "during the run"}; !slices.Equal(got, want) {
+		t.Errorf("overrides of the running run %q, want %q", got, want)
+	}
+	e.clock.Advance(time.Minute)
+	if _, err := e.c.AbortRun(ctx, &canaryv1.AbortRunRequest{RunId: run.GetId(), Reason: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	override("wave-1", "after the run")
+	if got, want := reasons(), []string{"INC-7 <hotfix>", "during the run"}; !slices.Equal(got, want) {
+		t.Errorf("overrides of the finished run %q, want %q", got, want)
+	}
+}

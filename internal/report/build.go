@@ -35,6 +35,9 @@ type Options struct {
 	Newest time.Time
 	// Alarms are the alarm events recorded with the run.
 	Alarms []*canaryv1.AlarmEvent
+	// Overrides are the deploy blockers overridden around the run
+	// (RunReport.overrides).
+	Overrides []*canaryv1.DeployOverride
 	// MaxBins bounds the bins of a distribution's histogram; 0 means
 	// DefaultMaxBins.
 	MaxBins int
@@ -126,6 +129,12 @@ func Build(run *canaryv1.Run, v *canaryv1.Verdict, trajectory []*canaryv1.Trajec
 	}
 	slices.SortStableFunc(rep.Alarms, func(a, b *canaryv1.AlarmEvent) int {
 		return a.GetStartTime().AsTime().Compare(b.GetStartTime().AsTime())
+	})
+	for _, o := range opts.Overrides {
+		rep.Overrides = append(rep.Overrides, proto.CloneOf(o))
+	}
+	slices.SortStableFunc(rep.Overrides, func(a, b *canaryv1.DeployOverride) int {
+		return a.GetTime().AsTime().Compare(b.GetTime().AsTime())
 	})
 	return rep
 }

@@ -84,6 +84,7 @@ type reportView struct {
 	Metrics       []metricView
 	Windows       *windowsView
 	Alarms        []alarmView
+	Overrides     []overrideView
 	Generated     string
 	Refresh       int
 	HistoryURL    string
@@ -123,6 +124,11 @@ type windowsView struct {
 
 type alarmView struct {
 	Name, State, StateClass, Summary, Start, End, Labels string
+}
+
+// overrideView is a deploy blocker overridden around the run.
+type overrideView struct {
+	Time, Who, Reason, Overrode string
 }
 
 // newReportView computes the page of a report.
@@ -286,6 +292,10 @@ func newReportView(rep *canaryv1.RunReport, opts ReportOptions) *reportView {
 			av.State, av.StateClass = "UNKNOWN", "d-none"
 		}
 		view.Alarms = append(view.Alarms, av)
+	}
+	for _, o := range rep.GetOverrides() {
+		view.Overrides = append(view.Overrides, overrideView{Time: tsText(o.GetTime()), Who: o.GetWho(), Reason: o.GetReason(),
+			Overrode: strings.Join(o.GetBlockedReasons(), "; ")})
 	}
 	return view
 }

@@ -256,6 +256,7 @@ func TestRenderEscapes(t *testing.T) {
 	}
 	rep := rp.Report()
 	rep.Alarms = []*canaryv1.AlarmEvent{{Name: evil, Summary: evil, State: canaryv1.AlarmState_ALARM_STATE_FIRING}}
+	rep.Overrides = []*canaryv1.DeployOverride{{Service: "checkout-api", Stage: "onebox", Who: evil, Reason: evil, BlockedReasons: []string{evil}}}
 	var buf bytes.Buffer
 	if err := renderer(t).Report(&buf, rep, report.ReportOptions{HistoryURL: "/"}); err != nil {
 		t.Fatal(err)
@@ -265,6 +266,9 @@ func TestRenderEscapes(t *testing.T) {
 		if strings.Contains(page, bad) {
 			t.Errorf("the page contains %q", bad)
 		}
+	}
+	if !strings.Contains(page, "<table data-overrides>") || strings.Count(page, "&lt;script&gt;") < 4 {
+		t.Errorf("the override is not shown as text")
 	}
 	checkPage(t, buf.Bytes(), true)
 }

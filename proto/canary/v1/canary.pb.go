@@ -5127,7 +5127,12 @@ type RunReport struct {
 	// The window tests, when the config has a window.
 	Windows *ReportWindows `protobuf:"bytes,5,opt,name=windows,proto3" json:"windows,omitempty"`
 	// Alarms recorded with the run (firing or resolved), oldest first.
-	Alarms        []*AlarmEvent `protobuf:"bytes,6,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	Alarms []*AlarmEvent `protobuf:"bytes,6,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	// Deploy blockers overridden for the run's service and stage
+	// (CheckDeploy with an override_reason) from 6 hours before the run was
+	// created until it finished (until now while it runs), oldest first: a
+	// deployment started despite a firing alarm or outside its windows.
+	Overrides     []*DeployOverride `protobuf:"bytes,7,rep,name=overrides,proto3" json:"overrides,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5200,6 +5205,13 @@ func (x *RunReport) GetWindows() *ReportWindows {
 func (x *RunReport) GetAlarms() []*AlarmEvent {
 	if x != nil {
 		return x.Alarms
+	}
+	return nil
+}
+
+func (x *RunReport) GetOverrides() []*DeployOverride {
+	if x != nil {
+		return x.Overrides
 	}
 	return nil
 }
@@ -7529,7 +7541,7 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"\x13GetRunReportRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"D\n" +
 	"\x14GetRunReportResponse\x12,\n" +
-	"\x06report\x18\x01 \x01(\v2\x14.canary.v1.RunReportR\x06report\"\xad\x02\n" +
+	"\x06report\x18\x01 \x01(\v2\x14.canary.v1.RunReportR\x06report\"\xe6\x02\n" +
 	"\tRunReport\x12 \n" +
 	"\x03run\x18\x01 \x01(\v2\x0e.canary.v1.RunR\x03run\x12,\n" +
 	"\averdict\x18\x02 \x01(\v2\x12.canary.v1.VerdictR\averdict\x12:\n" +
@@ -7538,7 +7550,8 @@ const file_canary_v1_canary_proto_rawDesc = "" +
 	"trajectory\x121\n" +
 	"\ametrics\x18\x04 \x03(\v2\x17.canary.v1.MetricReportR\ametrics\x122\n" +
 	"\awindows\x18\x05 \x01(\v2\x18.canary.v1.ReportWindowsR\awindows\x12-\n" +
-	"\x06alarms\x18\x06 \x03(\v2\x15.canary.v1.AlarmEventR\x06alarms\"\xc5\x01\n" +
+	"\x06alarms\x18\x06 \x03(\v2\x15.canary.v1.AlarmEventR\x06alarms\x127\n" +
+	"\toverrides\x18\a \x03(\v2\x19.canary.v1.DeployOverrideR\toverrides\"\xc5\x01\n" +
 	"\x0fTrajectoryPoint\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12/\n" +
 	"\bdecision\x18\x02 \x01(\x0e2\x13.canary.v1.DecisionR\bdecision\x12\x1a\n" +
@@ -7967,86 +7980,87 @@ var file_canary_v1_canary_proto_depIdxs = []int32{
 	67,  // 92: canary.v1.RunReport.metrics:type_name -> canary.v1.MetricReport
 	72,  // 93: canary.v1.RunReport.windows:type_name -> canary.v1.ReportWindows
 	73,  // 94: canary.v1.RunReport.alarms:type_name -> canary.v1.AlarmEvent
-	96,  // 95: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 96: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
-	66,  // 97: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
-	6,   // 98: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
-	68,  // 99: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
-	68,  // 100: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
-	69,  // 101: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
-	71,  // 102: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
-	96,  // 103: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
-	70,  // 104: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
-	70,  // 105: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
-	4,   // 106: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
-	95,  // 107: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
-	96,  // 108: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
-	94,  // 109: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
-	96,  // 110: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
-	96,  // 111: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
-	7,   // 112: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
-	96,  // 113: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
-	73,  // 114: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
-	73,  // 115: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
-	7,   // 116: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
-	73,  // 117: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
-	79,  // 118: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
-	9,   // 119: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
-	78,  // 120: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
-	96,  // 121: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
-	78,  // 122: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
-	80,  // 123: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
-	80,  // 124: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
-	73,  // 125: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
-	87,  // 126: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
-	96,  // 127: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
-	96,  // 128: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
-	87,  // 129: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
-	17,  // 130: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
-	19,  // 131: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
-	21,  // 132: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
-	27,  // 133: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
-	30,  // 134: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
-	32,  // 135: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
-	47,  // 136: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
-	49,  // 137: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
-	56,  // 138: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
-	58,  // 139: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
-	34,  // 140: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
-	36,  // 141: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
-	60,  // 142: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
-	62,  // 143: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
-	74,  // 144: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
-	76,  // 145: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
-	85,  // 146: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
-	81,  // 147: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
-	83,  // 148: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
-	88,  // 149: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
-	18,  // 150: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
-	20,  // 151: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
-	22,  // 152: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
-	29,  // 153: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
-	31,  // 154: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
-	33,  // 155: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
-	48,  // 156: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
-	50,  // 157: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
-	57,  // 158: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
-	59,  // 159: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
-	35,  // 160: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
-	37,  // 161: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
-	61,  // 162: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
-	63,  // 163: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
-	75,  // 164: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
-	77,  // 165: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
-	86,  // 166: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
-	82,  // 167: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
-	84,  // 168: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
-	89,  // 169: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
-	150, // [150:170] is the sub-list for method output_type
-	130, // [130:150] is the sub-list for method input_type
-	130, // [130:130] is the sub-list for extension type_name
-	130, // [130:130] is the sub-list for extension extendee
-	0,   // [0:130] is the sub-list for field type_name
+	87,  // 95: canary.v1.RunReport.overrides:type_name -> canary.v1.DeployOverride
+	96,  // 96: canary.v1.TrajectoryPoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 97: canary.v1.TrajectoryPoint.decision:type_name -> canary.v1.Decision
+	66,  // 98: canary.v1.TrajectoryPoint.metrics:type_name -> canary.v1.TrajectoryMetric
+	6,   // 99: canary.v1.TrajectoryMetric.outcome:type_name -> canary.v1.MetricOutcome
+	68,  // 100: canary.v1.MetricReport.baseline:type_name -> canary.v1.CohortValue
+	68,  // 101: canary.v1.MetricReport.canary:type_name -> canary.v1.CohortValue
+	69,  // 102: canary.v1.MetricReport.histogram:type_name -> canary.v1.DistributionHistogram
+	71,  // 103: canary.v1.MetricReport.instances:type_name -> canary.v1.InstanceEffect
+	96,  // 104: canary.v1.MetricReport.window_start:type_name -> google.protobuf.Timestamp
+	70,  // 105: canary.v1.DistributionHistogram.baseline_quantiles:type_name -> canary.v1.Quantiles
+	70,  // 106: canary.v1.DistributionHistogram.canary_quantiles:type_name -> canary.v1.Quantiles
+	4,   // 107: canary.v1.InstanceEffect.cohort:type_name -> canary.v1.Cohort
+	95,  // 108: canary.v1.ReportWindows.length:type_name -> google.protobuf.Duration
+	96,  // 109: canary.v1.ReportWindows.starts:type_name -> google.protobuf.Timestamp
+	94,  // 110: canary.v1.AlarmEvent.labels:type_name -> canary.v1.AlarmEvent.LabelsEntry
+	96,  // 111: canary.v1.AlarmEvent.start_time:type_name -> google.protobuf.Timestamp
+	96,  // 112: canary.v1.AlarmEvent.end_time:type_name -> google.protobuf.Timestamp
+	7,   // 113: canary.v1.AlarmEvent.state:type_name -> canary.v1.AlarmState
+	96,  // 114: canary.v1.AlarmEvent.receive_time:type_name -> google.protobuf.Timestamp
+	73,  // 115: canary.v1.ReportAlarmRequest.alarm:type_name -> canary.v1.AlarmEvent
+	73,  // 116: canary.v1.ReportAlarmResponse.alarm:type_name -> canary.v1.AlarmEvent
+	7,   // 117: canary.v1.ListAlarmsRequest.state:type_name -> canary.v1.AlarmState
+	73,  // 118: canary.v1.ListAlarmsResponse.alarms:type_name -> canary.v1.AlarmEvent
+	79,  // 119: canary.v1.DeployPolicy.deploy_windows:type_name -> canary.v1.DeployWindows
+	9,   // 120: canary.v1.DeployPolicy.alarms:type_name -> canary.v1.AlarmRule
+	78,  // 121: canary.v1.StoredDeployPolicy.policy:type_name -> canary.v1.DeployPolicy
+	96,  // 122: canary.v1.StoredDeployPolicy.update_time:type_name -> google.protobuf.Timestamp
+	78,  // 123: canary.v1.PutDeployPolicyRequest.policy:type_name -> canary.v1.DeployPolicy
+	80,  // 124: canary.v1.PutDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	80,  // 125: canary.v1.GetDeployPolicyResponse.policy:type_name -> canary.v1.StoredDeployPolicy
+	73,  // 126: canary.v1.CheckDeployResponse.alarms:type_name -> canary.v1.AlarmEvent
+	87,  // 127: canary.v1.CheckDeployResponse.override:type_name -> canary.v1.DeployOverride
+	96,  // 128: canary.v1.CheckDeployResponse.next_window:type_name -> google.protobuf.Timestamp
+	96,  // 129: canary.v1.DeployOverride.time:type_name -> google.protobuf.Timestamp
+	87,  // 130: canary.v1.ListDeployOverridesResponse.overrides:type_name -> canary.v1.DeployOverride
+	17,  // 131: canary.v1.CanaryService.PutConfig:input_type -> canary.v1.PutConfigRequest
+	19,  // 132: canary.v1.CanaryService.GetConfig:input_type -> canary.v1.GetConfigRequest
+	21,  // 133: canary.v1.CanaryService.ListConfigs:input_type -> canary.v1.ListConfigsRequest
+	27,  // 134: canary.v1.CanaryService.CreateRun:input_type -> canary.v1.CreateRunRequest
+	30,  // 135: canary.v1.CanaryService.GetRun:input_type -> canary.v1.GetRunRequest
+	32,  // 136: canary.v1.CanaryService.ListRuns:input_type -> canary.v1.ListRunsRequest
+	47,  // 137: canary.v1.CanaryService.Ingest:input_type -> canary.v1.IngestRequest
+	49,  // 138: canary.v1.CanaryService.IngestStream:input_type -> canary.v1.IngestStreamRequest
+	56,  // 139: canary.v1.CanaryService.Judge:input_type -> canary.v1.JudgeRequest
+	58,  // 140: canary.v1.CanaryService.WatchVerdict:input_type -> canary.v1.WatchVerdictRequest
+	34,  // 141: canary.v1.CanaryService.CompleteRun:input_type -> canary.v1.CompleteRunRequest
+	36,  // 142: canary.v1.CanaryService.AbortRun:input_type -> canary.v1.AbortRunRequest
+	60,  // 143: canary.v1.CanaryService.ListVerdicts:input_type -> canary.v1.ListVerdictsRequest
+	62,  // 144: canary.v1.CanaryService.GetRunReport:input_type -> canary.v1.GetRunReportRequest
+	74,  // 145: canary.v1.CanaryService.ReportAlarm:input_type -> canary.v1.ReportAlarmRequest
+	76,  // 146: canary.v1.CanaryService.ListAlarms:input_type -> canary.v1.ListAlarmsRequest
+	85,  // 147: canary.v1.CanaryService.CheckDeploy:input_type -> canary.v1.CheckDeployRequest
+	81,  // 148: canary.v1.CanaryService.PutDeployPolicy:input_type -> canary.v1.PutDeployPolicyRequest
+	83,  // 149: canary.v1.CanaryService.GetDeployPolicy:input_type -> canary.v1.GetDeployPolicyRequest
+	88,  // 150: canary.v1.CanaryService.ListDeployOverrides:input_type -> canary.v1.ListDeployOverridesRequest
+	18,  // 151: canary.v1.CanaryService.PutConfig:output_type -> canary.v1.PutConfigResponse
+	20,  // 152: canary.v1.CanaryService.GetConfig:output_type -> canary.v1.GetConfigResponse
+	22,  // 153: canary.v1.CanaryService.ListConfigs:output_type -> canary.v1.ListConfigsResponse
+	29,  // 154: canary.v1.CanaryService.CreateRun:output_type -> canary.v1.CreateRunResponse
+	31,  // 155: canary.v1.CanaryService.GetRun:output_type -> canary.v1.GetRunResponse
+	33,  // 156: canary.v1.CanaryService.ListRuns:output_type -> canary.v1.ListRunsResponse
+	48,  // 157: canary.v1.CanaryService.Ingest:output_type -> canary.v1.IngestResponse
+	50,  // 158: canary.v1.CanaryService.IngestStream:output_type -> canary.v1.IngestStreamResponse
+	57,  // 159: canary.v1.CanaryService.Judge:output_type -> canary.v1.JudgeResponse
+	59,  // 160: canary.v1.CanaryService.WatchVerdict:output_type -> canary.v1.WatchVerdictResponse
+	35,  // 161: canary.v1.CanaryService.CompleteRun:output_type -> canary.v1.CompleteRunResponse
+	37,  // 162: canary.v1.CanaryService.AbortRun:output_type -> canary.v1.AbortRunResponse
+	61,  // 163: canary.v1.CanaryService.ListVerdicts:output_type -> canary.v1.ListVerdictsResponse
+	63,  // 164: canary.v1.CanaryService.GetRunReport:output_type -> canary.v1.GetRunReportResponse
+	75,  // 165: canary.v1.CanaryService.ReportAlarm:output_type -> canary.v1.ReportAlarmResponse
+	77,  // 166: canary.v1.CanaryService.ListAlarms:output_type -> canary.v1.ListAlarmsResponse
+	86,  // 167: canary.v1.CanaryService.CheckDeploy:output_type -> canary.v1.CheckDeployResponse
+	82,  // 168: canary.v1.CanaryService.PutDeployPolicy:output_type -> canary.v1.PutDeployPolicyResponse
+	84,  // 169: canary.v1.CanaryService.GetDeployPolicy:output_type -> canary.v1.GetDeployPolicyResponse
+	89,  // 170: canary.v1.CanaryService.ListDeployOverrides:output_type -> canary.v1.ListDeployOverridesResponse
+	151, // [151:171] is the sub-list for method output_type
+	131, // [131:151] is the sub-list for method input_type
+	131, // [131:131] is the sub-list for extension type_name
+	131, // [131:131] is the sub-list for extension extendee
+	0,   // [0:131] is the sub-list for field type_name
 }
 
 func init() { file_canary_v1_canary_proto_init() }
