@@ -123,11 +123,44 @@ func (k *contrast) at(c float64) (d, v, df, sz2, slack float64) {
 	df = math.Inf(1)
 	if sdf > 0 {
 		df = sv * sv / sdf
+		if !(df > 0) || math.IsInf(df, 1) { // the squares overflowed
+			df = k.scaledDF(cc)
+		}
 	}
 	// Pooled per-observation variances of each cohort (Σ s²·(n−1) / Σ (n−1)
 	// would need M2; s²·n ≈ M2 for the group sizes here).
 	sz2 = sx2/nx + cc*sy2/ny
 	return d, v, df, sz2, slack
+}
+
+// scaledDF returns the Welch–Satterthwaite degrees of freedom of at,
+// (Σ a)² / Σ a²/(n − 1) over the variance components a, with every a
+// divided by the largest first, for components whose squares overflow
+// (a ratio c of 10⁷⁷ on values: (c²·s²)² is beyond the largest float).
+// When even those are not finite (an infinite component), it returns the
+// smallest n − 1: the lower bound of Satterthwaite's df, the conservative
+// choice (Satterthwaite 1946, "An approximate distribution of estimates of
+// variance components", Biometrics Bulletin 2, 110–114).
+func (k *contrast) scaledDF(cc float64) float64 {
+	var m float64
+	for _, t := range k.terms {
+		m = max(m, t.w*t.w*t.vx, t.w*t.w*cc*t.vy)
+	}
+	var sv, sdf float64
+	lo := math.Inf(1)
+	for _, t := range k.terms {
+		ax, ay := t.w*t.w*t.vx/m, t.w*t.w*cc*t.vy/m
+		sv += ax + ay
+		sdf += ax*ax/(t.nx-1) + ay*ay/(t.ny-1)
+		lo = min(lo, t.nx-1, t.ny-1)
+	}
+	if df := sv * sv / sdf; df > 0 && !math.IsInf(df, 1) {
+		return df
+	}
+	if !(lo >= 1) {
+		return 1
+	}
+	return lo
 }
 
 // p returns the p-value of H0 "canary ≤ c·baseline" (alt Greater) or

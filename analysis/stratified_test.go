@@ -1,11 +1,12 @@
 package analysis
 
 import (
-	"github.com/canaryd/canaryd/internal/refvec"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/canaryd/canaryd/analysis/stat"
+	"github.com/canaryd/canaryd/internal/refvec"
 )
 
 // stratifiedVectors is analysis/testdata/stratified_vectors.json, written
@@ -186,5 +187,45 @@ func TestDesignEffectVectors(t *testing.T) {
 		if got := RateDesignEffect(x, y, tc.Alpha); !relClose(got, float64(tc.Phi), v.Tolerance.Design) {
 			t.Errorf("rate design case %d (%d+%d, alpha %v): φ %v, want %v", i, len(x), len(y), tc.Alpha, got, tc.Phi)
 		}
+	}
+}
+
+// TestContrastDFOverflow: the Satterthwaite degrees of freedom of a
+// contrast do not depend on the scale of its variances, also where their
+// squares overflow (a ratio c of 10⁷⁷ on values, found by FuzzJudge: the
+// interval's Student quantile then got NaN degrees of freedom and
+// panicked), and an infinite variance gives the conservative bound, the
+// smallest n − 1.
+func TestContrastDFOverflow(t *testing.T) {
+	t.Parallel()
+	terms := []contrastTerm{
+		{w: 12, xbar: 3, ybar: 2, vx: 0.4, vy: 1.9, nx: 24, ny: 24},
+		{w: 20, xbar: 5, ybar: 4, vx: 0.1, vy: 0.3, nx: 40, ny: 40},
+	}
+	k := contrast{terms: terms, w: 32, nx: 64, ny: 64, scale: 5}
+	_, _, want, _, _ := k.at(1.5)
+	if !(want > 23 && want < 126) {
+		t.Fatalf("df %v: not within Satterthwaite's bounds [23, 126]", want)
+	}
+	for _, scale := range []float64{1e150, 1e200, 1e300} {
+		big := contrast{terms: slices.Clone(terms), w: k.w, nx: k.nx, ny: k.ny, scale: k.scale}
+		for i := range big.terms {
+			big.terms[i].vx *= scale
+			big.terms[i].vy *= scale
+		}
+		if _, _, df, _, _ := big.at(1.5); !(math.Abs(df/want-1) <= 1e-12) {
+			t.Errorf("variances × %g: df %v, want %v", scale, df, want)
+		}
+	}
+	// c = 1e77 on values: c²·vy overflows in the squares only.
+	if _, _, df, _, _ := k.at(1e77); !(df >= 23 && !math.IsInf(df, 0)) {
+		t.Errorf("at(1e77): df %v", df)
+	}
+	// c = 1e200: c²·vy is infinite; the bound.
+	if _, _, df, _, _ := k.at(1e200); df != 23 {
+		t.Errorf("at(1e200): df %v, want 23 (the smallest n − 1)", df)
+	}
+	if _, lo, hi := k.effect(0.99, 1, false, 0); !(lo < hi) {
+		t.Errorf("effect interval [%v, %v]", lo, hi)
 	}
 }

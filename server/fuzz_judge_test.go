@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -257,12 +258,15 @@ func judgeBounded(t *testing.T, d *analysis.Data, opts analysis.Options) analysi
 	type result struct {
 		v     analysis.Verdict
 		panic any
+		stack []byte
 	}
 	done := make(chan result, 1)
 	go func() {
 		var res result
 		defer func() {
-			res.panic = recover()
+			if res.panic = recover(); res.panic != nil {
+				res.stack = debug.Stack()
+			}
 			done <- res
 		}()
 		res.v = analysis.Judge(d, opts)
@@ -270,7 +274,7 @@ func judgeBounded(t *testing.T, d *analysis.Data, opts analysis.Options) analysi
 	select {
 	case res := <-done:
 		if res.panic != nil {
-			t.Fatalf("judge (%+v) panicked: %v", opts, res.panic)
+			t.Fatalf("judge (%+v) panicked: %v\n%s", opts, res.panic, res.stack)
 		}
 		return res.v
 	case <-time.After(judgeTimeout):
