@@ -237,11 +237,14 @@ func paged[T any](ctx context.Context, cf *clientFlags, p *pageFlags, list func(
 }
 
 // call runs one idempotent unary call, retrying it while the server is
-// unavailable, and converts its error with rpcError.
+// unavailable, and converts its error with rpcError. When the timeout
+// ends the retries of an unavailable server, the error is that it was
+// unavailable, not the timeout.
 func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
 	var (
-		resp T
-		err  error
+		resp        T
+		err         error
+		unavailable error // the last UNAVAILABLE
 	)
 	for n := 0; n < unaryAttempts; n++ {
 		if n > 0 {
@@ -253,6 +256,10 @@ func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, er
 		if err == nil || !retryable(err) {
 			break
 		}
+		unavailable = err
+	}
+	if unavailable != nil && status.Code(err) == codes.DeadlineExceeded && ctx.Err() != nil {
+		err = unavailable
 	}
 	if err != nil {
 		return resp, rpcError(err)

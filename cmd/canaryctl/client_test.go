@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -337,5 +338,35 @@ func TestCodeName(t *testing.T) {
 		if got := codeName(c); got != want {
 			t.Errorf("codeName(%d) = %q, want %q", c, got, want)
 		}
+	}
+}
+
+// TestCallTimeoutWhileUnavailable: when the timeout ends the retries of a
+// server that was unavailable, the error says unavailable (is canaryd
+// running?), not the timeout; a timeout alone stays a timeout.
+func TestCallTimeoutWhileUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	n := 0
+	_, err := call(ctx, func(ctx context.Context) (int, error) {
+		n++
+		if n == 1 {
+			return 0, status.Error(codes.Unavailable, "connection refused")
+		}
+		<-ctx.Done() // the next attempt hangs until the timeout
+		return 0, status.FromContextError(ctx.Err()).Err()
+	})
+	if err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") || n != 2 {
+		t.Errorf("after %d attempts: %v, want UNAVAILABLE", n, err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	_, err = call(ctx2, func(ctx context.Context) (int, error) {
+		<-ctx.Done()
+		return 0, status.FromContextError(ctx.Err()).Err()
+	})
+	if err == nil || !strings.Contains(err.Error(), "DEADLINE_EXCEEDED") {
+		t.Errorf("a timeout alone: %v, want DEADLINE_EXCEEDED", err)
 	}
 }

@@ -47,7 +47,7 @@ func TestRunDiskFull(t *testing.T) {
 	conn, httpAddr := startRunConn(t, Options{
 		Store:          filepath.Join(dir, "canaryd.db"),
 		Logger:         logs.Logger(),
-		HealthInterval: 3 * time.Second,
+		HealthInterval: 8 * time.Second, // longer than the bound on "at once" below
 	})
 	ctx := ctxT(t)
 	c := canaryv1.NewCanaryServiceClient(conn)
@@ -91,10 +91,11 @@ func TestRunDiskFull(t *testing.T) {
 		failed = ingest(fmt.Sprintf("b%d", i))
 	}
 	wantCode(t, failed, codes.Unavailable, "")
-	// The failure itself triggers the check (the interval is 3s).
+	// The failure itself triggers the check (the interval is 8s; 5s
+	// leaves room for a loaded machine).
 	for start := time.Now(); health() != healthpb.HealthCheckResponse_NOT_SERVING; time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > time.Second {
-			t.Fatal("health still SERVING 1s after a failed write")
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("health still SERVING 5s after a failed write")
 		}
 	}
 	if code := healthz(); code != http.StatusServiceUnavailable {
@@ -114,14 +115,14 @@ func TestRunDiskFull(t *testing.T) {
 		t.Errorf("/healthz after space was freed = %d, want 200", code)
 	}
 	// grpc.health.v1 follows at the next check.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		err := ingest("after")
 		if err == nil && health() == healthpb.HealthCheckResponse_SERVING {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not serving 10s after space was freed: ingest %v, health %v", err, health())
+			t.Fatalf("not serving 20s after space was freed: ingest %v, health %v", err, health())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
