@@ -276,3 +276,25 @@ func TestSetBands(t *testing.T) {
 		}
 	}
 }
+
+func TestInstanceLabels(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		names, want []string
+		prefix      string
+	}{
+		{[]string{"checkout-api-7d9f8c6b5-x2k4p", "checkout-api-7d9f8c6b5-q8zzt", "checkout-api-5c4d9-abcde"},
+			[]string{"7d9f8c…x2k4p", "7d9f8c…q8zzt", "5c4d9-abcde"}, "checkout-api-"},
+		{[]string{"web-1", "web-2", "web-10"}, []string{"1", "2", "10"}, "web-"},
+		{[]string{"web-1", "web-1x"}, []string{"1", "1x"}, "web-"},
+		{[]string{"a-", "a-b"}, []string{"a-", "a-b"}, ""}, // "a-" would lose every character
+		{[]string{"slot 3", "slot 12"}, []string{"slot 3", "slot 12"}, ""},
+		{[]string{"ip-10-0-0-1.ec2.internal:9090"}, []string{"ip-10-…:9090"}, ""},
+		{[]string{"hôte-é1", "hôte-é2"}, []string{"é1", "é2"}, "hôte-"},
+	} {
+		got, prefix := instanceLabels(tc.names, 12)
+		if !slices.Equal(got, tc.want) || prefix != tc.prefix {
+			t.Errorf("instanceLabels(%q) = %q, %q; want %q, %q", tc.names, got, prefix, tc.want, tc.prefix)
+		}
+	}
+}

@@ -769,13 +769,18 @@ func instancesChart(id string, m *canaryv1.MetricResult, mr *canaryv1.MetricRepo
 	}
 	c.text(s.at(1)+bdx, top-10, baseAnchor, "tick", "baseline")
 	var out []string
+	names := make([]string, len(ins))
+	for i, e := range ins {
+		names[i] = e.GetInstance()
+	}
+	labels, prefix := instanceLabels(names, 12)
 	for i, e := range ins {
 		y := top + rowH*float64(i) + rowH/2
 		cls, shape, who := "base", "circle", "B"
 		if e.GetCohort() == canaryv1.Cohort_COHORT_CANARY {
 			cls, shape, who = "can", "square", "C"
 		}
-		label := fmt.Sprintf("%s %s n=%s", who, shorten(e.GetInstance(), 12), num(e.GetN()))
+		label := fmt.Sprintf("%s %s n=%s", who, labels[i], num(e.GetN()))
 		lcls := "ilabel"
 		if e.GetStandsOut() {
 			shape, lcls = "diamond", "ilabel odd"
@@ -793,7 +798,57 @@ func instancesChart(id string, m *canaryv1.MetricResult, mr *canaryv1.MetricRepo
 		c.Desc += "; standing out from their cohort: " + strings.Join(out, ", ")
 	}
 	c.Desc += "."
+	if prefix != "" {
+		c.Desc += fmt.Sprintf(" Names are shown without their common prefix %q.", prefix)
+	}
 	return c
+}
+
+// instanceLabels returns labels of at most n characters for instance
+// names: without the prefix they all share (up to a separator, so
+// "checkout-api-7d9f8-x2k4p" and "checkout-api-7d9f8-q8zzt" become "x2k4p"
+// and "q8zzt"), then cut in the middle, where generated names differ
+// least: a pod's name ends in its own suffix. It returns the prefix
+// dropped too.
+func instanceLabels(names []string, n int) (labels []string, prefix string) {
+	if len(names) > 1 {
+		prefix = names[0]
+		for _, s := range names[1:] {
+			k := 0
+			for k < len(prefix) && k < len(s) && prefix[k] == s[k] {
+				k++
+			}
+			prefix = prefix[:k]
+		}
+		// Back to just after a separator, leaving every name a character.
+		short := len(names[0])
+		for _, s := range names {
+			short = min(short, len(s))
+		}
+		k := len(prefix)
+		if k >= short {
+			k = short - 1
+		}
+		for k > 0 && !strings.ContainsRune("-._:/", rune(prefix[k-1])) {
+			k--
+		}
+		prefix = prefix[:max(k, 0)]
+	}
+	labels = make([]string, len(names))
+	for i, s := range names {
+		labels[i] = shortenMiddle(strings.TrimPrefix(s, prefix), n)
+	}
+	return labels, prefix
+}
+
+// shortenMiddle cuts s to n characters with an ellipsis in the middle.
+func shortenMiddle(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	tail := (n - 1) / 2
+	return string(r[:n-1-tail]) + "…" + string(r[len(r)-tail:])
 }
 
 // shorten cuts a label to n characters with an ellipsis.
