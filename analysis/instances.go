@@ -327,8 +327,8 @@ type instanceNames struct {
 // copied: it may share the memory of a whole request.
 func (in *instanceNames) add(key uint16, name string) { in.insert(key, name, true) }
 
-// insert records a name, copying it if copy.
-func (in *instanceNames) insert(key uint16, name string, copy bool) {
+// insert records a name, copying it if clone.
+func (in *instanceNames) insert(key uint16, name string, clone bool) {
 	if name == "" {
 		return
 	}
@@ -343,7 +343,7 @@ func (in *instanceNames) insert(key uint16, name string, copy bool) {
 	case j == MaxNamesPerSlot: // larger than every name kept
 		sn.more = true
 	default:
-		if copy {
+		if clone {
 			name = strings.Clone(name)
 		}
 		sn.names = slices.Insert(sn.names, j, name)
