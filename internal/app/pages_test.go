@@ -64,10 +64,37 @@ func makePagesRuns(ctx context.Context, t *testing.T, c canaryv1.CanaryServiceCl
 		runs[name] = resp.GetRun().GetId()
 		return runs[name]
 	}
+	// The rollback run's samples name their hosts, each batch spread
+	// over them: web-1, web-2 and web-3 in the baseline, canary-a and
+	// canary-b in the canary.
+	hosts := map[canaryv1.Cohort][]string{
+		canaryv1.Cohort_COHORT_BASELINE: {"web-1", "web-2", "web-3"},
+		canaryv1.Cohort_COHORT_CANARY:   {"canary-a", "canary-b"},
+	}
+	spread := func(b *canaryv1.Batch) {
+		var cols []*canaryv1.MetricColumn
+		for _, col := range b.GetColumns() {
+			hs := hosts[col.GetCohort()]
+			for k, h := range hs {
+				vs := col.GetValues()
+				cols = append(cols, &canaryv1.MetricColumn{Metric: col.GetMetric(), Cohort: col.GetCohort(), Instance: h,
+					Values: vs[k*len(vs)/len(hs) : (k+1)*len(vs)/len(hs)]})
+			}
+		}
+		b.Columns = cols
+		for k, smp := range b.GetSamples() {
+			hs := hosts[smp.GetCohort()]
+			smp.Instance = hs[k%len(hs)]
+		}
+	}
 	feed := func(id string, scs ...scenario) *canaryv1.Verdict {
 		var v *canaryv1.Verdict
 		for i, sc := range scs {
-			if _, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: makeBatch(rng, id, fmt.Sprintf("b%d", i), sc)}); err != nil {
+			b := makeBatch(rng, id, fmt.Sprintf("b%d", i), sc)
+			if id == runs["rollback"] {
+				spread(b)
+			}
+			if _, err := c.Ingest(ctx, &canaryv1.IngestRequest{Batch: b}); err != nil {
 				t.Fatalf("ingest: %v", err)
 			}
 			resp, err := c.Judge(ctx, &canaryv1.JudgeRequest{RunId: id})
@@ -261,6 +288,15 @@ func TestPagesInBrowser(t *testing.T) {
 				for _, kind := range []string{"forest", "timeline"} {
 					if n := testbrowser.Eval[int](t, p, fmt.Sprintf(`document.querySelectorAll('svg[data-chart=%q]').length`, kind)); n != 1 {
 						t.Errorf("%d %s charts, want 1", n, kind)
+					}
+				}
+				if name == "rollback" {
+					// The hosts by name, in the latency instances chart.
+					labels := testbrowser.Eval[string](t, p, `document.querySelector('section[data-metric="latency_ms"] svg[data-chart="instances"]').textContent`)
+					for _, h := range []string{"web-1", "web-2", "web-3", "canary-a", "canary-b"} {
+						if !strings.Contains(labels, h) {
+							t.Errorf("the latency instances chart does not name %s: %q", h, labels)
+						}
 					}
 				}
 				// Rollback and promote went through HOLD first.
