@@ -283,6 +283,77 @@ func judgeBounded(t *testing.T, d *analysis.Data, opts analysis.Options) analysi
 	return analysis.Verdict{}
 }
 
+// fuzzRuns are the runs of fuzzConfigs on a service, into which FuzzJudge
+// and FuzzReport ingest their data.
+type fuzzRuns struct {
+	e     *env
+	runs  []*canaryv1.Run
+	acfgs []*analysis.Config
+}
+
+func newFuzzRuns(f *testing.F) *fuzzRuns {
+	fz := &fuzzRuns{e: newEnv(f, func(o *Options) { o.MaxBatchSamples = 10_000 })}
+	for i, cfg := range fuzzConfigs() {
+		run := fz.e.createRun(context.Background(), fmt.Sprint("fuzz-", i), cfg, time.Hour)
+		acfg, err := apiconv.ConfigFromProto(run.GetConfig())
+		if err != nil {
+			f.Fatal(err)
+		}
+		fz.runs, fz.acfgs = append(fz.runs, run), append(fz.acfgs, acfg)
+	}
+	fz.e.clock.Advance(time.Hour) // samples may be timed over the runs' first hour
+	return fz
+}
+
+// fold ingests the batches that fuzzed bytes make through the service's
+// validation (prepare) and folds the accepted ones as the service does
+// (foldDelta). The first byte picks the config, and how many times the
+// data are doubled after folding: up to 2³¹ times the same batches,
+// acknowledged under other batch ids (totals of 10²⁸ requests).
+func (fz *fuzzRuns) fold(t *testing.T, data []byte) (*canaryv1.Run, *analysis.Config, *analysis.Data) {
+	t.Helper()
+	var k, doublings int
+	if len(data) > 0 {
+		k, doublings, data = int(data[0])%len(fz.runs), int(data[0])/len(fz.runs)%32, data[1:]
+	}
+	run, acfg := fz.runs[k], fz.acfgs[k]
+	start := runStart(run)
+	d := newData(acfg, start)
+	counters := &canaryv1.RunCounters{}
+	var pull *canaryv1.PullStatus
+	for _, pb := range fuzzBatches(data, run.GetId(), start) {
+		b, err := fz.e.svc.prepare(context.Background(), pb)
+		if err != nil {
+			if ae, ok := err.(*apiError); !ok || len(ae.violations) == 0 {
+				t.Fatalf("rejection without field violations: %v", err)
+			}
+			continue
+		}
+		fz.e.svc.release(b.lr)
+		if err := foldDelta(acfg, d, counters, &pull, new([]*canaryv1.AlarmEvent), b.blob); err != nil {
+			t.Fatalf("fold the delta of an accepted batch: %v", err)
+		}
+	}
+	for range doublings {
+		b, err := d.MarshalBinary()
+		if err != nil {
+			t.Fatalf("encode: %v", err)
+		}
+		c, err := analysis.UnmarshalData(acfg, b)
+		if err != nil {
+			t.Fatalf("decode the data of accepted batches: %v", err)
+		}
+		d.Merge(c)
+	}
+	return run, acfg, d
+}
+
+// fuzzShare is the canary's expected share of traffic for fuzzed bytes:
+// 0.1 (the sample-ratio check on) when their length is even, else 0.
+func fuzzShare(data []byte) float64 {
+	return 0.1 * float64(max(len(data)-1, 0)%2)
+}
+
 // FuzzJudge ingests batches of arbitrary data through the service's
 // validation (prepare), folds the accepted ones into a run's data as the
 // service does (foldDelta), maybe many times over, and judges it
@@ -297,64 +368,17 @@ func FuzzJudge(f *testing.F) {
 	f.Add([]byte{4, 0, 1, 30, 1, 0, 0, 5, 0, 100, 2, 3, 0, 200, 0, 1, 3, 5, 4, 0, 2, 30, 1, 0, 0, 5, 0, 90})
 	f.Add([]byte{5, 0, 2, 30, 1, 1, 0, 2, 6, 0, 10, 0, 3, 0, 5, 0, 1, 5, 0, 1, 30, 9, 1, 2, 3, 0, 4, 0, 2, 7})
 	f.Add([]byte{3, 1, 2, 100, 1, 0, 8, 2, 3, 2, 3, 7, 3, 1, 1, 100, 1, 0, 8, 2, 3, 2, 3, 7})
-	e := newEnv(f, func(o *Options) { o.MaxBatchSamples = 10_000 })
-	var (
-		runs  []*canaryv1.Run
-		acfgs []*analysis.Config
-	)
-	for i, cfg := range fuzzConfigs() {
-		run := e.createRun(context.Background(), fmt.Sprint("fuzz-", i), cfg, time.Hour)
-		acfg, err := apiconv.ConfigFromProto(run.GetConfig())
-		if err != nil {
-			f.Fatal(err)
-		}
-		runs, acfgs = append(runs, run), append(acfgs, acfg)
-	}
-	e.clock.Advance(time.Hour) // samples may be timed over the runs' first hour
+	fz := newFuzzRuns(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		// The first byte picks the config, and how many times the data
-		// are doubled after folding: up to 2³¹ times the same batches,
-		// acknowledged under other batch ids (totals of 10²⁸ requests).
-		var k, doublings int
-		if len(data) > 0 {
-			k, doublings, data = int(data[0])%len(runs), int(data[0])/len(runs)%32, data[1:]
-		}
-		run, acfg := runs[k], acfgs[k]
-		start := runStart(run)
-		d := newData(acfg, start)
-		counters := &canaryv1.RunCounters{}
-		var pull *canaryv1.PullStatus
-		for _, pb := range fuzzBatches(data, run.GetId(), start) {
-			b, err := e.svc.prepare(context.Background(), pb)
-			if err != nil {
-				if ae, ok := err.(*apiError); !ok || len(ae.violations) == 0 {
-					t.Fatalf("rejection without field violations: %v", err)
-				}
-				continue
-			}
-			e.svc.release(b.lr)
-			if err := foldDelta(acfg, d, counters, &pull, new([]*canaryv1.AlarmEvent), b.blob); err != nil {
-				t.Fatalf("fold the delta of an accepted batch: %v", err)
-			}
-		}
-		for range doublings {
-			b, err := d.MarshalBinary()
-			if err != nil {
-				t.Fatalf("encode: %v", err)
-			}
-			c, err := analysis.UnmarshalData(acfg, b)
-			if err != nil {
-				t.Fatalf("decode the data of accepted batches: %v", err)
-			}
-			d.Merge(c)
-		}
+		_, acfg, d := fz.fold(t, data)
+		share := fuzzShare(data)
 		var verdicts []analysis.Verdict
 		for _, seq := range []bool{false, true} {
-			v := judgeBounded(t, d, analysis.Options{BakeComplete: true, Sequential: seq, ExpectedShare: 0.1 * float64(len(data)%2)})
+			v := judgeBounded(t, d, analysis.Options{BakeComplete: true, Sequential: seq, ExpectedShare: share})
 			checkVerdict(t, v)
 			verdicts = append(verdicts, v)
 		}
-		snap, err := encodeSnapshot(snapshotHeader{batches: counters.GetBatches()}, d)
+		snap, err := encodeSnapshot(snapshotHeader{batches: 1}, d)
 		if err != nil {
 			t.Fatalf("encode snapshot: %v", err)
 		}
@@ -363,7 +387,7 @@ func FuzzJudge(f *testing.F) {
 			t.Fatalf("decode snapshot: %v", err)
 		}
 		for i, seq := range []bool{false, true} {
-			v := judgeBounded(t, d2, analysis.Options{BakeComplete: true, Sequential: seq, ExpectedShare: 0.1 * float64(len(data)%2)})
+			v := judgeBounded(t, d2, analysis.Options{BakeComplete: true, Sequential: seq, ExpectedShare: share})
 			if v.Decision != verdicts[i].Decision || v.Reason != verdicts[i].Reason {
 				t.Fatalf("after a snapshot (sequential %v): %s %q, before %s %q", seq, v.Decision, v.Reason,
 					verdicts[i].Decision, verdicts[i].Reason)
