@@ -112,7 +112,7 @@ func runGate(ctx context.Context, g *globals, o *gateOpts, runID string) error {
 	if o.wait > 0 {
 		wctx, cancel = context.WithTimeout(ctx, o.wait)
 	}
-	last, err := followVerdicts(wctx, e, c, runID, show)
+	last, err := followVerdicts(wctx, e, c, "gate", runID, show)
 	// The wait ended: the watch's own deadline (gRPC may report it a
 	// moment before wctx says so), not the command's.
 	var se *statusError
@@ -184,9 +184,11 @@ func printWatched(w io.Writer, format string, v *canaryv1.Verdict) error {
 
 // followVerdicts calls show with each new verdict of a run until its
 // final verdict, which it returns; it reconnects while the service is
-// unavailable. On an error it returns the latest verdict shown (nil if
-// none) with the error.
-func followVerdicts(ctx context.Context, e *env, c *client, runID string, show func(*canaryv1.Verdict) error) (*canaryv1.Verdict, error) {
+// unavailable, saying so on stderr for the command cmd. After a
+// reconnection the service sends the current verdict again: it is skipped
+// if it is the one already shown. On an error it returns the latest
+// verdict shown (nil if none) with the error.
+func followVerdicts(ctx context.Context, e *env, c *client, cmd, runID string, show func(*canaryv1.Verdict) error) (*canaryv1.Verdict, error) {
 	var last *canaryv1.Verdict
 	for failures := 0; ; {
 		err := watchOnce(ctx, c, runID, func(v *canaryv1.Verdict) error {
@@ -206,7 +208,7 @@ func followVerdicts(ctx context.Context, e *env, c *client, runID string, show f
 		if !retryable(err) || failures+1 >= watchAttempts || ctx.Err() != nil {
 			return last, rpcError(err)
 		}
-		fmt.Fprintf(e.stderr, "canaryctl gate: %v; reconnecting\n", rpcError(err))
+		fmt.Fprintf(e.stderr, "canaryctl %s: %v; reconnecting\n", cmd, rpcError(err))
 		if err := sleep(ctx, backoff(failures)); err != nil {
 			return last, rpcError(err)
 		}

@@ -134,33 +134,11 @@ func runWatch(ctx context.Context, g *globals, runID string) error {
 		return err
 	}
 
-	var last *canaryv1.Verdict
-	for failures := 0; ; {
-		err := watchOnce(ctx, c, runID, func(v *canaryv1.Verdict) error {
-			failures = 0
-			// After a reconnection the service sends the current verdict
-			// again: skip it if it is the one already shown.
-			if last != nil && !v.GetFinal() && v.GetSequence() == last.GetSequence() && v.GetDecision() == last.GetDecision() {
-				return nil
-			}
-			last = v
-			return show(v)
-		})
-		if err == nil {
-			if last == nil || !last.GetFinal() {
-				return errors.New("the service ended the watch without a final verdict")
-			}
-			return exitCodeError{apiconv.DecisionFromProto(last.GetDecision()).ExitCode()}
-		}
-		if !retryable(err) || failures+1 >= watchAttempts || ctx.Err() != nil {
-			return rpcError(err)
-		}
-		fmt.Fprintf(e.stderr, "canaryctl watch: %v; reconnecting\n", rpcError(err))
-		if err := sleep(ctx, backoff(failures)); err != nil {
-			return rpcError(err)
-		}
-		failures++
+	last, err := followVerdicts(ctx, e, c, "watch", runID, show)
+	if err != nil {
+		return err
 	}
+	return exitCodeError{apiconv.DecisionFromProto(last.GetDecision()).ExitCode()}
 }
 
 // watchOnce opens one WatchVerdict stream and calls fn with each verdict;
