@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,12 +83,7 @@ func TestPipelineRecipes(t *testing.T) {
 			"REQUEST_ID=test/"+tc.name, "BAKE=30m", "BAKE_SECONDS=1", "POLL=0.2", "SAMPLES="+example(tc.samples),
 			"START=2026-11-22T10:00:00Z", "ON_HOLD="+tc.onHold, "CANARY_LABEL=version=1.5", "BASELINE_LABEL=version=1.4")
 		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		code := exitCode(t, err)
 		if code != tc.code || !strings.Contains(string(out), tc.says) || !strings.Contains(string(out), "deploying the canary") {
 			t.Errorf("canary-stage.sh on %s: exit %d, want %d and %q:\n%s", tc.samples, code, tc.code, tc.says, out)
 		}
@@ -222,12 +218,7 @@ func TestPipelineRecipes(t *testing.T) {
 		cmd := exec.CommandContext(ctx, canaryctl, args...)
 		cmd.Env = environ()
 		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		code := exitCode(t, err)
 		want := map[int]string{0: "PROMOTE → pass (exit 0)", 1: "ROLLBACK → fail (exit 1)"}[tc.code]
 		if code != tc.code || !strings.Contains(string(out), "canaryctl gate: run "+run) || !strings.Contains(string(out), want) {
 			t.Errorf("the Argo job on %s: exit %d, want %d, gating run %s:\n%s", tc.samples, code, tc.code, run, out)
@@ -285,4 +276,18 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// exitCode returns the exit code of a command that ran (0 for no error),
+// and fails the test when it could not run.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
 }
